@@ -1,0 +1,207 @@
+//! Command-line entry points: serve, triage, check-config, metrics.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cluster::watch::LiveCache;
+use crate::cluster::{dump, ClusterState};
+use crate::config::Config;
+use crate::inspect::garage::GarageProbe;
+use crate::snapshot::{Hub, Snapshot};
+
+#[derive(Parser, Debug)]
+#[command(name = "lifeboat", version, about = "Recovery-point metrics and node-loss triage for Kubernetes on node-local storage")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// YAML config file (every field has a default).
+    #[arg(long, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Read the cluster from `kubectl get -A -o json|yaml` output (a file or a directory) instead of the API.
+    #[arg(long)]
+    pub from_dump: Option<PathBuf>,
+    /// Evaluate ages at this instant (RFC3339) instead of the dump's capture time or now.
+    #[arg(long)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve /metrics, /healthz and /readyz from a live cluster or a dump.
+    Serve {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Listen address (overrides `listen` in the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// The runbook's triage checklist: lost nodes, pinned PVs, affected workloads by recovery category.
+    /// Exit code 0: nothing wrong; 1: something needs attention; 2: lifeboat could not run.
+    Triage {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Only this node's volumes and workloads.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        #[arg(long, env = "LIFEBOAT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the metric catalog (name, type, labels, meaning).
+    Metrics {
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve { source, listen } => serve_command(source, listen).await.map(|_| ExitCode::SUCCESS),
+        Command::Triage { source, node, output } => triage_command(source, node, output).await,
+        Command::CheckConfig { config } => check_config(config),
+        Command::Metrics { output } => {
+            print_catalog(output);
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("lifeboat: error: {error:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(path.as_deref())?;
+    print!("{}", serde_yaml::to_string(&config)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_catalog(output: Output) {
+    use crate::metrics::catalog::ALL;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(ALL).expect("catalog serializes"));
+        return;
+    }
+    println!("| name | type | labels | meaning |\n|---|---|---|---|");
+    for m in ALL {
+        println!("| `{}` | {:?} | {} | {} |", m.name, m.kind, m.labels.join(", "), m.help);
+    }
+}
+
+/// Loads a dump into a snapshot-ready state.
+pub fn load_dump(path: &std::path::Path, now: Option<DateTime<Utc>>) -> anyhow::Result<ClusterState> {
+    let (mut state, summary) = dump::load(path)?;
+    if let Some(now) = now {
+        state.now = now;
+    }
+    tracing::info!(files = summary.files, objects = summary.objects, ignored = ?summary.ignored, evaluated_at = %state.now, "loaded dump");
+    Ok(state)
+}
+
+/// Builds the hub for either source; for a live cluster, starts the watches.
+pub async fn start_hub(config: Config, source: &SourceArgs, client: Option<kube::Client>) -> anyhow::Result<Arc<Hub>> {
+    if let Some(path) = &source.from_dump {
+        let state = load_dump(path, source.now)?;
+        let snapshot = Snapshot::build(state, &config, &GarageProbe::default());
+        let hub = Arc::new(Hub::new(config, snapshot, None));
+        tokio::spawn(crate::probes::run_garage_probe(hub.clone(), true));
+        return Ok(hub);
+    }
+    if source.now.is_some() {
+        bail!("--now only applies with --from-dump (a live cluster is evaluated at the current time)");
+    }
+    let client = match client {
+        Some(c) => c,
+        None => kube::Client::try_default()
+            .await
+            .context("connecting to Kubernetes (set KUBECONFIG, run in a pod, or use --from-dump PATH)")?,
+    };
+    Ok(start_live_hub(config, client))
+}
+
+pub fn start_live_hub(config: Config, client: kube::Client) -> Arc<Hub> {
+    let live = Arc::new(LiveCache::default());
+    live.spawn_watches(client, config.discovery_interval.0);
+    let first = Snapshot::build(live.snapshot(), &config, &GarageProbe::default());
+    let hub = Arc::new(Hub::new(config, first, Some(live)));
+    tokio::spawn(hub.clone().run_rebuilds());
+    tokio::spawn(crate::probes::run_garage_probe(hub.clone(), false));
+    hub
+}
+
+async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = Config::load_or_default(source.config.as_deref())?;
+    let addr: SocketAddr = match listen {
+        Some(a) => a,
+        None => config.listen.parse().context("config listen address")?,
+    };
+    let hub = start_hub(config, &source, None).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "serving /metrics /healthz /readyz");
+    axum::serve(listener, crate::server::router(hub))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("HTTP server")
+}
+
+async fn triage_command(source: SourceArgs, node: Option<String>, output: Output) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(source.config.as_deref())?;
+    let hub = start_hub(config, &source, None).await?;
+    if hub.live.is_some() {
+        wait_ready(&hub, Duration::from_secs(60)).await?;
+        let live = hub.live.as_ref().expect("live hub");
+        hub.publish(Snapshot::build(live.snapshot(), &hub.config, &GarageProbe::default()));
+    }
+    let snapshot = hub.snapshot();
+    let report = crate::triage::triage(&snapshot.state, &snapshot.findings, node.as_deref());
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", crate::triage::render_text(&report)),
+    }
+    Ok(if report.anything_wrong() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub async fn wait_ready(hub: &Hub, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !hub.ready() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the cluster's objects were not all listed within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Builds a [`ClusterState`] from `kubectl get ... -o json|yaml` output: a v1
+//! List, a single object, multi-document YAML, or a directory of such files.
+//!
+//! A directory may carry `capture.yaml` (`capturedAt: <RFC3339>`): the moment
+//! the dump was taken, which becomes the snapshot's `now` so that ages are
+//! measured as they were at capture time rather than today.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::resources::*;
+use super::ClusterState;
+use crate::for_each_kind;
+
+pub const CAPTURE_FILE: &str = "capture.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid {format}: {message}")]
+    Syntax { path: PathBuf, format: &'static str, message: String },
+    #[error("{path}: item {index} ({kind} {name}): {message}")]
+    Object { path: PathBuf, index: usize, kind: String, name: String, message: String },
+    #[error("{path}: {message}")]
+    Capture { path: PathBuf, message: String },
+    #[error("{path}: no YAML or JSON files found")]
+    Empty { path: PathBuf },
+}
+
+/// What a load found besides the objects themselves.
+#[derive(Debug, Default)]
+pub struct DumpSummary {
+    pub files: usize,
+    pub objects: usize,
+    /// Objects of kinds lifeboat does not read, by `apiVersion/kind`.
+    pub ignored: BTreeMap<String, usize>,
+}
+
+pub fn load(path: &Path) -> Result<(ClusterState, DumpSummary), DumpError> {
+    let files = dump_files(path)?;
+    let mut state = ClusterState::default();
+    let mut summary = DumpSummary::default();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|source| DumpError::Read { path: file.clone(), source })?;
+        add_text(&mut state, &mut summary, file, &text)?;
+    }
+    finish(&mut state, captured_at(path)?.unwrap_or_else(Utc::now));
+    Ok((state, summary))
+}
+
+/// The same as [`load`] for text already in memory (`origin` names it in errors).
+pub fn parse_str(origin: &str, text: &str, now: DateTime<Utc>) -> Result<ClusterState, DumpError> {
+    let mut state = ClusterState::default();
+    add_text(&mut state, &mut DumpSummary::default(), Path::new(origin), text)?;
+    finish(&mut state, now);
+    Ok(state)
+}
+
+fn add_text(state: &mut ClusterState, summary: &mut DumpSummary, file: &Path, text: &str) -> Result<(), DumpError> {
+    summary.files += 1;
+    let mut index = 0;
+    for doc in parse_documents(file, text)? {
+        for item in list_items(doc) {
+            add_object(state, summary, file, index, item)?;
+            index += 1;
+        }
+    }
+    Ok(())
+}
+
+fn finish(state: &mut ClusterState, now: DateTime<Utc>) {
+    // A dump holds whatever it holds: every kind counts as listed.
+    for info in ClusterState::all_kinds() {
+        state.listed_kinds.insert(info.label(), true);
+    }
+    state.now = now;
+    state.sort();
+}
+
+fn dump_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
+    let meta = std::fs::metadata(path).map_err(|source| DumpError::Read { path: path.into(), source })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| DumpError::Read { path: path.into(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != CAPTURE_FILE))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DumpError::Empty { path: path.into() });
+    }
+    Ok(files)
+}
+
+fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>, DumpError> {
+    if path.extension().and_then(|e| e.to_str()) == Some("json") {
+        let value = serde_json::from_str(text).map_err(|e| DumpError::Syntax {
+            path: path.into(),
+            format: "JSON",
+            message: e.to_string(),
+        })?;
+        return Ok(vec![value]);
+    }
+    let mut docs = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_yaml::Value::deserialize(document)
+            .map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
+        if value.is_null() {
+            continue;
+        }
+        let json = serde_json::to_value(value)
+            .map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
+        docs.push(json);
+    }
+    Ok(docs)
+}
+
+use serde::Deserialize;
+
+/// A `*List` document yields its items; anything else is one object.
+fn list_items(doc: Value) -> Vec<Value> {
+    let is_list = doc.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"));
+    match doc {
+        Value::Object(mut map) if is_list => match map.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        other => vec![other],
+    }
+}
+
+fn add_object(
+    state: &mut ClusterState,
+    summary: &mut DumpSummary,
+    path: &Path,
+    index: usize,
+    item: Value,
+) -> Result<(), DumpError> {
+    let api_version = item.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = item.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string();
+    let fail = |message: String| DumpError::Object { path: path.into(), index, kind: kind.clone(), name: name.clone(), message };
+    if api_version.is_empty() || kind.is_empty() {
+        return Err(fail("missing apiVersion or kind".into()));
+    }
+
+    macro_rules! dispatch {
+        ($($field:ident: $ty:ident),* $(,)?) => {
+            $(
+                let info = <$ty as LeanObject>::INFO;
+                if info.kind == kind && info.api_version() == api_version {
+                    let mut object: $ty = serde_json::from_value(item).map_err(|e| fail(e.to_string()))?;
+                    strip_metadata(object.metadata_mut());
+                    state.$field.push(Arc::new(object));
+                    summary.objects += 1;
+                    return Ok(());
+                }
+            )*
+        };
+    }
+    for_each_kind!(dispatch);
+
+    *summary.ignored.entry(format!("{api_version}/{kind}")).or_default() += 1;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Capture {
+    captured_at: DateTime<Utc>,
+}
+
+/// Reads `capture.yaml` beside the dump files, if there is one.
+fn captured_at(path: &Path) -> Result<Option<DateTime<Utc>>, DumpError> {
+    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+    let file = dir.join(CAPTURE_FILE);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file).map_err(|source| DumpError::Read { path: file.clone(), source })?;
+    let capture: Capture =
+        serde_yaml::from_str(&text).map_err(|e| DumpError::Capture { path: file.clone(), message: e.to_string() })?;
+    Ok(Some(capture.captured_at))
+}

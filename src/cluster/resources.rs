@@ -1,0 +1,801 @@
+//! Partial typed views of the Kubernetes objects lifeboat reads.
+//!
+//! Each struct holds only the fields some finding or playbook uses; serde drops
+//! everything else while decoding, so the watch caches stay small. Field names
+//! follow upstream (see FACTS.md); every field is optional or defaulted because
+//! operators fill status in lazily.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+
+pub type Time = DateTime<Utc>;
+
+/// A `metav1.Condition` or core-style condition (both share these fields).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub last_transition_time: Option<Time>,
+}
+
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Which API a kind is served from, and whether it is an optional (CRD) kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KindInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// Provided by a CRD that may be absent (operator not installed).
+    pub optional: bool,
+}
+
+impl KindInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    /// Label value used in metrics, e.g. `cnpg.Cluster` / `core.Pod`.
+    pub fn label(&self) -> String {
+        let short = match self.group {
+            "" => "core",
+            "apps" => "apps",
+            "batch" => "batch",
+            "postgresql.cnpg.io" => "cnpg",
+            "barmancloud.cnpg.io" => "barmancloud",
+            "volsync.backube" => "volsync",
+            "k8s.mariadb.com" => "mariadb",
+            "kustomize.toolkit.fluxcd.io" => "flux",
+            "helm.toolkit.fluxcd.io" => "flux",
+            other => other,
+        };
+        format!("{short}.{}", self.kind)
+    }
+}
+
+/// Implemented by every lean object type; ties it to its API coordinates.
+pub trait LeanObject: Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + 'static {
+    const INFO: KindInfo;
+    fn metadata(&self) -> &ObjectMeta;
+    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+}
+
+macro_rules! lean_scope {
+    (true) => {
+        k8s_openapi::NamespaceResourceScope
+    };
+    (false) => {
+        k8s_openapi::ClusterResourceScope
+    };
+}
+
+macro_rules! lean_kind {
+    ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
+        impl LeanObject for $ty {
+            const INFO: KindInfo = KindInfo {
+                group: $group,
+                version: $version,
+                kind: $kind,
+                plural: $plural,
+                namespaced: $ns,
+                optional: $opt,
+            };
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+        impl kube::Resource for $ty {
+            type DynamicType = ();
+            type Scope = lean_scope!($ns);
+            fn kind(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind)
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($group)
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($version)
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($plural)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- core kinds
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub effect: String,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+lean_kind!(Node, "", "v1", "Node", "nodes", namespaced = false, optional = false);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolume {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PvSpec,
+    #[serde(default)]
+    pub status: PhaseStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PvSpec {
+    #[serde(default)]
+    pub claim_ref: Option<ClaimRef>,
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub node_affinity: Option<VolumeNodeAffinity>,
+    #[serde(default)]
+    pub persistent_volume_reclaim_policy: Option<String>,
+    #[serde(default)]
+    pub capacity: BTreeMap<String, String>,
+    #[serde(default)]
+    pub local: Option<PathSource>,
+    #[serde(default)]
+    pub host_path: Option<PathSource>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRef {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PathSource {
+    #[serde(default)]
+    pub path: String,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct VolumeNodeAffinity {
+    #[serde(default)]
+    pub required: Option<NodeSelector>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelector {
+    #[serde(default)]
+    pub node_selector_terms: Vec<NodeSelectorTerm>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    #[serde(default)]
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+    #[serde(default)]
+    pub match_fields: Vec<NodeSelectorRequirement>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct NodeSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PhaseStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+lean_kind!(PersistentVolume, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeClaim {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PvcSpec,
+    #[serde(default)]
+    pub status: PhaseStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcSpec {
+    #[serde(default)]
+    pub volume_name: Option<String>,
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub access_modes: Vec<String>,
+    #[serde(default)]
+    pub resources: PvcResources,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PvcResources {
+    #[serde(default)]
+    pub requests: BTreeMap<String, String>,
+}
+lean_kind!(PersistentVolumeClaim, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PodSpec,
+    #[serde(default)]
+    pub status: PodStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<PodVolume>,
+    #[serde(default)]
+    pub containers: Vec<NamedContainer>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodVolume {
+    pub name: String,
+    #[serde(default)]
+    pub persistent_volume_claim: Option<ClaimSource>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSource {
+    pub claim_name: String,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct NamedContainer {
+    pub name: String,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub container_statuses: Vec<ContainerStatus>,
+    #[serde(default)]
+    pub init_container_statuses: Vec<ContainerStatus>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub restart_count: i64,
+    #[serde(default)]
+    pub state: ContainerState,
+    #[serde(default)]
+    pub last_state: ContainerState,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ContainerState {
+    #[serde(default)]
+    pub running: Option<RunningState>,
+    #[serde(default)]
+    pub waiting: Option<StateReason>,
+    #[serde(default)]
+    pub terminated: Option<StateReason>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningState {
+    #[serde(default)]
+    pub started_at: Option<Time>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateReason {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub finished_at: Option<Time>,
+}
+lean_kind!(Pod, "", "v1", "Pod", "pods", namespaced = true, optional = false);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    #[serde(default)]
+    pub replicas: Option<i32>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub ready_replicas: Option<i32>,
+}
+
+/// Defines a kind whose fields are exactly `Workload`'s (the apps/v1 controllers).
+macro_rules! workload_kind {
+    ($ty:ident, $kind:literal, $plural:literal) => {
+        #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $ty {
+            pub metadata: ObjectMeta,
+            #[serde(default)]
+            pub spec: WorkloadSpec,
+            #[serde(default)]
+            pub status: WorkloadStatus,
+        }
+        lean_kind!($ty, "apps", "v1", $kind, $plural, namespaced = true, optional = false);
+    };
+}
+workload_kind!(Deployment, "Deployment", "deployments");
+workload_kind!(StatefulSet, "StatefulSet", "statefulsets");
+workload_kind!(ReplicaSet, "ReplicaSet", "replicasets");
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJob {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: CronJobSpec,
+    #[serde(default)]
+    pub status: CronJobStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobSpec {
+    #[serde(default)]
+    pub schedule: String,
+    #[serde(default)]
+    pub suspend: Option<bool>,
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobStatus {
+    #[serde(default)]
+    pub last_schedule_time: Option<Time>,
+    #[serde(default)]
+    pub last_successful_time: Option<Time>,
+}
+lean_kind!(CronJob, "batch", "v1", "CronJob", "cronjobs", namespaced = true, optional = false);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub status: JobStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub start_time: Option<Time>,
+    #[serde(default)]
+    pub completion_time: Option<Time>,
+}
+lean_kind!(Job, "batch", "v1", "Job", "jobs", namespaced = true, optional = false);
+
+// ---------------------------------------------------------------- CloudNativePG
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgCluster {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: CnpgClusterSpec,
+    #[serde(default)]
+    pub status: CnpgClusterStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgClusterSpec {
+    #[serde(default)]
+    pub instances: Option<i32>,
+    #[serde(default)]
+    pub plugins: Vec<CnpgPlugin>,
+    #[serde(default)]
+    pub backup: Option<CnpgBackupSpec>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgPlugin {
+    pub name: String,
+    #[serde(default, rename = "isWALArchiver")]
+    pub is_wal_archiver: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgBackupSpec {
+    #[serde(default)]
+    pub barman_object_store: Option<serde_json::Value>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgClusterStatus {
+    #[serde(default)]
+    pub current_primary: Option<String>,
+    #[serde(default)]
+    pub target_primary: Option<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub instances: Option<i32>,
+    #[serde(default)]
+    pub ready_instances: Option<i32>,
+    #[serde(default)]
+    pub instance_names: Vec<String>,
+    #[serde(default, rename = "danglingPVC")]
+    pub dangling_pvc: Vec<String>,
+    #[serde(default, rename = "healthyPVC")]
+    pub healthy_pvc: Vec<String>,
+    #[serde(default)]
+    pub timeline_id: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub first_recoverability_point: Option<Time>,
+    #[serde(default)]
+    pub last_successful_backup: Option<Time>,
+    #[serde(default)]
+    pub last_failed_backup: Option<Time>,
+}
+lean_kind!(CnpgCluster, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
+
+pub const BARMAN_CLOUD_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
+
+impl CnpgCluster {
+    /// The barman-cloud plugin entry that archives WAL, if the cluster uses one.
+    pub fn wal_archiver_plugin(&self) -> Option<&CnpgPlugin> {
+        self.spec
+            .plugins
+            .iter()
+            .find(|p| p.name == BARMAN_CLOUD_PLUGIN && p.is_wal_archiver.unwrap_or(false) && p.enabled.unwrap_or(true))
+    }
+    /// (ObjectStore name, serverName) when backups go through the plugin.
+    pub fn plugin_object_store(&self) -> Option<(String, String)> {
+        let plugin = self.wal_archiver_plugin()?;
+        let store = plugin.parameters.get("barmanObjectName")?.clone();
+        let server = plugin
+            .parameters
+            .get("serverName")
+            .cloned()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default());
+        Some((store, server))
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledBackup {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ScheduledBackupSpec,
+    #[serde(default)]
+    pub status: ScheduledBackupStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledBackupSpec {
+    #[serde(default)]
+    pub schedule: String,
+    #[serde(default)]
+    pub suspend: Option<bool>,
+    #[serde(default)]
+    pub cluster: NameRef,
+    #[serde(default)]
+    pub method: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct NameRef {
+    #[serde(default)]
+    pub name: String,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledBackupStatus {
+    #[serde(default)]
+    pub last_schedule_time: Option<Time>,
+    #[serde(default)]
+    pub next_schedule_time: Option<Time>,
+}
+lean_kind!(ScheduledBackup, "postgresql.cnpg.io", "v1", "ScheduledBackup", "scheduledbackups", namespaced = true, optional = true);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStore {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub status: ObjectStoreStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreStatus {
+    #[serde(default)]
+    pub server_recovery_window: BTreeMap<String, RecoveryWindow>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryWindow {
+    #[serde(default)]
+    pub first_recoverability_point: Option<Time>,
+    #[serde(default)]
+    pub last_successful_backup_time: Option<Time>,
+    #[serde(default)]
+    pub last_failed_backup_time: Option<Time>,
+}
+lean_kind!(ObjectStore, "barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores", namespaced = true, optional = true);
+
+// ---------------------------------------------------------------- VolSync
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolsyncTrigger {
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub manual: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct MoverStatus {
+    #[serde(default)]
+    pub result: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolsyncStatus {
+    #[serde(default)]
+    pub last_sync_time: Option<Time>,
+    #[serde(default)]
+    pub last_sync_start_time: Option<Time>,
+    #[serde(default)]
+    pub next_sync_time: Option<Time>,
+    #[serde(default)]
+    pub last_manual_sync: Option<String>,
+    #[serde(default)]
+    pub latest_mover_status: Option<MoverStatus>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSource {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ReplicationSourceSpec,
+    #[serde(default)]
+    pub status: VolsyncStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSourceSpec {
+    #[serde(default, rename = "sourcePVC")]
+    pub source_pvc: Option<String>,
+    #[serde(default)]
+    pub trigger: Option<VolsyncTrigger>,
+    #[serde(default)]
+    pub paused: Option<bool>,
+    #[serde(default)]
+    pub kopia: Option<KopiaSource>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KopiaSource {
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+lean_kind!(ReplicationSource, "volsync.backube", "v1alpha1", "ReplicationSource", "replicationsources", namespaced = true, optional = true);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationDestination {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ReplicationDestinationSpec,
+    #[serde(default)]
+    pub status: VolsyncStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationDestinationSpec {
+    #[serde(default)]
+    pub trigger: Option<VolsyncTrigger>,
+    #[serde(default)]
+    pub paused: Option<bool>,
+    #[serde(default)]
+    pub kopia: Option<KopiaDestination>,
+    #[serde(default)]
+    pub restic: Option<KopiaDestination>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KopiaDestination {
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default, rename = "destinationPVC")]
+    pub destination_pvc: Option<String>,
+    #[serde(default)]
+    pub capacity: Option<String>,
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub access_modes: Vec<String>,
+    #[serde(default)]
+    pub restore_as_of: Option<String>,
+    #[serde(default)]
+    pub source_identity: Option<SourceIdentity>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceIdentity {
+    #[serde(default)]
+    pub source_name: Option<String>,
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+    #[serde(default, rename = "sourcePVCName")]
+    pub source_pvc_name: Option<String>,
+}
+lean_kind!(ReplicationDestination, "volsync.backube", "v1alpha1", "ReplicationDestination", "replicationdestinations", namespaced = true, optional = true);
+
+impl ReplicationDestination {
+    pub fn mover(&self) -> Option<&KopiaDestination> {
+        self.spec.kopia.as_ref().or(self.spec.restic.as_ref())
+    }
+}
+
+// ---------------------------------------------------------------- mariadb-operator
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MariaDb {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: MariaDbSpec,
+    #[serde(default)]
+    pub status: MariaDbStatus,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MariaDbSpec {
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub suspend: Option<bool>,
+    #[serde(default)]
+    pub galera: Option<GaleraSpec>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraSpec {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub recovery: Option<GaleraRecovery>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraRecovery {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub force_cluster_bootstrap_in_pod: Option<String>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MariaDbStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub current_primary: Option<String>,
+}
+lean_kind!(MariaDb, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
+
+// ---------------------------------------------------------------- Flux
+
+/// Defines a Flux kind; Kustomization and HelmRelease share what we read.
+macro_rules! flux_kind {
+    ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal) => {
+        #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $ty {
+            pub metadata: ObjectMeta,
+            #[serde(default)]
+            pub spec: FluxSpec,
+            #[serde(default)]
+            pub status: FluxStatus,
+        }
+        lean_kind!($ty, $group, $version, $kind, $plural, namespaced = true, optional = true);
+    };
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct FluxSpec {
+    #[serde(default)]
+    pub suspend: Option<bool>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
+flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
+
+/// Drops what no finding reads but that dominates object size.
+pub fn strip_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Live cache: one kube-rs watcher per kind, feeding a small in-memory map.
+//!
+//! Optional kinds (CRDs) are looked up through discovery first. While a CRD is
+//! absent the kind is reported down (`lifeboat_watch_up{kind}` = 0) with one
+//! log line, and discovery is retried until it appears; if it is removed later
+//! the watch falls back to waiting. A snapshot is assembled from the maps on
+//! demand; no finding ever calls the API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+
+use super::resources::*;
+use super::ClusterState;
+use crate::for_each_kind;
+
+/// Counters and state of one kind's watch, read by the self-metrics.
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    /// The API is served and the watch is healthy.
+    pub up: AtomicBool,
+    /// The initial list completed at least once (readiness).
+    pub listed: AtomicBool,
+    /// The kind's API is not served (CRD not installed).
+    pub absent: AtomicBool,
+    pub events: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Objects of one kind keyed by `namespace/name`, plus the watch's health.
+pub struct KindCache<K> {
+    objects: RwLock<HashMap<String, Arc<K>>>,
+    pub health: WatchHealth,
+}
+
+impl<K> Default for KindCache<K> {
+    fn default() -> Self {
+        Self { objects: RwLock::new(HashMap::new()), health: WatchHealth::default() }
+    }
+}
+
+impl<K: LeanObject> KindCache<K> {
+    fn replace_all(&self, objects: HashMap<String, Arc<K>>) {
+        *self.objects.write().expect("cache lock poisoned") = objects;
+    }
+    fn apply(&self, object: K) {
+        let key = super::display_name(object.metadata());
+        self.objects.write().expect("cache lock poisoned").insert(key, Arc::new(object));
+    }
+    fn delete(&self, object: &K) {
+        let key = super::display_name(object.metadata());
+        self.objects.write().expect("cache lock poisoned").remove(&key);
+    }
+    fn clear(&self) {
+        self.objects.write().expect("cache lock poisoned").clear();
+    }
+    pub fn snapshot(&self) -> Vec<Arc<K>> {
+        self.objects.read().expect("cache lock poisoned").values().cloned().collect()
+    }
+}
+
+macro_rules! define_live_cache {
+    ($($field:ident: $ty:ident),* $(,)?) => {
+        /// Every watched kind's cache. Shared by the watch tasks (writers) and
+        /// the snapshot builder (reader).
+        #[derive(Default)]
+        pub struct LiveCache {
+            $(pub $field: KindCache<$ty>,)*
+            /// Bumped on every change; lets the snapshot builder skip idle rounds.
+            pub generation: AtomicU64,
+        }
+
+        impl LiveCache {
+            pub fn snapshot(&self) -> ClusterState {
+                let mut state = ClusterState { now: Utc::now(), ..Default::default() };
+                $(
+                    state.$field = self.$field.snapshot();
+                    state.listed_kinds.insert(
+                        <$ty as LeanObject>::INFO.label(),
+                        self.$field.health.listed.load(Ordering::Relaxed) && !self.$field.health.absent.load(Ordering::Relaxed),
+                    );
+                )*
+                state.sort();
+                state
+            }
+
+            /// (kind label, health) for every kind.
+            pub fn health(&self) -> Vec<(String, &WatchHealth)> {
+                vec![$((<$ty as LeanObject>::INFO.label(), &self.$field.health),)*]
+            }
+
+            /// Ready once every kind that is installed has completed its first list.
+            pub fn ready(&self) -> bool {
+                self.health().iter().all(|(_, h)| h.absent.load(Ordering::Relaxed) || h.listed.load(Ordering::Relaxed))
+            }
+
+            /// Starts one watch task per kind.
+            pub fn spawn_watches(self: &Arc<Self>, client: Client, discovery_interval: Duration) {
+                $(
+                    let cache = self.clone();
+                    let client_for_kind = client.clone();
+                    tokio::spawn(async move {
+                        run_watch::<$ty>(client_for_kind, &cache.$field, &cache.generation, discovery_interval).await
+                    });
+                )*
+            }
+        }
+    };
+}
+for_each_kind!(define_live_cache);
+
+/// Whether the API server serves `K` (its CRD is installed).
+async fn api_served<K: LeanObject>(client: &Client) -> Result<bool, kube::Error> {
+    let info = K::INFO;
+    let list = if info.group.is_empty() {
+        client.list_core_api_resources(info.version).await
+    } else {
+        client.list_api_group_resources(&info.api_version()).await
+    };
+    match list {
+        Ok(resources) => Ok(resources.resources.iter().any(|r| r.name == info.plural)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
+        _ => false,
+    }
+}
+
+async fn run_watch<K>(client: Client, cache: &KindCache<K>, generation: &AtomicU64, discovery_interval: Duration)
+where
+    K: LeanObject + kube::Resource<DynamicType = ()>,
+{
+    let label = K::INFO.label();
+    let mut reported_absent = false;
+    loop {
+        if K::INFO.optional {
+            match api_served::<K>(&client).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !reported_absent {
+                        tracing::info!(kind = %label, "API not served (CRD not installed); skipping this kind until it appears");
+                        reported_absent = true;
+                    }
+                    mark_absent(cache, generation);
+                    tokio::time::sleep(discovery_interval).await;
+                    continue;
+                }
+                Err(error) => {
+                    cache.health.errors.fetch_add(1, Ordering::Relaxed);
+                    cache.health.up.store(false, Ordering::Relaxed);
+                    tracing::warn!(kind = %label, %error, "discovery failed; retrying");
+                    tokio::time::sleep(discovery_interval).await;
+                    continue;
+                }
+            }
+        }
+        if reported_absent {
+            tracing::info!(kind = %label, "API now served; starting watch");
+            reported_absent = false;
+        }
+        cache.health.absent.store(false, Ordering::Relaxed);
+        watch_until_gone(&client, cache, generation).await;
+        mark_absent(cache, generation);
+    }
+}
+
+fn mark_absent<K: LeanObject>(cache: &KindCache<K>, generation: &AtomicU64) {
+    if !cache.health.absent.swap(true, Ordering::Relaxed) {
+        cache.clear();
+        generation.fetch_add(1, Ordering::Relaxed);
+    }
+    cache.health.up.store(false, Ordering::Relaxed);
+}
+
+/// Runs the watch until the API stops being served (404). Other errors are
+/// counted and retried with the watcher's backoff.
+async fn watch_until_gone<K>(client: &Client, cache: &KindCache<K>, generation: &AtomicU64)
+where
+    K: LeanObject + kube::Resource<DynamicType = ()>,
+{
+    let label = K::INFO.label();
+    let api: Api<K> = Api::all(client.clone());
+    let config = watcher::Config::default().any_semantic();
+    let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut pending: Option<HashMap<String, Arc<K>>> = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                cache.health.up.store(true, Ordering::Relaxed);
+                cache.health.events.fetch_add(1, Ordering::Relaxed);
+                match event {
+                    Event::Init => pending = Some(HashMap::new()),
+                    Event::InitApply(mut object) => {
+                        strip_metadata(object.metadata_mut());
+                        let key = super::display_name(object.metadata());
+                        pending.get_or_insert_with(HashMap::new).insert(key, Arc::new(object));
+                    }
+                    Event::InitDone => {
+                        cache.replace_all(pending.take().unwrap_or_default());
+                        cache.health.listed.store(true, Ordering::Relaxed);
+                    }
+                    Event::Apply(mut object) => {
+                        strip_metadata(object.metadata_mut());
+                        cache.apply(object);
+                    }
+                    Event::Delete(object) => cache.delete(&object),
+                }
+                generation.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                cache.health.errors.fetch_add(1, Ordering::Relaxed);
+                cache.health.up.store(false, Ordering::Relaxed);
+                if K::INFO.optional && is_not_found(&error) {
+                    tracing::warn!(kind = %label, "API no longer served; waiting for the CRD to come back");
+                    return;
+                }
+                tracing::warn!(kind = %label, %error, "watch error; retrying with backoff");
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! One YAML file configures lifeboat. Every field has a default, unknown keys
+//! are rejected, and values are validated at load so a typo fails at start-up
+//! with the file, the key and the reason — not hours later at 3 a.m.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// Address `serve` listens on.
+    pub listen: String,
+    /// A node is lost once it is missing, or NotReady/Unknown for this long.
+    pub node_lost_grace: Dur,
+    /// How often the snapshot is rebuilt even without watch events (ages move).
+    pub snapshot_interval: Dur,
+    /// How often an absent CRD is looked up again.
+    pub discovery_interval: Dur,
+    pub volsync: VolsyncConfig,
+    pub backup_cron_jobs: CronJobConfig,
+    pub cnpg: CnpgConfig,
+    pub garage: GarageConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9847".into(),
+            node_lost_grace: Dur::mins(5),
+            snapshot_interval: Dur::secs(10),
+            discovery_interval: Dur::secs(30),
+            volsync: VolsyncConfig::default(),
+            backup_cron_jobs: CronJobConfig::default(),
+            cnpg: CnpgConfig::default(),
+            garage: GarageConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct VolsyncConfig {
+    /// Stale when no successful sync within this many schedule intervals...
+    pub stale_intervals: u32,
+    /// ...plus this much slack.
+    pub stale_grace: Dur,
+    /// A sync in progress for longer than this is stuck.
+    pub stuck_after: Dur,
+}
+
+impl Default for VolsyncConfig {
+    fn default() -> Self {
+        Self { stale_intervals: 2, stale_grace: Dur::mins(30), stuck_after: Dur::hours(6) }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CronJobConfig {
+    /// A CronJob is an app backup when its name contains this (case-insensitive)...
+    pub name_contains: String,
+    /// ...or when it carries all of these labels.
+    pub match_labels: BTreeMap<String, String>,
+    pub stale_intervals: u32,
+    pub stale_grace: Dur,
+}
+
+impl Default for CronJobConfig {
+    fn default() -> Self {
+        Self { name_contains: "backup".into(), match_labels: BTreeMap::new(), stale_intervals: 2, stale_grace: Dur::hours(1) }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CnpgConfig {
+    /// Used when a cluster has no ScheduledBackup to derive an interval from.
+    pub max_backup_age: Dur,
+}
+
+impl Default for CnpgConfig {
+    fn default() -> Self {
+        Self { max_backup_age: Dur::hours(26) }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GarageConfig {
+    pub namespace: String,
+    /// Labels selecting the Garage pods.
+    pub pod_selector: BTreeMap<String, String>,
+    /// The metadata-backup sidecar's container name.
+    pub backup_container: String,
+    /// Optional: the meta-backup directory (e.g. the NFS mirror) mounted into
+    /// lifeboat read-only; its `snapshots/<RFC3339>/` entries give the age of
+    /// the newest metadata snapshot.
+    pub backup_dir: Option<PathBuf>,
+    /// Optional: Garage admin API base URL, e.g. `http://garage.volsync-system.svc:3903`.
+    pub admin_url: Option<String>,
+    /// File holding the admin token (a mounted Secret), never the token itself.
+    pub admin_token_file: Option<PathBuf>,
+    pub poll_interval: Dur,
+}
+
+impl Default for GarageConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "volsync-system".into(),
+            pod_selector: BTreeMap::from([("app.kubernetes.io/name".to_string(), "garage".to_string())]),
+            backup_container: "backup-sync".into(),
+            backup_dir: None,
+            admin_url: None,
+            admin_token_file: None,
+            poll_interval: Dur::secs(60),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+    }
+
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("listen: {:?} is not an address like 0.0.0.0:9847", self.listen));
+        }
+        for (key, value) in [
+            ("nodeLostGrace", self.node_lost_grace),
+            ("snapshotInterval", self.snapshot_interval),
+            ("discoveryInterval", self.discovery_interval),
+            ("volsync.stuckAfter", self.volsync.stuck_after),
+            ("cnpg.maxBackupAge", self.cnpg.max_backup_age),
+            ("garage.pollInterval", self.garage.poll_interval),
+        ] {
+            if value.0.is_zero() {
+                problems.push(format!("{key}: must be longer than 0s"));
+            }
+        }
+        if self.volsync.stale_intervals == 0 {
+            problems.push("volsync.staleIntervals: must be at least 1".into());
+        }
+        if self.backup_cron_jobs.stale_intervals == 0 {
+            problems.push("backupCronJobs.staleIntervals: must be at least 1".into());
+        }
+        if self.backup_cron_jobs.name_contains.is_empty() && self.backup_cron_jobs.match_labels.is_empty() {
+            problems.push("backupCronJobs: set nameContains or matchLabels, or every CronJob counts as a backup".into());
+        }
+        if self.garage.backup_container.is_empty() {
+            problems.push("garage.backupContainer: must not be empty".into());
+        }
+        if self.garage.pod_selector.is_empty() {
+            problems.push("garage.podSelector: must select at least one label".into());
+        }
+        if let Some(url) = &self.garage.admin_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => problems.push(format!("garage.adminUrl: scheme {:?} is not http or https", u.scheme())),
+                Err(e) => problems.push(format!("garage.adminUrl: {url:?}: {e}")),
+            }
+        }
+        if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
+            problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// A duration written as `90s`, `5m`, `1h30m`, `2d` in the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Self {
+        Dur(Duration::from_secs(s))
+    }
+    pub const fn mins(m: u64) -> Self {
+        Dur(Duration::from_secs(m * 60))
+    }
+    pub const fn hours(h: u64) -> Self {
+        Dur(Duration::from_secs(h * 3600))
+    }
+    pub fn chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty duration".into());
+        }
+        let mut total = 0u64;
+        let mut digits = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => return Err(format!("{text:?}: unknown unit {c:?} (use s, m, h or d, e.g. 1h30m)")),
+            };
+            let n: u64 = digits.parse().map_err(|_| format!("{text:?}: expected a number before {c:?}"))?;
+            total = total.saturating_add(n.saturating_mul(unit));
+            digits.clear();
+        }
+        if !digits.is_empty() {
+            return Err(format!("{text:?}: missing unit after {digits} (use s, m, h or d)"));
+        }
+        Ok(Dur(Duration::from_secs(total)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = self.0.as_secs();
+        if s == 0 {
+            return write!(f, "0s");
+        }
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+            if s >= size {
+                write!(f, "{}{unit}", s / size)?;
+                s %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Dur::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}

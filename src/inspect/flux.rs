@@ -1,0 +1,42 @@
+//! Flux Kustomizations and HelmReleases: suspended (a suspended object keeps
+//! its old Ready condition, so `spec.suspend` is read separately) and Ready.
+
+use serde::Serialize;
+
+use super::Context;
+use crate::cluster::resources::*;
+use crate::cluster::{name, namespace};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FluxFinding {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub suspended: bool,
+    /// None when no Ready condition was ever written.
+    pub ready: Option<bool>,
+    pub reason: Option<String>,
+}
+
+pub fn inspect(ctx: &Context) -> Vec<FluxFinding> {
+    let ks = ctx.state.kustomizations.iter().map(|k| finding("Kustomization", &k.metadata, &k.spec, &k.status));
+    let hr = ctx.state.helm_releases.iter().map(|h| finding("HelmRelease", &h.metadata, &h.spec, &h.status));
+    ks.chain(hr).collect()
+}
+
+fn finding(
+    kind: &'static str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: &FluxSpec,
+    status: &FluxStatus,
+) -> FluxFinding {
+    let ready = find_condition(&status.conditions, "Ready");
+    FluxFinding {
+        kind,
+        namespace: namespace(meta).to_string(),
+        name: name(meta).to_string(),
+        suspended: spec.suspend.unwrap_or(false),
+        ready: ready.map(|c| c.status == "True"),
+        reason: ready.and_then(|c| c.reason.clone()),
+    }
+}

@@ -1,0 +1,228 @@
+//! Lost nodes, the volumes pinned to them, and the pods wedged on those volumes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cluster::resources::*;
+use crate::cluster::{label, name, namespace, ClusterState};
+use crate::config::Config;
+
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Ready,
+    /// Ready is False or Unknown (or missing) since `since`.
+    NotReady,
+    /// No Node object, yet volumes or pods still name it.
+    Missing,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeFinding {
+    pub node: String,
+    pub availability: Availability,
+    /// Ready condition's reason (e.g. NodeStatusUnknown), if any.
+    pub reason: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    /// Unavailable for longer than the grace (missing nodes are lost at once).
+    pub lost: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PinnedVolume {
+    pub persistent_volume: String,
+    pub node: String,
+    pub claim_namespace: Option<String>,
+    pub claim_name: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockedPod {
+    pub namespace: String,
+    pub pod: String,
+    pub claim: String,
+    pub node: String,
+    pub phase: String,
+}
+
+/// Node availability for every node that is not Ready, or missing.
+pub fn node_findings(state: &ClusterState, config: &Config, pinned: &BTreeMap<String, String>) -> Vec<NodeFinding> {
+    let grace = config.node_lost_grace.chrono();
+    let mut findings = Vec::new();
+    for node in &state.nodes {
+        let ready = find_condition(&node.status.conditions, "Ready");
+        if ready.is_some_and(|c| c.status == "True") {
+            continue;
+        }
+        let since = ready.and_then(|c| c.last_transition_time).or(crate::cluster::created_at(&node.metadata));
+        findings.push(NodeFinding {
+            node: name(&node.metadata).to_string(),
+            availability: Availability::NotReady,
+            reason: ready.and_then(|c| c.reason.clone()),
+            since,
+            lost: since.is_none_or(|s| state.now - s >= grace),
+        });
+    }
+    let known: BTreeSet<&str> = state.nodes.iter().map(|n| name(&n.metadata)).collect();
+    let referenced = pinned.values().map(String::as_str).chain(state.pods.iter().filter_map(|p| p.spec.node_name.as_deref()));
+    let missing: BTreeSet<&str> = referenced.filter(|n| !known.contains(n)).collect();
+    for node in missing {
+        findings.push(NodeFinding {
+            node: node.to_string(),
+            availability: Availability::Missing,
+            reason: None,
+            since: None,
+            lost: true,
+        });
+    }
+    findings.sort_by(|a, b| a.node.cmp(&b.node));
+    findings
+}
+
+/// PV name → the single node its required affinity allows, for every PV that
+/// is pinned to one node (local, hostpath, topolvm, ...: any key, any operator).
+pub fn pinned_nodes(state: &ClusterState) -> BTreeMap<String, String> {
+    state
+        .persistent_volumes
+        .iter()
+        .filter_map(|pv| Some((name(&pv.metadata).to_string(), pinned_node(pv, state)?)))
+        .collect()
+}
+
+fn pinned_node(pv: &PersistentVolume, state: &ClusterState) -> Option<String> {
+    let required = pv.spec.node_affinity.as_ref()?.required.as_ref()?;
+    let mut candidates = BTreeSet::new();
+    for term in &required.node_selector_terms {
+        candidates.extend(term_candidates(term, state));
+    }
+    if candidates.len() == 1 {
+        candidates.into_iter().next()
+    } else {
+        None
+    }
+}
+
+/// Nodes a selector term can match: existing nodes whose labels satisfy it,
+/// plus nodes it names explicitly. A name in an `In` list that no existing
+/// node carries is a node that is gone — it must still count, or a PV pinned
+/// to a deleted node would look unpinned.
+fn term_candidates(term: &NodeSelectorTerm, state: &ClusterState) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for node in &state.nodes {
+        if term_matches_node(term, node) {
+            out.insert(name(&node.metadata).to_string());
+        }
+    }
+    let named = term
+        .match_expressions
+        .iter()
+        .filter(|e| e.operator == "In" && names_a_node(&e.key))
+        .chain(term.match_fields.iter().filter(|f| f.operator == "In" && f.key == "metadata.name"));
+    // Every requirement of a term must hold, so its nodes lie within each In list.
+    let named_lists: Vec<BTreeSet<&String>> = named.map(|e| e.values.iter().collect()).collect();
+    let Some(named_nodes) = named_lists.into_iter().reduce(|a, b| a.intersection(&b).cloned().collect()) else {
+        return out;
+    };
+    let label_matched_any = !out.is_empty();
+    for value in named_nodes {
+        let exists = state.nodes.iter().any(|n| name(&n.metadata) == value);
+        // A gone node always counts; an existing one only when no node carried
+        // the labels (the snapshot lacks them, the name is the best evidence).
+        if !exists || !label_matched_any {
+            out.insert(value.clone());
+        }
+    }
+    out
+}
+
+/// Keys whose values are node names: the hostname label and the per-node
+/// topology keys CSI drivers use (`topology.topolvm.io/node`,
+/// `openebs.io/nodename`, ...). A zone or rack key names many nodes.
+fn names_a_node(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let last = key.rsplit('/').next().unwrap_or(&key);
+    key == HOSTNAME_LABEL || last == "node" || last == "nodename" || last == "hostname" || last.ends_with("-node")
+}
+
+fn term_matches_node(term: &NodeSelectorTerm, node: &Node) -> bool {
+    if term.match_expressions.is_empty() && term.match_fields.is_empty() {
+        return false; // an empty term matches no objects
+    }
+    let node_name = name(&node.metadata);
+    let value_of = |key: &str| -> Option<String> {
+        label(&node.metadata, key)
+            .map(str::to_string)
+            .or_else(|| (key == HOSTNAME_LABEL).then(|| node_name.to_string()))
+    };
+    let expressions_hold = term.match_expressions.iter().all(|req| requirement_holds(req, value_of(&req.key)));
+    let fields_hold = term.match_fields.iter().all(|req| {
+        let value = (req.key == "metadata.name").then(|| node_name.to_string());
+        requirement_holds(req, value)
+    });
+    expressions_hold && fields_hold
+}
+
+fn requirement_holds(req: &NodeSelectorRequirement, value: Option<String>) -> bool {
+    match req.operator.as_str() {
+        "In" => value.is_some_and(|v| req.values.contains(&v)),
+        "NotIn" => value.is_none_or(|v| !req.values.contains(&v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), Some(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), req.values.first().and_then(|b| b.parse::<i64>().ok())) else {
+                return false;
+            };
+            if req.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
+        }
+        _ => false,
+    }
+}
+
+pub fn pinned_volumes_on(state: &ClusterState, pinned: &BTreeMap<String, String>, lost: &BTreeSet<String>) -> Vec<PinnedVolume> {
+    state
+        .persistent_volumes
+        .iter()
+        .filter_map(|pv| {
+            let node = pinned.get(name(&pv.metadata))?;
+            lost.contains(node).then(|| PinnedVolume {
+                persistent_volume: name(&pv.metadata).to_string(),
+                node: node.clone(),
+                claim_namespace: pv.spec.claim_ref.as_ref().and_then(|c| c.namespace.clone()),
+                claim_name: pv.spec.claim_ref.as_ref().and_then(|c| c.name.clone()),
+                storage_class: pv.spec.storage_class_name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Pods (not finished) that mount a claim whose volume is pinned to a lost node.
+pub fn blocked_pods(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<BlockedPod> {
+    let mut out = Vec::new();
+    for volume in lost_volumes {
+        let (Some(ns), Some(claim)) = (&volume.claim_namespace, &volume.claim_name) else { continue };
+        for pod in state.pods_using_claim(ns, claim) {
+            let phase = pod.status.phase.clone().unwrap_or_else(|| "Unknown".into());
+            if phase == "Succeeded" || phase == "Failed" {
+                continue;
+            }
+            out.push(BlockedPod {
+                namespace: namespace(&pod.metadata).to_string(),
+                pod: name(&pod.metadata).to_string(),
+                claim: claim.clone(),
+                node: volume.node.clone(),
+                phase,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.pod, &a.claim).cmp(&(&b.namespace, &b.pod, &b.claim)));
+    out
+}

@@ -1,0 +1,13 @@
+//! lifeboat: recovery-point metrics and node-loss remediation for Kubernetes
+//! clusters that keep hot data on node-local disks.
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod inspect;
+pub mod metrics;
+pub mod probes;
+pub mod schedule;
+pub mod server;
+pub mod snapshot;
+pub mod triage;
