@@ -1,0 +1,119 @@
+//! Bad input gets an error that names the file and the problem, never a panic.
+
+use std::path::Path;
+use std::process::Command;
+
+use lifeboat::cluster::dump;
+use lifeboat::config::Config;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn malformed_yaml_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "broken.yaml", "apiVersion: v1\nkind: List\nitems: [\n");
+    let err = dump::load(&path).unwrap_err().to_string();
+    assert!(err.contains("broken.yaml") && err.contains("not valid YAML"), "{err}");
+}
+
+#[test]
+fn malformed_json_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.json", r#"{"apiVersion": "v1", "kind": "List", "items": []}"#);
+    write(dir.path(), "b.json", r#"{"apiVersion": "v1", "kind": "List", "items": [}"#);
+    let err = dump::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("b.json") && err.contains("not valid JSON"), "{err}");
+}
+
+#[test]
+fn wrong_field_type_names_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "pvs.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Node\n  metadata: {name: ok}\n- apiVersion: v1\n  kind: PersistentVolume\n  metadata: {name: pv-bad}\n  spec: {nodeAffinity: {required: {nodeSelectorTerms: \"not a list\"}}}\n",
+    );
+    let err = dump::load(&path).unwrap_err().to_string();
+    assert!(err.contains("pvs.yaml") && err.contains("item 1") && err.contains("PersistentVolume pv-bad"), "{err}");
+}
+
+#[test]
+fn object_without_kind_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "x.yaml", "metadata: {name: x}\n");
+    let err = dump::load(&path).unwrap_err().to_string();
+    assert!(err.contains("missing apiVersion or kind"), "{err}");
+}
+
+#[test]
+fn unknown_kinds_are_counted_not_fatal_and_multi_document_yaml_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "mixed.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: d}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n",
+    );
+    let (state, summary) = dump::load(&path).unwrap();
+    assert_eq!(state.nodes.len(), 1);
+    assert_eq!(summary.ignored.get("v1/ConfigMap"), Some(&1));
+}
+
+#[test]
+fn missing_path_and_empty_directory_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(dump::load(&dir.path().join("nope")).unwrap_err().to_string().contains("cannot read"));
+    assert!(dump::load(dir.path()).unwrap_err().to_string().contains("no YAML or JSON files"));
+}
+
+#[test]
+fn bad_capture_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "nodes.yaml", "apiVersion: v1\nkind: List\nitems: []\n");
+    write(dir.path(), "capture.yaml", "capturedAt: yesterday\n");
+    let err = dump::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("capture.yaml"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let unknown = Config::parse("nodeLostGrase: 5m\n").unwrap_err();
+    assert!(unknown.contains("nodeLostGrase"), "{unknown}");
+    let unit = Config::parse("nodeLostGrace: 5 minutes\n").unwrap_err();
+    assert!(unit.contains("unknown unit"), "{unit}");
+    let zero = Config::parse("volsync:\n  staleIntervals: 0\n").unwrap_err();
+    assert!(zero.contains("volsync.staleIntervals"), "{zero}");
+    let url = Config::parse("garage:\n  adminUrl: ftp://garage\n").unwrap_err();
+    assert!(url.contains("garage.adminUrl"), "{url}");
+    let token = Config::parse("garage:\n  adminTokenFile: /t\n").unwrap_err();
+    assert!(token.contains("adminTokenFile"), "{token}");
+    let ok = Config::parse("nodeLostGrace: 1h30m\nbackupCronJobs:\n  nameContains: dump\n").unwrap();
+    assert_eq!(ok.node_lost_grace.0.as_secs(), 5400);
+    assert_eq!(Config::parse("").unwrap(), Config::default());
+}
+
+fn lifeboat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+#[test]
+fn cli_reports_bad_config_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lifeboat.yaml", "listen: nowhere\n");
+    let out = lifeboat().args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lifeboat.yaml") && stderr.contains("listen"), "{stderr}");
+}
+
+#[test]
+fn cli_reports_bad_dump_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.yaml", ": : :\n");
+    let out = lifeboat().args(["triage", "--from-dump"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml"));
+}

@@ -1,0 +1,104 @@
+//! /metrics is valid OpenMetrics (parsed by a real parser), every sample is
+//! in the catalog with exactly the catalog's labels, and values follow the
+//! findings.
+
+mod support;
+
+use std::sync::Arc;
+
+use lifeboat::config::Config;
+use lifeboat::inspect::garage::GarageProbe;
+use lifeboat::metrics::catalog;
+use lifeboat::snapshot::{Hub, Snapshot};
+use serde_json::json;
+use support::fixtures::*;
+use support::metrics::{parse, value};
+
+fn render(objects: Vec<serde_json::Value>) -> Vec<support::metrics::Sample> {
+    let config = Config::default();
+    let snapshot = Snapshot::build(state("2026-11-25T12:00:00Z", objects), &config, &GarageProbe::default());
+    let hub = Arc::new(Hub::new(config, snapshot, None));
+    parse(&lifeboat::metrics::render(&hub).expect("encodes"))
+}
+
+fn incident() -> Vec<serde_json::Value> {
+    vec![
+        node("node-01", "Unknown", "2026-11-25T11:20:00Z"),
+        node("node-02", "True", "2026-11-01T00:00:00Z"),
+        pv_pinned("pv-pg1", "kubernetes.io/hostname", "node-01", "database", "postgres-1"),
+        pvc("database", "postgres-1", "pv-pg1", json!({"cnpg.io/cluster": "postgres"})),
+        pod("database", "postgres-1", "node-01", &["postgres-1"], json!({"cnpg.io/cluster": "postgres"}), None),
+        cnpg_cluster(
+            "database",
+            "postgres",
+            "postgres-1",
+            vec![
+                condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z"),
+                condition("LastBackupSucceeded", "False", "BackupStarted", "2026-11-25T11:59:00Z"),
+            ],
+            "postgres-r2",
+        ),
+        object_store("database", "cnpg-garage", "postgres-r2", "2026-11-18T03:00:00Z", "2026-11-25T03:00:12Z"),
+        replication_source("apps", "forgejo", "forgejo", "0 * * * *", true, Some("2026-11-25T11:55:00Z"), "Successful"),
+        kustomization("flux-system", "teslamate", true, "True"),
+        cron_job("identity", "kanidm-backup-sync", "0 * * * *", Some("2026-11-25T11:00:30Z")),
+    ]
+}
+
+#[test]
+fn every_sample_is_in_the_catalog_with_its_labels() {
+    let samples = render(incident());
+    assert!(samples.len() > 40, "expected a full exposition, got {}", samples.len());
+    for s in &samples {
+        let def = catalog::find(&s.name).unwrap_or_else(|| panic!("{} is not in the catalog", s.name));
+        let labels: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+        let mut expected: Vec<&str> = def.labels.to_vec();
+        expected.sort();
+        assert_eq!(labels, expected, "labels of {}", s.name);
+        assert!(s.name.starts_with("lifeboat_"));
+    }
+}
+
+#[test]
+fn catalog_names_follow_conventions() {
+    for m in catalog::ALL {
+        assert!(m.name.starts_with("lifeboat_"), "{}", m.name);
+        match m.kind {
+            catalog::Kind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
+            catalog::Kind::Gauge => assert!(!m.name.ends_with("_total"), "{}", m.name),
+        }
+        assert!(!m.help.is_empty());
+        let dupes = catalog::ALL.iter().filter(|o| o.name == m.name).count();
+        assert_eq!(dupes, 1, "{} listed twice", m.name);
+    }
+}
+
+#[test]
+fn values_follow_the_findings() {
+    let s = render(incident());
+    assert_eq!(value(&s, "lifeboat_node_lost", &[("node", "node-01"), ("reason", "not_ready")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_node_lost", &[("node", "node-02")]), None, "Ready nodes are not listed");
+    assert_eq!(value(&s, "lifeboat_node_pinned_volumes", &[("node", "node-01")]), Some(1.0));
+    assert_eq!(
+        value(&s, "lifeboat_volume_pinned_to_lost_node", &[("persistentvolume", "pv-pg1"), ("persistentvolumeclaim", "postgres-1"), ("storageclass", "openebs-hostpath")]),
+        Some(1.0)
+    );
+    assert_eq!(value(&s, "lifeboat_pod_blocked_on_lost_volume", &[("pod", "postgres-1")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_cnpg_last_backup_state", &[("cluster", "postgres"), ("state", "in_progress")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_cnpg_last_backup_state", &[("cluster", "postgres"), ("state", "failed")]), Some(0.0));
+    assert_eq!(
+        value(&s, "lifeboat_cnpg_last_successful_backup_timestamp_seconds", &[("cluster", "postgres"), ("source", "objectstore")]),
+        Some(at("2026-11-25T03:00:12Z").timestamp() as f64)
+    );
+    assert_eq!(value(&s, "lifeboat_cnpg_primary_on_lost_node", &[("cluster", "postgres"), ("pod", "postgres-1"), ("node", "node-01")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_cnpg_continuous_archiving_ok", &[("cluster", "postgres")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_volsync_stale", &[("name", "forgejo")]), Some(1.0), "paused");
+    assert_eq!(value(&s, "lifeboat_volsync_paused", &[("name", "forgejo"), ("role", "source")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_flux_suspended", &[("kind", "Kustomization"), ("name", "teslamate")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_backup_cronjob_stale", &[("cronjob", "kanidm-backup-sync")]), Some(0.0));
+    assert_eq!(value(&s, "lifeboat_backup_config_problem", &[("name", "forgejo"), ("problem", "no_destination")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_garage_pods", &[("namespace", "volsync-system")]), Some(0.0));
+    assert_eq!(value(&s, "lifeboat_build_info", &[]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_watch_up", &[("kind", "cnpg.Cluster")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_objects", &[("kind", "core.Node")]), Some(2.0));
+}
