@@ -1,6 +1,7 @@
 //! lifeboat: recovery-point metrics and node-loss remediation for Kubernetes
 //! clusters that keep hot data on node-local disks.
 
+pub mod act;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -115,7 +115,8 @@ pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>
             .and_modify(|w| w.pvcs.push(pvc.clone()))
             .or_insert(affected);
     }
-    if grouped.keys().any(|(c, _, _)| matches!(c, Category::CnpgInstance | Category::MariadbInstance)) || databases_degraded(findings) {
+    let database_hit = grouped.keys().any(|(c, _, _)| matches!(c, Category::CnpgInstance | Category::MariadbInstance));
+    if database_hit || (only_node.is_none() && databases_degraded(findings)) {
         for waiting in waiting_on_database(state, findings) {
             grouped.entry((waiting.category, waiting.namespace.clone(), waiting.workload.clone())).or_insert(waiting);
         }
@@ -225,10 +226,12 @@ fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node
     }
 }
 
-/// `Deployment forgejo` / `StatefulSet kanidm-default` for the pods that mount the claim.
+/// `Deployment forgejo` / `StatefulSet kanidm-default` for the pods that
+/// mount the claim; long-running controllers win over Jobs (a backup Job
+/// mounting the claim is not the app).
 fn owning_workload(state: &ClusterState, ns: &str, pvc: &str) -> Option<String> {
-    let pod = state.pods_using_claim(ns, pvc).next()?;
-    let w = state.workload_of(pod)?;
+    let owners = state.pods_using_claim(ns, pvc).filter_map(|p| state.workload_of(p));
+    let w = owners.min_by_key(|w| (w.kind == "Job" || w.kind == "CronJob", w.name.clone()))?;
     Some(format!("{} {}", w.kind, w.name))
 }
 
@@ -327,6 +330,10 @@ fn warnings(f: &Findings) -> Vec<String> {
             out.push(format!("Garage {}/{}: metadata-backup sidecar absent", p.namespace, p.pod));
         } else if !p.sidecar_running {
             out.push(format!("Garage {}/{}: metadata-backup sidecar not running", p.namespace, p.pod));
+        }
+        if p.sidecar_restarts > 0 {
+            let exit = p.sidecar_last_exit_code.map_or(String::new(), |c| format!(", last exit code {c}"));
+            out.push(format!("Garage {}/{}: metadata-backup sidecar restarted {} times{exit}", p.namespace, p.pod, p.sidecar_restarts));
         }
     }
     for p in f.protection.iter().filter(|p| p.unprotected()) {

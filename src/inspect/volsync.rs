@@ -47,7 +47,10 @@ pub struct VolsyncFinding {
     pub cache_pvc_lost_node: Option<String>,
     /// Destinations only: neither its source nor its app PVC exists any more.
     pub orphaned: bool,
+    /// The mover's error (Synchronizing=False/Error message).
     pub error: Option<String>,
+    /// The schedule does not parse as VolSync reads it.
+    pub schedule_error: Option<String>,
 }
 
 pub fn inspect(ctx: &Context, problems: &mut Vec<ConfigProblem>) -> Vec<VolsyncFinding> {
@@ -58,7 +61,7 @@ pub fn inspect(ctx: &Context, problems: &mut Vec<ConfigProblem>) -> Vec<VolsyncF
         let mut finding = common(ctx, ns, rs_name, Role::Source, rs.spec.trigger.as_ref(), rs.spec.paused, &rs.status);
         finding.pvc = rs.spec.source_pvc.clone();
         finding.stale = source_stale(ctx, &finding, rs);
-        if let Some(error) = &finding.error {
+        if let Some(error) = &finding.schedule_error {
             problems.push(ConfigProblem::new("ReplicationSource", ns, rs_name, "invalid_schedule", error.clone()));
         }
         if destination_for(ctx, rs).is_none() && ctx.state.kind_listed(&ReplicationDestination::INFO) {
@@ -93,7 +96,7 @@ fn common(
 ) -> VolsyncFinding {
     let manual = trigger.and_then(|t| t.manual.as_deref()).is_some_and(|m| !m.is_empty());
     let schedule = trigger.and_then(|t| t.schedule.clone()).filter(|_| !manual);
-    let (interval, error) = match schedule.as_deref().map(|s| Schedule::parse(s, Dialect::Standard)) {
+    let (interval, schedule_error) = match schedule.as_deref().map(|s| Schedule::parse(s, Dialect::Standard)) {
         Some(Ok(s)) => (s.interval(ctx.state.now), None),
         Some(Err(e)) => (None, Some(e)),
         None => (None, None),
@@ -120,7 +123,8 @@ fn common(
         cache_pvc,
         cache_pvc_lost_node: cache_node,
         orphaned: false,
-        error: error.or_else(|| failing_condition.and_then(|c| c.message.clone())),
+        error: failing_condition.and_then(|c| c.message.clone()),
+        schedule_error,
     }
 }
 

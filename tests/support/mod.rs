@@ -1,2 +1,4 @@
+pub mod controlplane;
 pub mod fixtures;
+pub mod k8s;
 pub mod metrics;

@@ -1,0 +1,3 @@
+//! The only code that writes to the Kubernetes API.
+
+pub mod write;

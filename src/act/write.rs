@@ -1,0 +1,60 @@
+//! How lifeboat writes: JSON merge patches that name only the fields being
+//! changed, on untyped objects. Never a read-modify-replace through the lean
+//! typed structs — they hold a fraction of each object, and a PUT of one
+//! would erase every field they do not know.
+
+use std::time::Duration;
+
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+pub const FIELD_MANAGER: &str = "lifeboat";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{what}: {source}")]
+    Api { what: String, source: kube::Error },
+    #[error("{what}: still conflicting after {attempts} attempts")]
+    Conflict { what: String, attempts: u32 },
+}
+
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// Merge-patches the object; only the keys in `patch` change.
+pub async fn merge_patch(api: &Api<DynamicObject>, name: &str, patch: &Value) -> Result<DynamicObject, WriteError> {
+    api.patch(name, &params(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| WriteError::Api { what: format!("patching {name}"), source })
+}
+
+/// Merge-patches the status subresource under optimistic concurrency: the
+/// patch carries the resourceVersion it was computed from, so a concurrent
+/// writer makes it fail with 409, and it is recomputed from the new state and
+/// retried. `build` returns None when the current state needs no change.
+pub async fn patch_status_locked<F>(
+    api: &Api<DynamicObject>,
+    name: &str,
+    attempts: u32,
+    mut build: F,
+) -> Result<Option<DynamicObject>, WriteError>
+where
+    F: FnMut(&DynamicObject) -> Option<Value>,
+{
+    for attempt in 1..=attempts {
+        let current = api.get(name).await.map_err(|source| WriteError::Api { what: format!("reading {name}"), source })?;
+        let Some(mut patch) = build(&current) else { return Ok(None) };
+        patch["metadata"] = json!({ "resourceVersion": current.metadata.resource_version });
+        match api.patch_status(name, &params(), &Patch::Merge(&patch)).await {
+            Ok(updated) => return Ok(Some(updated)),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(name, attempt, "status patch conflicted; re-reading");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(source) => return Err(WriteError::Api { what: format!("patching status of {name}"), source }),
+        }
+    }
+    Err(WriteError::Conflict { what: format!("patching status of {name}"), attempts })
+}
