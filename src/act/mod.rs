@@ -1,3 +1,4 @@
 //! The only code that writes to the Kubernetes API.
 
+pub mod cnpg;
 pub mod write;

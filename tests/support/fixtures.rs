@@ -40,6 +40,8 @@ pub fn pv_pinned(name: &str, key: &str, node: &str, claim_ns: &str, claim: &str)
             "claimRef": {"namespace": claim_ns, "name": claim},
             "storageClassName": "openebs-hostpath",
             "persistentVolumeReclaimPolicy": "Delete",
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
             "local": {"path": format!("/var/mnt/local-hostpath/{name}")},
             "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": key, "operator": "In", "values": [node]}]}]}}
         },
@@ -66,7 +68,7 @@ pub fn pod(ns: &str, name: &str, node: &str, claims: &[&str], labels: Value, own
     let volumes: Vec<Value> = claims.iter().map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}})).collect();
     json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": m,
-        "spec": {"nodeName": node, "volumes": volumes, "containers": [{"name": "app"}]},
+        "spec": {"nodeName": node, "volumes": volumes, "containers": [{"name": "app", "image": "registry.example/app:1"}]},
         "status": {"phase": "Pending"}
     })
 }
