@@ -79,7 +79,7 @@ fn finish(state: &mut ClusterState, now: DateTime<Utc>) {
         state.listed_kinds.insert(info.label(), true);
     }
     state.now = now;
-    state.sort();
+    state.finish();
 }
 
 fn dump_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {

@@ -5,7 +5,7 @@ pub mod dump;
 pub mod resources;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -54,6 +54,8 @@ macro_rules! define_state {
             /// reported, never treated as "zero objects".
             pub listed_kinds: BTreeMap<String, bool>,
             $(pub $field: Vec<Arc<$ty>>,)*
+            /// Lookups built by [`ClusterState::finish`].
+            pub index: StateIndex,
         }
 
         impl ClusterState {
@@ -65,9 +67,12 @@ macro_rules! define_state {
             pub fn object_counts(&self) -> Vec<(String, usize)> {
                 vec![$((<$ty as LeanObject>::INFO.label(), self.$field.len()),)*]
             }
-            /// Sorts every list by (namespace, name) so outputs are deterministic.
-            pub fn sort(&mut self) {
+            /// Sorts every list by (namespace, name) so outputs are
+            /// deterministic, and builds the lookup index. Call once after
+            /// filling the lists.
+            pub fn finish(&mut self) {
                 $(self.$field.sort_by(|a, b| key(a.metadata()).cmp(&key(b.metadata())));)*
+                self.index = StateIndex::build(self);
             }
         }
     };
@@ -110,23 +115,16 @@ impl ClusterState {
     }
 
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
-        self.nodes.iter().find(|n| self::name(&n.metadata) == name)
+        self.index.nodes.get(name).map(|&i| &self.nodes[i])
     }
 
     pub fn pvc(&self, ns: &str, name: &str) -> Option<&Arc<PersistentVolumeClaim>> {
-        self.persistent_volume_claims
-            .iter()
-            .find(|p| namespace(&p.metadata) == ns && self::name(&p.metadata) == name)
+        self.index.pvcs.get(&(ns.to_string(), name.to_string())).map(|&i| &self.persistent_volume_claims[i])
     }
 
-    pub fn pods_using_claim<'a>(&'a self, ns: &'a str, claim: &'a str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        self.pods.iter().filter(move |p| {
-            namespace(&p.metadata) == ns
-                && p.spec
-                    .volumes
-                    .iter()
-                    .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
-        })
+    pub fn pods_using_claim<'a>(&'a self, ns: &str, claim: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        let indices = self.index.pods_by_claim.get(&(ns.to_string(), claim.to_string()));
+        indices.into_iter().flatten().map(|&i| &self.pods[i])
     }
 
     /// Follows controller owner references from a pod to its top workload
@@ -144,6 +142,33 @@ impl ClusterState {
             }
         }
         Some(WorkloadRef { namespace: ns.to_string(), kind: owner.kind.clone(), name: owner.name.clone() })
+    }
+}
+
+/// Lookup tables over a snapshot's lists (positions into them), so findings
+/// stay linear on clusters with tens of thousands of objects.
+#[derive(Clone, Debug, Default)]
+pub struct StateIndex {
+    nodes: HashMap<String, usize>,
+    pvcs: HashMap<(String, String), usize>,
+    /// (namespace, claim) → pods that mount it.
+    pods_by_claim: HashMap<(String, String), Vec<usize>>,
+}
+
+impl StateIndex {
+    fn build(state: &ClusterState) -> Self {
+        let owned = |meta: &ObjectMeta| (namespace(meta).to_string(), name(meta).to_string());
+        let mut pods_by_claim: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, pod) in state.pods.iter().enumerate() {
+            for claim in pod.spec.volumes.iter().filter_map(|v| v.persistent_volume_claim.as_ref()) {
+                pods_by_claim.entry((namespace(&pod.metadata).to_string(), claim.claim_name.clone())).or_default().push(i);
+            }
+        }
+        StateIndex {
+            nodes: state.nodes.iter().enumerate().map(|(i, n)| (name(&n.metadata).to_string(), i)).collect(),
+            pvcs: state.persistent_volume_claims.iter().enumerate().map(|(i, p)| (owned(&p.metadata), i)).collect(),
+            pods_by_claim,
+        }
     }
 }
 

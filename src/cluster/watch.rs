@@ -87,7 +87,7 @@ macro_rules! define_live_cache {
                         self.$field.health.listed.load(Ordering::Relaxed) && !self.$field.health.absent.load(Ordering::Relaxed),
                     );
                 )*
-                state.sort();
+                state.finish();
                 state
             }
 

@@ -112,6 +112,16 @@ fn pinned_node(pv: &PersistentVolume, state: &ClusterState) -> Option<String> {
 /// node carries is a node that is gone — it must still count, or a PV pinned
 /// to a deleted node would look unpinned.
 fn term_candidates(term: &NodeSelectorTerm, state: &ClusterState) -> BTreeSet<String> {
+    // Fast path, the common case (OpenEBS, local PVs): only `In` lists of node
+    // names; the term's nodes are exactly the names in all of them.
+    let only_names = term.match_fields.is_empty()
+        && !term.match_expressions.is_empty()
+        && term.match_expressions.iter().all(|e| e.operator == "In" && names_a_node(&e.key));
+    if only_names {
+        let mut lists = term.match_expressions.iter().map(|e| e.values.iter().cloned().collect::<BTreeSet<String>>());
+        let first = lists.next().unwrap_or_default();
+        return lists.fold(first, |a, b| a.intersection(&b).cloned().collect());
+    }
     let mut out = BTreeSet::new();
     for node in &state.nodes {
         if term_matches_node(term, node) {
@@ -130,7 +140,7 @@ fn term_candidates(term: &NodeSelectorTerm, state: &ClusterState) -> BTreeSet<St
     };
     let label_matched_any = !out.is_empty();
     for value in named_nodes {
-        let exists = state.nodes.iter().any(|n| name(&n.metadata) == value);
+        let exists = state.node(value).is_some();
         // A gone node always counts; an existing one only when no node carried
         // the labels (the snapshot lacks them, the name is the best evidence).
         if !exists || !label_matched_any {
