@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::resources::*;
@@ -63,6 +64,15 @@ pub fn parse_str(origin: &str, text: &str, now: DateTime<Utc>) -> Result<Cluster
 
 fn add_text(state: &mut ClusterState, summary: &mut DumpSummary, file: &Path, text: &str) -> Result<(), DumpError> {
     summary.files += 1;
+    if file.extension().and_then(|e| e.to_str()) == Some("json") {
+        // JSON is decoded item by item straight into the lean types, without
+        // building a tree of the whole (often large) List first.
+        let items = raw_items(file, text)?;
+        for (index, item) in items.into_iter().enumerate() {
+            add_object(state, summary, file, index, item)?;
+        }
+        return Ok(());
+    }
     let mut index = 0;
     for doc in parse_documents(file, text)? {
         for item in list_items(doc) {
@@ -71,6 +81,67 @@ fn add_text(state: &mut ClusterState, summary: &mut DumpSummary, file: &Path, te
         }
     }
     Ok(())
+}
+
+fn raw_items<'a>(file: &Path, text: &'a str) -> Result<Vec<&'a RawValue>, DumpError> {
+    #[derive(Deserialize)]
+    struct Document<'a> {
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default, borrow)]
+        items: Option<Vec<&'a RawValue>>,
+    }
+    let syntax = |e: serde_json::Error| DumpError::Syntax { path: file.into(), format: "JSON", message: e.to_string() };
+    let document: Document = serde_json::from_str(text).map_err(syntax)?;
+    if document.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
+        return Ok(document.items.unwrap_or_default());
+    }
+    Ok(vec![serde_json::from_str(text).map_err(syntax)?])
+}
+
+/// One object as it came from a file: a parsed YAML tree or raw JSON text.
+trait Item {
+    fn type_meta(&self) -> TypeMeta;
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String>;
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: NameOnly,
+}
+
+#[derive(Deserialize, Default)]
+struct NameOnly {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl Item for Value {
+    fn type_meta(&self) -> TypeMeta {
+        TypeMeta {
+            api_version: self.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
+            kind: self.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+            metadata: NameOnly { name: self.pointer("/metadata/name").and_then(Value::as_str).map(String::from) },
+        }
+    }
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        serde_json::from_value(self).map_err(|e| e.to_string())
+    }
+}
+
+impl Item for &RawValue {
+    fn type_meta(&self) -> TypeMeta {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        serde_json::from_str(self.get()).map_err(|e| e.to_string())
+    }
 }
 
 fn finish(state: &mut ClusterState, now: DateTime<Utc>) {
@@ -142,11 +213,10 @@ fn add_object(
     summary: &mut DumpSummary,
     path: &Path,
     index: usize,
-    item: Value,
+    item: impl Item,
 ) -> Result<(), DumpError> {
-    let api_version = item.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = item.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string();
+    let TypeMeta { api_version, kind, metadata } = item.type_meta();
+    let name = metadata.name.unwrap_or_else(|| "<unnamed>".into());
     let fail = |message: String| DumpError::Object { path: path.into(), index, kind: kind.clone(), name: name.clone(), message };
     if api_version.is_empty() || kind.is_empty() {
         return Err(fail("missing apiVersion or kind".into()));
@@ -157,7 +227,7 @@ fn add_object(
             $(
                 let info = <$ty as LeanObject>::INFO;
                 if info.kind == kind && info.api_version() == api_version {
-                    let mut object: $ty = serde_json::from_value(item).map_err(|e| fail(e.to_string()))?;
+                    let mut object: $ty = item.decode().map_err(fail)?;
                     strip_metadata(object.metadata_mut());
                     state.$field.push(Arc::new(object));
                     summary.objects += 1;

@@ -304,8 +304,6 @@ pub struct PodStatus {
     #[serde(default)]
     pub phase: Option<String>,
     #[serde(default)]
-    pub conditions: Vec<Condition>,
-    #[serde(default)]
     pub container_statuses: Vec<ContainerStatus>,
     #[serde(default)]
     pub init_container_statuses: Vec<ContainerStatus>,
@@ -789,13 +787,19 @@ pub struct FluxStatus {
 flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
 
-/// Drops what no finding reads but that dominates object size.
+/// Drops the metadata no finding reads before an object is cached: managed
+/// fields, annotations (last-applied configuration can be larger than the
+/// rest of the object), uid, resourceVersion, generateName. Writes never use
+/// the cache: they re-read the live object.
 pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
+    meta.annotations = None;
+    meta.uid = None;
+    meta.resource_version = None;
+    meta.generate_name = None;
+    meta.generation = None;
+    for owner in meta.owner_references.iter_mut().flatten() {
+        owner.uid = String::new();
+        owner.api_version = String::new();
     }
 }

@@ -83,8 +83,8 @@ metrics! {
     CRONJOB_INTERVAL = "lifeboat_backup_cronjob_interval_seconds", Gauge, ["namespace", "cronjob"], "Longest gap between scheduled runs of the backup CronJob.";
     CRONJOB_STALE = "lifeboat_backup_cronjob_stale", Gauge, ["namespace", "cronjob"], "1 when no run succeeded within staleIntervals x interval + staleGrace, or the CronJob is suspended.";
 
-    PVC_PROTECTION = "lifeboat_pvc_protection", Gauge, ["namespace", "persistentvolumeclaim", "source", "node"], "1 per PVC with the recovery source that protects it (cnpg, galera, volsync, garage_meta_backup, backup_cronjob, scratch, none); node is set when the volume is node-local.";
-    PVC_SOURCE_FRESH = "lifeboat_pvc_recovery_source_fresh", Gauge, ["namespace", "persistentvolumeclaim", "source"], "1 when the PVC's recovery source looks able to restore now, 0 when it does not.";
+    PVC_PROTECTION = "lifeboat_pvcs", Gauge, ["namespace", "source", "node_local"], "PVCs by the recovery source that protects them (cnpg, galera, volsync, garage_meta_backup, backup_cronjob, scratch, none) and whether their volume is node-local (true/false). Per-PVC detail: lifeboat triage -o json.";
+    PVC_SOURCE_STALE = "lifeboat_pvc_recovery_source_stale", Gauge, ["namespace", "persistentvolumeclaim", "source"], "1 for a PVC whose recovery source exists but does not look able to restore now (archiving failing, sync stale, backup failing); only such PVCs are listed.";
     PVC_UNPROTECTED = "lifeboat_pvc_unprotected", Gauge, ["namespace", "persistentvolumeclaim", "node"], "1 for a node-local PVC with no recovery source at all.";
     CONFIG_PROBLEM = "lifeboat_backup_config_problem", Gauge, ["kind", "namespace", "name", "problem"], "1 per backup configuration that cannot deliver what it appears to (cron_dialect, no_destination, object_store_missing, invalid_schedule).";
 }

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::inspect::cronjobs::CronJobFinding;
+use crate::inspect::flux::FluxFinding;
 use crate::inspect::nodes::Availability;
+use crate::inspect::volsync::VolsyncFinding;
 use crate::snapshot::Hub;
 use catalog::*;
 
@@ -43,7 +47,9 @@ pub fn render(hub: &Arc<Hub>) -> Result<String, fmt::Error> {
     Ok(out)
 }
 
-type Sample = (Vec<String>, f64);
+/// Label values (in catalog order) and the value. Values borrow from the
+/// snapshot; only computed labels allocate.
+type Sample<'a> = (Vec<Cow<'a, str>>, f64);
 
 /// Writes one metric family; label names come from the catalog, so a sample
 /// cannot carry labels the catalog does not declare.
@@ -58,7 +64,7 @@ fn family(encoder: &mut DescriptorEncoder, def: &MetricDef, samples: Vec<Sample>
     let mut metric = encoder.encode_descriptor(name, def.help, None, metric_type)?;
     for (values, value) in samples {
         debug_assert_eq!(values.len(), def.labels.len(), "{}: label count", def.name);
-        let labels: Vec<(&str, String)> = def.labels.iter().copied().zip(values).collect();
+        let labels: Vec<(&str, Cow<str>)> = def.labels.iter().copied().zip(values).collect();
         let sample = metric.encode_family(&labels)?;
         match def.kind {
             Kind::Gauge => ConstGauge::new(value).encode(sample)?,
@@ -80,8 +86,28 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-fn s(v: &str) -> String {
-    v.to_string()
+fn s(v: &str) -> Cow<'_, str> {
+    Cow::Borrowed(v)
+}
+
+fn owned<'a>(v: String) -> Cow<'a, str> {
+    Cow::Owned(v)
+}
+
+fn id<'a>(ns: &'a str, name: &'a str) -> Vec<Cow<'a, str>> {
+    vec![s(ns), s(name)]
+}
+
+fn vid(v: &VolsyncFinding) -> Vec<Cow<'_, str>> {
+    vec![s(&v.namespace), s(&v.name), s(v.role.as_str())]
+}
+
+fn fid(x: &FluxFinding) -> Vec<Cow<'_, str>> {
+    vec![s(x.kind), s(&x.namespace), s(&x.name)]
+}
+
+fn cid(c: &CronJobFinding) -> Vec<Cow<'_, str>> {
+    vec![s(&c.namespace), s(&c.cronjob)]
 }
 
 impl prometheus_client::collector::Collector for Collector {
@@ -93,14 +119,14 @@ impl prometheus_client::collector::Collector for Collector {
         family(&mut enc, &BUILD_INFO, vec![(vec![s(env!("CARGO_PKG_VERSION"))], 1.0)])?;
         if let Some(live) = &hub.live {
             let health = live.health();
-            family(&mut enc, &WATCH_UP, health.iter().map(|(k, h)| (vec![k.clone()], flag(h.up.load(Ordering::Relaxed)))).collect())?;
-            family(&mut enc, &WATCH_EVENTS, health.iter().map(|(k, h)| (vec![k.clone()], h.events.load(Ordering::Relaxed) as f64)).collect())?;
-            family(&mut enc, &WATCH_ERRORS, health.iter().map(|(k, h)| (vec![k.clone()], h.errors.load(Ordering::Relaxed) as f64)).collect())?;
+            family(&mut enc, &WATCH_UP, health.iter().map(|(k, h)| (vec![s(k)], flag(h.up.load(Ordering::Relaxed)))).collect())?;
+            family(&mut enc, &WATCH_EVENTS, health.iter().map(|(k, h)| (vec![s(k)], h.events.load(Ordering::Relaxed) as f64)).collect())?;
+            family(&mut enc, &WATCH_ERRORS, health.iter().map(|(k, h)| (vec![s(k)], h.errors.load(Ordering::Relaxed) as f64)).collect())?;
         } else {
             let listed = &snap.state.listed_kinds;
-            family(&mut enc, &WATCH_UP, listed.iter().map(|(k, up)| (vec![k.clone()], flag(*up))).collect())?;
+            family(&mut enc, &WATCH_UP, listed.iter().map(|(k, up)| (vec![s(k)], flag(*up))).collect())?;
         }
-        family(&mut enc, &OBJECTS, snap.state.object_counts().into_iter().map(|(k, n)| (vec![k], n as f64)).collect())?;
+        family(&mut enc, &OBJECTS, snap.state.object_counts().into_iter().map(|(k, n)| (vec![owned(k)], n as f64)).collect())?;
         family(&mut enc, &SNAPSHOT_AGE, vec![(vec![], snap.built_at.elapsed().as_secs_f64())])?;
         family(&mut enc, &SNAPSHOT_BUILD, vec![(vec![], snap.build_duration.as_secs_f64())])?;
         family(&mut enc, &SCRAPE_DURATION, vec![(vec![], hub.last_scrape_nanos.load(Ordering::Relaxed) as f64 / 1e9)])?;
@@ -110,12 +136,12 @@ impl prometheus_client::collector::Collector for Collector {
             Availability::Missing => "missing",
             _ => "not_ready",
         };
-        family(&mut enc, &NODE_UNAVAILABLE, f.nodes.iter().map(|n| (vec![n.node.clone(), s(reason(&n.availability))], 1.0)).collect())?;
-        family(&mut enc, &NODE_UNAVAILABLE_SINCE, f.nodes.iter().filter_map(|n| Some((vec![n.node.clone()], ts(n.since?)))).collect())?;
-        family(&mut enc, &NODE_LOST, f.nodes.iter().map(|n| (vec![n.node.clone(), s(reason(&n.availability))], flag(n.lost))).collect())?;
+        family(&mut enc, &NODE_UNAVAILABLE, f.nodes.iter().map(|n| (vec![s(&n.node), s(reason(&n.availability))], 1.0)).collect())?;
+        family(&mut enc, &NODE_UNAVAILABLE_SINCE, f.nodes.iter().filter_map(|n| Some((vec![s(&n.node)], ts(n.since?)))).collect())?;
+        family(&mut enc, &NODE_LOST, f.nodes.iter().map(|n| (vec![s(&n.node), s(reason(&n.availability))], flag(n.lost))).collect())?;
         let pinned_counts = f.nodes.iter().map(|n| {
             let count = f.lost_volumes.iter().filter(|v| v.node == n.node).count();
-            (vec![n.node.clone()], count as f64)
+            (vec![s(&n.node)], count as f64)
         });
         family(&mut enc, &NODE_PINNED_VOLUMES, pinned_counts.collect())?;
         family(
@@ -125,11 +151,11 @@ impl prometheus_client::collector::Collector for Collector {
                 .iter()
                 .map(|v| {
                     let labels = vec![
-                        v.persistent_volume.clone(),
-                        v.node.clone(),
-                        v.claim_namespace.clone().unwrap_or_default(),
-                        v.claim_name.clone().unwrap_or_default(),
-                        v.storage_class.clone().unwrap_or_default(),
+                        s(&v.persistent_volume),
+                        s(&v.node),
+                        s(v.claim_namespace.as_deref().unwrap_or("")),
+                        s(v.claim_name.as_deref().unwrap_or("")),
+                        s(v.storage_class.as_deref().unwrap_or("")),
                     ];
                     (labels, 1.0)
                 })
@@ -138,17 +164,16 @@ impl prometheus_client::collector::Collector for Collector {
         family(
             &mut enc,
             &POD_BLOCKED,
-            f.blocked_pods.iter().map(|p| (vec![p.namespace.clone(), p.pod.clone(), p.claim.clone(), p.node.clone()], 1.0)).collect(),
+            f.blocked_pods.iter().map(|p| (vec![s(&p.namespace), s(&p.pod), s(&p.claim), s(&p.node)], 1.0)).collect(),
         )?;
 
         // CloudNativePG.
-        let id = |ns: &str, n: &str| vec![s(ns), s(n)];
         family(&mut enc, &CNPG_ARCHIVING_OK, f.cnpg.iter().filter_map(|c| Some((id(&c.namespace, &c.cluster), flag(c.archiving_ok?)))).collect())?;
         family(&mut enc, &CNPG_ARCHIVING_SINCE, f.cnpg.iter().filter_map(|c| Some((id(&c.namespace, &c.cluster), ts(c.archiving_since?)))).collect())?;
         let states = f.cnpg.iter().flat_map(|c| {
             crate::inspect::cnpg::BackupState::ALL
                 .iter()
-                .map(move |st| (vec![c.namespace.clone(), c.cluster.clone(), s(st.as_str())], flag(*st == c.last_backup)))
+                .map(move |st| (vec![s(&c.namespace), s(&c.cluster), s(st.as_str())], flag(*st == c.last_backup)))
         });
         family(&mut enc, &CNPG_LAST_BACKUP_STATE, states.collect())?;
         let source = |c: &crate::inspect::cnpg::CnpgFinding| match c.window_source {
@@ -159,14 +184,14 @@ impl prometheus_client::collector::Collector for Collector {
         family(
             &mut enc,
             &CNPG_LAST_BACKUP,
-            f.cnpg.iter().filter_map(|c| Some((vec![c.namespace.clone(), c.cluster.clone(), s(source(c))], ts(c.last_successful_backup?)))).collect(),
+            f.cnpg.iter().filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.last_successful_backup?)))).collect(),
         )?;
         family(
             &mut enc,
             &CNPG_FIRST_RECOVERABILITY,
             f.cnpg
                 .iter()
-                .filter_map(|c| Some((vec![c.namespace.clone(), c.cluster.clone(), s(source(c))], ts(c.first_recoverability_point?))))
+                .filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.first_recoverability_point?))))
                 .collect(),
         )?;
         family(&mut enc, &CNPG_BACKUP_STALE, f.cnpg.iter().map(|c| (id(&c.namespace, &c.cluster), flag(c.backup_stale))).collect())?;
@@ -177,7 +202,7 @@ impl prometheus_client::collector::Collector for Collector {
             f.cnpg
                 .iter()
                 .filter_map(|c| {
-                    let labels = vec![c.namespace.clone(), c.cluster.clone(), c.primary.clone()?, c.primary_node.clone().unwrap_or_default()];
+                    let labels = vec![s(&c.namespace), s(&c.cluster), s(c.primary.as_deref()?), s(c.primary_node.as_deref().unwrap_or(""))];
                     Some((labels, flag(c.primary_on_lost_node)))
                 })
                 .collect(),
@@ -192,11 +217,10 @@ impl prometheus_client::collector::Collector for Collector {
         family(
             &mut enc,
             &MARIADB_FORCE_BOOTSTRAP,
-            f.mariadb.iter().filter_map(|m| Some((vec![m.namespace.clone(), m.name.clone(), m.force_bootstrap_pod.clone()?], 1.0))).collect(),
+            f.mariadb.iter().filter_map(|m| Some((vec![s(&m.namespace), s(&m.name), s(m.force_bootstrap_pod.as_deref()?)], 1.0))).collect(),
         )?;
 
         // VolSync.
-        let vid = |v: &crate::inspect::volsync::VolsyncFinding| vec![v.namespace.clone(), v.name.clone(), s(v.role.as_str())];
         let sources = || f.volsync.iter().filter(|v| v.role == crate::inspect::volsync::Role::Source);
         family(&mut enc, &VOLSYNC_LAST_SYNC, f.volsync.iter().filter_map(|v| Some((vid(v), ts(v.last_sync?)))).collect())?;
         family(&mut enc, &VOLSYNC_INTERVAL, f.volsync.iter().filter_map(|v| Some((vid(v), v.interval_seconds? as f64))).collect())?;
@@ -211,8 +235,8 @@ impl prometheus_client::collector::Collector for Collector {
             f.volsync
                 .iter()
                 .filter_map(|v| {
-                    let node = v.cache_pvc_lost_node.clone()?;
-                    Some((vec![v.namespace.clone(), v.name.clone(), s(v.role.as_str()), v.cache_pvc.clone(), node], 1.0))
+                    let node = s(v.cache_pvc_lost_node.as_deref()?);
+                    Some((vec![s(&v.namespace), s(&v.name), s(v.role.as_str()), s(&v.cache_pvc), node], 1.0))
                 })
                 .collect(),
         )?;
@@ -221,7 +245,7 @@ impl prometheus_client::collector::Collector for Collector {
 
         // Garage.
         let g = &f.garage;
-        family(&mut enc, &GARAGE_PODS, vec![(vec![hub.config.garage.namespace.clone()], g.pods.len() as f64)])?;
+        family(&mut enc, &GARAGE_PODS, vec![(vec![s(&hub.config.garage.namespace)], g.pods.len() as f64)])?;
         family(&mut enc, &GARAGE_SIDECAR_PRESENT, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), flag(p.sidecar_present))).collect())?;
         family(&mut enc, &GARAGE_SIDECAR_RUNNING, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), flag(p.sidecar_running))).collect())?;
         family(&mut enc, &GARAGE_SIDECAR_RESTARTS, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), p.sidecar_restarts as f64)).collect())?;
@@ -233,29 +257,28 @@ impl prometheus_client::collector::Collector for Collector {
         family(&mut enc, &GARAGE_ADMIN_HEALTHY, g.admin_healthy.map(|h| (vec![], flag(h))).into_iter().collect())?;
 
         // Flux.
-        let fid = |x: &crate::inspect::flux::FluxFinding| vec![s(x.kind), x.namespace.clone(), x.name.clone()];
         family(&mut enc, &FLUX_SUSPENDED, f.flux.iter().map(|x| (fid(x), flag(x.suspended))).collect())?;
         family(&mut enc, &FLUX_READY, f.flux.iter().map(|x| (fid(x), flag(x.ready == Some(true)))).collect())?;
 
         // Backup CronJobs.
-        let cid = |c: &crate::inspect::cronjobs::CronJobFinding| vec![c.namespace.clone(), c.cronjob.clone()];
         family(&mut enc, &CRONJOB_LAST_SUCCESS, f.backup_cronjobs.iter().filter_map(|c| Some((cid(c), ts(c.last_success?)))).collect())?;
         family(&mut enc, &CRONJOB_INTERVAL, f.backup_cronjobs.iter().filter_map(|c| Some((cid(c), c.interval_seconds? as f64))).collect())?;
         family(&mut enc, &CRONJOB_STALE, f.backup_cronjobs.iter().map(|c| (cid(c), flag(c.stale))).collect())?;
 
         // Protection coverage.
+        let mut by_source: std::collections::BTreeMap<(&str, &str, bool), usize> = std::collections::BTreeMap::new();
+        for p in &f.protection {
+            *by_source.entry((p.namespace.as_str(), p.source.as_str(), p.pinned_node.is_some())).or_default() += 1;
+        }
         family(
             &mut enc,
             &PVC_PROTECTION,
-            f.protection
-                .iter()
-                .map(|p| (vec![p.namespace.clone(), p.pvc.clone(), s(p.source.as_str()), p.pinned_node.clone().unwrap_or_default()], 1.0))
-                .collect(),
+            by_source.into_iter().map(|((ns, source, local), n)| (vec![s(ns), s(source), s(if local { "true" } else { "false" })], n as f64)).collect(),
         )?;
         family(
             &mut enc,
-            &PVC_SOURCE_FRESH,
-            f.protection.iter().filter_map(|p| Some((vec![p.namespace.clone(), p.pvc.clone(), s(p.source.as_str())], flag(p.fresh?)))).collect(),
+            &PVC_SOURCE_STALE,
+            f.protection.iter().filter(|p| p.fresh == Some(false)).map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.source.as_str())], 1.0)).collect(),
         )?;
         family(
             &mut enc,
@@ -263,13 +286,13 @@ impl prometheus_client::collector::Collector for Collector {
             f.protection
                 .iter()
                 .filter(|p| p.unprotected())
-                .map(|p| (vec![p.namespace.clone(), p.pvc.clone(), p.pinned_node.clone().unwrap_or_default()], 1.0))
+                .map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0))
                 .collect(),
         )?;
         family(
             &mut enc,
             &CONFIG_PROBLEM,
-            f.config_problems.iter().map(|c| (vec![c.kind.clone(), c.namespace.clone(), c.name.clone(), c.problem.clone()], 1.0)).collect(),
+            f.config_problems.iter().map(|c| (vec![s(&c.kind), s(&c.namespace), s(&c.name), s(&c.problem)], 1.0)).collect(),
         )?;
         Ok(())
     }
