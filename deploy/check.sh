@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# Checks the Helm chart (deploy/helm/lifeboat) and the plain manifests
+# (deploy/manifests).
+#
+#   deploy/check.sh
+#
+# Steps (each prints PASS/FAIL/SKIP; exit non-zero if any failed):
+#   1. Helm from scripts/build-helm.sh (a no-op when target/tools/helm exists)
+#   2. helm lint --strict, with the default values and with
+#      ci/all-features-values.yaml
+#   3. helm template with both; templates that must refuse bad values do
+#      (a token Secret without adminUrl, an unknown disabledAlerts entry,
+#      config.garage.adminTokenFile set by hand)
+#   4. assertions on the rendered objects: pod and container security
+#      (non-root, read-only root fs, no capabilities, seccomp RuntimeDefault,
+#      no privilege escalation), resources, args, port 9847 named
+#      http-metrics; the read ClusterRole grants exactly get/list/watch on
+#      exactly the watched kinds; no write verb exists unless
+#      remediation.enabled; nothing anywhere grants Secrets, wildcards, pods
+#      create or nodes writes; no Secret object and no inline secret value;
+#      the PrometheusRule equals rules/lifeboat.rules.yaml (minus
+#      disabledAlerts, plus additionalRuleLabels)
+#   5. `lifeboat check-config` accepts every rendered config.yaml
+#   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart)
+#   7. against a real kube-apiserver (scripts/build-control-plane.sh binaries;
+#      SKIP when absent, or with DEPLOY_CHECK_APISERVER=0): the prometheus-
+#      operator CRDs from /work/shared/crds are installed, every object of
+#      deploy/manifests and of the all-features render is created with
+#      server-side dry-run (schema, CRD validation), then the RBAC is created
+#      for real and SubjectAccessReviews prove what each ServiceAccount can and
+#      cannot do (read-only install vs remediation enabled)
+#
+# Env: HELM (default target/tools/helm), LIFEBOAT_BIN (default
+# target/debug/lifeboat, built with cargo when missing), CRDS_DIR (default
+# /work/shared/crds), DEPLOY_CHECK_APISERVER=0 to skip step 7.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CHART=deploy/helm/lifeboat
+HELM=${HELM:-$ROOT/target/tools/helm}
+CRDS_DIR=${CRDS_DIR:-/work/shared/crds}
+CP_BIN=${LIFEBOAT_CONTROL_PLANE_DIR:-$ROOT/target/control-plane/v1.35.4}/bin
+TMP=$(mktemp -d)
+PIDS=()
+failed=()
+skipped=()
+start_all=$(date +%s)
+
+cleanup() {
+    local rc=$?
+    # Reverse order (kube-apiserver before etcd); SIGKILL after 5 s.
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { # step <name> <command...>
+    local name=$1
+    shift
+    local t0=$SECONDS rc
+    echo "=== $name"
+    "$@"
+    rc=$?
+    if ((rc == 0)); then
+        echo "--- PASS: $name ($((SECONDS - t0))s)"
+    elif ((rc == 77)); then
+        echo "--- SKIP: $name"
+        skipped+=("$name")
+    else
+        echo "--- FAIL: $name ($((SECONDS - t0))s)"
+        failed+=("$name")
+    fi
+}
+
+python3 -c 'import yaml' 2>/dev/null || { echo "deploy/check.sh: python3 needs PyYAML (apt-get install -y python3-yaml)" >&2; exit 2; }
+
+# --- 1. helm ------------------------------------------------------------------------
+step "helm $( [[ -x $HELM ]] && echo present || echo build) (scripts/build-helm.sh)" scripts/build-helm.sh
+[[ -x $HELM ]] || { echo "deploy/check.sh: no helm at $HELM" >&2; exit 1; }
+
+# --- 2. lint ------------------------------------------------------------------------
+lint() {
+    "$HELM" lint --strict "$CHART" &&
+        "$HELM" lint --strict "$CHART" -f "$CHART/ci/all-features-values.yaml"
+}
+step "helm lint --strict (default values, ci/all-features-values.yaml)" lint
+
+# --- 3. template ----------------------------------------------------------------------
+template() {
+    "$HELM" template lifeboat "$CHART" --namespace lifeboat >"$TMP/default.yaml" || return 1
+    "$HELM" template lb "$CHART" --namespace monitoring -f "$CHART/ci/all-features-values.yaml" >"$TMP/full.yaml" || return 1
+    local ok=0
+    must_fail() { # must_fail <expected message part> <helm args...>
+        local want=$1
+        shift
+        if "$HELM" template lifeboat "$CHART" "$@" >"$TMP/neg.out" 2>&1; then
+            echo "expected helm template $* to fail ($want), it rendered"
+            ok=1
+        elif ! grep -q -- "$want" "$TMP/neg.out"; then
+            echo "helm template $* failed without '$want':"
+            cat "$TMP/neg.out"
+            ok=1
+        else
+            echo "refused as expected: $*"
+        fi
+    }
+    must_fail "needs config.garage.adminUrl" --set secrets.garageAdminToken.existingSecret=tok
+    must_fail "is not a lifeboat alert" --set prometheusRule.enabled=true --set 'prometheusRule.disabledAlerts={NoSuchAlert}'
+    must_fail "is set by the chart" --set config.garage.adminTokenFile=/token --set config.garage.adminUrl=http://g:3903
+    return $ok
+}
+step "helm template (default, all features; bad values refused)" template
+
+# --- 4. assertions --------------------------------------------------------------------
+cat >"$TMP/assert.py" <<'PY'
+import sys, yaml
+
+root, default_file, full_file = sys.argv[1:4]
+errors = []
+
+def err(where, what):
+    errors.append(f"{where}: {what}")
+
+def load(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+READ = {
+    "": {"nodes", "persistentvolumes", "persistentvolumeclaims", "pods"},
+    "apps": {"deployments", "statefulsets", "replicasets"},
+    "batch": {"cronjobs", "jobs"},
+    "postgresql.cnpg.io": {"clusters", "scheduledbackups"},
+    "barmancloud.cnpg.io": {"objectstores"},
+    "volsync.backube": {"replicationsources", "replicationdestinations"},
+    "k8s.mariadb.com": {"mariadbs"},
+    "kustomize.toolkit.fluxcd.io": {"kustomizations"},
+    "helm.toolkit.fluxcd.io": {"helmreleases"},
+}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate", "approve", "sign"}
+
+def grants(rules):
+    out = set()
+    for r in rules:
+        for g in r.get("apiGroups", []):
+            for res in r.get("resources", []):
+                for v in r.get("verbs", []):
+                    out.add((g, res, v))
+    return out
+
+def check_render(name, docs, remediation, expect_rule):
+    where = name
+    kinds = sorted(d["kind"] for d in docs)
+    if by_kind(docs, "Secret"):
+        err(where, "renders a Secret: secrets must be referenced (existingSecret), never created")
+    deps = by_kind(docs, "Deployment")
+    if len(deps) != 1:
+        err(where, f"expected one Deployment, got {len(deps)}")
+        return
+    dep = deps[0]
+    pod = dep["spec"]["template"]["spec"]
+    psc = pod.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True:
+        err(where, "pod securityContext.runAsNonRoot is not true")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        err(where, "pod seccompProfile is not RuntimeDefault")
+    if not isinstance(psc.get("runAsUser"), int) or psc["runAsUser"] == 0:
+        err(where, "pod runAsUser must be a non-zero uid")
+    c = pod["containers"][0]
+    sc = c.get("securityContext", {})
+    for key, want in [("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False), ("runAsNonRoot", True)]:
+        if sc.get(key) is not want:
+            err(where, f"container securityContext.{key} is not {want}")
+    if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+        err(where, "container must drop ALL capabilities and add none")
+    if sc.get("privileged"):
+        err(where, "container is privileged")
+    res = c.get("resources", {})
+    if res.get("requests", {}).get("memory") != "50Mi" or res.get("requests", {}).get("cpu") != "50m" \
+            or res.get("limits", {}).get("memory") != "128Mi":
+        err(where, f"resources are {res}, want requests 50Mi/50m, limit 128Mi")
+    if c.get("args") != ["serve", "--config", "/etc/lifeboat/config.yaml"]:
+        err(where, f"args are {c.get('args')}")
+    ports = c.get("ports", [])
+    if not any(p.get("name") == "http-metrics" and p.get("containerPort") == 9847 for p in ports):
+        err(where, f"container port 9847 named http-metrics missing: {ports}")
+    for e in c.get("env", []):
+        if "value" in e and any(s in e["name"].upper() for s in ("TOKEN", "PASSWORD", "SECRET", "KEY")):
+            err(where, f"env {e['name']} carries a literal value; secrets are mounted files")
+    for v in pod.get("volumes", []):
+        if "secret" in v and not v["secret"].get("secretName"):
+            err(where, f"secret volume {v['name']} without secretName")
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+    if "/etc/lifeboat/config.yaml" not in mounts:
+        err(where, "config.yaml is not mounted at /etc/lifeboat/config.yaml")
+    for path, m in mounts.items():
+        if path.startswith("/etc/lifeboat/secrets/") and not m.get("readOnly"):
+            err(where, f"secret mount {path} is not readOnly")
+    svc = by_kind(docs, "Service")
+    if len(svc) != 1 or not any(p.get("name") == "http-metrics" and p.get("port") == 9847 for p in svc[0]["spec"]["ports"]):
+        err(where, "Service with port 9847 named http-metrics missing")
+    cms = by_kind(docs, "ConfigMap")
+    if len(cms) != 1 or "config.yaml" not in cms[0].get("data", {}):
+        err(where, "ConfigMap with config.yaml missing")
+    else:
+        open(f"{sys.argv[4]}/{name}.config.yaml", "w").write(cms[0]["data"]["config.yaml"])
+
+    # RBAC.
+    roles = by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+    read = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-read")]
+    if len(read) != 1:
+        err(where, "expected exactly one ClusterRole <fullname>-read")
+    else:
+        want = {(g, res, v) for g, rs in READ.items() for res in rs for v in ("get", "list", "watch")}
+        got = grants(read[0]["rules"])
+        if got != want:
+            err(where, f"{read[0]['metadata']['name']}: extra {sorted(got - want)}, missing {sorted(want - got)}")
+    for role in roles:
+        rw = f"{where}: {role['kind']} {role['metadata']['name']}"
+        for g, res, v in grants(role.get("rules", [])):
+            if "*" in (g, res, v):
+                err(rw, f"wildcard in ({g!r}, {res!r}, {v!r})")
+            if g == "" and res in ("secrets", "secrets/*"):
+                err(rw, "grants access to Secrets")
+            if g == "" and res == "pods" and v == "create":
+                err(rw, "grants pods create")
+            if g == "" and res.startswith("nodes") and v in WRITE_VERBS:
+                err(rw, f"grants {v} on {res}")
+            if v in WRITE_VERBS and not remediation:
+                err(rw, f"write verb {v} on {g}/{res} although remediation.enabled is false")
+    rem = [r for r in roles if r["metadata"]["name"].endswith("-remediate")]
+    if remediation and len(rem) != 2:
+        err(where, f"remediation.enabled: want ClusterRole and Role <fullname>-remediate, got {[r['kind'] for r in rem]}")
+    if not remediation and rem:
+        err(where, "remediation disabled but a -remediate role is rendered")
+    for r in rem:
+        if r["kind"] == "Role":
+            got = {(g, res) for g, res, _ in grants(r["rules"])}
+            if not got <= {("coordination.k8s.io", "leases"), ("lifeboat.dev", "remediationruns"), ("lifeboat.dev", "remediationruns/status")}:
+                err(where, f"namespaced Role grants more than leases and remediationruns: {sorted(got)}")
+    for b in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        sa = by_kind(docs, "ServiceAccount")
+        for s in b["subjects"]:
+            if s["kind"] != "ServiceAccount" or not sa or s["name"] != sa[0]["metadata"]["name"] \
+                    or s.get("namespace") != sa[0]["metadata"]["namespace"]:
+                err(where, f"{b['kind']} {b['metadata']['name']} binds {s}, not lifeboat's ServiceAccount")
+
+    # PrometheusRule: the rule source, semantically.
+    prs = by_kind(docs, "PrometheusRule")
+    if expect_rule is None:
+        if prs:
+            err(where, "PrometheusRule rendered although prometheusRule.enabled is false")
+    else:
+        disabled, extra = expect_rule
+        source = yaml.safe_load(open(f"{root}/rules/lifeboat.rules.yaml"))["groups"]
+        want = []
+        for g in source:
+            rules = []
+            for r in g["rules"]:
+                if r.get("alert") in disabled:
+                    continue
+                r = dict(r)
+                r["labels"] = {**extra, **r.get("labels", {})}
+                rules.append(r)
+            want.append({"name": g["name"], "rules": rules})
+        if len(prs) != 1:
+            err(where, "PrometheusRule missing")
+        elif prs[0]["spec"]["groups"] != want:
+            err(where, "PrometheusRule spec differs from rules/lifeboat.rules.yaml (run rules/generate.sh?)")
+
+default = load(default_file)
+full = load(full_file)
+check_render("default", default, remediation=False, expect_rule=None)
+check_render("all-features", full, remediation=True, expect_rule=({"LifeboatWatchDown"}, {"team": "homelab"}))
+if not by_kind(full, "ServiceMonitor"):
+    err("all-features", "ServiceMonitor missing")
+if by_kind(default, "ServiceMonitor"):
+    err("default", "ServiceMonitor rendered although serviceMonitor.enabled is false")
+for e in errors:
+    print("ERROR", e)
+print(f"checked {len(default)} default and {len(full)} all-features objects")
+sys.exit(1 if errors else 0)
+PY
+step "rendered objects: security, resources, RBAC least privilege, secrets by reference, PrometheusRule" \
+    python3 "$TMP/assert.py" "$ROOT" "$TMP/default.yaml" "$TMP/full.yaml" "$TMP"
+
+# --- 5. check-config ------------------------------------------------------------------
+check_config() {
+    local bin=${LIFEBOAT_BIN:-$ROOT/target/debug/lifeboat} ok=0
+    if [[ ! -x $bin ]]; then
+        [[ -z ${LIFEBOAT_BIN:-} ]] || { echo "LIFEBOAT_BIN=$LIFEBOAT_BIN is not executable"; return 1; }
+        cargo build -q --bin lifeboat || return 1
+    fi
+    for cfg in "$TMP"/default.config.yaml "$TMP"/all-features.config.yaml; do
+        if "$bin" check-config --config "$cfg" >"$TMP/check-config.out" 2>&1; then
+            echo "accepted: $(basename "$cfg")"
+        else
+            echo "lifeboat check-config rejected $(basename "$cfg"):"
+            cat "$TMP/check-config.out"
+            ok=1
+        fi
+    done
+    return $ok
+}
+step "lifeboat check-config accepts every rendered config.yaml" check_config
+
+# --- 6. drift -------------------------------------------------------------------------
+step "plain manifests up to date (deploy/generate.sh --check)" env HELM="$HELM" deploy/generate.sh --check
+
+# --- 7. kube-apiserver ------------------------------------------------------------------
+apiserver() {
+    if [[ ${DEPLOY_CHECK_APISERVER:-1} == 0 ]]; then
+        echo "DEPLOY_CHECK_APISERVER=0"
+        return 77
+    fi
+    if [[ ! -x $CP_BIN/kube-apiserver || ! -x $CP_BIN/etcd ]]; then
+        echo "no control-plane binaries in $CP_BIN (scripts/build-control-plane.sh builds them)"
+        return 77
+    fi
+    for crd in monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml; do
+        [[ -f $CRDS_DIR/$crd ]] || { echo "missing $CRDS_DIR/$crd"; return 1; }
+    done
+    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+    local etcd_port peer_port api_port
+    etcd_port=$(free_port)
+    peer_port=$(free_port)
+    api_port=$(free_port)
+    "$CP_BIN/etcd" --name=deploy-check --data-dir="$TMP/etcd" \
+        --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+        --initial-cluster="deploy-check=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level=warn \
+        >"$TMP/etcd.log" 2>&1 &
+    PIDS+=($!)
+    echo "deploy-check-admin-token,deploy-check-admin,deploy-check-admin,\"system:masters\"" >"$TMP/tokens.csv"
+    openssl genrsa -out "$TMP/sa.key" 2048 2>/dev/null && openssl rsa -in "$TMP/sa.key" -pubout -out "$TMP/sa.pub" 2>/dev/null || return 1
+    for _ in $(seq 1 60); do curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break; sleep 0.25; done
+    "$CP_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+        --secure-port="$api_port" --cert-dir="$TMP/certs" --token-auth-file="$TMP/tokens.csv" \
+        --authorization-mode=RBAC --service-account-issuer=https://kubernetes.default.svc \
+        --service-account-key-file="$TMP/sa.pub" --service-account-signing-key-file="$TMP/sa.key" \
+        --service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount \
+        --enable-priority-and-fairness=false >"$TMP/kube-apiserver.log" 2>&1 &
+    PIDS+=($!)
+    python3 - "https://127.0.0.1:$api_port" deploy-check-admin-token "$CRDS_DIR" "$TMP/full.yaml" deploy/manifests <<'PY'
+import glob, json, ssl, sys, time, urllib.error, urllib.request, yaml
+
+api, token, crds_dir, full_file, manifests = sys.argv[1:6]
+ctx = ssl._create_unverified_context()
+errors = []
+
+def call(method, path, body=None, ctype="application/json"):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(api + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            raw = r.read()
+            try:
+                return r.status, json.loads(raw or b"{}")
+            except ValueError:
+                return r.status, {"text": raw.decode(errors="replace")}
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"message": raw.decode(errors="replace")}
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        return 0, {"message": str(e)}
+
+def wait(what, fn, secs=90):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if fn():
+            return True
+        time.sleep(0.5)
+    errors.append(f"timed out waiting for {what}")
+    return False
+
+t0 = time.time()
+if not wait("kube-apiserver /readyz", lambda: call("GET", "/readyz")[0] == 200, 120):
+    print("\n".join(errors)); sys.exit(1)
+wait("namespace default", lambda: call("GET", "/api/v1/namespaces/default")[0] == 200)
+print(f"kube-apiserver ready after {time.time() - t0:.0f}s")
+
+# prometheus-operator CRDs (ServiceMonitor, PrometheusRule) by server-side apply.
+for f in ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"):
+    crd = yaml.safe_load(open(f"{crds_dir}/{f}"))
+    name = crd["metadata"]["name"]
+    code, body = call("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?fieldManager=deploy-check&force=true",
+                      json.dumps(crd).encode(), "application/apply-patch+yaml")
+    if code not in (200, 201):
+        errors.append(f"apply CRD {name}: {code} {body.get('message')}")
+        continue
+    wait(f"CRD {name} Established", lambda: any(
+        c["type"] == "Established" and c["status"] == "True"
+        for c in call("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")[1].get("status", {}).get("conditions") or []))
+
+RESOURCES = {
+    "Namespace": ("/api/v1", "namespaces", False), "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "ConfigMap": ("/api/v1", "configmaps", True), "Service": ("/api/v1", "services", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
+    "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules", True),
+}
+
+def path_of(obj):
+    base, plural, namespaced = RESOURCES[obj["kind"]]
+    if namespaced:
+        return f"{base}/namespaces/{obj['metadata']['namespace']}/{plural}"
+    return f"{base}/{plural}"
+
+def create(obj, source, dry_run):
+    if obj["kind"] not in RESOURCES:
+        errors.append(f"{source}: {obj['kind']} {obj['metadata']['name']}: kind not known to deploy/check.sh")
+        return
+    path = path_of(obj) + ("?dryRun=All&fieldValidation=Strict" if dry_run else "?fieldValidation=Strict")
+    for _ in range(20):  # a fresh CRD's endpoint can 404 for a moment
+        code, body = call("POST", path, obj)
+        if code != 404:
+            break
+        time.sleep(0.5)
+    if code not in (200, 201):
+        errors.append(f"{source}: {'dry-run ' if dry_run else ''}create {obj['kind']} {obj['metadata']['name']}: {code} {body.get('message')}")
+
+def docs(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+
+for ns in ("lifeboat", "monitoring", "database"):
+    create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, "setup", dry_run=False)
+
+manifest_files = sorted(glob.glob(f"{manifests}/*.yaml") + glob.glob(f"{manifests}/optional/*.yaml"))
+count = 0
+for f in manifest_files:
+    if f.endswith("kustomization.yaml"):
+        continue
+    for obj in docs(f):
+        if obj["kind"] == "Namespace":
+            continue  # created above
+        create(obj, f, dry_run=True)
+        count += 1
+full = docs(full_file)
+for obj in full:
+    create(obj, "all-features render", dry_run=True)
+    count += 1
+print(f"server-side dry-run: {count} objects from {len(manifest_files) - 1} manifest files and the all-features render")
+
+# RBAC for real: the plain manifests' read-only install (namespace lifeboat)
+# and the all-features release (namespace monitoring, remediation enabled).
+for f in [f"{manifests}/lifeboat.yaml"]:
+    for obj in docs(f):
+        if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+            create(obj, f, dry_run=False)
+for obj in full:
+    if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        create(obj, "all-features render", dry_run=False)
+
+def sa_of(objs, ns):
+    return [o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount" and o["metadata"]["namespace"] == ns][0]
+
+READONLY = ("lifeboat", sa_of(docs(f"{manifests}/lifeboat.yaml"), "lifeboat"))
+REMEDIATE = ("monitoring", sa_of(full, "monitoring"))
+
+def can(who, verb, resource, group="", namespace=None, sub=None):
+    ns, sa = who
+    attrs = {"verb": verb, "resource": resource, "group": group}
+    if namespace:
+        attrs["namespace"] = namespace
+    if sub:
+        attrs["subresource"] = sub
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": f"system:serviceaccount:{ns}:{sa}",
+                       "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+                       "resourceAttributes": attrs}}
+    code, body = call("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    if code != 201:
+        errors.append(f"SubjectAccessReview {attrs}: {code} {body.get('message')}")
+        return None
+    return body["status"].get("allowed", False)
+
+# Wait for the RBAC authorizer to see the new bindings.
+wait("RBAC bindings active", lambda: can(READONLY, "list", "pods") and can(REMEDIATE, "delete", "persistentvolumeclaims", namespace="database"), 30)
+
+READS = [("", r) for r in ("nodes", "persistentvolumes", "persistentvolumeclaims", "pods")] + \
+    [("apps", r) for r in ("deployments", "statefulsets", "replicasets")] + [("batch", r) for r in ("cronjobs", "jobs")] + \
+    [("postgresql.cnpg.io", "clusters"), ("postgresql.cnpg.io", "scheduledbackups"), ("barmancloud.cnpg.io", "objectstores"),
+     ("volsync.backube", "replicationsources"), ("volsync.backube", "replicationdestinations"), ("k8s.mariadb.com", "mariadbs"),
+     ("kustomize.toolkit.fluxcd.io", "kustomizations"), ("helm.toolkit.fluxcd.io", "helmreleases")]
+# (who, verb, resource, group, namespace, subresource, expected)
+cases = []
+for who in (READONLY, REMEDIATE):
+    for g, r in READS:
+        for v in ("get", "list", "watch"):
+            cases.append((who, v, r, g, None, None, True))
+    cases += [
+        (who, "get", "secrets", "", "database", None, False),
+        (who, "list", "secrets", "", None, None, False),
+        (who, "list", "configmaps", "", None, None, False),
+        (who, "create", "pods", "", "database", None, False),
+        (who, "patch", "nodes", "", None, None, False),
+        (who, "delete", "nodes", "", None, None, False),
+        (who, "delete", "deployments", "apps", "database", None, False),
+        (who, "update", "deployments", "apps", "database", None, False),
+        (who, "delete", "persistentvolumes", "", None, None, False),
+        (who, "delete", "clusters", "postgresql.cnpg.io", "database", None, False),
+        (who, "create", "clusterrolebindings", "rbac.authorization.k8s.io", None, None, False),
+        (who, "get", "leases", "coordination.k8s.io", "database", None, False),
+        (who, "create", "pods", "", "database", "exec", False),
+    ]
+WRITES = [
+    ("delete", "persistentvolumeclaims", "", None), ("patch", "persistentvolumeclaims", "", None),
+    ("create", "persistentvolumeclaims", "", None), ("delete", "pods", "", None), ("get", "pods", "", "log"),
+    ("patch", "deployments", "apps", "scale"), ("patch", "statefulsets", "apps", "scale"),
+    ("create", "jobs", "batch", None), ("patch", "clusters", "postgresql.cnpg.io", "status"),
+    ("patch", "clusters", "postgresql.cnpg.io", "scale"), ("create", "backups", "postgresql.cnpg.io", None),
+    ("patch", "mariadbs", "k8s.mariadb.com", None), ("patch", "mariadbs", "k8s.mariadb.com", "scale"),
+    ("patch", "kustomizations", "kustomize.toolkit.fluxcd.io", None), ("patch", "helmreleases", "helm.toolkit.fluxcd.io", None),
+    ("patch", "replicationsources", "volsync.backube", None), ("patch", "replicationdestinations", "volsync.backube", None),
+    ("delete", "replicationdestinations", "volsync.backube", None),
+]
+for v, r, g, sub in WRITES:
+    cases.append((REMEDIATE, v, r, g, "database", sub, True))
+    cases.append((READONLY, v, r, g, "database", sub, False))
+for v in ("get", "create", "update"):
+    cases.append((REMEDIATE, v, "leases", "coordination.k8s.io", "monitoring", None, True))
+    cases.append((READONLY, v, "leases", "coordination.k8s.io", "lifeboat", None, False))
+cases += [
+    (REMEDIATE, "delete", "leases", "coordination.k8s.io", "monitoring", None, False),
+    (REMEDIATE, "create", "remediationruns", "lifeboat.dev", "monitoring", None, True),
+    (REMEDIATE, "patch", "remediationruns", "lifeboat.dev", "monitoring", "status", True),
+    (REMEDIATE, "create", "remediationruns", "lifeboat.dev", "database", None, False),
+    (REMEDIATE, "update", "jobs", "batch", "database", None, False),
+    (REMEDIATE, "patch", "clusters", "postgresql.cnpg.io", "database", None, True),
+    (REMEDIATE, "delete", "replicationsources", "volsync.backube", "database", None, False),
+    (READONLY, "create", "remediationruns", "lifeboat.dev", "lifeboat", None, False),
+]
+wrong = 0
+for who, verb, res, group, ns, sub, want in cases:
+    got = can(who, verb, res, group, ns, sub)
+    if got is not None and got != want:
+        wrong += 1
+        what = f"{verb} {group + '/' if group else ''}{res}{'/' + sub if sub else ''}{' in ' + ns if ns else ' (cluster-wide)'}"
+        errors.append(f"{'read-only' if who == READONLY else 'remediation'} ServiceAccount {who[0]}/{who[1]}: "
+                      f"{what} is {'ALLOWED' if got else 'denied'}, want {'allowed' if want else 'denied'}")
+print(f"SubjectAccessReview: {len(cases)} permission checks, {wrong} wrong")
+for e in errors:
+    print("ERROR", e)
+sys.exit(1 if errors else 0)
+PY
+}
+step "kube-apiserver: server-side dry-run of every object, RBAC least privilege via SubjectAccessReview" apiserver
+
+echo
+if ((${#failed[@]})); then
+    printf 'deploy/check.sh: FAILED (%ss): %s\n' "$(($(date +%s) - start_all))" "$(IFS=';'; echo "${failed[*]}")"
+    exit 1
+fi
+echo "deploy/check.sh: all checks passed ($(($(date +%s) - start_all))s)${skipped:+; skipped: ${skipped[*]}}"

@@ -1,0 +1,78 @@
+{{/* Chart name. */}}
+{{- define "lifeboat.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Object name: the release name, or <release>-<chart> when it does not contain the chart name. */}}
+{{- define "lifeboat.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "lifeboat.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lifeboat.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "lifeboat.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "lifeboat.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: lifeboat
+{{- end }}
+
+{{- define "lifeboat.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "lifeboat.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Mount points. */}}
+{{- define "lifeboat.garageAdminTokenDir" -}}/etc/lifeboat/secrets/garage-admin{{- end }}
+{{- define "lifeboat.discordDir" -}}/etc/lifeboat/secrets/discord{{- end }}
+{{- define "lifeboat.garageBackupDir" -}}/var/lib/lifeboat/garage-meta-backup{{- end }}
+
+{{/* The config file: .Values.config plus the paths of what the chart mounts. */}}
+{{- define "lifeboat.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $garage := default (dict) (get $config "garage") }}
+{{- range $k := list "adminTokenFile" "backupDir" }}
+{{- if hasKey $garage $k }}
+{{- fail (printf "config.garage.%s is set by the chart; use %s instead" $k (ternary "secrets.garageAdminToken.existingSecret" "garageMetaBackupVolume" (eq $k "adminTokenFile"))) }}
+{{- end }}
+{{- end }}
+{{- with .Values.secrets.garageAdminToken.existingSecret }}
+{{- if not $garage.adminUrl }}
+{{- fail "secrets.garageAdminToken.existingSecret needs config.garage.adminUrl: the token is only used for the admin API" }}
+{{- end }}
+{{- $_ := set $garage "adminTokenFile" (printf "%s/%s" (include "lifeboat.garageAdminTokenDir" $) $.Values.secrets.garageAdminToken.key) }}
+{{- end }}
+{{- if .Values.garageMetaBackupVolume }}
+{{- $_ := set $garage "backupDir" (include "lifeboat.garageBackupDir" .) }}
+{{- end }}
+{{- /* null values (e.g. adminUrl: null) are left out: every key has a default. */}}
+{{- range $k, $v := $garage }}
+{{- if kindIs "invalid" $v }}
+{{- $_ := unset $garage $k }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "garage" $garage }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* Container port: the port of config.listen. */}}
+{{- define "lifeboat.containerPort" -}}
+{{- $port := regexFind "[0-9]+$" (toString .Values.config.listen) }}
+{{- required "config.listen must end in a port, e.g. 0.0.0.0:9847" $port }}
+{{- end }}
