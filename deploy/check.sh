@@ -24,7 +24,7 @@
 #   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart)
 #   7. against a real kube-apiserver (scripts/build-control-plane.sh binaries;
 #      SKIP when absent, or with DEPLOY_CHECK_APISERVER=0): the prometheus-
-#      operator CRDs from /work/shared/crds are installed, every object of
+#      operator CRDs from ../shared/crds are installed, every object of
 #      deploy/manifests and of the all-features render is created with
 #      server-side dry-run (schema, CRD validation), then the RBAC is created
 #      for real and SubjectAccessReviews prove what each ServiceAccount can and
@@ -32,14 +32,20 @@
 #
 # Env: HELM (default target/tools/helm), LIFEBOAT_BIN (default
 # target/debug/lifeboat, built with cargo when missing), CRDS_DIR (default
-# /work/shared/crds), DEPLOY_CHECK_APISERVER=0 to skip step 7.
+# ../shared/crds), DEPLOY_CHECK_APISERVER=0 to skip step 7.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 CHART=deploy/helm/lifeboat
 HELM=${HELM:-$ROOT/target/tools/helm}
-CRDS_DIR=${CRDS_DIR:-/work/shared/crds}
+# Upstream CRDs beside the checkout (as CI lays them out), else the test stand-ins.
+if [[ -z ${CRDS_DIR:-} ]]; then
+    if [[ -n ${LIFEBOAT_CRDS_DIR:-} ]]; then CRDS_DIR=$LIFEBOAT_CRDS_DIR
+    elif [[ -d ../shared/crds ]]; then CRDS_DIR=$(cd ../shared/crds && pwd)
+    else CRDS_DIR=$PWD/tests/crds
+    fi
+fi
 CP_BIN=${LIFEBOAT_CONTROL_PLANE_DIR:-$ROOT/target/control-plane/v1.35.4}/bin
 TMP=$(mktemp -d)
 PIDS=()
@@ -328,9 +334,7 @@ apiserver() {
         echo "no control-plane binaries in $CP_BIN (scripts/build-control-plane.sh builds them)"
         return 77
     fi
-    for crd in monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml; do
-        [[ -f $CRDS_DIR/$crd ]] || { echo "missing $CRDS_DIR/$crd"; return 1; }
-    done
+    [[ -d $CRDS_DIR ]] || { echo "no CRD directory $CRDS_DIR"; return 1; }
     free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
     local etcd_port peer_port api_port
     etcd_port=$(free_port)
@@ -395,9 +399,19 @@ wait("namespace default", lambda: call("GET", "/api/v1/namespaces/default")[0] =
 print(f"kube-apiserver ready after {time.time() - t0:.0f}s")
 
 # prometheus-operator CRDs (ServiceMonitor, PrometheusRule) by server-side apply.
-for f in ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"):
-    crd = yaml.safe_load(open(f"{crds_dir}/{f}"))
-    name = crd["metadata"]["name"]
+# From the upstream files, or from the stand-ins' multi-document file.
+import glob
+wanted = {"servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"}
+found = {}
+for path in sorted(glob.glob(f"{crds_dir}/*.yaml")):
+    for doc in yaml.safe_load_all(open(path)):
+        if doc and doc.get("kind") == "CustomResourceDefinition" and doc["metadata"]["name"] in wanted:
+            found[doc["metadata"]["name"]] = doc
+missing = wanted - set(found)
+if missing:
+    print(f"CRDs {sorted(missing)} not found in {crds_dir}"); sys.exit(1)
+print(f"prometheus-operator CRDs from {crds_dir}")
+for name, crd in sorted(found.items()):
     code, body = call("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?fieldManager=deploy-check&force=true",
                       json.dumps(crd).encode(), "application/apply-patch+yaml")
     if code not in (200, 201):
