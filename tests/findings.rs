@@ -287,3 +287,45 @@ fn garage_newest_snapshot_is_read_from_the_backup_directory() {
     let empty = tempfile::tempdir().unwrap();
     assert!(lifeboat::probes::newest_snapshot(empty.path()).unwrap_err().contains("snapshots"));
 }
+
+#[tokio::test]
+async fn garage_admin_api_health_with_and_without_token() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use axum::Json;
+    let app = axum::Router::new()
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route(
+            "/v2/GetClusterHealth",
+            get(|headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
+                    return Err(StatusCode::FORBIDDEN);
+                }
+                Ok(Json(json!({"status": "degraded", "knownNodes": 1, "connectedNodes": 1})))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+
+    let mut config = lifeboat::config::GarageConfig { admin_url: Some(url.clone()), ..Default::default() };
+    assert_eq!(lifeboat::probes::admin_health(&client, &config).await, (Some(true), Some("healthy".into())), "no token: /health");
+
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    config.admin_token_file = Some(token_file.clone());
+    assert_eq!(lifeboat::probes::admin_health(&client, &config).await, (Some(false), Some("degraded".into())), "token: cluster health");
+
+    std::fs::write(&token_file, "wrong").unwrap();
+    let (healthy, status) = lifeboat::probes::admin_health(&client, &config).await;
+    assert_eq!(healthy, Some(false));
+    assert!(status.unwrap().contains("403"));
+
+    config.admin_url = Some("http://127.0.0.1:1".into());
+    config.admin_token_file = None;
+    let (healthy, status) = lifeboat::probes::admin_health(&client, &config).await;
+    assert_eq!(healthy, Some(false));
+    assert!(status.unwrap().contains("unreachable"));
+}

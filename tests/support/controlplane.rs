@@ -82,6 +82,21 @@ pub fn crd_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crds")
 }
 
+/// The data dirs outlive their test binary (it exits without destructors, its
+/// processes killed by PDEATHSIG); each run removes those of finished runs.
+fn remove_dirs_of_finished_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("lifeboat-cp-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -108,7 +123,9 @@ fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
             return Err(format!("{} is missing: run scripts/build-control-plane.sh (scripts/test.sh does)", bins.join(b).display()));
         }
     }
-    let dir = tempfile::Builder::new().prefix("lifeboat-cp-").tempdir().map_err(|e| e.to_string())?.keep();
+    remove_dirs_of_finished_runs();
+    let prefix = format!("lifeboat-cp-{}-", std::process::id());
+    let dir = tempfile::Builder::new().prefix(&prefix).tempdir().map_err(|e| e.to_string())?.keep();
     let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
     spawn(
         &bins.join("etcd"),
