@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::cluster::watch::LiveCache;
 use crate::cluster::{dump, ClusterState};
 use crate::config::Config;
+use crate::plan::playbooks::{self, Trigger};
 use crate::inspect::garage::GarageProbe;
 use crate::snapshot::{Hub, Snapshot};
 
@@ -58,6 +59,25 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Render the plan a playbook would run, from live state or a dump (a dry run).
+    Plan {
+        #[command(flatten)]
+        target: PlanArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Plan from live state, confirm, and execute against the cluster.
+    Run {
+        #[command(flatten)]
+        target: PlanArgs,
+        #[arg(long, env = "LIFEBOAT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Execute without asking (the plan is still printed first).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         #[arg(long, env = "LIFEBOAT_CONFIG")]
@@ -68,6 +88,25 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// cnpg-instance-lost | stale-cleanup
+    pub playbook: String,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The object the playbook is about (e.g. the CNPG Cluster).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+impl PlanArgs {
+    fn trigger(&self) -> Trigger {
+        Trigger { namespace: self.namespace.clone(), name: self.name.clone(), node: self.node.clone() }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +129,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve { source, listen } => serve_command(source, listen).await.map(|_| ExitCode::SUCCESS),
         Command::Triage { source, node, output } => triage_command(source, node, output).await,
+        Command::Plan { target, source, output } => plan_command(target, source, output).await,
+        Command::Run { target, config, yes } => run_command(target, config, yes).await,
         Command::CheckConfig { config } => check_config(config),
         Command::Metrics { output } => {
             print_catalog(output);
@@ -204,4 +245,59 @@ pub async fn wait_ready(hub: &Hub, timeout: Duration) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// A snapshot as current as the source allows: the dump, or a fresh full list.
+async fn current_snapshot(config: Config, source: &SourceArgs) -> anyhow::Result<Arc<Snapshot>> {
+    let hub = start_hub(config, source, None).await?;
+    if let Some(live) = &hub.live {
+        wait_ready(&hub, Duration::from_secs(60)).await?;
+        hub.publish(Snapshot::build(live.snapshot(), &hub.config, &GarageProbe::default()));
+    }
+    Ok(hub.snapshot())
+}
+
+async fn plan_command(target: PlanArgs, source: SourceArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(source.config.as_deref())?;
+    let snapshot = current_snapshot(config, &source).await?;
+    let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"hash": plan.hash(), "plan": plan}))?),
+        Output::Text => print!("{}", plan.render_text()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(config.as_deref())?;
+    let source = SourceArgs { config: None, from_dump: None, now: None };
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let snapshot = current_snapshot(config, &SourceArgs { ..source.clone() }).await?;
+    let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
+    print!("{}", plan.render_text());
+    if plan.nothing_to_do() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not a terminal: pass --yes to execute without confirmation");
+        }
+        eprint!("\nType the plan hash {} to execute it: ", plan.hash());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != plan.hash() {
+            eprintln!("not confirmed; nothing was done");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let report = crate::act::runner::execute(&client, &plan, &plan.hash(), &crate::act::runner::RunLimits::default()).await;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let ok = matches!(report.outcome, crate::act::runner::Outcome::Succeeded | crate::act::runner::Outcome::NothingToDo);
+    if !ok {
+        eprintln!("left to do by hand:");
+        for command in report.remaining_commands() {
+            eprintln!("  $ {command}");
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod inspect;
 pub mod metrics;
+pub mod plan;
 pub mod probes;
 pub mod schedule;
 pub mod server;

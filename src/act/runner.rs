@@ -1,0 +1,352 @@
+//! Executes an approved plan against the live API, step by step.
+//!
+//! Safety lives here, not only in playbooks: the approval must name this
+//! exact plan (hash); a data-deleting step must name its recovery source; the
+//! number of deletions is capped; every step's preconditions are re-checked
+//! live right before it runs; a PVC is never deleted while the node its volume
+//! is pinned to is Ready; the kill switch is honoured at every step boundary.
+//! On the first failure or refusal the run stops and reports what was done
+//! and the commands for what is left.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::{DeleteParams, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::write::{merge_patch, patch_status_locked};
+use crate::cluster::resources::{find_condition, Node, PersistentVolume};
+use crate::cluster::ClusterState;
+use crate::plan::{describe_precondition, Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
+
+#[derive(Clone, Debug)]
+pub struct RunLimits {
+    /// At most this many PVC deletions per run.
+    pub max_pvc_deletions: usize,
+    /// At most this many steps that delete anything.
+    pub max_deletions: usize,
+    pub poll_interval: Duration,
+    /// Set to stop the run at the next step boundary.
+    pub kill_switch: Arc<AtomicBool>,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self { max_pvc_deletions: 5, max_deletions: 20, poll_interval: Duration::from_secs(2), kill_switch: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepStatus {
+    NotRun,
+    Succeeded { detail: String },
+    /// A precondition or a safety invariant did not hold: nothing was done.
+    Refused { reason: String },
+    Failed { error: String },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub title: String,
+    pub command: String,
+    #[serde(flatten)]
+    pub status: StepStatus,
+    pub started: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    NothingToDo,
+    /// Refused before any step ran (stale approval, invalid plan, limits).
+    Rejected,
+    /// Stopped at a step; later steps did not run.
+    Stopped,
+    Aborted,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub plan_hash: String,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub steps: Vec<StepReport>,
+}
+
+impl RunReport {
+    /// Commands for every step that did not succeed, in order: what a human
+    /// would run to finish by hand.
+    pub fn remaining_commands(&self) -> Vec<String> {
+        self.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| s.command.clone()).collect()
+    }
+}
+
+fn rejected(plan: &Plan, reason: String) -> RunReport {
+    RunReport {
+        plan_hash: plan.hash(),
+        outcome: Outcome::Rejected,
+        reason: Some(reason),
+        steps: plan.steps.iter().map(|s| not_run(s)).collect(),
+    }
+}
+
+fn not_run(step: &Step) -> StepReport {
+    StepReport { id: step.id.clone(), title: step.title.clone(), command: step.command(), status: StepStatus::NotRun, started: None, finished: None }
+}
+
+/// Runs `plan`, which must hash to `approved_hash`.
+pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: &RunLimits) -> RunReport {
+    if plan.hash() != approved_hash {
+        return rejected(plan, format!("approval names plan {approved_hash}, but the current plan is {}: approve again", plan.hash()));
+    }
+    if let Err(e) = plan.validate() {
+        return rejected(plan, format!("invalid plan: {e}"));
+    }
+    let pvc_deletions = plan.steps.iter().filter(|s| matches!(s.action, Action::DeletePvc { .. })).count();
+    let deletions = plan.steps.iter().filter(|s| matches!(s.action, Action::DeletePvc { .. } | Action::Delete { .. } | Action::ForceDeletePod { .. })).count();
+    if pvc_deletions > limits.max_pvc_deletions || deletions > limits.max_deletions {
+        return rejected(
+            plan,
+            format!("blast radius: {pvc_deletions} PVC deletions / {deletions} deletions exceed the limits ({} / {})", limits.max_pvc_deletions, limits.max_deletions),
+        );
+    }
+    let mut report = RunReport { plan_hash: plan.hash(), outcome: Outcome::Succeeded, reason: None, steps: plan.steps.iter().map(not_run).collect() };
+    if plan.nothing_to_do() {
+        report.outcome = Outcome::NothingToDo;
+        return report;
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        if limits.kill_switch.load(Ordering::SeqCst) {
+            report.outcome = Outcome::Aborted;
+            report.reason = Some("kill switch set".into());
+            return report;
+        }
+        let span = tracing::info_span!("step", id = %step.id);
+        let _guard = span.enter();
+        report.steps[i].started = Some(Utc::now());
+        let status = match check_preconditions(client, step).await {
+            Err(reason) => StepStatus::Refused { reason },
+            Ok(()) => match run_action(client, step, limits).await {
+                Ok(detail) => StepStatus::Succeeded { detail },
+                Err(StepError::Refused(reason)) => StepStatus::Refused { reason },
+                Err(StepError::Failed(error)) => StepStatus::Failed { error },
+            },
+        };
+        report.steps[i].finished = Some(Utc::now());
+        tracing::info!(status = ?status, "step finished");
+        let ok = matches!(status, StepStatus::Succeeded { .. });
+        report.steps[i].status = status;
+        if !ok {
+            report.outcome = Outcome::Stopped;
+            report.reason = Some(format!("step {} did not succeed; later steps were not run", step.id));
+            return report;
+        }
+    }
+    report
+}
+
+enum StepError {
+    Refused(String),
+    Failed(String),
+}
+
+async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
+    let (group, version) = object.api_version.rsplit_once('/').unwrap_or(("", object.api_version.as_str()));
+    let gvk = GroupVersionKind::gvk(group, version, &object.kind);
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| format!("discovering {}: {e}", object.kind))?;
+    Ok(match &object.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    })
+}
+
+async fn get(client: &Client, object: &ObjectRef) -> Result<Option<Value>, String> {
+    let api = api(client, object).await?;
+    match api.get_opt(&object.name).await {
+        Ok(found) => Ok(found.map(|o| serde_json::to_value(o).expect("object serializes"))),
+        Err(e) => Err(format!("reading {object}: {e}")),
+    }
+}
+
+/// Ready unless the Node is missing or its Ready condition is not True.
+async fn node_ready(client: &Client, node: &str) -> Result<bool, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.get_opt(node).await {
+        Ok(Some(n)) => Ok(find_condition(&n.status.conditions, "Ready").is_some_and(|c| c.status == "True")),
+        Ok(None) => Ok(false),
+        Err(e) => Err(format!("reading Node {node}: {e}")),
+    }
+}
+
+async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String> {
+    for p in &step.preconditions {
+        let holds = match p {
+            Precondition::NodeStillLost { node } => !node_ready(client, node).await?,
+            Precondition::PodReady { pod } => get(client, pod).await?.is_some_and(|p| {
+                p["metadata"]["deletionTimestamp"].is_null()
+                    && p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true))
+            }),
+            Precondition::CnpgPrimary { cluster, pod, is_primary } => {
+                let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
+                let primary = c["status"]["currentPrimary"].as_str() == Some(pod) || c["status"]["targetPrimary"].as_str() == Some(pod);
+                primary == *is_primary
+            }
+            Precondition::Absent { object } => get(client, object).await?.is_none(),
+        };
+        if !holds {
+            return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
+        }
+    }
+    Ok(())
+}
+
+/// The runner's own invariant: the PVC's volume must be pinned to the node
+/// the plan named, and that node must not be Ready.
+async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planned_node: &str) -> Result<Option<Value>, StepError> {
+    let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(None) };
+    let Some(volume) = claim["spec"]["volumeName"].as_str() else {
+        return Err(StepError::Refused(format!("{pvc} is not bound: cannot prove which node holds its data")));
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pvs.get_opt(volume).await.map_err(|e| StepError::Failed(format!("reading PV {volume}: {e}")))?;
+    let pinned = match pv {
+        Some(pv) => {
+            let nodes: Api<Node> = Api::all(client.clone());
+            let node_list = nodes.list(&Default::default()).await.map_err(|e| StepError::Failed(format!("listing nodes: {e}")))?;
+            let mut state = ClusterState {
+                persistent_volumes: vec![Arc::new(pv)],
+                nodes: node_list.items.into_iter().map(Arc::new).collect(),
+                ..Default::default()
+            };
+            state.finish();
+            crate::inspect::nodes::pinned_nodes(&state).into_values().next()
+        }
+        None => None,
+    };
+    match pinned {
+        Some(node) if node == planned_node => {}
+        Some(node) => return Err(StepError::Refused(format!("{pvc} is now pinned to {node}, not {planned_node} as planned"))),
+        None => return Err(StepError::Refused(format!("{pvc}'s volume is not pinned to one node: refusing to delete it"))),
+    }
+    if node_ready(client, planned_node).await.map_err(StepError::Failed)? {
+        return Err(StepError::Refused(format!("node {planned_node} is Ready: never delete a PVC whose node is Ready")));
+    }
+    Ok(Some(claim))
+}
+
+async fn delete(client: &Client, object: &ObjectRef, params: &DeleteParams) -> Result<String, StepError> {
+    let api = api(client, object).await.map_err(StepError::Failed)?;
+    match api.delete(&object.name, params).await {
+        Ok(_) => Ok(format!("deleted {object}")),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(format!("{object} already gone")),
+        Err(e) => Err(StepError::Failed(format!("deleting {object}: {e}"))),
+    }
+}
+
+async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<String, StepError> {
+    match &step.action {
+        Action::PromoteCnpg { cluster, pod } => {
+            let api = api(client, cluster).await.map_err(StepError::Failed)?;
+            let pod_ref = ObjectRef::pod(cluster.namespace.as_deref().unwrap_or_default(), pod);
+            if get(client, &pod_ref).await.map_err(StepError::Failed)?.is_none() {
+                return Err(StepError::Refused(format!("{pod_ref} does not exist")));
+            }
+            let now = Utc::now();
+            let result = patch_status_locked(&api, &cluster.name, 5, |current| {
+                super::cnpg::promote_status_patch(&serde_json::to_value(current).expect("serializes"), pod, now)
+            })
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+            Ok(match result {
+                Some(_) => format!("targetPrimary set to {pod}"),
+                None => format!("{pod} was already the target primary"),
+            })
+        }
+        Action::ForceDeletePod { pod } => delete(client, pod, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await,
+        Action::RestartPod { pod } => delete(client, pod, &DeleteParams::default()).await,
+        Action::Delete { object } => delete(client, object, &DeleteParams::default()).await,
+        Action::DeletePvc { pvc, pinned_node } => {
+            if check_pvc_deletable(client, pvc, pinned_node).await?.is_none() {
+                return Ok(format!("{pvc} already gone"));
+            }
+            let mut detail = delete(client, pvc, &DeleteParams::default()).await?;
+            // Stuck Terminating on pvc-protection with no live pod using it: clear finalizers.
+            for _ in 0..10 {
+                let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(detail) };
+                let only_protection = claim["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().all(|x| x == "kubernetes.io/pvc-protection"));
+                if only_protection && !claim_in_use(client, pvc).await.map_err(StepError::Failed)? {
+                    let api = api(client, pvc).await.map_err(StepError::Failed)?;
+                    merge_patch(&api, &pvc.name, &json!({"metadata": {"finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+                    detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)");
+                }
+                tokio::time::sleep(limits.poll_interval.min(Duration::from_millis(500))).await;
+            }
+            match get(client, pvc).await.map_err(StepError::Failed)? {
+                None => Ok(detail),
+                Some(_) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
+            }
+        }
+        Action::Wait { object, until, timeout_seconds } => wait(client, object, until, *timeout_seconds, limits).await,
+    }
+}
+
+async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
+    let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
+    Ok(list.items.iter().any(|p| {
+        p.spec.as_ref().is_some_and(|s| {
+            s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+        })
+    }))
+}
+
+const KICK_AFTER: Duration = Duration::from_secs(60);
+
+async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
+    let started = std::time::Instant::now();
+    let mut kicked = false;
+    loop {
+        if limits.kill_switch.load(Ordering::SeqCst) {
+            return Err(StepError::Refused("kill switch set while waiting".into()));
+        }
+        let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
+        let status = &current["status"];
+        match until {
+            WaitCondition::CnpgPrimaryIs { pod } => {
+                if status["currentPrimary"].as_str() == Some(pod) {
+                    return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));
+                }
+                // The runbook's step 4: a replica that still believes it follows the
+                // old primary waits forever; restarting it makes it re-read the cluster.
+                let waiting = status["phase"].as_str().is_some_and(|p| p.contains("Waiting for the new primary"));
+                if waiting && !kicked && started.elapsed() >= KICK_AFTER {
+                    let pod_ref = ObjectRef::pod(object.namespace.as_deref().unwrap_or_default(), pod);
+                    delete(client, &pod_ref, &DeleteParams::default()).await?;
+                    kicked = true;
+                }
+            }
+            WaitCondition::CnpgHealthy => {
+                let instances = current["spec"]["instances"].as_i64().unwrap_or(0);
+                let ready = status["readyInstances"].as_i64().unwrap_or(0);
+                let dangling = status["danglingPVC"].as_array().map_or(0, |d| d.len());
+                let healthy = status["phase"].as_str() == Some("Cluster in healthy state");
+                if ready >= instances && dangling == 0 && healthy {
+                    return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
+                }
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+            return Err(StepError::Failed(format!("timed out after {timeout_seconds}s waiting for {object}: {}", serde_json::to_string(status).unwrap_or_default())));
+        }
+        tokio::time::sleep(limits.poll_interval).await;
+    }
+}

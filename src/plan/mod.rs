@@ -1,0 +1,244 @@
+//! Plans: what a playbook intends to do, as data. Planning is pure — a
+//! function of one `ClusterState` and a trigger — so the same plan comes out
+//! of a live cluster and of a dump, and a dry run is just the plan rendered.
+
+pub mod playbooks;
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// An object a step touches.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn namespaced(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        Self { api_version: api_version.into(), kind: kind.into(), namespace: Some(namespace.into()), name: name.into() }
+    }
+    pub fn pod(namespace: &str, name: &str) -> Self {
+        Self::namespaced("v1", "Pod", namespace, name)
+    }
+    pub fn pvc(namespace: &str, name: &str) -> Self {
+        Self::namespaced("v1", "PersistentVolumeClaim", namespace, name)
+    }
+    pub fn cnpg_cluster(namespace: &str, name: &str) -> Self {
+        Self::namespaced("postgresql.cnpg.io/v1", "Cluster", namespace, name)
+    }
+    /// `kubectl` resource name, e.g. `cluster.postgresql.cnpg.io`.
+    pub fn kubectl_resource(&self) -> String {
+        match self.api_version.split_once('/') {
+            Some((group, _)) => format!("{}.{group}", self.kind.to_lowercase()),
+            None => self.kind.to_lowercase(),
+        }
+    }
+    fn ns_flag(&self) -> String {
+        self.namespace.as_ref().map_or(String::new(), |ns| format!(" -n {ns}"))
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What a step does. Every action is idempotent: running it again after it
+/// succeeded changes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Action {
+    /// `kubectl cnpg promote`: status patch of targetPrimary (no-op if already the target).
+    PromoteCnpg { cluster: ObjectRef, pod: String },
+    /// DELETE with gracePeriodSeconds=0 (the kubelet on a dead node never confirms).
+    ForceDeletePod { pod: ObjectRef },
+    /// Delete a PVC whose volume is pinned to `pinned_node`; if it stays
+    /// Terminating on `kubernetes.io/pvc-protection` with no pod left using it,
+    /// clear its finalizers (the runbook's step).
+    DeletePvc { pvc: ObjectRef, pinned_node: String },
+    /// Delete any object (e.g. an orphaned ReplicationDestination).
+    Delete { object: ObjectRef },
+    /// Delete a pod so its controller re-creates it (not forced).
+    RestartPod { pod: ObjectRef },
+    /// Poll until the condition holds or the timeout passes.
+    Wait { object: ObjectRef, until: WaitCondition, timeout_seconds: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum WaitCondition {
+    /// CNPG: currentPrimary == pod.
+    CnpgPrimaryIs { pod: String },
+    /// CNPG: readyInstances == spec.instances, no dangling PVCs, phase healthy.
+    CnpgHealthy,
+}
+
+/// Checked against the live API immediately before the step runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Precondition {
+    /// The node is still missing or not Ready (a node that came back means
+    /// its data is reachable again: destructive steps must stop).
+    NodeStillLost { node: String },
+    /// The pod exists, is not terminating and reports Ready.
+    PodReady { pod: ObjectRef },
+    /// The CNPG cluster still lists `pod` as its current or target primary
+    /// (or, with `is_primary: false`, does not).
+    CnpgPrimary { cluster: ObjectRef, pod: String, is_primary: bool },
+    /// The object does not exist (e.g. the source of an orphaned destination).
+    Absent { object: ObjectRef },
+}
+
+/// Why deleting data is safe: where the data will come back from, and what
+/// was checked about it when the plan was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverySource {
+    pub description: String,
+    /// The checks that passed when planning (re-checked by preconditions).
+    pub evidence: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub action: Action,
+    /// Steps that must have succeeded first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub preconditions: Vec<Precondition>,
+    /// Required for every step that deletes data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_source: Option<RecoverySource>,
+}
+
+impl Step {
+    pub fn destroys_data(&self) -> bool {
+        matches!(self.action, Action::DeletePvc { .. })
+    }
+
+    /// The equivalent command a human would run.
+    pub fn command(&self) -> String {
+        match &self.action {
+            Action::PromoteCnpg { cluster, pod } => format!("kubectl cnpg promote {}{} {pod}", cluster.name, cluster.ns_flag()),
+            Action::ForceDeletePod { pod } => format!("kubectl delete pod {}{} --force --grace-period=0", pod.name, pod.ns_flag()),
+            Action::DeletePvc { pvc, .. } => format!(
+                "kubectl delete pvc {name}{ns} --wait=false && kubectl patch pvc {name}{ns} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'  # the patch only if it stays Terminating",
+                name = pvc.name,
+                ns = pvc.ns_flag()
+            ),
+            Action::Delete { object } => format!("kubectl delete {} {}{}", object.kubectl_resource(), object.name, object.ns_flag()),
+            Action::RestartPod { pod } => format!("kubectl delete pod {}{}", pod.name, pod.ns_flag()),
+            Action::Wait { object, until, timeout_seconds } => match until {
+                WaitCondition::CnpgPrimaryIs { pod } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::CnpgHealthy => format!(
+                    "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub playbook: String,
+    /// What the plan is about, e.g. `Cluster database/postgres`.
+    pub target: String,
+    /// What the planner saw and decided, for the human approving it.
+    pub findings: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Stable hash of the playbook, target and steps: an approval names it,
+    /// and a plan rebuilt later that hashes differently needs a new approval.
+    /// Findings (free text with ages) are deliberately not part of it.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(&(&self.playbook, &self.target, &self.steps)).expect("plan serializes");
+        let digest = Sha256::digest(&canonical);
+        digest.iter().take(12).fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    pub fn nothing_to_do(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Structural checks every plan must pass before anyone may approve it.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for step in &self.steps {
+            if !seen.insert(step.id.as_str()) {
+                return Err(format!("duplicate step id {}", step.id));
+            }
+            if let Some(missing) = step.needs.iter().find(|n| !seen.contains(n.as_str())) {
+                return Err(format!("step {} needs {missing}, which does not come before it", step.id));
+            }
+            if step.destroys_data() && step.recovery_source.is_none() {
+                return Err(format!("step {} deletes data without naming its recovery source", step.id));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "playbook {} for {} (plan {})", self.playbook, self.target, self.hash());
+        for f in &self.findings {
+            let _ = writeln!(out, "  - {f}");
+        }
+        if self.nothing_to_do() {
+            let _ = writeln!(out, "\nnothing to do");
+            return out;
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "\n{}. [{}] {}", i + 1, step.id, step.title);
+            if !step.needs.is_empty() {
+                let _ = writeln!(out, "   after:    {}", step.needs.join(", "));
+            }
+            for p in &step.preconditions {
+                let _ = writeln!(out, "   requires: {}", describe_precondition(p));
+            }
+            if let Some(source) = &step.recovery_source {
+                let _ = writeln!(out, "   recovery: {} ({})", source.description, source.evidence.join("; "));
+            }
+            let _ = writeln!(out, "   $ {}", step.command());
+        }
+        out
+    }
+}
+
+pub fn describe_precondition(p: &Precondition) -> String {
+    match p {
+        Precondition::NodeStillLost { node } => format!("node {node} is still missing or not Ready"),
+        Precondition::PodReady { pod } => format!("{pod} is Ready"),
+        Precondition::CnpgPrimary { cluster, pod, is_primary: true } => format!("{cluster} still has {pod} as primary"),
+        Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
+        Precondition::Absent { object } => format!("{object} does not exist"),
+    }
+}

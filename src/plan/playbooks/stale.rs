@@ -1,0 +1,49 @@
+//! `stale-cleanup`: ReplicationDestinations whose app is gone (no source, no
+//! app PVC). Deleting one also garbage-collects its mover Job and cache PVC,
+//! which it owns. No data is deleted: the destination holds none.
+
+use crate::cluster::{name, namespace, ClusterState};
+use crate::inspect::volsync::Role;
+use crate::inspect::Findings;
+use crate::plan::{Action, ObjectRef, Plan, Precondition, Step};
+
+pub fn cleanup(state: &ClusterState, findings: &Findings, only_namespace: Option<&str>) -> Plan {
+    let mut plan = Plan {
+        playbook: "stale-cleanup".into(),
+        target: only_namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}")),
+        findings: vec![],
+        steps: vec![],
+    };
+    for f in findings.volsync.iter().filter(|v| v.role == Role::Destination && v.orphaned) {
+        if only_namespace.is_some_and(|ns| ns != f.namespace) {
+            continue;
+        }
+        let Some(rd) = state.replication_destinations.iter().find(|r| namespace(&r.metadata) == f.namespace && name(&r.metadata) == f.name) else {
+            continue;
+        };
+        let app = f.name.strip_suffix("-dst").unwrap_or(&f.name);
+        let identity = rd.mover().and_then(|m| m.source_identity.as_ref());
+        let source = identity.and_then(|i| i.source_name.clone()).unwrap_or_else(|| app.to_string());
+        let app_pvc = f.pvc.clone().or_else(|| identity.and_then(|i| i.source_pvc_name.clone())).unwrap_or_else(|| app.to_string());
+        let source_ref = ObjectRef::namespaced("volsync.backube/v1alpha1", "ReplicationSource", &f.namespace, &source);
+        let pvc_ref = ObjectRef::pvc(&f.namespace, &app_pvc);
+        plan.findings.push(format!(
+            "ReplicationDestination {}/{} is orphaned: no {source_ref} and no {pvc_ref}{}",
+            f.namespace,
+            f.name,
+            f.cache_pvc_lost_node.as_ref().map_or(String::new(), |n| format!("; its cache PVC is on lost node {n}"))
+        ));
+        plan.steps.push(Step {
+            id: format!("delete-rd-{}-{}", f.namespace, f.name),
+            title: format!("Delete orphaned ReplicationDestination {}/{} (its mover Job and cache PVC go with it)", f.namespace, f.name),
+            action: Action::Delete { object: ObjectRef::namespaced("volsync.backube/v1alpha1", "ReplicationDestination", &f.namespace, &f.name) },
+            needs: vec![],
+            preconditions: vec![Precondition::Absent { object: source_ref }, Precondition::Absent { object: pvc_ref }],
+            recovery_source: None,
+        });
+    }
+    if plan.steps.is_empty() {
+        plan.findings.push("no orphaned ReplicationDestinations".into());
+    }
+    plan
+}
