@@ -109,3 +109,42 @@ fn metrics_for_the_example() {
     assert_eq!(value(&s, "lifeboat_pvc_unprotected", &[("persistentvolumeclaim", "librespeed")]), Some(1.0));
     assert_eq!(value(&s, "lifeboat_backup_cronjob_stale", &[("cronjob", "mariadb-backup")]), Some(1.0));
 }
+
+#[test]
+fn plans_from_the_dump_are_deterministic_and_valid() {
+    use lifeboat::plan::playbooks::{plan, Trigger};
+    let trigger = Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
+    let a = example();
+    let b = example();
+    let plan_a = plan("cnpg-instance-lost", &a.state, &a.findings, &trigger).unwrap();
+    let plan_b = plan("cnpg-instance-lost", &b.state, &b.findings, &trigger).unwrap();
+    assert_eq!(plan_a.hash(), plan_b.hash());
+    plan_a.validate().unwrap();
+    assert!(matches!(&plan_a.steps[0].action, lifeboat::plan::Action::PromoteCnpg { pod, .. } if pod == "postgres-2"));
+    let destructive: Vec<_> = plan_a.steps.iter().filter(|s| s.destroys_data()).collect();
+    assert_eq!(destructive.len(), 1);
+    assert!(destructive[0].recovery_source.is_some());
+    assert!(destructive[0].preconditions.iter().any(|p| matches!(p, lifeboat::plan::Precondition::NodeStillLost { node } if node == "node-01-pve")));
+    // The other CNPG cluster has nothing on the lost node: nothing to do.
+    let other = Trigger { namespace: Some("media".into()), name: Some("immich-postgres".into()), node: None };
+    assert!(plan("cnpg-instance-lost", &a.state, &a.findings, &other).unwrap().nothing_to_do());
+    assert!(plan("no-such-playbook", &a.state, &a.findings, &other).is_err());
+    let stale = plan("stale-cleanup", &a.state, &a.findings, &Trigger::default()).unwrap();
+    assert_eq!(stale.steps.len(), 1);
+}
+
+#[test]
+fn a_changed_plan_gets_a_different_hash() {
+    use lifeboat::plan::playbooks::{plan, Trigger};
+    let snap = example();
+    let trigger = Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
+    let original = plan("cnpg-instance-lost", &snap.state, &snap.findings, &trigger).unwrap();
+    let mut changed = original.clone();
+    if let lifeboat::plan::Action::PromoteCnpg { pod, .. } = &mut changed.steps[0].action {
+        *pod = "postgres-3".into();
+    }
+    assert_ne!(original.hash(), changed.hash());
+    let mut reworded = original.clone();
+    reworded.findings.push("ages move; the hash does not".into());
+    assert_eq!(original.hash(), reworded.hash());
+}

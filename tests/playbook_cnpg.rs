@@ -1,0 +1,197 @@
+//! cnpg-instance-lost end to end on the real apiserver with the real CNPG CRD,
+//! the test playing CloudNativePG and the kubelet. Failure paths: the node
+//! comes back before a destructive step, a stale approval, a step that fails.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::Client;
+use lifeboat::act::runner::{execute, Outcome, RunLimits, StepStatus};
+use lifeboat::config::Config;
+use lifeboat::plan::playbooks::{plan, Trigger};
+use lifeboat::plan::Plan;
+use lifeboat::snapshot::Snapshot;
+use serde_json::{json, Value};
+use support::controlplane::control_plane;
+use support::fixtures::*;
+use support::k8s::*;
+
+struct Scene {
+    client: Client,
+    ns: String,
+    healthy: String,
+    doomed: String,
+}
+
+fn running(mut pod: Value) -> Value {
+    pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-25T00:00:00Z"}}}]});
+    pod
+}
+
+/// A 3-instance CNPG cluster whose primary postgres-1 lives on a node that
+/// has been NotReady for 10 minutes.
+async fn scene(prefix: &str) -> Scene {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, prefix).await;
+    let (healthy, doomed) = (format!("{ns}-a"), format!("{ns}-b"));
+    node_ready(&client, &healthy).await;
+    node_ready(&client, &doomed).await;
+    for (i, node) in [(1, &doomed), (2, &healthy), (3, &healthy)] {
+        let instance = format!("postgres-{i}");
+        let pv = format!("{ns}-pv-{i}");
+        create(&client, pv_pinned(&pv, "kubernetes.io/hostname", node, &ns, &instance), None).await;
+        create(&client, pvc(&ns, &instance, &pv, json!({"cnpg.io/cluster": "postgres", "cnpg.io/pvcRole": "PG_DATA"})), None).await;
+        let labels = json!({"cnpg.io/cluster": "postgres", "cnpg.io/instanceName": instance, "cnpg.io/instanceRole": if i == 1 {"primary"} else {"replica"}});
+        create(&client, running(pod(&ns, &instance, node, &[&instance], labels, None)), None).await;
+    }
+    let mut cluster = cnpg_cluster(&ns, "postgres", "postgres-1", vec![
+        condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z"),
+    ], "postgres-r2");
+    cluster["spec"]["storage"] = json!({"size": "1Gi"});
+    cluster["status"]["instanceNames"] = json!(["postgres-1", "postgres-2", "postgres-3"]);
+    create(&client, cluster, None).await;
+    mark_node_not_ready(&client, &doomed, Utc::now() - chrono::Duration::minutes(10)).await;
+    Scene { client, ns, healthy, doomed }
+}
+
+async fn live_plan(scene: &Scene) -> Plan {
+    let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
+    let hub = lifeboat::cli::start_live_hub(config.clone(), scene.client.clone());
+    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let trigger = Trigger { namespace: Some(scene.ns.clone()), name: Some("postgres".into()), node: None };
+    plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).expect("plans")
+}
+
+fn fast() -> RunLimits {
+    RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() }
+}
+
+/// Plays CloudNativePG: follows a promotion, and re-creates a deleted instance.
+async fn play_cnpg(client: Client, ns: String, healthy: String) {
+    let mut recreated = false;
+    loop {
+        let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
+        let status = &cluster["status"];
+        let target = status["targetPrimary"].as_str().unwrap_or_default().to_string();
+        if status["currentPrimary"].as_str() != Some(target.as_str()) {
+            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres",
+                json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
+        }
+        let pvc_gone = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await.get_opt("postgres-1").await.unwrap().is_none();
+        if pvc_gone && !recreated {
+            let pv = format!("{ns}-pv-4");
+            create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, "postgres-4"), None).await;
+            create(&client, pvc(&ns, "postgres-4", &pv, json!({"cnpg.io/cluster": "postgres"})), None).await;
+            create(&client, running(pod(&ns, "postgres-4", &healthy, &["postgres-4"], json!({"cnpg.io/cluster": "postgres"}), None)), None).await;
+            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({
+                "readyInstances": 3, "instances": 3, "instanceNames": ["postgres-2", "postgres-3", "postgres-4"],
+                "danglingPVC": [], "phase": "Cluster in healthy state"})).await;
+            recreated = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_a_lost_primary_end_to_end() {
+    let s = scene("cnpg-e2e").await;
+    let plan = live_plan(&s).await;
+    let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
+    assert_eq!(ids, vec!["promote", "wait-primary", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy"]);
+
+    let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    operator.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["status"]["currentPrimary"], "postgres-2");
+    assert_eq!(cluster["spec"]["storage"]["size"], "1Gi", "spec untouched");
+    let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
+    assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none(), "the lost instance's PVC is gone");
+    assert!(pvcs.get_opt("postgres-2").await.unwrap().is_some() && pvcs.get_opt("postgres-3").await.unwrap().is_some());
+    let pods = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await;
+    assert!(pods.get_opt("postgres-1").await.unwrap().is_none());
+
+    // Idempotent: running the same plan again (as a resumed run would)
+    // changes nothing: promote is a no-op, the deletes find nothing.
+    let version = cluster["metadata"]["resourceVersion"].clone();
+    let again = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
+    let details: Vec<String> = again.steps.iter().map(|st| match &st.status { StepStatus::Succeeded { detail } => detail.clone(), other => format!("{other:?}") }).collect();
+    assert!(details[0].contains("already the target primary"), "{details:?}");
+    assert!(details[2].contains("already gone") && details[3].contains("already gone"), "{details:?}");
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["metadata"]["resourceVersion"], version, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_back_mid_run_refuses_destructive_steps() {
+    let s = scene("cnpg-node-back").await;
+    let plan = live_plan(&s).await;
+    // The node returns after the plan was approved.
+    mark_node_ready(&s.client, &s.doomed).await;
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert_eq!(report.outcome, Outcome::Stopped);
+    assert!(matches!(&report.steps[0].status, StepStatus::Refused { reason } if reason.contains("still missing or not Ready")), "{report:#?}");
+    assert!(report.steps[1..].iter().all(|st| st.status == StepStatus::NotRun));
+    assert_eq!(report.remaining_commands().len(), plan.steps.len());
+    let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
+    assert!(pvcs.get_opt("postgres-1").await.unwrap().is_some(), "nothing deleted");
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["status"]["targetPrimary"], "postgres-1", "no promotion either");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_refuses_to_delete_a_pvc_whose_node_is_ready_even_if_the_plan_says_so() {
+    let s = scene("cnpg-invariant").await;
+    let mut plan = live_plan(&s).await;
+    // A buggy playbook: delete a healthy replica's PVC, with no node precondition.
+    let step = plan.steps.iter_mut().find(|st| st.id == "delete-pvc-postgres-1").unwrap();
+    step.action = lifeboat::plan::Action::DeletePvc { pvc: lifeboat::plan::ObjectRef::pvc(&s.ns, "postgres-2"), pinned_node: s.healthy.clone() };
+    step.preconditions.clear();
+    step.needs.clear();
+    plan.steps.retain(|st| st.id == "delete-pvc-postgres-1");
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert!(matches!(&report.steps[0].status, StepStatus::Refused { reason } if reason.contains("is Ready")), "{report:#?}");
+    assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-2").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_approval_and_blast_radius_are_rejected_before_any_write() {
+    let s = scene("cnpg-approval").await;
+    let plan = live_plan(&s).await;
+    let report = execute(&s.client, &plan, "0123456789abcdef01234567", &fast()).await;
+    assert_eq!(report.outcome, Outcome::Rejected);
+    assert!(report.reason.as_deref().unwrap().contains("approve again"));
+    let tight = RunLimits { max_pvc_deletions: 0, ..fast() };
+    let report = execute(&s.client, &plan, &plan.hash(), &tight).await;
+    assert_eq!(report.outcome, Outcome::Rejected);
+    assert!(report.reason.as_deref().unwrap().contains("blast radius"));
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["status"]["targetPrimary"], "postgres-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_never_converges_fails_and_reports_what_is_left() {
+    let s = scene("cnpg-timeout").await;
+    let mut plan = live_plan(&s).await;
+    for st in &mut plan.steps {
+        if let lifeboat::plan::Action::Wait { timeout_seconds, .. } = &mut st.action {
+            *timeout_seconds = 2;
+        }
+    }
+    // No operator runs: the promotion is requested but never happens.
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert_eq!(report.outcome, Outcome::Stopped);
+    assert!(matches!(&report.steps[0].status, StepStatus::Succeeded { .. }));
+    assert!(matches!(&report.steps[1].status, StepStatus::Failed { error } if error.contains("timed out")), "{report:#?}");
+    let left = report.remaining_commands();
+    assert_eq!(left.len(), 4);
+    assert!(left[1].contains("kubectl delete pod postgres-1") && left[1].contains("--force"));
+    assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
+}
