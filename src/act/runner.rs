@@ -31,13 +31,21 @@ pub struct RunLimits {
     /// At most this many steps that delete anything.
     pub max_deletions: usize,
     pub poll_interval: Duration,
+    /// Independent steps (no dependency path between them) run in parallel, at most this many at once.
+    pub concurrency: usize,
     /// Set to stop the run at the next step boundary.
     pub kill_switch: Arc<AtomicBool>,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
-        Self { max_pvc_deletions: 5, max_deletions: 20, poll_interval: Duration::from_secs(2), kill_switch: Arc::new(AtomicBool::new(false)) }
+        Self {
+            max_pvc_deletions: 5,
+            max_deletions: 20,
+            poll_interval: Duration::from_secs(2),
+            concurrency: 4,
+            kill_switch: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -99,7 +107,7 @@ fn rejected(plan: &Plan, reason: String) -> RunReport {
     }
 }
 
-fn not_run(step: &Step) -> StepReport {
+pub fn not_run(step: &Step) -> StepReport {
     StepReport { id: step.id.clone(), title: step.title.clone(), command: step.command(), status: StepStatus::NotRun, started: None, finished: None }
 }
 
@@ -124,34 +132,74 @@ pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: 
         report.outcome = Outcome::NothingToDo;
         return report;
     }
-    for (i, step) in plan.steps.iter().enumerate() {
-        if limits.kill_switch.load(Ordering::SeqCst) {
-            report.outcome = Outcome::Aborted;
-            report.reason = Some("kill switch set".into());
-            return report;
+    schedule(plan, limits, &mut report, |step| run_step(client, step, limits)).await;
+    report
+}
+
+/// Runs steps as their dependencies succeed, independent ones concurrently
+/// (at most `limits.concurrency`). A step whose dependency did not succeed
+/// never runs (its branch stops); other branches go on. The kill switch stops
+/// new steps from starting. `run` performs one step (the API work).
+pub async fn schedule<'p, F, Fut>(plan: &'p Plan, limits: &RunLimits, report: &mut RunReport, run: F)
+where
+    F: Fn(&'p Step) -> Fut,
+    Fut: std::future::Future<Output = StepStatus>,
+{
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let index: std::collections::HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut done: Vec<Option<bool>> = vec![None; plan.steps.len()];
+    let mut started = vec![false; plan.steps.len()];
+    let mut running = FuturesUnordered::new();
+    let mut aborted = false;
+    loop {
+        if !aborted && limits.kill_switch.load(Ordering::SeqCst) {
+            aborted = true;
+            tracing::warn!("kill switch set: no further steps start");
         }
-        let span = tracing::info_span!("step", id = %step.id);
-        let _guard = span.enter();
-        report.steps[i].started = Some(Utc::now());
-        let status = match check_preconditions(client, step).await {
+        for (i, step) in plan.steps.iter().enumerate() {
+            if started[i] || aborted || running.len() >= limits.concurrency.max(1) {
+                continue;
+            }
+            let deps: Vec<Option<bool>> = step.needs.iter().map(|n| done[index[n.as_str()]]).collect();
+            if deps.iter().any(|d| *d == Some(false)) {
+                started[i] = true;
+                done[i] = Some(false); // stays NotRun: its branch stopped
+            } else if deps.iter().all(|d| *d == Some(true)) {
+                started[i] = true;
+                report.steps[i].started = Some(Utc::now());
+                let step_future = run(step);
+                running.push(async move { (i, step_future.await) });
+            }
+        }
+        let Some((i, status)) = running.next().await else { break };
+        report.steps[i].finished = Some(Utc::now());
+        tracing::info!(step = %plan.steps[i].id, status = ?status, "step finished");
+        done[i] = Some(matches!(status, StepStatus::Succeeded { .. }));
+        report.steps[i].status = status;
+    }
+    if aborted {
+        report.outcome = Outcome::Aborted;
+        report.reason = Some("kill switch set; steps not yet started were not run".into());
+    } else if let Some(bad) = report.steps.iter().find(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::NotRun)) {
+        report.outcome = Outcome::Stopped;
+        report.reason = Some(format!("step {} did not succeed; the steps that depend on it were not run", bad.id));
+    }
+}
+
+async fn run_step(client: &Client, step: &Step, limits: &RunLimits) -> StepStatus {
+    use tracing::Instrument;
+    async {
+        match check_preconditions(client, step).await {
             Err(reason) => StepStatus::Refused { reason },
             Ok(()) => match run_action(client, step, limits).await {
                 Ok(detail) => StepStatus::Succeeded { detail },
                 Err(StepError::Refused(reason)) => StepStatus::Refused { reason },
                 Err(StepError::Failed(error)) => StepStatus::Failed { error },
             },
-        };
-        report.steps[i].finished = Some(Utc::now());
-        tracing::info!(status = ?status, "step finished");
-        let ok = matches!(status, StepStatus::Succeeded { .. });
-        report.steps[i].status = status;
-        if !ok {
-            report.outcome = Outcome::Stopped;
-            report.reason = Some(format!("step {} did not succeed; later steps were not run", step.id));
-            return report;
         }
     }
-    report
+    .instrument(tracing::info_span!("step", id = %step.id))
+    .await
 }
 
 enum StepError {
