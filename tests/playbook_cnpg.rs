@@ -195,3 +195,59 @@ async fn a_wait_that_never_converges_fails_and_reports_what_is_left() {
     assert!(left[1].contains("kubectl delete pod postgres-1") && left[1].contains("--force"));
     assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
+    use std::sync::{Arc, Mutex};
+    use lifeboat::act::runner::{fresh_report, resume, RunReport};
+    let s = scene("cnpg-resume").await;
+    let plan = live_plan(&s).await;
+    let journal: Arc<Mutex<RunReport>> = Arc::new(Mutex::new(fresh_report(&plan)));
+
+    // The operator follows the promotion but re-creates the instance only
+    // later, so the first lifeboat is still waiting when it dies.
+    let (client, ns) = (s.client.clone(), s.ns.clone());
+    let promoter = tokio::spawn(async move {
+        loop {
+            let c = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
+            let target = c["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
+            if c["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
+                set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({"currentPrimary": target})).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let first = {
+        let (client, plan, journal) = (s.client.clone(), plan.clone(), journal.clone());
+        tokio::spawn(async move {
+            let record = |r: &RunReport| *journal.lock().unwrap() = r.clone();
+            resume(&client, &plan, &plan.hash(), &fast(), fresh_report(&plan), &record).await
+        })
+    };
+    // Kill the first instance once its destructive steps are journaled as done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = journal.lock().unwrap().steps.iter().filter(|st| matches!(st.status, StepStatus::Succeeded { .. })).count();
+        if done == 4 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "first run did not get to wait-healthy: {:#?}", journal.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.abort();
+    promoter.abort();
+    let saved = journal.lock().unwrap().clone();
+    let deleted_at = saved.steps[3].finished;
+    let promoted_at = saved.steps[0].finished;
+
+    // CNPG re-creates the instance; a second lifeboat resumes from the journal.
+    let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+    let writes_before = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    let resumed = resume(&s.client, &plan, &plan.hash(), &fast(), saved, &|_| {}).await;
+    operator.abort();
+    assert_eq!(resumed.outcome, Outcome::Succeeded, "{resumed:#?}");
+    assert_eq!(resumed.steps[3].finished, deleted_at, "the PVC deletion was not run again");
+    assert_eq!(resumed.steps[0].finished, promoted_at, "promote not run again");
+    assert!(resumed.steps[4].started.unwrap() > deleted_at.unwrap(), "only the wait ran in the second instance");
+    assert_eq!(writes_before["status"]["targetPrimary"], "postgres-2");
+}

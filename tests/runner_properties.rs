@@ -49,7 +49,7 @@ fn run(plan: &Plan, outcomes: &[bool], limits: &RunLimits) -> (RunReport, Vec<St
     let in_flight = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(schedule(plan, limits, &mut report, |s: &Step| {
+    runtime.block_on(schedule(plan, limits, &mut report, &|_| {}, |s: &Step| {
         let i: usize = s.id[1..].parse().unwrap();
         let ok = outcomes[i];
         let (order, in_flight, peak) = (&order, &in_flight, &peak);

@@ -113,6 +113,29 @@ pub fn not_run(step: &Step) -> StepReport {
 
 /// Runs `plan`, which must hash to `approved_hash`.
 pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: &RunLimits) -> RunReport {
+    resume(client, plan, approved_hash, limits, fresh_report(plan), &|_| {}).await
+}
+
+pub fn fresh_report(plan: &Plan) -> RunReport {
+    RunReport { plan_hash: plan.hash(), outcome: Outcome::Succeeded, reason: None, steps: plan.steps.iter().map(not_run).collect() }
+}
+
+/// Called with the whole report whenever a step starts or finishes: where
+/// the journal records progress, so a successor can resume.
+pub type Progress<'a> = &'a (dyn Fn(&RunReport) + Send + Sync);
+
+/// Continues a run from `report`: steps it shows as succeeded are not run
+/// again; every other step runs (all actions are idempotent, and each
+/// re-checks its preconditions live), so a run interrupted at any point can
+/// be picked up by the next leader.
+pub async fn resume(
+    client: &Client,
+    plan: &Plan,
+    approved_hash: &str,
+    limits: &RunLimits,
+    previous: RunReport,
+    progress: Progress<'_>,
+) -> RunReport {
     if plan.hash() != approved_hash {
         return rejected(plan, format!("approval names plan {approved_hash}, but the current plan is {}: approve again", plan.hash()));
     }
@@ -127,12 +150,20 @@ pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: 
             format!("blast radius: {pvc_deletions} PVC deletions / {deletions} deletions exceed the limits ({} / {})", limits.max_pvc_deletions, limits.max_deletions),
         );
     }
-    let mut report = RunReport { plan_hash: plan.hash(), outcome: Outcome::Succeeded, reason: None, steps: plan.steps.iter().map(not_run).collect() };
+    let mut report = previous;
+    report.outcome = Outcome::Succeeded;
+    report.reason = None;
+    for step in report.steps.iter_mut().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })) {
+        step.status = StepStatus::NotRun;
+    }
+    if report.steps.len() != plan.steps.len() || report.steps.iter().zip(&plan.steps).any(|(r, s)| r.id != s.id) {
+        return rejected(plan, "the journal's steps do not match the plan: refusing to resume".into());
+    }
     if plan.nothing_to_do() {
         report.outcome = Outcome::NothingToDo;
         return report;
     }
-    schedule(plan, limits, &mut report, |step| run_step(client, step, limits)).await;
+    schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
     report
 }
 
@@ -140,15 +171,17 @@ pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: 
 /// (at most `limits.concurrency`). A step whose dependency did not succeed
 /// never runs (its branch stops); other branches go on. The kill switch stops
 /// new steps from starting. `run` performs one step (the API work).
-pub async fn schedule<'p, F, Fut>(plan: &'p Plan, limits: &RunLimits, report: &mut RunReport, run: F)
+pub async fn schedule<'p, F, Fut>(plan: &'p Plan, limits: &RunLimits, report: &mut RunReport, progress: Progress<'_>, run: F)
 where
     F: Fn(&'p Step) -> Fut,
     Fut: std::future::Future<Output = StepStatus>,
 {
     use futures::stream::{FuturesUnordered, StreamExt};
     let index: std::collections::HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-    let mut done: Vec<Option<bool>> = vec![None; plan.steps.len()];
-    let mut started = vec![false; plan.steps.len()];
+    // Steps the report already shows as succeeded (a resumed run) are done.
+    let mut done: Vec<Option<bool>> =
+        report.steps.iter().map(|s| matches!(s.status, StepStatus::Succeeded { .. }).then_some(true)).collect();
+    let mut started: Vec<bool> = done.iter().map(Option::is_some).collect();
     let mut running = FuturesUnordered::new();
     let mut aborted = false;
     loop {
@@ -167,6 +200,7 @@ where
             } else if deps.iter().all(|d| *d == Some(true)) {
                 started[i] = true;
                 report.steps[i].started = Some(Utc::now());
+                progress(report);
                 let step_future = run(step);
                 running.push(async move { (i, step_future.await) });
             }
@@ -176,6 +210,7 @@ where
         tracing::info!(step = %plan.steps[i].id, status = ?status, "step finished");
         done[i] = Some(matches!(status, StepStatus::Succeeded { .. }));
         report.steps[i].status = status;
+        progress(report);
     }
     if aborted {
         report.outcome = Outcome::Aborted;

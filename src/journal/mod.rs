@@ -1,0 +1,507 @@
+//! The journal: one durable record per remediation run, so a run can be
+//! audited afterwards and resumed at a step boundary by the next leader.
+//!
+//! Two backends behind [`Journal`]:
+//! * [`ClusterJournal`]: `RemediationRun` custom resources
+//!   (`remediationruns.lifeboat.dev/v1alpha1`, `deploy/crds/remediationrun.yaml`)
+//!   in lifeboat's namespace — the default when serving;
+//! * [`FileJournal`]: one JSON file per run in a directory, for the CLI on a
+//!   dump or without a cluster.
+//!
+//! The record types mirror the CRD field for field (camelCase). The spec —
+//! the plan, its hash, what triggered it, who asked — is immutable once
+//! created (the CRD enforces it with a CEL rule); only the status changes,
+//! through the status subresource, under optimistic concurrency.
+//!
+//! **No secret values ever go into a record.** A record holds the plan (object
+//! references, kubectl commands, findings), identities and timestamps — none
+//! of which carry secrets today. Anything added here is readable by whoever
+//! may read RemediationRuns (or the journal directory): keep it that way.
+
+mod cluster;
+mod error;
+mod file;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::act::runner::{Outcome, RunReport, StepStatus};
+use crate::plan::playbooks::Trigger;
+use crate::plan::Plan;
+
+pub use cluster::{api_resource, ClusterJournal};
+pub use error::JournalError;
+pub use file::FileJournal;
+
+/// API group, version, kind and plural of the journal's custom resource.
+pub const GROUP: &str = "lifeboat.dev";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "RemediationRun";
+pub const PLURAL: &str = "remediationruns";
+/// The CRD's name, and the file in this repository that installs it.
+pub const CRD_NAME: &str = "remediationruns.lifeboat.dev";
+pub const CRD_FILE: &str = "deploy/crds/remediationrun.yaml";
+
+/// How a run is allowed to proceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Record the plan, never execute it.
+    Observe,
+    /// Execute once a human approves the plan's hash.
+    Approve,
+    /// Approved by policy when created.
+    Auto,
+}
+
+/// Where a run is in its life. Terminal: Succeeded, NothingToDo, Stopped,
+/// Rejected, Aborted, Failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Also what a record without a status reads as: nothing runs unapproved.
+    #[default]
+    AwaitingApproval,
+    Approved,
+    Running,
+    Succeeded,
+    NothingToDo,
+    /// A step was refused (a precondition or safety invariant did not hold),
+    /// or the run was only observed; later steps did not run.
+    Stopped,
+    /// Refused before any step ran (stale approval, invalid plan, limits), or
+    /// a human rejected it.
+    Rejected,
+    /// The kill switch stopped it.
+    Aborted,
+    /// A step failed.
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Phase::AwaitingApproval | Phase::Approved | Phase::Running)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StepState {
+    /// Not attempted yet.
+    #[default]
+    Pending,
+    /// Started and not finished (a leader that died here left it so).
+    Running,
+    Succeeded,
+    /// A precondition or a safety invariant did not hold: nothing was done.
+    Refused,
+    Failed,
+    /// The run ended without attempting it.
+    NotRun,
+}
+
+/// The alert that started the look, if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRef {
+    pub fingerprint: String,
+    pub starts_at: DateTime<Utc>,
+    pub alertname: String,
+}
+
+/// What asked for the plan: the playbook [`Trigger`] plus the alert.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTrigger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertRef>,
+}
+
+impl From<&Trigger> for RunTrigger {
+    fn from(t: &Trigger) -> Self {
+        Self { namespace: t.namespace.clone(), name: t.name.clone(), node: t.node.clone(), alert: None }
+    }
+}
+
+impl RunTrigger {
+    /// The playbook trigger to re-plan with.
+    pub fn to_trigger(&self) -> Trigger {
+        Trigger { namespace: self.namespace.clone(), name: self.name.clone(), node: self.node.clone() }
+    }
+}
+
+/// What was asked for; immutable once created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    pub playbook: String,
+    pub target: String,
+    pub trigger: RunTrigger,
+    /// `plan.hash()` when the record was made.
+    pub plan_hash: String,
+    pub plan: Plan,
+    pub mode: Mode,
+    pub requested_by: String,
+    /// When the run was asked for; orders [`Journal::list`].
+    pub requested_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub id: String,
+    pub title: String,
+    /// The equivalent command (`Step::command`), to follow or finish by hand.
+    pub command: String,
+    pub state: StepState,
+    /// What the step did, or why it was refused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The run's progress. The stored form also carries `progress` ("3/5", the
+/// printer column), derived from `steps` on every write: see [`RunStatus::progress`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The plan hash the approval named; must equal `spec.planHash` to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<DateTime<Utc>>,
+    /// Identity of the lifeboat instance executing the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    /// The object's `metadata.generation` when the status was last written
+    /// (the journal sets it when left `None`; the spec never changes, so 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One run: the object name, where it lives, what was asked and how it went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// The object name (and file stem): `<playbook>-<first 8 of the plan
+    /// hash>-<unix seconds>`, e.g. `cnpg-instance-lost-0123abcd-1700000000`.
+    pub id: String,
+    /// The namespace of the RemediationRun (None in a file journal unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub spec: RunSpec,
+    pub status: RunStatus,
+}
+
+impl RunRecord {
+    /// A new record for `plan`: every step Pending with its title and
+    /// command. The phase follows the mode: `approve` awaits approval, `auto`
+    /// is approved (by `mode auto`) for this plan's hash, `observe` is
+    /// recorded as Stopped (never executed); a plan without steps is NothingToDo.
+    pub fn new(plan: &Plan, trigger: RunTrigger, mode: Mode, requested_by: impl Into<String>, now: DateTime<Utc>) -> Self {
+        let hash = plan.hash();
+        let spec = RunSpec {
+            playbook: plan.playbook.clone(),
+            target: plan.target.clone(),
+            trigger,
+            plan_hash: hash.clone(),
+            plan: plan.clone(),
+            mode,
+            requested_by: requested_by.into(),
+            requested_at: now,
+        };
+        let mut status = RunStatus::initial(plan);
+        if plan.nothing_to_do() {
+            status.phase = Phase::NothingToDo;
+            status.message = Some("the plan has no steps: nothing to do".into());
+            status.finished_at = Some(now);
+        } else {
+            match mode {
+                Mode::Approve => status.message = Some(format!("awaiting approval of plan {hash}")),
+                Mode::Auto => status.approve("mode auto", &hash, now),
+                Mode::Observe => {
+                    status.phase = Phase::Stopped;
+                    status.message = Some("observe mode: the plan is recorded, never executed".into());
+                    status.finished_at = Some(now);
+                    for step in &mut status.steps {
+                        step.state = StepState::NotRun;
+                    }
+                }
+            }
+        }
+        Self { id: Self::id_for(plan, now), namespace: None, spec, status }
+    }
+
+    /// `<playbook>-<first 8 of the plan hash>-<unix seconds>`, reduced to a
+    /// valid object name.
+    pub fn id_for(plan: &Plan, now: DateTime<Utc>) -> String {
+        let playbook: String = plan
+            .playbook
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+            .collect();
+        let playbook = playbook.trim_matches('-');
+        let playbook = if playbook.is_empty() { "run" } else { &playbook[..playbook.len().min(200)] };
+        let hash = plan.hash();
+        format!("{playbook}-{}-{}", &hash[..hash.len().min(8)], now.timestamp())
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status.phase.is_terminal()
+    }
+
+    /// The resume point: the first step that has not succeeded (None when
+    /// every step has).
+    pub fn next_step(&self) -> Option<&StepRecord> {
+        self.status.steps.iter().find(|s| s.state != StepState::Succeeded)
+    }
+
+    /// The record as stored: the status gains its derived `progress`.
+    pub(crate) fn to_stored_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).expect("RunRecord serializes");
+        value["status"] = self.status.to_stored_json();
+        value
+    }
+}
+
+impl RunStatus {
+    /// AwaitingApproval with every plan step Pending.
+    pub fn initial(plan: &Plan) -> Self {
+        Self {
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| StepRecord {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    command: s.command(),
+                    state: StepState::Pending,
+                    detail: None,
+                    started_at: None,
+                    finished_at: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `"<steps succeeded>/<steps>"`, e.g. "3/5" (the `Step` printer column).
+    pub fn progress(&self) -> String {
+        let done = self.steps.iter().filter(|s| s.state == StepState::Succeeded).count();
+        format!("{done}/{}", self.steps.len())
+    }
+
+    /// Records an approval of the plan hash `approved_hash` by `by`.
+    pub fn approve(&mut self, by: &str, approved_hash: &str, now: DateTime<Utc>) {
+        self.phase = Phase::Approved;
+        self.approved_by = Some(by.into());
+        self.approved_hash = Some(approved_hash.into());
+        self.approved_at = Some(now);
+        self.message = Some(format!("plan {approved_hash} approved by {by}"));
+    }
+
+    /// Marks the run Running under `leader` (keeps the first start time).
+    pub fn start(&mut self, leader: &str, now: DateTime<Utc>) {
+        self.phase = Phase::Running;
+        self.leader = Some(leader.into());
+        self.started_at.get_or_insert(now);
+        self.finished_at = None;
+    }
+
+    /// Folds a runner report into the status: each step by id, and the phase
+    /// from the outcome (Stopped becomes Failed when a step failed, Stopped
+    /// when one was refused). A step the report did not run keeps an earlier
+    /// success (a resumed run skips what already succeeded); one the report
+    /// started but did not finish is Running.
+    pub fn apply_report(&mut self, report: &RunReport) {
+        for step in &report.steps {
+            let (state, detail) = match &step.status {
+                StepStatus::NotRun if step.started.is_some() && step.finished.is_none() => (StepState::Running, None),
+                StepStatus::NotRun => (StepState::NotRun, None),
+                StepStatus::Succeeded { detail } => (StepState::Succeeded, Some(detail.clone())),
+                StepStatus::Refused { reason } => (StepState::Refused, Some(reason.clone())),
+                StepStatus::Failed { error } => (StepState::Failed, Some(error.clone())),
+            };
+            let index = match self.steps.iter().position(|s| s.id == step.id) {
+                Some(i) => i,
+                None => {
+                    self.steps.push(StepRecord {
+                        id: step.id.clone(),
+                        title: step.title.clone(),
+                        command: step.command.clone(),
+                        state: StepState::Pending,
+                        detail: None,
+                        started_at: None,
+                        finished_at: None,
+                    });
+                    self.steps.len() - 1
+                }
+            };
+            let record = &mut self.steps[index];
+            if state == StepState::NotRun && record.state == StepState::Succeeded {
+                continue;
+            }
+            record.state = state;
+            record.detail = detail;
+            record.started_at = step.started.or(record.started_at);
+            record.finished_at = step.finished;
+        }
+        let failed = report.steps.iter().any(|s| matches!(s.status, StepStatus::Failed { .. }));
+        self.phase = match report.outcome {
+            Outcome::Succeeded => Phase::Succeeded,
+            Outcome::NothingToDo => Phase::NothingToDo,
+            Outcome::Rejected => Phase::Rejected,
+            Outcome::Stopped if failed => Phase::Failed,
+            Outcome::Stopped => Phase::Stopped,
+            Outcome::Aborted => Phase::Aborted,
+        };
+        self.message = report.reason.clone().or_else(|| match report.outcome {
+            Outcome::Succeeded => Some("every step succeeded".into()),
+            Outcome::NothingToDo => Some("nothing to do".into()),
+            _ => None,
+        });
+        let first_start = report.steps.iter().filter_map(|s| s.started).min();
+        if self.started_at.is_none() {
+            self.started_at = first_start;
+        }
+        if self.phase.is_terminal() {
+            let last_finish = report.steps.iter().filter_map(|s| s.finished).max();
+            self.finished_at = Some(last_finish.unwrap_or_else(Utc::now));
+        }
+    }
+
+    pub(crate) fn to_stored_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).expect("RunStatus serializes");
+        value["progress"] = Value::String(self.progress());
+        value
+    }
+}
+
+/// The journal, in the cluster or in a directory.
+#[derive(Clone, Debug)]
+pub enum Journal {
+    Cluster(ClusterJournal),
+    File(FileJournal),
+}
+
+impl Journal {
+    pub fn cluster(client: kube::Client, namespace: impl Into<String>) -> Self {
+        Journal::Cluster(ClusterJournal::new(client, namespace))
+    }
+
+    pub fn file(dir: impl Into<std::path::PathBuf>) -> Self {
+        Journal::File(FileJournal::new(dir))
+    }
+
+    /// Where the records live, for messages.
+    pub fn location(&self) -> String {
+        match self {
+            Journal::Cluster(j) => j.location(),
+            Journal::File(j) => j.location(),
+        }
+    }
+
+    /// Stores a new record; fails with [`JournalError::AlreadyExists`] when its
+    /// id is taken. Returns the record as stored.
+    pub async fn create(&self, record: &RunRecord) -> Result<RunRecord, JournalError> {
+        match self {
+            Journal::Cluster(j) => j.create(record).await,
+            Journal::File(j) => j.create(record),
+        }
+    }
+
+    /// The record with this id, or None.
+    pub async fn get(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
+        match self {
+            Journal::Cluster(j) => j.get(id).await,
+            Journal::File(j) => j.get(id),
+        }
+    }
+
+    /// Every record, newest (`spec.requestedAt`) first.
+    pub async fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+        match self {
+            Journal::Cluster(j) => j.list().await,
+            Journal::File(j) => j.list(),
+        }
+    }
+
+    /// Replaces the status (never the spec). Returns the record as stored.
+    pub async fn update_status(&self, id: &str, status: &RunStatus) -> Result<RunRecord, JournalError> {
+        self.update_status_with(id, |_| Some(status.clone())).await
+    }
+
+    /// Read-modify-write of the status: `change` sees the current record and
+    /// returns the new status, or None to leave it as it is. In the cluster,
+    /// a concurrent writer makes the write fail with 409; the record is then
+    /// re-read and `change` called again.
+    pub async fn update_status_with<F>(&self, id: &str, change: F) -> Result<RunRecord, JournalError>
+    where
+        F: FnMut(&RunRecord) -> Option<RunStatus>,
+    {
+        match self {
+            Journal::Cluster(j) => j.update_status_with(id, change).await,
+            Journal::File(j) => j.update_status_with(id, change),
+        }
+    }
+
+    /// The newest non-terminal run for `target`, if any: one active run per
+    /// target. (Check-then-create is not atomic: only the leader creates runs.)
+    pub async fn find_active(&self, target: &str) -> Result<Option<RunRecord>, JournalError> {
+        Ok(self.list().await?.into_iter().find(|r| r.spec.target == target && !r.is_terminal()))
+    }
+}
+
+/// Newest first: `spec.requestedAt` descending, then id descending.
+pub(crate) fn sort_newest_first(records: &mut [RunRecord]) {
+    records.sort_by(|a, b| b.spec.requested_at.cmp(&a.spec.requested_at).then_with(|| b.id.cmp(&a.id)));
+}
+
+/// A run id must be a valid object name (DNS-1123 subdomain): it is also a
+/// file name, so this keeps paths inside the journal directory.
+pub(crate) fn check_id(id: &str) -> Result<(), JournalError> {
+    let valid = !id.is_empty()
+        && id.len() <= 253
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && id.split('.').all(|part| {
+            !part.is_empty() && part.as_bytes()[0].is_ascii_alphanumeric() && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(JournalError::InvalidId { id: id.to_string() })
+    }
+}
+
+/// A new status's stored JSON plus `null` for every key the current stored
+/// status has and the new one lacks, so a merge patch replaces the status.
+pub(crate) fn status_merge_patch(current: Option<&Value>, new: &RunStatus) -> Value {
+    let mut patch = new.to_stored_json();
+    if let (Some(Value::Object(current)), Value::Object(patch)) = (current, &mut patch) {
+        for key in current.keys() {
+            patch.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    patch
+}
