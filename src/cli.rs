@@ -270,9 +270,10 @@ async fn plan_command(target: PlanArgs, source: SourceArgs, output: Output) -> a
 
 async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(config.as_deref())?;
+    let snapshot_config = config.clone();
     let source = SourceArgs { config: None, from_dump: None, now: None };
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-    let snapshot = current_snapshot(config, &SourceArgs { ..source.clone() }).await?;
+    let snapshot = current_snapshot(config, &source).await?;
     let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
     print!("{}", plan.render_text());
     if plan.nothing_to_do() {
@@ -290,7 +291,11 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
             return Ok(ExitCode::from(1));
         }
     }
-    let report = crate::act::runner::execute(&client, &plan, &plan.hash(), &crate::act::runner::RunLimits::default()).await;
+    let limits = crate::act::runner::RunLimits::from_config(&snapshot_config.remediation);
+    if limits.kill_switch.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("remediation.killSwitch is set in the config: nothing may run");
+    }
+    let report = crate::act::runner::execute(&client, &plan, &plan.hash(), &limits).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     let ok = matches!(report.outcome, crate::act::runner::Outcome::Succeeded | crate::act::runner::Outcome::NothingToDo);
     if !ok {

@@ -32,6 +32,7 @@ pub struct Config {
     pub backup_cron_jobs: CronJobConfig,
     pub cnpg: CnpgConfig,
     pub garage: GarageConfig,
+    pub remediation: RemediationConfig,
 }
 
 impl Default for Config {
@@ -45,7 +46,57 @@ impl Default for Config {
             backup_cron_jobs: CronJobConfig::default(),
             cnpg: CnpgConfig::default(),
             garage: GarageConfig::default(),
+            remediation: RemediationConfig::default(),
         }
+    }
+}
+
+/// How a playbook's runs are gated.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Plan and notify only; never execute.
+    Observe,
+    /// Wait for an approval naming the plan's hash.
+    Approve,
+    /// Execute without approval.
+    Auto,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RemediationConfig {
+    /// Global kill switch: no step starts while true (also: `lifeboat kill-switch on`).
+    pub kill_switch: bool,
+    pub default_mode: Mode,
+    /// Per-playbook mode, overriding defaultMode.
+    pub modes: BTreeMap<String, Mode>,
+    /// Blast radius per run.
+    pub max_pvc_deletions: usize,
+    pub max_deletions: usize,
+    /// Independent steps running at once.
+    pub concurrency: usize,
+    /// An approval older than this is void.
+    pub approval_ttl: Dur,
+}
+
+impl Default for RemediationConfig {
+    fn default() -> Self {
+        Self {
+            kill_switch: false,
+            default_mode: Mode::Approve,
+            modes: BTreeMap::new(),
+            max_pvc_deletions: 5,
+            max_deletions: 20,
+            concurrency: 4,
+            approval_ttl: Dur::hours(1),
+        }
+    }
+}
+
+impl RemediationConfig {
+    pub fn mode_of(&self, playbook: &str) -> Mode {
+        self.modes.get(playbook).copied().unwrap_or(self.default_mode)
     }
 }
 
@@ -190,6 +241,20 @@ impl Config {
         }
         if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
             problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
+        }
+        for playbook in self.remediation.modes.keys() {
+            if !crate::plan::playbooks::PLAYBOOKS.contains(&playbook.as_str()) {
+                problems.push(format!(
+                    "remediation.modes: unknown playbook {playbook:?} (known: {})",
+                    crate::plan::playbooks::PLAYBOOKS.join(", ")
+                ));
+            }
+        }
+        if self.remediation.concurrency == 0 {
+            problems.push("remediation.concurrency: must be at least 1".into());
+        }
+        if self.remediation.approval_ttl.0.is_zero() {
+            problems.push("remediation.approvalTtl: must be longer than 0s".into());
         }
         if problems.is_empty() {
             Ok(())

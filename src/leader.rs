@@ -227,6 +227,7 @@ impl LeaderHandle {
         self.shared.stopped.store(true, Ordering::SeqCst);
         if let Some(task) = lock(&self.shared.task).take() {
             task.abort();
+            tracing::info!(identity = %self.shared.identity, "leader election aborted; the lease is left to expire");
         }
         self.shared.set_leading(None);
     }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod inspect;
+pub mod journal;
 pub mod leader;
 pub mod metrics;
 pub mod plan;

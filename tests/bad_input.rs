@@ -117,3 +117,14 @@ fn cli_reports_bad_dump_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml"));
 }
+
+#[test]
+fn remediation_config_is_validated() {
+    let err = Config::parse("remediation:\n  modes:\n    cnpg-instance-lsot: auto\n").unwrap_err();
+    assert!(err.contains("remediation.modes") && err.contains("cnpg-instance-lsot"), "{err}");
+    let err = Config::parse("remediation:\n  defaultMode: yolo\n").unwrap_err();
+    assert!(err.contains("yolo"), "{err}");
+    let ok = Config::parse("remediation:\n  defaultMode: observe\n  modes:\n    stale-cleanup: auto\n").unwrap();
+    assert_eq!(ok.remediation.mode_of("stale-cleanup"), lifeboat::config::Mode::Auto);
+    assert_eq!(ok.remediation.mode_of("cnpg-instance-lost"), lifeboat::config::Mode::Observe);
+}

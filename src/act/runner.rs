@@ -37,6 +37,18 @@ pub struct RunLimits {
     pub kill_switch: Arc<AtomicBool>,
 }
 
+impl RunLimits {
+    pub fn from_config(config: &crate::config::RemediationConfig) -> Self {
+        Self {
+            max_pvc_deletions: config.max_pvc_deletions,
+            max_deletions: config.max_deletions,
+            concurrency: config.concurrency,
+            kill_switch: Arc::new(AtomicBool::new(config.kill_switch)),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for RunLimits {
     fn default() -> Self {
         Self {

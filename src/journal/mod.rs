@@ -43,17 +43,9 @@ pub const PLURAL: &str = "remediationruns";
 pub const CRD_NAME: &str = "remediationruns.lifeboat.dev";
 pub const CRD_FILE: &str = "deploy/crds/remediationrun.yaml";
 
-/// How a run is allowed to proceed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Record the plan, never execute it.
-    Observe,
-    /// Execute once a human approves the plan's hash.
-    Approve,
-    /// Approved by policy when created.
-    Auto,
-}
+/// How a run is allowed to proceed (`observe`, `approve`, `auto`): the
+/// configuration's mode, recorded in the spec.
+pub use crate::config::Mode;
 
 /// Where a run is in its life. Terminal: Succeeded, NothingToDo, Stopped,
 /// Rejected, Aborted, Failed.

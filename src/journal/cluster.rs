@@ -1,0 +1,212 @@
+//! The journal as RemediationRun custom resources, through untyped
+//! `DynamicObject`s (like every lifeboat write: JSON merge patches naming only
+//! the fields they change; status through the status subresource under
+//! optimistic concurrency, see `act::write::patch_status_locked`).
+
+use std::collections::BTreeMap;
+
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use super::{sort_newest_first, status_merge_patch, JournalError, RunRecord, RunSpec, RunStatus, GROUP, KIND, PLURAL, VERSION};
+use crate::act::write::{patch_status_locked, WriteError, FIELD_MANAGER};
+
+/// Attempts of a status write that keeps conflicting (409) before giving up.
+const STATUS_ATTEMPTS: u32 = 5;
+
+/// `lifeboat.dev/v1alpha1` `RemediationRun` (plural `remediationruns`).
+pub fn api_resource() -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: KIND.into(),
+        plural: PLURAL.into(),
+    }
+}
+
+/// RemediationRuns in one namespace (lifeboat's own).
+#[derive(Clone)]
+pub struct ClusterJournal {
+    pub client: Client,
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for ClusterJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterJournal").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl ClusterJournal {
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        Self { client, namespace: namespace.into() }
+    }
+
+    pub fn location(&self) -> String {
+        format!("namespace {} ({})", self.namespace, super::CRD_NAME)
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &api_resource())
+    }
+
+    fn params() -> PatchParams {
+        PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+    }
+
+    /// A 404 is either the object or the whole resource: the CRD is missing
+    /// when the API group does not serve `remediationruns`.
+    async fn crd_missing(&self) -> bool {
+        match self.client.list_api_group_resources(&format!("{GROUP}/{VERSION}")).await {
+            Ok(list) => !list.resources.iter().any(|r| r.name == PLURAL),
+            Err(kube::Error::Api(s)) => s.code == 404,
+            Err(_) => false,
+        }
+    }
+
+    /// Maps an API error; a 404 becomes CrdMissing when the CRD is absent, else `not_found`.
+    async fn map_error(&self, action: String, source: kube::Error, not_found: Option<JournalError>) -> JournalError {
+        if let kube::Error::Api(s) = &source {
+            if s.code == 404 {
+                if self.crd_missing().await {
+                    return JournalError::CrdMissing { namespace: self.namespace.clone() };
+                }
+                if let Some(e) = not_found {
+                    return e;
+                }
+            }
+        }
+        JournalError::api(action, self.location(), source)
+    }
+
+    fn decode(&self, obj: DynamicObject) -> Result<RunRecord, JournalError> {
+        let id = obj.metadata.name.clone().unwrap_or_default();
+        let corrupt = |reason: String| JournalError::Corrupt { id: id.clone(), location: self.location(), reason };
+        let spec: RunSpec =
+            serde_json::from_value(obj.data.get("spec").cloned().unwrap_or(Value::Null)).map_err(|e| corrupt(format!("spec: {e}")))?;
+        let status = match obj.data.get("status") {
+            Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| corrupt(format!("status: {e}")))?,
+            // Created, but the status write never happened: nothing ran, and
+            // nothing runs without a (new) approval.
+            _ => RunStatus {
+                message: Some("no status was recorded (creation interrupted?): approve again to run".into()),
+                ..RunStatus::initial(&spec.plan)
+            },
+        };
+        Ok(RunRecord { id, namespace: obj.metadata.namespace.clone(), spec, status })
+    }
+
+    pub async fn create(&self, record: &RunRecord) -> Result<RunRecord, JournalError> {
+        super::check_id(&record.id)?;
+        let api = self.api();
+        let mut obj = DynamicObject::new(&record.id, &api_resource()).within(&self.namespace).data(json!({ "spec": record.spec }));
+        let mut labels = BTreeMap::from([("app.kubernetes.io/managed-by".to_string(), "lifeboat".to_string())]);
+        if is_label_value(&record.spec.playbook) {
+            labels.insert("lifeboat.dev/playbook".into(), record.spec.playbook.clone());
+        }
+        obj.metadata.labels = Some(labels);
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let created = match api.create(&post, &obj).await {
+            Ok(created) => created,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Err(JournalError::AlreadyExists { id: record.id.clone(), location: self.location() })
+            }
+            Err(e) => return Err(self.map_error(format!("creating RemediationRun {}", record.id), e, None).await),
+        };
+        // The status subresource ignores status on create: write it now, on
+        // top of the version just created.
+        let mut status = record.status.clone();
+        if status.observed_generation.is_none() {
+            status.observed_generation = created.metadata.generation;
+        }
+        let patch = json!({
+            "metadata": { "resourceVersion": created.metadata.resource_version },
+            "status": status.to_stored_json(),
+        });
+        let stored = api
+            .patch_status(&record.id, &Self::params(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| JournalError::api(format!("writing the initial status of RemediationRun {}", record.id), self.location(), e))?;
+        self.decode(stored)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
+        super::check_id(id)?;
+        match self.api().get(id).await {
+            Ok(obj) => self.decode(obj).map(Some),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                if self.crd_missing().await {
+                    Err(JournalError::CrdMissing { namespace: self.namespace.clone() })
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) => Err(self.map_error(format!("reading RemediationRun {id}"), e, None).await),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let list = match self.api().list(&ListParams::default()).await {
+            Ok(list) => list,
+            Err(e) => return Err(self.map_error("listing RemediationRuns".into(), e, None).await),
+        };
+        let mut records = list.items.into_iter().map(|o| self.decode(o)).collect::<Result<Vec<_>, _>>()?;
+        sort_newest_first(&mut records);
+        Ok(records)
+    }
+
+    pub async fn update_status_with<F>(&self, id: &str, mut change: F) -> Result<RunRecord, JournalError>
+    where
+        F: FnMut(&RunRecord) -> Option<RunStatus>,
+    {
+        super::check_id(id)?;
+        let api = self.api();
+        let mut unchanged: Option<RunRecord> = None;
+        let mut decode_error: Option<JournalError> = None;
+        let result = patch_status_locked(&api, id, STATUS_ATTEMPTS, |current| {
+            let record = match self.decode(current.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    decode_error = Some(e);
+                    return None;
+                }
+            };
+            let Some(mut status) = change(&record) else {
+                unchanged = Some(record);
+                return None;
+            };
+            if status.observed_generation.is_none() {
+                status.observed_generation = current.metadata.generation;
+            }
+            Some(json!({ "status": status_merge_patch(current.data.get("status"), &status) }))
+        })
+        .await;
+        match result {
+            Ok(Some(stored)) => self.decode(stored),
+            Ok(None) => match (decode_error, unchanged) {
+                (Some(e), _) => Err(e),
+                (None, Some(record)) => Ok(record),
+                (None, None) => unreachable!("patch_status_locked returns None only when the closure did"),
+            },
+            Err(WriteError::Conflict { attempts, .. }) => Err(JournalError::Conflict {
+                action: "updating the status of".into(),
+                id: id.into(),
+                location: self.location(),
+                attempts,
+            }),
+            Err(WriteError::Api { what, source }) => {
+                let not_found = JournalError::NotFound { id: id.into(), location: self.location() };
+                Err(self.map_error(format!("{what} (RemediationRun)"), source, Some(not_found)).await)
+            }
+        }
+    }
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
