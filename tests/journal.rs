@@ -149,6 +149,10 @@ async fn behaves_like_a_journal(journal: &Journal) {
     assert_eq!(reread.status.leader.as_deref(), Some("lifeboat-0"));
     assert_eq!(reread.next_step().map(|s| s.id.as_str()), Some(plan.steps[1].id.as_str()), "resume at the failed step");
     assert!(reread.is_terminal());
+    let previous = reread.to_report();
+    assert_eq!(previous.steps[0].status, StepStatus::Succeeded { detail: "done".into() });
+    assert_eq!(previous.steps[0].finished, Some(at(1_700_000_105)));
+    assert!(previous.steps[1..].iter().all(|s| s.status == StepStatus::NotRun));
 
     // update_status_with: None leaves the record as it is.
     let same = journal.update_status_with(&rec.id, |_| None).await.unwrap();
@@ -538,13 +542,39 @@ fn reports_map_onto_the_status_and_a_resume_keeps_earlier_successes() {
     assert_eq!(rec.status.leader.as_deref(), Some("lifeboat-1"));
     assert_eq!(rec.status.progress(), format!("{n}/{n}"));
 
-    // A step started but not finished (a report taken mid-step) is Running.
+    // Progress reports (the runner's callback, mid-run) touch only the steps:
+    // started and unfinished is Running, not yet started is Pending.
     let mut mid = record(&plan, at(1_700_000_000));
-    let mut report = failed_at_second_step(&plan);
-    report.steps[1] = StepReport { status: StepStatus::NotRun, finished: None, ..report.steps[1].clone() };
-    report.outcome = Outcome::Aborted;
-    mid.status.apply_report(&report);
-    assert_eq!(mid.status.steps[1].state, StepState::Running);
+    mid.status.approve("alice", &plan.hash(), at(1_700_000_001));
+    mid.status.start("lifeboat-0", at(1_700_000_002));
+    let mut progress = lifeboat::act::runner::fresh_report(&plan);
+    progress.steps[0] = step_report(&plan, 0, StepStatus::Succeeded { detail: "promoted".into() }, 1_700_000_010);
+    progress.steps[1].started = Some(at(1_700_000_020));
+    mid.status.apply_progress(&progress);
+    assert_eq!(mid.status.phase, Phase::Running, "progress does not decide the phase");
+    assert_eq!(mid.status.finished_at, None);
+    let states: Vec<StepState> = mid.status.steps.iter().map(|s| s.state).collect();
+    let mut expected = vec![StepState::Succeeded, StepState::Running];
+    expected.resize(n, StepState::Pending);
+    assert_eq!(states, expected);
+    assert_eq!(mid.status.progress(), format!("1/{n}"));
+
+    // The leader dies here; its successor resumes from the record: the
+    // succeeded step (with its times) is done, everything else runs again.
+    let previous = mid.to_report();
+    assert_eq!(previous.plan_hash, plan.hash());
+    assert_eq!(previous.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), plan.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>());
+    assert_eq!(previous.steps[0].status, StepStatus::Succeeded { detail: "promoted".into() });
+    assert_eq!(previous.steps[0].finished, Some(at(1_700_000_015)));
+    assert!(previous.steps[1..].iter().all(|s| s.status == StepStatus::NotRun && s.started.is_none()), "{previous:#?}");
+
+    // A final report never leaves a step Running.
+    let mut killed = failed_at_second_step(&plan);
+    killed.steps[1] = StepReport { status: StepStatus::NotRun, finished: None, ..killed.steps[1].clone() };
+    killed.outcome = Outcome::Aborted;
+    mid.status.apply_report(&killed);
+    assert_eq!(mid.status.steps[1].state, StepState::NotRun);
+    assert_eq!(mid.status.steps[1].started_at, None);
     assert_eq!(mid.status.phase, Phase::Aborted);
 
     // Outcomes without steps run.

@@ -25,7 +25,7 @@ pub enum JournalError {
         action: String,
         location: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
         /// What to do, starting with "; " (empty when there is nothing specific).
         hint: String,
     },
@@ -54,6 +54,6 @@ impl JournalError {
             kube::Error::Api(s) if s.code == 422 => "; the record does not pass the CRD's validation: is the installed CRD older than this lifeboat?".to_string(),
             _ => String::new(),
         };
-        JournalError::Api { action: action.into(), location: location.into(), source, hint }
+        JournalError::Api { action: action.into(), location: location.into(), source: Box::new(source), hint }
     }
 }

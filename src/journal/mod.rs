@@ -269,6 +269,29 @@ impl RunRecord {
         self.status.steps.iter().find(|s| s.state != StepState::Succeeded)
     }
 
+    /// The report to continue this run from (`act::runner::resume`): the
+    /// plan's steps in order, those recorded as Succeeded with their detail
+    /// and times, every other one NotRun (it runs again; actions are
+    /// idempotent and re-check their preconditions).
+    pub fn to_report(&self) -> RunReport {
+        let steps = self
+            .spec
+            .plan
+            .steps
+            .iter()
+            .map(|step| {
+                let mut report = crate::act::runner::not_run(step);
+                if let Some(done) = self.status.steps.iter().find(|s| s.id == step.id && s.state == StepState::Succeeded) {
+                    report.status = StepStatus::Succeeded { detail: done.detail.clone().unwrap_or_default() };
+                    report.started = done.started_at;
+                    report.finished = done.finished_at;
+                }
+                report
+            })
+            .collect();
+        RunReport { plan_hash: self.spec.plan_hash.clone(), outcome: Outcome::Succeeded, reason: None, steps }
+    }
+
     /// The record as stored: the status gains its derived `progress`.
     pub(crate) fn to_stored_json(&self) -> Value {
         let mut value = serde_json::to_value(self).expect("RunRecord serializes");
@@ -321,44 +344,13 @@ impl RunStatus {
         self.finished_at = None;
     }
 
-    /// Folds a runner report into the status: each step by id, and the phase
-    /// from the outcome (Stopped becomes Failed when a step failed, Stopped
-    /// when one was refused). A step the report did not run keeps an earlier
-    /// success (a resumed run skips what already succeeded); one the report
-    /// started but did not finish is Running.
+    /// Folds a runner's final report into the status: each step by id, and
+    /// the phase from the outcome (Stopped becomes Failed when a step failed,
+    /// Stopped when one was refused), the message from its reason, and
+    /// finishedAt. A step the report did not run is NotRun, except that it
+    /// keeps an earlier success (a resumed run skips what already succeeded).
     pub fn apply_report(&mut self, report: &RunReport) {
-        for step in &report.steps {
-            let (state, detail) = match &step.status {
-                StepStatus::NotRun if step.started.is_some() && step.finished.is_none() => (StepState::Running, None),
-                StepStatus::NotRun => (StepState::NotRun, None),
-                StepStatus::Succeeded { detail } => (StepState::Succeeded, Some(detail.clone())),
-                StepStatus::Refused { reason } => (StepState::Refused, Some(reason.clone())),
-                StepStatus::Failed { error } => (StepState::Failed, Some(error.clone())),
-            };
-            let index = match self.steps.iter().position(|s| s.id == step.id) {
-                Some(i) => i,
-                None => {
-                    self.steps.push(StepRecord {
-                        id: step.id.clone(),
-                        title: step.title.clone(),
-                        command: step.command.clone(),
-                        state: StepState::Pending,
-                        detail: None,
-                        started_at: None,
-                        finished_at: None,
-                    });
-                    self.steps.len() - 1
-                }
-            };
-            let record = &mut self.steps[index];
-            if state == StepState::NotRun && record.state == StepState::Succeeded {
-                continue;
-            }
-            record.state = state;
-            record.detail = detail;
-            record.started_at = step.started.or(record.started_at);
-            record.finished_at = step.finished;
-        }
+        self.merge_steps(report, true);
         let failed = report.steps.iter().any(|s| matches!(s.status, StepStatus::Failed { .. }));
         self.phase = match report.outcome {
             Outcome::Succeeded => Phase::Succeeded,
@@ -380,6 +372,60 @@ impl RunStatus {
         if self.phase.is_terminal() {
             let last_finish = report.steps.iter().filter_map(|s| s.finished).max();
             self.finished_at = Some(last_finish.unwrap_or_else(Utc::now));
+        }
+    }
+
+    /// Folds a report taken mid-run (the runner's progress callback) into
+    /// the steps only: a step started and not finished is Running, one not
+    /// started yet is Pending (earlier successes are kept). The phase, the
+    /// message and finishedAt are left alone; [`Self::apply_report`] sets
+    /// them from the final report.
+    pub fn apply_progress(&mut self, report: &RunReport) {
+        self.merge_steps(report, false);
+        if self.started_at.is_none() {
+            self.started_at = report.steps.iter().filter_map(|s| s.started).min();
+        }
+    }
+
+    fn merge_steps(&mut self, report: &RunReport, finished: bool) {
+        for step in &report.steps {
+            let (state, detail) = match &step.status {
+                StepStatus::NotRun if finished => (StepState::NotRun, None),
+                StepStatus::NotRun if step.started.is_some() && step.finished.is_none() => (StepState::Running, None),
+                StepStatus::NotRun => (StepState::Pending, None),
+                StepStatus::Succeeded { detail } => (StepState::Succeeded, Some(detail.clone())),
+                StepStatus::Refused { reason } => (StepState::Refused, Some(reason.clone())),
+                StepStatus::Failed { error } => (StepState::Failed, Some(error.clone())),
+            };
+            let index = match self.steps.iter().position(|s| s.id == step.id) {
+                Some(i) => i,
+                None => {
+                    self.steps.push(StepRecord {
+                        id: step.id.clone(),
+                        title: step.title.clone(),
+                        command: step.command.clone(),
+                        state: StepState::Pending,
+                        detail: None,
+                        started_at: None,
+                        finished_at: None,
+                    });
+                    self.steps.len() - 1
+                }
+            };
+            let record = &mut self.steps[index];
+            let not_attempted = matches!(state, StepState::NotRun | StepState::Pending);
+            if not_attempted && record.state == StepState::Succeeded {
+                continue;
+            }
+            record.state = state;
+            record.detail = detail;
+            if not_attempted {
+                record.started_at = None;
+                record.finished_at = None;
+            } else {
+                record.started_at = step.started.or(record.started_at);
+                record.finished_at = step.finished;
+            }
         }
     }
 
