@@ -90,6 +90,11 @@ impl LeaderConfig {
             tracing::warn!(lease_duration = ?self.lease_duration, "leader election: lease duration below 1s; using 1s");
             self.lease_duration = Duration::from_secs(1);
         }
+        let max = Duration::from_secs(i32::MAX as u64);
+        if self.lease_duration > max {
+            tracing::warn!(lease_duration = ?self.lease_duration, "leader election: lease duration beyond leaseDurationSeconds; capped");
+            self.lease_duration = max;
+        }
         if self.renew_interval.is_zero() || self.renew_interval * 2 > self.lease_duration {
             let renew = self.lease_duration / 3;
             tracing::warn!(renew_interval = ?self.renew_interval, lease_duration = ?self.lease_duration, using = ?renew,
@@ -420,7 +425,7 @@ impl Elector {
         }
         let record = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
         let duration = record.max(self.config.lease_duration);
-        let observed_valid = self.observed.as_ref().is_some_and(|o| now < o.since + duration);
+        let observed_valid = self.observed.as_ref().is_some_and(|o| o.since.checked_add(duration).is_none_or(|expiry| now < expiry));
         let wall_valid = match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
             // Overflow only for absurd timestamps: treat as still held.
             Some(t) => t.0.checked_add(duration).map_or(true, |expiry| Timestamp::now() < expiry),
@@ -551,8 +556,12 @@ mod tests {
 
     #[test]
     fn unusable_durations_are_replaced() {
-        let c = LeaderConfig { lease_duration: Duration::from_millis(2500), renew_interval: Duration::from_secs(2), ..LeaderConfig::new("ns", "a") }
-            .sanitized();
+        let c = LeaderConfig {
+            lease_duration: Duration::from_millis(2500),
+            renew_interval: Duration::from_secs(2),
+            ..LeaderConfig::new("ns", "a")
+        }
+        .sanitized();
         assert_eq!(c.lease_seconds(), 3);
         assert!(c.renew_interval * 2 <= c.lease_duration && !c.renew_interval.is_zero());
         assert!(c.renew_deadline() >= c.lease_duration / 2);

@@ -1,5 +1,6 @@
 //! The only code that writes to the Kubernetes API.
 
 pub mod cnpg;
+pub mod remediator;
 pub mod runner;
 pub mod write;

@@ -1,0 +1,249 @@
+//! The leader's loop: executes approved (and resumes running) runs from the
+//! journal, writing each step's progress back so the next leader can resume.
+//! Also the journal-side verbs the CLI and (later) Alertmanager intake and
+//! Discord use: submit, approve, abort.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::Client;
+
+use super::runner::{resume, RunLimits, RunReport};
+use crate::cluster::ClusterState;
+use crate::config::{Mode, RemediationConfig};
+use crate::inspect::Findings;
+use crate::journal::{Journal, JournalError, Phase, RunRecord, RunTrigger};
+use crate::leader::LeaderHandle;
+use crate::plan::playbooks::{self, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemediationError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("run {id} for {target} is still {phase:?}: one active run per target (approve, abort or wait for it)")]
+    TargetBusy { id: String, target: String, phase: Phase },
+    #[error("no run {0}")]
+    NoSuchRun(String),
+    #[error("run {id} is {phase:?}; only a run awaiting approval can be approved")]
+    NotAwaitingApproval { id: String, phase: Phase },
+    #[error("approval names plan {given}, but run {id} is plan {actual}: look at the plan again (`lifeboat runs show {id}`)")]
+    WrongHash { id: String, given: String, actual: String },
+}
+
+/// Plans `playbook` from the snapshot and records the run (awaiting
+/// approval, approved, or observed, per the playbook's mode).
+pub async fn submit(
+    journal: &Journal,
+    config: &RemediationConfig,
+    state: &ClusterState,
+    findings: &Findings,
+    playbook: &str,
+    trigger: RunTrigger,
+    requested_by: &str,
+) -> Result<RunRecord, RemediationError> {
+    let plan = playbooks::plan(playbook, state, findings, &trigger.to_trigger())?;
+    if let Some(active) = journal.find_active(&plan.target).await? {
+        return Err(RemediationError::TargetBusy { id: active.id, target: plan.target, phase: active.status.phase });
+    }
+    let record = RunRecord::new(&plan, trigger, config.mode_of(playbook), requested_by, Utc::now());
+    Ok(journal.create(&record).await?)
+}
+
+/// Records an approval; it binds to the hash the approver saw.
+pub async fn approve(journal: &Journal, id: &str, hash: &str, by: &str) -> Result<RunRecord, RemediationError> {
+    let record = journal.get(id).await?.ok_or_else(|| RemediationError::NoSuchRun(id.into()))?;
+    if record.status.phase != Phase::AwaitingApproval {
+        return Err(RemediationError::NotAwaitingApproval { id: id.into(), phase: record.status.phase });
+    }
+    if record.spec.plan_hash != hash {
+        return Err(RemediationError::WrongHash { id: id.into(), given: hash.into(), actual: record.spec.plan_hash });
+    }
+    Ok(journal
+        .update_status_with(id, |current| {
+            (current.status.phase == Phase::AwaitingApproval).then(|| {
+                let mut status = current.status.clone();
+                status.approve(by, hash, Utc::now());
+                status
+            })
+        })
+        .await?)
+}
+
+/// Stops a run: before it starts it never will; while running, no further
+/// step starts (the executing leader notices at the next step boundary).
+pub async fn abort(journal: &Journal, id: &str, by: &str) -> Result<RunRecord, RemediationError> {
+    journal.get(id).await?.ok_or_else(|| RemediationError::NoSuchRun(id.into()))?;
+    Ok(journal
+        .update_status_with(id, |current| {
+            (!current.status.phase.is_terminal()).then(|| {
+                let mut status = current.status.clone();
+                status.phase = Phase::Aborted;
+                status.message = Some(format!("aborted by {by}"));
+                status
+            })
+        })
+        .await?)
+}
+
+pub struct Remediator {
+    pub client: Client,
+    pub journal: Arc<Journal>,
+    pub config: RemediationConfig,
+    pub identity: String,
+    /// The global kill switch (config, or flipped at runtime).
+    pub kill_switch: Arc<AtomicBool>,
+    pub poll_interval: Duration,
+}
+
+impl Remediator {
+    /// Executes every approved or interrupted run, oldest first. Returns the ids handled.
+    pub async fn run_pending(&self, leader: Option<&LeaderHandle>) -> Result<Vec<String>, JournalError> {
+        let mut runs = self.journal.list().await?;
+        runs.reverse();
+        let mut handled = vec![];
+        for record in runs.into_iter().filter(|r| matches!(r.status.phase, Phase::Approved | Phase::Running)) {
+            if self.kill_switch.load(Ordering::SeqCst) || leader.is_some_and(|l| !l.is_leader()) {
+                break;
+            }
+            handled.push(record.id.clone());
+            self.execute(record, leader).await?;
+        }
+        Ok(handled)
+    }
+
+    /// Runs (or resumes) one approved run to its end, journaling every step.
+    pub async fn execute(&self, record: RunRecord, leader: Option<&LeaderHandle>) -> Result<RunRecord, JournalError> {
+        let id = record.id.clone();
+        let plan = record.spec.plan.clone();
+        if let Some(reason) = self.refusal(&record) {
+            return self
+                .journal
+                .update_status_with(&id, |current| {
+                    let mut status = current.status.clone();
+                    status.phase = Phase::Rejected;
+                    status.message = Some(reason.clone());
+                    status.finished_at = Some(Utc::now());
+                    Some(status)
+                })
+                .await;
+        }
+        let identity = self.identity.clone();
+        self.journal
+            .update_status_with(&id, |current| {
+                let mut status = current.status.clone();
+                status.start(&identity, Utc::now());
+                Some(status)
+            })
+            .await?;
+
+        // The run stops at the next step boundary if it is aborted, the kill
+        // switch is set, or this instance stops being the leader.
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = RunLimits { kill_switch: stop.clone(), ..RunLimits::from_config(&self.config) };
+        let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<RunReport>>(None);
+        let writer = tokio::spawn(journal_progress(
+            self.journal.clone(),
+            id.clone(),
+            progress_rx,
+            stop.clone(),
+            self.kill_switch.clone(),
+            leader.map(|l| l.subscribe()),
+            self.poll_interval,
+        ));
+        let previous = record.to_report();
+        let on_progress = move |report: &RunReport| {
+            progress_tx.send_replace(Some(report.clone()));
+        };
+        let report = resume(&self.client, &plan, &record.spec.plan_hash, &limits, previous, &on_progress).await;
+        drop(on_progress);
+        let _ = writer.await;
+        self.journal
+            .update_status_with(&id, |current| {
+                let mut status = current.status.clone();
+                let aborted_by_user = status.phase == Phase::Aborted;
+                status.apply_report(&report);
+                if aborted_by_user {
+                    status.phase = Phase::Aborted;
+                }
+                Some(status)
+            })
+            .await
+    }
+
+    /// Why an approved run must not start (fail closed).
+    fn refusal(&self, record: &RunRecord) -> Option<String> {
+        let plan_hash = record.spec.plan.hash();
+        if plan_hash != record.spec.plan_hash {
+            return Some(format!("stored plan hashes to {plan_hash}, not {}: refusing", record.spec.plan_hash));
+        }
+        if record.status.approved_hash.as_deref() != Some(plan_hash.as_str()) {
+            return Some(format!("approval names {:?}, not plan {plan_hash}: approve again", record.status.approved_hash));
+        }
+        if record.spec.mode == Mode::Observe {
+            return Some("observe mode never executes".into());
+        }
+        let expired = record.status.phase == Phase::Approved
+            && record.spec.mode == Mode::Approve
+            && record.status.approved_at.is_some_and(|t| Utc::now() - t > self.config.approval_ttl.chrono());
+        expired.then(|| format!("approval older than {}: approve again", self.config.approval_ttl))
+    }
+
+    /// Runs `run_pending` whenever this instance is the leader.
+    pub async fn run_forever(self, leader: Option<LeaderHandle>) {
+        loop {
+            if let Some(l) = &leader {
+                l.wait_until_leader().await;
+            }
+            if let Err(error) = self.run_pending(leader.as_ref()).await {
+                tracing::warn!(%error, "remediation pass failed; retrying");
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+}
+
+/// Writes progress to the journal (latest report wins) and raises `stop`
+/// when the run is aborted, the kill switch is set or leadership is lost.
+async fn journal_progress(
+    journal: Arc<Journal>,
+    id: String,
+    mut progress: tokio::sync::watch::Receiver<Option<RunReport>>,
+    stop: Arc<AtomicBool>,
+    kill_switch: Arc<AtomicBool>,
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
+    poll: Duration,
+) {
+    loop {
+        let open = tokio::select! {
+            changed = progress.changed() => changed.is_ok(),
+            _ = tokio::time::sleep(poll) => true,
+        };
+        if kill_switch.load(Ordering::SeqCst) || leader.as_ref().is_some_and(|l| !*l.borrow()) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let report = progress.borrow_and_update().clone();
+        let written = journal
+            .update_status_with(&id, |current| {
+                if current.status.phase == Phase::Aborted {
+                    return None;
+                }
+                let report = report.as_ref()?;
+                let mut status = current.status.clone();
+                status.apply_progress(report);
+                (status != current.status).then_some(status)
+            })
+            .await;
+        match written {
+            Ok(record) if record.status.phase == Phase::Aborted => stop.store(true, Ordering::SeqCst),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, run = %id, "journaling progress failed; will retry"),
+        }
+        if !open {
+            return;
+        }
+    }
+}
