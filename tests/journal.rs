@@ -18,7 +18,13 @@ use lifeboat::journal::{
 };
 use lifeboat::plan::Plan;
 use serde_json::{json, Value};
-use support::controlplane::{control_plane, ControlPlane};
+use support::controlplane::{control_plane_holding_back, ControlPlane};
+
+/// This binary installs the journal CRD itself, after checking the errors
+/// lifeboat gives while it is missing.
+fn control_plane() -> &'static ControlPlane {
+    control_plane_holding_back(&[CRD_NAME])
+}
 
 // ---------------------------------------------------------------- fixtures
 

@@ -251,3 +251,171 @@ async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
     assert!(resumed.steps[4].started.unwrap() > deleted_at.unwrap(), "only the wait ran in the second instance");
     assert_eq!(writes_before["status"]["targetPrimary"], "postgres-2");
 }
+
+mod journaled {
+    //! The same playbook driven through the journal and leader election, as
+    //! `serve` runs it: submit → approve (hash-bound) → the leader executes.
+
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use lifeboat::act::remediator::{abort, approve, submit, RemediationError, Remediator};
+    use lifeboat::config::RemediationConfig;
+    use lifeboat::journal::{Journal, Phase, RunTrigger, StepState};
+    use lifeboat::leader::{spawn, LeaderConfig};
+
+    async fn snapshot_of(client: &Client) -> Snapshot {
+        let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
+        let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
+        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default())
+    }
+
+    fn remediator(s: &Scene, journal: &Arc<Journal>, identity: &str) -> Remediator {
+        Remediator {
+            client: s.client.clone(),
+            journal: journal.clone(),
+            config: RemediationConfig::default(),
+            identity: identity.into(),
+            kill_switch: Arc::new(AtomicBool::new(false)),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    fn trigger(s: &Scene) -> RunTrigger {
+        RunTrigger { namespace: Some(s.ns.clone()), name: Some("postgres".into()), node: None, alert: None }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_leader_executes_an_approved_run() {
+        let s = scene("cnpg-journal").await;
+        let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
+        let snap = snapshot_of(&s.client).await;
+        let config = RemediationConfig::default();
+        let run = submit(&journal, &config, &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
+        assert_eq!(run.status.phase, Phase::AwaitingApproval);
+        // One active run per target.
+        let again = submit(&journal, &config, &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await;
+        assert!(matches!(again, Err(RemediationError::TargetBusy { .. })), "{again:?}");
+        // An approval must name the plan the approver saw.
+        let wrong = approve(&journal, &run.id, "deadbeefdeadbeefdeadbeef", "alice").await;
+        assert!(matches!(wrong, Err(RemediationError::WrongHash { .. })), "{wrong:?}");
+        // Not approved yet: nothing runs.
+        assert!(remediator(&s, &journal, "a").run_pending(None).await.unwrap().is_empty());
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+
+        // Two replicas on one Lease; only the leader may act.
+        let lease = |id: &str| LeaderConfig {
+            lease_duration: Duration::from_secs(2),
+            renew_interval: Duration::from_millis(500),
+            retry_interval: Duration::from_millis(200),
+            ..LeaderConfig::new(s.ns.clone(), id)
+        };
+        let one = spawn(s.client.clone(), lease("replica-1"));
+        let two = spawn(s.client.clone(), lease("replica-2"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !(one.is_leader() || two.is_leader()) {
+            assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (leader, follower, leader_id) = if one.is_leader() { (&one, &two, "replica-1") } else { (&two, &one, "replica-2") };
+        let follower_id = if leader_id == "replica-1" { "replica-2" } else { "replica-1" };
+        assert!(remediator(&s, &journal, follower_id).run_pending(Some(follower)).await.unwrap().is_empty(), "the follower must not act");
+
+        let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+        let handled = remediator(&s, &journal, leader_id).run_pending(Some(leader)).await.unwrap();
+        operator.abort();
+        assert_eq!(handled, vec![run.id.clone()]);
+        let done = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        assert_eq!(done.status.leader.as_deref(), Some(leader_id));
+        assert_eq!(done.status.approved_by.as_deref(), Some("alice"));
+        assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded));
+        assert_eq!(done.status.progress(), "5/5");
+        one.abort();
+        two.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_leader_resumes_from_the_journal_and_abort_stops_a_run() {
+        let s = scene("cnpg-journal-resume").await;
+        let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
+        let snap = snapshot_of(&s.client).await;
+        let config = RemediationConfig::default();
+        let run = submit(&journal, &config, &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+
+        // Replica A follows the promotion only; it dies while waiting for health.
+        let (client, ns) = (s.client.clone(), s.ns.clone());
+        let promoter = tokio::spawn(async move {
+            loop {
+                let c = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
+                let target = c["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
+                if c["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
+                    set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({"currentPrimary": target})).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let a = remediator(&s, &journal, "replica-a");
+        let first = tokio::spawn(async move { a.run_pending(None).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let journaled = loop {
+            let r = journal.get(&run.id).await.unwrap().unwrap();
+            if r.status.steps.iter().filter(|st| st.state == StepState::Succeeded).count() == 4 {
+                break r;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{:#?}", r.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        first.abort();
+        promoter.abort();
+        assert_eq!(journaled.status.phase, Phase::Running);
+        let pvc_deleted_at = journaled.status.steps[3].finished_at;
+
+        // Replica B becomes leader and resumes; CNPG finishes re-creating the instance.
+        let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+        let handled = remediator(&s, &journal, "replica-b").run_pending(None).await.unwrap();
+        operator.abort();
+        assert_eq!(handled, vec![run.id.clone()]);
+        let done = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        assert_eq!(done.status.leader.as_deref(), Some("replica-b"));
+        assert_eq!(done.status.steps[3].finished_at, pvc_deleted_at, "the PVC deletion was not repeated");
+
+        // Abort: a second run for the target, aborted before it is executed, never runs.
+        let snap = snapshot_of(&s.client).await;
+        let next = submit(&journal, &config, &snap.state, &snap.findings, "stale-cleanup", RunTrigger { namespace: Some(s.ns.clone()), ..Default::default() }, "test").await.unwrap();
+        assert_eq!(next.status.phase, Phase::NothingToDo, "nothing orphaned here: {:#?}", next.status);
+        let aborted = abort(&journal, &run.id, "bob").await.unwrap();
+        assert_eq!(aborted.status.phase, Phase::Succeeded, "a finished run stays finished");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abort_stops_a_running_run_at_the_next_boundary() {
+        let s = scene("cnpg-abort").await;
+        let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
+        let snap = snapshot_of(&s.client).await;
+        let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        // No operator: the promotion is requested and then waited for, forever.
+        let r = remediator(&s, &journal, "replica-a");
+        let running = tokio::spawn(async move { r.run_pending(None).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = journal.get(&run.id).await.unwrap().unwrap();
+            if r.status.steps[1].state == StepState::Running {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{:#?}", r.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        abort(&journal, &run.id, "bob").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), running).await.expect("the run stops after an abort").unwrap().unwrap();
+        let done = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Aborted, "{:#?}", done.status);
+        assert!(done.status.steps[2..].iter().all(|st| st.state == StepState::NotRun), "{:#?}", done.status.steps);
+        let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
+        assert!(pvcs.get_opt("postgres-1").await.unwrap().is_some(), "nothing destructive ran");
+    }
+}

@@ -177,7 +177,7 @@ fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
     runtime.block_on(async {
         plane.wait_ready().await?;
         let client = plane.admin_client();
-        for crd in load_crds(&plane.crd_source)? {
+        for crd in all_crds(&plane.crd_source)? {
             let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
             if !plane.held_back.contains(&name) {
                 apply_crd(&client, crd).await?;
@@ -242,7 +242,7 @@ impl ControlPlane {
 
     /// Installs one CRD (by name) from the CRD source, e.g. a held-back one.
     pub async fn install_crd(&self, client: &Client, name: &str) {
-        let crd = load_crds(&self.crd_source)
+        let crd = all_crds(&self.crd_source)
             .expect("CRDs load")
             .into_iter()
             .find(|c| c["metadata"]["name"] == name)
@@ -259,6 +259,13 @@ impl ControlPlane {
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace");
         name
     }
+}
+
+/// The operators' CRDs from `source` plus lifeboat's own (deploy/crds).
+fn all_crds(source: &Path) -> Result<Vec<Value>, String> {
+    let mut crds = load_crds(source)?;
+    crds.extend(load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds"))?);
+    Ok(crds)
 }
 
 fn load_crds(source: &Path) -> Result<Vec<Value>, String> {
