@@ -78,6 +78,43 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Record a run in the journal (it then awaits approval, or runs, per the playbook's mode).
+    Submit {
+        #[command(flatten)]
+        target: PlanArgs,
+        #[command(flatten)]
+        journal: JournalArgs,
+        /// Plan from a dump instead of the live cluster (with --journal-dir).
+        #[arg(long)]
+        from_dump: Option<PathBuf>,
+    },
+    /// List runs, or show one (`lifeboat runs show ID`).
+    Runs {
+        /// `show ID` (or just `ID`) for one run.
+        args: Vec<String>,
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Approve a run: name the plan hash you reviewed.
+    Approve {
+        id: String,
+        #[arg(long)]
+        hash: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        journal: JournalArgs,
+    },
+    /// Abort a run: it never starts, or stops at the next step boundary.
+    Abort {
+        id: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        journal: JournalArgs,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         #[arg(long, env = "LIFEBOAT_CONFIG")]
@@ -88,6 +125,29 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct JournalArgs {
+    #[arg(long, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Use a local directory journal instead of RemediationRun objects in the cluster.
+    #[arg(long)]
+    pub journal_dir: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    async fn open(&self) -> anyhow::Result<(Config, crate::journal::Journal)> {
+        let config = Config::load_or_default(self.config.as_deref())?;
+        let journal = match &self.journal_dir {
+            Some(dir) => crate::journal::Journal::file(dir.clone()),
+            None => {
+                let client = kube::Client::try_default().await.context("connecting to Kubernetes (or use --journal-dir)")?;
+                crate::journal::Journal::cluster(client, config.remediation.namespace())
+            }
+        };
+        Ok((config, journal))
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -131,6 +191,18 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Triage { source, node, output } => triage_command(source, node, output).await,
         Command::Plan { target, source, output } => plan_command(target, source, output).await,
         Command::Run { target, config, yes } => run_command(target, config, yes).await,
+        Command::Submit { target, journal, from_dump } => submit_command(target, journal, from_dump).await,
+        Command::Runs { args, journal, output } => {
+            let id = match args.as_slice() {
+                [] => None,
+                [show, id] if show == "show" => Some(id.clone()),
+                [id] => Some(id.clone()),
+                _ => return usage_error("usage: lifeboat runs [show ID]"),
+            };
+            runs_command(id, journal, output).await
+        }
+        Command::Approve { id, hash, by, journal } => approve_command(id, hash, by, journal).await,
+        Command::Abort { id, by, journal } => abort_command(id, by, journal).await,
         Command::CheckConfig { config } => check_config(config),
         Command::Metrics { output } => {
             print_catalog(output);
@@ -141,6 +213,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("lifeboat: error: {error:#}");
         ExitCode::from(2)
     })
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("lifeboat: {message}");
+    ExitCode::from(2)
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -208,7 +285,14 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         Some(a) => a,
         None => config.listen.parse().context("config listen address")?,
     };
+    let remediation = config.remediation.clone();
     let hub = start_hub(config, &source, None).await?;
+    if remediation.execute {
+        if source.from_dump.is_some() {
+            bail!("remediation.execute needs a live cluster, not --from-dump");
+        }
+        start_remediation(remediation).await?;
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz");
     axum::serve(listener, crate::server::router(hub))
@@ -305,4 +389,84 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn approve_command(id: String, hash: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
+    let (_, journal) = args.open().await?;
+    let run = crate::act::remediator::approve(&journal, &id, &hash, &by).await?;
+    println!("{} approved by {by} (plan {hash})", run.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn abort_command(id: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
+    let (_, journal) = args.open().await?;
+    let run = crate::act::remediator::abort(&journal, &id, &by).await?;
+    println!("{}: {:?}", run.id, run.status.phase);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn submit_command(target: PlanArgs, args: JournalArgs, from_dump: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (config, journal) = args.open().await?;
+    let source = SourceArgs { config: args.config.clone(), from_dump, now: None };
+    let remediation = config.remediation.clone();
+    let snapshot = current_snapshot(config, &source).await?;
+    let trigger = crate::journal::RunTrigger::from(&target.trigger());
+    let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let run = crate::act::remediator::submit(&journal, &remediation, &snapshot.state, &snapshot.findings, &target.playbook, trigger, &requested_by).await?;
+    print!("{}", run.spec.plan.render_text());
+    println!("\nrun {} recorded in {}: {:?}", run.id, journal.location(), run.status.phase);
+    if run.status.phase == crate::journal::Phase::AwaitingApproval {
+        println!("approve with: lifeboat approve {} --hash {}", run.id, run.spec.plan_hash);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let (_, journal) = args.open().await?;
+    let Some(id) = id else {
+        let runs = journal.list().await?;
+        if output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+        } else {
+            println!("{:<48} {:<20} {:<18} {:<6} TARGET", "ID", "PLAYBOOK", "PHASE", "STEPS");
+            for r in &runs {
+                let phase = format!("{:?}", r.status.phase);
+                println!("{:<48} {:<20} {:<18} {:<6} {}", r.id, r.spec.playbook, phase, r.status.progress(), r.spec.target);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let run = journal.get(&id).await?.ok_or_else(|| anyhow::anyhow!("no run {id} in {}", journal.location()))?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", run.spec.plan.render_text());
+    println!("\nphase: {:?}{}", run.status.phase, run.status.message.as_deref().map_or(String::new(), |m| format!(" ({m})")));
+    if let Some(by) = &run.status.approved_by {
+        println!("approved by {by} for plan {}", run.status.approved_hash.as_deref().unwrap_or("?"));
+    }
+    for step in &run.status.steps {
+        println!("  {:<10} {:<28} {}", format!("{:?}", step.state), step.id, step.detail.as_deref().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Leader election plus the remediator loop: only the Lease holder executes.
+async fn start_remediation(config: crate::config::RemediationConfig) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let namespace = config.namespace();
+    let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
+    let leader = crate::leader::spawn(client.clone(), crate::leader::LeaderConfig::new(namespace.clone(), identity.clone()));
+    let remediator = crate::act::remediator::Remediator {
+        client: client.clone(),
+        journal: Arc::new(crate::journal::Journal::cluster(client, namespace.clone())),
+        kill_switch: Arc::new(std::sync::atomic::AtomicBool::new(config.kill_switch)),
+        config,
+        identity: identity.clone(),
+        poll_interval: Duration::from_secs(5),
+    };
+    tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
+    tokio::spawn(remediator.run_forever(Some(leader)));
+    Ok(())
 }

@@ -66,6 +66,12 @@ pub enum Mode {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RemediationConfig {
+    /// `serve` executes approved runs (as the Lease leader) only when true;
+    /// it needs the opt-in remediation RBAC.
+    pub execute: bool,
+    /// Namespace of the RemediationRun journal and the leader Lease
+    /// (default: $POD_NAMESPACE, else `lifeboat`).
+    pub namespace: Option<String>,
     /// Global kill switch: no step starts while true (also: `lifeboat kill-switch on`).
     pub kill_switch: bool,
     pub default_mode: Mode,
@@ -83,6 +89,8 @@ pub struct RemediationConfig {
 impl Default for RemediationConfig {
     fn default() -> Self {
         Self {
+            execute: false,
+            namespace: None,
             kill_switch: false,
             default_mode: Mode::Approve,
             modes: BTreeMap::new(),
@@ -95,6 +103,10 @@ impl Default for RemediationConfig {
 }
 
 impl RemediationConfig {
+    pub fn namespace(&self) -> String {
+        self.namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "lifeboat".into())
+    }
+
     pub fn mode_of(&self, playbook: &str) -> Mode {
         self.modes.get(playbook).copied().unwrap_or(self.default_mode)
     }

@@ -107,7 +107,7 @@ async fn behaves_like_a_journal(journal: &Journal) {
     // create → get round trip.
     let rec = record(&plan, now);
     assert!(rec.id.starts_with(&format!("cnpg-instance-lost-{}-", &plan.hash()[..8])), "{}", rec.id);
-    assert!(rec.id.ends_with(&format!("-{}", now.timestamp())), "{}", rec.id);
+    assert!(rec.id.ends_with(&format!("-{}", now.timestamp_millis())), "{}", rec.id);
     assert_eq!(rec.status.phase, Phase::AwaitingApproval);
     assert!(rec.status.steps.iter().all(|s| s.state == StepState::Pending));
     let created = journal.create(&rec).await.expect("create");
@@ -466,7 +466,7 @@ fn new_records_follow_the_mode() {
     let plan = example_plan();
     let now = at(1_700_000_000);
     let approve = RunRecord::new(&plan, RunTrigger::from(&lifeboat::plan::playbooks::Trigger::default()), Mode::Approve, "cli", now);
-    assert_eq!(approve.id, format!("cnpg-instance-lost-{}-1700000000", &plan.hash()[..8]));
+    assert_eq!(approve.id, format!("cnpg-instance-lost-{}-1700000000000", &plan.hash()[..8]));
     assert_eq!(approve.status.phase, Phase::AwaitingApproval);
     assert_eq!(approve.status.steps.len(), plan.steps.len());
     for (record, step) in approve.status.steps.iter().zip(&plan.steps) {

@@ -196,7 +196,7 @@ pub struct RunStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     /// The object name (and file stem): `<playbook>-<first 8 of the plan
-    /// hash>-<unix seconds>`, e.g. `cnpg-instance-lost-0123abcd-1700000000`.
+    /// hash>-<unix milliseconds>`, e.g. `cnpg-instance-lost-0123abcd-1700000000123`.
     pub id: String,
     /// The namespace of the RemediationRun (None in a file journal unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,7 +244,7 @@ impl RunRecord {
         Self { id: Self::id_for(plan, now), namespace: None, spec, status }
     }
 
-    /// `<playbook>-<first 8 of the plan hash>-<unix seconds>`, reduced to a
+    /// `<playbook>-<first 8 of the plan hash>-<unix milliseconds>`, reduced to a
     /// valid object name.
     pub fn id_for(plan: &Plan, now: DateTime<Utc>) -> String {
         let playbook: String = plan
@@ -256,7 +256,7 @@ impl RunRecord {
         let playbook = playbook.trim_matches('-');
         let playbook = if playbook.is_empty() { "run" } else { &playbook[..playbook.len().min(200)] };
         let hash = plan.hash();
-        format!("{playbook}-{}-{}", &hash[..hash.len().min(8)], now.timestamp())
+        format!("{playbook}-{}-{}", &hash[..hash.len().min(8)], now.timestamp_millis())
     }
 
     pub fn is_terminal(&self) -> bool {
