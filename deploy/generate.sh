@@ -37,6 +37,8 @@ render() { # render <out dir>
       tpl --set remediation.enabled=true --show-only templates/rbac-remediate.yaml; } >"$out/optional/remediation-rbac.yaml"
     { echo "$header"; echo "# Needs the prometheus-operator CRDs; add the labels your Prometheus selects on."
       tpl --set serviceMonitor.enabled=true --show-only templates/servicemonitor.yaml; } >"$out/optional/servicemonitor.yaml"
+    { echo "# Copied by deploy/generate.sh from deploy/crds/remediationrun.yaml: the journal of remediation runs."
+      cat "$ROOT/deploy/crds/remediationrun.yaml"; } >"$out/optional/remediationrun-crd.yaml"
     { echo "$header"; echo "# Needs the prometheus-operator CRDs; the same rules as rules/lifeboat.rules.yaml."
       tpl --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml; } >"$out/optional/prometheusrule.yaml"
     cat >"$out/namespace.yaml" <<EOF
@@ -62,14 +64,25 @@ kind: Kustomization
 resources:
   - namespace.yaml
   - lifeboat.yaml
+  # - optional/remediationrun-crd.yaml # the RemediationRun journal (remediation)
   # - optional/remediation-rbac.yaml   # let lifeboat run remediation playbooks
   # - optional/servicemonitor.yaml     # prometheus-operator scrapes lifeboat
   # - optional/prometheusrule.yaml     # prometheus-operator loads the alerts
 EOF
 }
 
+# The chart ships the CRD in its crds/ directory (Helm installs it first).
+chart_crd() { # chart_crd <out file>
+    { echo "# Copied by deploy/generate.sh from deploy/crds/remediationrun.yaml; do not edit."; cat "$ROOT/deploy/crds/remediationrun.yaml"; } >"$1"
+}
+
 if [[ ${1:-} == --check ]]; then
     tmp=$(mktemp -d)
+    chart_crd "$tmp/chart-crd.yaml"
+    if ! diff -u "$CHART/crds/remediationrun.yaml" "$tmp/chart-crd.yaml"; then
+        echo "deploy/generate.sh: DRIFT: the chart's crds/remediationrun.yaml differs from deploy/crds; run deploy/generate.sh" >&2
+        exit 1
+    fi
     trap 'rm -rf "$tmp"' EXIT
     render "$tmp/manifests"
     if ! diff -ru "$ROOT/deploy/manifests" "$tmp/manifests"; then
@@ -79,6 +92,8 @@ if [[ ${1:-} == --check ]]; then
     exit 0
 fi
 
+mkdir -p "$CHART/crds"
+chart_crd "$CHART/crds/remediationrun.yaml"
 rm -rf "$ROOT/deploy/manifests"
 render "$ROOT/deploy/manifests"
 find "$ROOT/deploy/manifests" -type f | sed "s|$ROOT/||" | sort
