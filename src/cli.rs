@@ -115,6 +115,15 @@ pub enum Command {
         #[command(flatten)]
         journal: JournalArgs,
     },
+    /// Engage or release the cluster-wide kill switch (no remediation step starts while on).
+    KillSwitch {
+        #[arg(value_enum)]
+        state: SwitchState,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, env = "LIFEBOAT_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         #[arg(long, env = "LIFEBOAT_CONFIG")]
@@ -170,6 +179,13 @@ impl PlanArgs {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchState {
+    On,
+    Off,
+    Status,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
@@ -203,6 +219,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Approve { id, hash, by, journal } => approve_command(id, hash, by, journal).await,
         Command::Abort { id, by, journal } => abort_command(id, by, journal).await,
+        Command::KillSwitch { state, reason, config } => kill_switch_command(state, reason, config).await,
         Command::CheckConfig { config } => check_config(config),
         Command::Metrics { output } => {
             print_catalog(output);
@@ -469,4 +486,20 @@ async fn start_remediation(config: crate::config::RemediationConfig) -> anyhow::
     tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
     tokio::spawn(remediator.run_forever(Some(leader)));
     Ok(())
+}
+
+async fn kill_switch_command(state: SwitchState, reason: String, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use crate::act::kill_switch;
+    let config = Config::load_or_default(config.as_deref())?;
+    let namespace = config.remediation.namespace();
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    match state {
+        SwitchState::On => kill_switch::engage(&client, &namespace, &by, &reason).await?,
+        SwitchState::Off => kill_switch::release(&client, &namespace).await?,
+        SwitchState::Status => {}
+    }
+    let on = config.remediation.kill_switch || kill_switch::engaged(&client, &namespace).await;
+    println!("kill switch {} (ConfigMap {namespace}/{}{})", if on { "ON" } else { "off" }, kill_switch::NAME, if config.remediation.kill_switch { ", and remediation.killSwitch in the config" } else { "" });
+    Ok(ExitCode::SUCCESS)
 }

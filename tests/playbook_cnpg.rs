@@ -275,7 +275,7 @@ mod journaled {
         Remediator {
             client: s.client.clone(),
             journal: journal.clone(),
-            config: RemediationConfig::default(),
+            config: RemediationConfig { namespace: Some(s.ns.clone()), ..RemediationConfig::default() },
             identity: identity.into(),
             kill_switch: Arc::new(AtomicBool::new(false)),
             poll_interval: Duration::from_millis(200),
@@ -417,5 +417,32 @@ mod journaled {
         assert!(done.status.steps[2..].iter().all(|st| st.state == StepState::NotRun), "{:#?}", done.status.steps);
         let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
         assert!(pvcs.get_opt("postgres-1").await.unwrap().is_some(), "nothing destructive ran");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_kill_switch_configmap_stops_every_replica() {
+        let s = scene("cnpg-kill").await;
+        let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
+        let snap = snapshot_of(&s.client).await;
+        let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        lifeboat::act::kill_switch::engage(&s.client, &s.ns, "test", "maintenance").await.unwrap();
+        assert!(remediator(&s, &journal, "a").run_pending(None).await.unwrap().is_empty(), "nothing starts while engaged");
+        assert_eq!(journal.get(&run.id).await.unwrap().unwrap().status.phase, Phase::Approved, "the run waits");
+
+        // Released: it runs; engaged again while it waits, it stops at the boundary.
+        lifeboat::act::kill_switch::release(&s.client, &s.ns).await.unwrap();
+        let r = remediator(&s, &journal, "a");
+        let running = tokio::spawn(async move { r.run_pending(None).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while journal.get(&run.id).await.unwrap().unwrap().status.steps[1].state != StepState::Running {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        lifeboat::act::kill_switch::engage(&s.client, &s.ns, "test", "stop now").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").unwrap().unwrap();
+        let done = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Aborted, "{:#?}", done.status);
+        assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
     }
 }

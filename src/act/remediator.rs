@@ -106,13 +106,25 @@ impl Remediator {
         runs.reverse();
         let mut handled = vec![];
         for record in runs.into_iter().filter(|r| matches!(r.status.phase, Phase::Approved | Phase::Running)) {
-            if self.kill_switch.load(Ordering::SeqCst) || leader.is_some_and(|l| !l.is_leader()) {
+            if self.stopped(leader).await {
                 break;
             }
             handled.push(record.id.clone());
             self.execute(record, leader).await?;
         }
         Ok(handled)
+    }
+
+    /// The global kill switch (config or ConfigMap) is engaged, or this
+    /// instance is not the leader.
+    async fn stopped(&self, leader: Option<&LeaderHandle>) -> bool {
+        self.kill_switch.load(Ordering::SeqCst)
+            || leader.is_some_and(|l| !l.is_leader())
+            || super::kill_switch::engaged(&self.client, &self.namespace()).await
+    }
+
+    fn namespace(&self) -> String {
+        self.config.namespace()
     }
 
     /// Runs (or resumes) one approved run to its end, journaling every step.
@@ -150,8 +162,7 @@ impl Remediator {
             id.clone(),
             progress_rx,
             stop.clone(),
-            self.kill_switch.clone(),
-            leader.map(|l| l.subscribe()),
+            StopSignals { config_switch: self.kill_switch.clone(), client: self.client.clone(), namespace: self.namespace(), leader: leader.map(|l| l.subscribe()) },
             self.poll_interval,
         ));
         let previous = record.to_report();
@@ -206,6 +217,23 @@ impl Remediator {
     }
 }
 
+/// What stops a run besides an abort: the kill switch (config or
+/// ConfigMap) and lost leadership.
+struct StopSignals {
+    config_switch: Arc<AtomicBool>,
+    client: Client,
+    namespace: String,
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl StopSignals {
+    async fn any(&self) -> bool {
+        self.config_switch.load(Ordering::SeqCst)
+            || self.leader.as_ref().is_some_and(|l| !*l.borrow())
+            || super::kill_switch::engaged(&self.client, &self.namespace).await
+    }
+}
+
 /// Writes progress to the journal (latest report wins) and raises `stop`
 /// when the run is aborted, the kill switch is set or leadership is lost.
 async fn journal_progress(
@@ -213,8 +241,7 @@ async fn journal_progress(
     id: String,
     mut progress: tokio::sync::watch::Receiver<Option<RunReport>>,
     stop: Arc<AtomicBool>,
-    kill_switch: Arc<AtomicBool>,
-    leader: Option<tokio::sync::watch::Receiver<bool>>,
+    signals: StopSignals,
     poll: Duration,
 ) {
     loop {
@@ -222,7 +249,7 @@ async fn journal_progress(
             changed = progress.changed() => changed.is_ok(),
             _ = tokio::time::sleep(poll) => true,
         };
-        if kill_switch.load(Ordering::SeqCst) || leader.as_ref().is_some_and(|l| !*l.borrow()) {
+        if signals.any().await {
             stop.store(true, Ordering::SeqCst);
         }
         let report = progress.borrow_and_update().clone();
