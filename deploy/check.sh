@@ -253,8 +253,11 @@ def check_render(name, docs, remediation, expect_rule):
     for r in rem:
         if r["kind"] == "Role":
             got = {(g, res) for g, res, _ in grants(r["rules"])}
-            if not got <= {("coordination.k8s.io", "leases"), ("lifeboat.dev", "remediationruns"), ("lifeboat.dev", "remediationruns/status")}:
-                err(where, f"namespaced Role grants more than leases and remediationruns: {sorted(got)}")
+            if not got <= {("coordination.k8s.io", "leases"), ("lifeboat.dev", "remediationruns"), ("lifeboat.dev", "remediationruns/status"), ("", "configmaps")}:
+                err(where, f"namespaced Role grants more than leases, remediationruns and the kill-switch ConfigMap: {sorted(got)}")
+            for rule in r["rules"]:
+                if "configmaps" in rule.get("resources", []) and (rule.get("resourceNames") != ["lifeboat-kill-switch"] or rule.get("verbs") != ["get"]):
+                    err(where, f"the Role may only get the ConfigMap lifeboat-kill-switch, not {rule}")
     for b in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
         sa = by_kind(docs, "ServiceAccount")
         for s in b["subjects"]:
