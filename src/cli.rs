@@ -308,7 +308,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         if source.from_dump.is_some() {
             bail!("remediation.execute needs a live cluster, not --from-dump");
         }
-        start_remediation(remediation).await?;
+        start_remediation(remediation, hub.clone()).await?;
     }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz");
@@ -470,7 +470,7 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
 }
 
 /// Leader election plus the remediator loop: only the Lease holder executes.
-async fn start_remediation(config: crate::config::RemediationConfig) -> anyhow::Result<()> {
+async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hub>) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let namespace = config.namespace();
     let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
@@ -484,7 +484,21 @@ async fn start_remediation(config: crate::config::RemediationConfig) -> anyhow::
         poll_interval: Duration::from_secs(5),
     };
     tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
+    let journal = remediator.journal.clone();
+    let stats_leader = leader.clone();
     tokio::spawn(remediator.run_forever(Some(leader)));
+    tokio::spawn(async move {
+        loop {
+            match journal.list().await {
+                Ok(records) => {
+                    let stats = crate::act::stats::RemediationStats::from_records(&records, stats_leader.is_leader(), chrono::Utc::now());
+                    *hub.remediation.write().expect("stats lock poisoned") = Some(stats);
+                }
+                Err(error) => tracing::warn!(%error, "reading the journal for metrics failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+    });
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub struct Hub {
     pub live: Option<Arc<LiveCache>>,
     pub garage_probe: RwLock<GarageProbe>,
     pub last_scrape_nanos: AtomicU64,
+    /// Set when `serve` executes remediation runs.
+    pub remediation: RwLock<Option<crate::act::stats::RemediationStats>>,
 }
 
 impl Hub {
@@ -45,6 +47,7 @@ impl Hub {
             live,
             garage_probe: RwLock::new(GarageProbe::default()),
             last_scrape_nanos: AtomicU64::new(0),
+            remediation: RwLock::new(None),
         }
     }
 

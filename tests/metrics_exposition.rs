@@ -102,3 +102,41 @@ fn values_follow_the_findings() {
     assert_eq!(value(&s, "lifeboat_watch_up", &[("kind", "cnpg.Cluster")]), Some(1.0));
     assert_eq!(value(&s, "lifeboat_objects", &[("kind", "core.Node")]), Some(2.0));
 }
+
+#[test]
+fn remediation_metrics_come_from_the_journal() {
+    use lifeboat::act::stats::RemediationStats;
+    use lifeboat::config::Mode;
+    use lifeboat::journal::{RunRecord, RunTrigger};
+    let (state, _) = lifeboat::cluster::dump::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node-loss"))).unwrap();
+    let snap = Snapshot::build(state, &Config::default(), &GarageProbe::default());
+    let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
+    let plan = lifeboat::plan::playbooks::plan("cnpg-instance-lost", &snap.state, &snap.findings, &trigger).unwrap();
+    let requested = at("2026-11-25T11:00:00Z");
+    let waiting = RunRecord::new(&plan, RunTrigger::from(&trigger), Mode::Approve, "alertmanager", requested);
+    let mut done = RunRecord::new(&plan, RunTrigger::from(&trigger), Mode::Auto, "alertmanager", requested);
+    done.status.phase = lifeboat::journal::Phase::Succeeded;
+    let stats = RemediationStats::from_records(&[waiting, done], true, at("2026-11-25T12:00:00Z"));
+    assert_eq!(stats.active, 1);
+
+    let config = Config::default();
+    let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state_of_nothing(), &config, &GarageProbe::default()), None));
+    *hub.remediation.write().unwrap() = Some(stats);
+    let s = parse(&lifeboat::metrics::render(&hub).unwrap());
+    assert_eq!(value(&s, "lifeboat_remediation_leader", &[]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_remediation_active_runs", &[]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_remediation_runs", &[("playbook", "cnpg-instance-lost"), ("phase", "awaiting_approval")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_remediation_runs", &[("playbook", "cnpg-instance-lost"), ("phase", "succeeded")]), Some(1.0));
+    assert_eq!(value(&s, "lifeboat_remediation_steps", &[("playbook", "cnpg-instance-lost"), ("state", "pending")]), Some(10.0));
+    assert_eq!(value(&s, "lifeboat_remediation_time_in_phase_seconds", &[("phase", "awaiting_approval")]), Some(3600.0));
+    for sample in &s {
+        let def = catalog::find(&sample.name).unwrap();
+        let mut expected: Vec<&str> = def.labels.to_vec();
+        expected.sort();
+        assert_eq!(sample.labels.keys().map(String::as_str).collect::<Vec<_>>(), expected, "{}", sample.name);
+    }
+}
+
+fn state_of_nothing() -> lifeboat::cluster::ClusterState {
+    state("2026-11-25T12:00:00Z", vec![])
+}

@@ -4,4 +4,5 @@ pub mod cnpg;
 pub mod kill_switch;
 pub mod remediator;
 pub mod runner;
+pub mod stats;
 pub mod write;

@@ -86,6 +86,11 @@ metrics! {
     PVC_PROTECTION = "lifeboat_pvcs", Gauge, ["namespace", "source", "node_local"], "PVCs by the recovery source that protects them (cnpg, galera, volsync, garage_meta_backup, backup_cronjob, scratch, none) and whether their volume is node-local (true/false). Per-PVC detail: lifeboat triage -o json.";
     PVC_SOURCE_STALE = "lifeboat_pvc_recovery_source_stale", Gauge, ["namespace", "persistentvolumeclaim", "source"], "1 for a PVC whose recovery source exists but does not look able to restore now (archiving failing, sync stale, backup failing); only such PVCs are listed.";
     PVC_UNPROTECTED = "lifeboat_pvc_unprotected", Gauge, ["namespace", "persistentvolumeclaim", "node"], "1 for a node-local PVC with no recovery source at all.";
+    REMEDIATION_LEADER = "lifeboat_remediation_leader", Gauge, [], "1 while this instance holds the leader Lease and may execute runs (only with remediation.execute).";
+    REMEDIATION_RUNS = "lifeboat_remediation_runs", Gauge, ["playbook", "phase"], "Runs in the RemediationRun journal by playbook and phase (awaiting_approval, approved, running, succeeded, nothing_to_do, stopped, rejected, aborted, failed).";
+    REMEDIATION_ACTIVE = "lifeboat_remediation_active_runs", Gauge, [], "Runs awaiting approval, approved or running.";
+    REMEDIATION_STEPS = "lifeboat_remediation_steps", Gauge, ["playbook", "state"], "Steps of the journaled runs by state (pending, running, succeeded, refused, failed, not_run).";
+    REMEDIATION_TIME_IN_PHASE = "lifeboat_remediation_time_in_phase_seconds", Gauge, ["playbook", "phase"], "For runs not finished: seconds since each entered its current phase, summed per playbook and phase (an approval waiting for hours shows here).";
     CONFIG_PROBLEM = "lifeboat_backup_config_problem", Gauge, ["kind", "namespace", "name", "problem"], "1 per backup configuration that cannot deliver what it appears to (cron_dialect, no_destination, object_store_missing, invalid_schedule).";
 }
 

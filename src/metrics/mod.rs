@@ -289,6 +289,20 @@ impl prometheus_client::collector::Collector for Collector {
                 .map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0))
                 .collect(),
         )?;
+        if let Some(stats) = hub.remediation.read().expect("stats lock poisoned").clone() {
+            family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
+            family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
+            let pairs = |m: &std::collections::BTreeMap<(String, String), usize>| -> Vec<Sample<'static>> {
+                m.iter().map(|((a, b), n)| (vec![owned(a.clone()), owned(b.clone())], *n as f64)).collect()
+            };
+            family(&mut enc, &REMEDIATION_RUNS, pairs(&stats.runs))?;
+            family(&mut enc, &REMEDIATION_STEPS, pairs(&stats.steps))?;
+            family(
+                &mut enc,
+                &REMEDIATION_TIME_IN_PHASE,
+                stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect(),
+            )?;
+        }
         family(
             &mut enc,
             &CONFIG_PROBLEM,
