@@ -42,9 +42,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 # --- version probes -----------------------------------------------------------
 # `kube-apiserver --version` prints exactly "Kubernetes v1.35.4".
-apiserver_version() { "$BIN_DIR/kube-apiserver" --version 2>/dev/null | head -n1 || true; }
+apiserver_version() { "$BIN_DIR/kube-apiserver" --version 2>/dev/null | sed -n 1p || true; }
 # `etcd --version` prints "etcd Version: 3.6.16" on its first line.
-etcd_version() { "$BIN_DIR/etcd" --version 2>/dev/null | head -n1 || true; }
+etcd_version() { "$BIN_DIR/etcd" --version 2>/dev/null | sed -n 1p || true; }
 
 apiserver_ok() {
     [[ -x $BIN_DIR/kube-apiserver ]] && [[ "$(apiserver_version)" == "Kubernetes $KUBE_VERSION" ]]
