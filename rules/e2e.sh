@@ -113,7 +113,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$LB_PORT"]
 EOF
-log "prometheus on 127.0.0.1:$PROM_PORT ($("$PROMETHEUS" --version 2>&1 | head -n1))"
+log "prometheus on 127.0.0.1:$PROM_PORT ($("$PROMETHEUS" --version 2>&1 | sed -n 1p))"
 "$PROMETHEUS" --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$TMP/prometheus.log" 2>&1 &
 PIDS+=($!)

@@ -15,7 +15,8 @@ scripts/install-test-deps.sh
 step "control plane (kube-apiserver + etcd from upstream Go modules; cached)"
 scripts/build-control-plane.sh
 "target/control-plane/v1.35.4/bin/kube-apiserver" --version
-"target/control-plane/v1.35.4/bin/etcd" --version | head -1
+# sed reads everything: `head` would SIGPIPE the writer and fail under pipefail.
+"target/control-plane/v1.35.4/bin/etcd" --version | sed -n 1p
 
 if [ -d ../shared/crds ]; then
     echo "CRDs: upstream, from ../shared/crds"
