@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat::act::runner::{not_run, schedule, Outcome, RunLimits, RunReport, StepStatus};
+use lifeboat::act::runner::{schedule, Outcome, RunLimits, RunReport, StepStatus};
 use lifeboat::plan::{Action, ObjectRef, Plan, Step};
 use proptest::prelude::*;
 
@@ -44,7 +44,7 @@ fn plans() -> impl Strategy<Value = (Plan, Vec<bool>)> {
 }
 
 fn run(plan: &Plan, outcomes: &[bool], limits: &RunLimits) -> (RunReport, Vec<String>, usize) {
-    let mut report = RunReport { plan_hash: plan.hash(), outcome: Outcome::Succeeded, reason: None, steps: plan.steps.iter().map(not_run).collect() };
+    let mut report = lifeboat::act::runner::fresh_report(plan);
     let order = RefCell::new(Vec::new());
     let in_flight = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);

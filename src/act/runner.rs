@@ -100,6 +100,10 @@ pub struct RunReport {
     pub outcome: Outcome,
     pub reason: Option<String>,
     pub steps: Vec<StepReport>,
+    /// Flux objects this run suspended and deliberately left suspended
+    /// (e.g. until a change is committed to Git): someone must resume them.
+    #[serde(default)]
+    pub flux_left_suspended: Vec<String>,
 }
 
 impl RunReport {
@@ -116,6 +120,7 @@ fn rejected(plan: &Plan, reason: String) -> RunReport {
         outcome: Outcome::Rejected,
         reason: Some(reason),
         steps: plan.steps.iter().map(|s| not_run(s)).collect(),
+        flux_left_suspended: vec![],
     }
 }
 
@@ -129,7 +134,13 @@ pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: 
 }
 
 pub fn fresh_report(plan: &Plan) -> RunReport {
-    RunReport { plan_hash: plan.hash(), outcome: Outcome::Succeeded, reason: None, steps: plan.steps.iter().map(not_run).collect() }
+    RunReport {
+        plan_hash: plan.hash(),
+        outcome: Outcome::Succeeded,
+        reason: None,
+        steps: plan.steps.iter().map(not_run).collect(),
+        flux_left_suspended: vec![],
+    }
 }
 
 /// Called with the whole report whenever a step starts or finishes: where
@@ -176,7 +187,54 @@ pub async fn resume(
         return report;
     }
     schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
+    restore_flux(client, plan, &mut report).await;
+    progress(&report);
     report
+}
+
+/// Whatever the outcome, every Flux object a succeeded step suspended is
+/// resumed — unless a later step resumed it, or the plan keeps it suspended
+/// on purpose, which is reported.
+async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
+    let succeeded = |i: usize| matches!(report.steps[i].status, StepStatus::Succeeded { .. });
+    let resumed: Vec<&ObjectRef> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.action {
+            Action::ResumeFlux { object } if succeeded(i) => Some(object),
+            _ => None,
+        })
+        .collect();
+    let mut left = vec![];
+    let mut errors = vec![];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Action::SuspendFlux { object, keep_suspended } = &step.action else { continue };
+        if !succeeded(i) || resumed.contains(&object) {
+            continue;
+        }
+        if *keep_suspended {
+            tracing::warn!(%object, "left suspended by design: resume it once its source of truth is fixed");
+            left.push(object.to_string());
+            continue;
+        }
+        match set_flux_suspend(client, object, false).await {
+            Ok(_) => tracing::info!(%object, "resumed the Flux object this run suspended"),
+            Err(e) => errors.push(format!("{object} is still SUSPENDED: {e}; run `flux resume`")),
+        }
+    }
+    report.flux_left_suspended = left;
+    if !errors.is_empty() {
+        report.outcome = Outcome::Stopped;
+        let reason = report.reason.take().map_or(String::new(), |r| format!("{r}; "));
+        report.reason = Some(format!("{reason}{}", errors.join("; ")));
+    }
+}
+
+async fn set_flux_suspend(client: &Client, object: &ObjectRef, suspend: bool) -> Result<String, StepError> {
+    let api = api(client, object).await.map_err(StepError::Failed)?;
+    merge_patch(&api, &object.name, &json!({"spec": {"suspend": suspend}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+    Ok(format!("{object} {}", if suspend { "suspended" } else { "resumed" }))
 }
 
 /// Runs steps as their dependencies succeed, independent ones concurrently
@@ -252,6 +310,14 @@ async fn run_step(client: &Client, step: &Step, limits: &RunLimits) -> StepStatu
 enum StepError {
     Refused(String),
     Failed(String),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Refused(m) | StepError::Failed(m) => f.write_str(m),
+        }
+    }
 }
 
 async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
@@ -391,6 +457,27 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             }
         }
         Action::Wait { object, until, timeout_seconds } => wait(client, object, until, *timeout_seconds, limits).await,
+        Action::SuspendFlux { object, .. } => set_flux_suspend(client, object, true).await,
+        Action::ResumeFlux { object } => set_flux_suspend(client, object, false).await,
+        Action::Scale { object, replicas } => {
+            let api = api(client, object).await.map_err(StepError::Failed)?;
+            let patch = json!({"spec": {"replicas": replicas}});
+            api.patch_scale(&object.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .map_err(|e| StepError::Failed(format!("scaling {object}: {e}")))?;
+            Ok(format!("{object} scaled to {replicas}"))
+        }
+        Action::MergePatch { object, patch } => {
+            let api = api(client, object).await.map_err(StepError::Failed)?;
+            merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
+            Ok(format!("patched {object}"))
+        }
+        Action::Apply { object, manifest } => {
+            let api = api(client, object).await.map_err(StepError::Failed)?;
+            let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
+            api.patch(&object.name, &params, &kube::api::Patch::Apply(manifest)).await.map_err(|e| StepError::Failed(format!("applying {object}: {e}")))?;
+            Ok(format!("applied {object}"))
+        }
     }
 }
 

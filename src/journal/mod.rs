@@ -289,7 +289,7 @@ impl RunRecord {
                 report
             })
             .collect();
-        RunReport { plan_hash: self.spec.plan_hash.clone(), outcome: Outcome::Succeeded, reason: None, steps }
+        RunReport { plan_hash: self.spec.plan_hash.clone(), outcome: Outcome::Succeeded, reason: None, steps, flux_left_suspended: vec![] }
     }
 
     /// The record as stored: the status gains its derived `progress`.

@@ -73,6 +73,22 @@ pub enum Action {
     RestartPod { pod: ObjectRef },
     /// Poll until the condition holds or the timeout passes.
     Wait { object: ObjectRef, until: WaitCondition, timeout_seconds: u64 },
+    /// `flux suspend`: merge-patch `spec.suspend: true`. Unless
+    /// `keep_suspended`, the runner resumes it when the run ends, however it
+    /// ends; a kept suspension is reported loudly.
+    SuspendFlux {
+        object: ObjectRef,
+        #[serde(default)]
+        keep_suspended: bool,
+    },
+    /// `flux resume`: merge-patch `spec.suspend: false`.
+    ResumeFlux { object: ObjectRef },
+    /// Set replicas through the `/scale` subresource.
+    Scale { object: ObjectRef, replicas: i32 },
+    /// A JSON merge patch naming only the fields it changes.
+    MergePatch { object: ObjectRef, patch: serde_json::Value },
+    /// Create an object from a template (server-side apply; idempotent).
+    Apply { object: ObjectRef, manifest: serde_json::Value },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +98,14 @@ pub enum WaitCondition {
     CnpgPrimaryIs { pod: String },
     /// CNPG: readyInstances == spec.instances, no dangling PVCs, phase healthy.
     CnpgHealthy,
+}
+
+fn flux_kind(object: &ObjectRef) -> &'static str {
+    if object.kind == "HelmRelease" {
+        "helmrelease"
+    } else {
+        "kustomization"
+    }
 }
 
 /// Checked against the live API immediately before the step runs.
@@ -143,6 +167,18 @@ impl Step {
             ),
             Action::Delete { object } => format!("kubectl delete {} {}{}", object.kubectl_resource(), object.name, object.ns_flag()),
             Action::RestartPod { pod } => format!("kubectl delete pod {}{}", pod.name, pod.ns_flag()),
+            Action::SuspendFlux { object, .. } => format!("flux suspend {} {}{}", flux_kind(object), object.name, object.ns_flag()),
+            Action::ResumeFlux { object } => format!("flux resume {} {}{}", flux_kind(object), object.name, object.ns_flag()),
+            Action::Scale { object, replicas } => {
+                format!("kubectl scale {} {}{} --replicas={replicas}", object.kubectl_resource(), object.name, object.ns_flag())
+            }
+            Action::MergePatch { object, patch } => {
+                format!("kubectl patch {} {}{} --type=merge -p '{}'", object.kubectl_resource(), object.name, object.ns_flag(), patch)
+            }
+            Action::Apply { manifest, .. } => format!(
+                "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
+                serde_yaml::to_string(manifest).unwrap_or_default()
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
                 WaitCondition::CnpgPrimaryIs { pod } => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",

@@ -1,0 +1,74 @@
+//! The runner's generic actions on the real apiserver: Flux suspend (and the
+//! runner's guarantee to resume it), scale through /scale, merge patch, and
+//! create-from-template, with a refused step in the middle of the run.
+
+mod support;
+
+use lifeboat::act::runner::{execute, Outcome, RunLimits, StepStatus};
+use lifeboat::plan::{Action, ObjectRef, Plan, Precondition, Step};
+use serde_json::json;
+use support::controlplane::control_plane;
+use support::fixtures::*;
+use support::k8s::*;
+
+fn step(id: &str, action: Action, needs: &[&str]) -> Step {
+    Step { id: id.into(), title: id.into(), action, needs: needs.iter().map(|s| s.to_string()).collect(), preconditions: vec![], recovery_source: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_suspended_by_a_run_is_resumed_however_it_ends() {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "actions").await;
+    let ready_node = format!("{ns}-ready");
+    node_ready(&client, &ready_node).await;
+    create(&client, kustomization(&ns, "app", false, "True"), None).await;
+    create(&client, kustomization(&ns, "cluster", false, "True"), None).await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "app"}},
+                 "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}}});
+    create(&client, deployment, None).await;
+    create(&client, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"a": "1", "keep": "me"}}), None).await;
+
+    let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", &ns, "app");
+    let kept = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", &ns, "cluster");
+    let deploy = ObjectRef::namespaced("apps/v1", "Deployment", &ns, "app");
+    let settings = ObjectRef::namespaced("v1", "ConfigMap", &ns, "settings");
+    let job_like = ObjectRef::namespaced("v1", "ConfigMap", &ns, "from-template");
+    let mut refused = step("delete-while-node-ready", Action::ForceDeletePod { pod: ObjectRef::pod(&ns, "x") }, &["scale"]);
+    refused.preconditions = vec![Precondition::NodeStillLost { node: ready_node.clone() }];
+    let plan = Plan {
+        playbook: "test".into(),
+        target: format!("namespace {ns}"),
+        findings: vec![],
+        steps: vec![
+            step("suspend", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]),
+            step("suspend-kept", Action::SuspendFlux { object: kept.clone(), keep_suspended: true }, &[]),
+            step("scale", Action::Scale { object: deploy.clone(), replicas: 0 }, &["suspend"]),
+            step("patch", Action::MergePatch { object: settings.clone(), patch: json!({"data": {"a": "2"}}) }, &["suspend"]),
+            step("apply", Action::Apply { object: job_like.clone(), manifest: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-template", "namespace": ns}, "data": {"made": "by lifeboat"}}) }, &["suspend"]),
+            refused,
+            step("resume-after", Action::ResumeFlux { object: ks.clone() }, &["delete-while-node-ready"]),
+        ],
+    };
+    plan.validate().unwrap();
+    let report = execute(&client, &plan, &plan.hash(), &RunLimits::default()).await;
+    assert_eq!(report.outcome, Outcome::Stopped, "{report:#?}");
+    assert!(matches!(report.steps[5].status, StepStatus::Refused { .. }), "{report:#?}");
+    assert_eq!(report.steps[6].status, StepStatus::NotRun, "its resume step never ran...");
+    let app = get(&client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&ns), "app").await;
+    assert_eq!(app["spec"]["suspend"], false, "...but the runner resumed the Kustomization it suspended");
+    let cluster = get(&client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&ns), "cluster").await;
+    assert_eq!(cluster["spec"]["suspend"], true, "kept suspended on purpose");
+    assert_eq!(report.flux_left_suspended, vec![kept.to_string()], "and reported");
+
+    assert_eq!(get(&client, "apps/v1", "Deployment", Some(&ns), "app").await["spec"]["replicas"], 0);
+    let cm = get(&client, "v1", "ConfigMap", Some(&ns), "settings").await;
+    assert_eq!(cm["data"], json!({"a": "2", "keep": "me"}), "merge patch changes only what it names");
+    assert_eq!(get(&client, "v1", "ConfigMap", Some(&ns), "from-template").await["data"]["made"], "by lifeboat");
+
+    // Idempotent: the same plan again writes the same state.
+    let again = execute(&client, &plan, &plan.hash(), &RunLimits::default()).await;
+    assert!(again.steps[..5].iter().all(|s| matches!(s.status, StepStatus::Succeeded { .. })), "{again:#?}");
+    assert_eq!(get(&client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&ns), "app").await["spec"]["suspend"], false);
+}
