@@ -308,11 +308,17 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         if source.from_dump.is_some() {
             bail!("remediation.execute needs a live cluster, not --from-dump");
         }
-        start_remediation(remediation, hub.clone()).await?;
+        start_remediation(remediation.clone(), hub.clone()).await?;
+    }
+    let mut app = crate::server::router(hub);
+    if let Some(path) = &remediation.api_token_file {
+        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the HTTP API")?;
+        let api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
+        app = app.merge(crate::api::routes(Arc::new(api)));
     }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz");
-    axum::serve(listener, crate::server::router(hub))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -84,6 +84,9 @@ pub struct RemediationConfig {
     pub concurrency: usize,
     /// An approval older than this is void.
     pub approval_ttl: Dur,
+    /// File holding the bearer token of the HTTP API (`/api/...`, e.g. the
+    /// kill switch); a mounted Secret. Without it the API is off.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for RemediationConfig {
@@ -98,6 +101,7 @@ impl Default for RemediationConfig {
             max_deletions: 20,
             concurrency: 4,
             approval_ttl: Dur::hours(1),
+            api_token_file: None,
         }
     }
 }

@@ -72,3 +72,30 @@ async fn flux_suspended_by_a_run_is_resumed_however_it_ends() {
     assert!(again.steps[..5].iter().all(|s| matches!(s.status, StepStatus::Succeeded { .. })), "{again:#?}");
     assert_eq!(get(&client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&ns), "app").await["spec"]["suspend"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_api_needs_the_token() {
+    use std::sync::Arc;
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "api").await;
+    let token = "a-long-enough-test-token";
+    let api = lifeboat::api::ApiContext::new(client.clone(), ns.clone(), token.into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api/kill-switch", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, lifeboat::api::routes(Arc::new(api))).await });
+    let http = reqwest::Client::new();
+
+    assert_eq!(http.post(&base).send().await.unwrap().status(), 401, "no token");
+    assert_eq!(http.post(&base).bearer_auth("a-long-enough-test-tokeX").send().await.unwrap().status(), 401, "wrong token");
+    assert_eq!(http.post(&base).bearer_auth("short").send().await.unwrap().status(), 401);
+    assert!(!lifeboat::act::kill_switch::engaged(&client, &ns).await, "refused requests change nothing");
+
+    let on = http.post(&base).bearer_auth(token).send().await.unwrap();
+    assert_eq!(on.status(), 200);
+    assert!(lifeboat::act::kill_switch::engaged(&client, &ns).await);
+    let status: serde_json::Value = http.get(&base).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["engaged"], true);
+    assert_eq!(http.delete(&base).bearer_auth(token).send().await.unwrap().status(), 200);
+    assert!(!lifeboat::act::kill_switch::engaged(&client, &ns).await);
+}

@@ -1,0 +1,77 @@
+//! The authenticated HTTP API (`/api/...`): operations a human or a chat bot
+//! triggers. Today: the kill switch. Bearer token from a file (a mounted
+//! Secret); without one the API is off.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::act::kill_switch;
+
+pub struct ApiContext {
+    pub client: kube::Client,
+    pub namespace: String,
+    token: String,
+}
+
+impl ApiContext {
+    pub fn new(client: kube::Client, namespace: String, token: String) -> Self {
+        Self { client, namespace, token }
+    }
+
+    pub fn from_token_file(client: kube::Client, namespace: String, path: &Path) -> anyhow::Result<Self> {
+        let token = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the API token: {e}", path.display()))?;
+        let token = token.trim().to_string();
+        anyhow::ensure!(token.len() >= 16, "{}: the API token must be at least 16 characters", path.display());
+        Ok(Self::new(client, namespace, token))
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(given) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        // Length-independent comparison: no early exit on the first differing byte.
+        given.len() == self.token.len() && given.bytes().zip(self.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+pub fn routes(api: Arc<ApiContext>) -> Router {
+    Router::new().route("/api/kill-switch", get(status).post(engage).delete(release)).with_state(api)
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], "missing or wrong bearer token\n").into_response()
+}
+
+async fn status(State(api): State<Arc<ApiContext>>, headers: HeaderMap) -> Response {
+    if !api.authorized(&headers) {
+        return unauthorized();
+    }
+    Json(json!({"engaged": kill_switch::engaged(&api.client, &api.namespace).await})).into_response()
+}
+
+async fn engage(State(api): State<Arc<ApiContext>>, headers: HeaderMap) -> Response {
+    if !api.authorized(&headers) {
+        return unauthorized();
+    }
+    match kill_switch::engage(&api.client, &api.namespace, "http-api", "engaged through /api/kill-switch").await {
+        Ok(()) => Json(json!({"engaged": true})).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("could not engage the kill switch: {e}\n")).into_response(),
+    }
+}
+
+async fn release(State(api): State<Arc<ApiContext>>, headers: HeaderMap) -> Response {
+    if !api.authorized(&headers) {
+        return unauthorized();
+    }
+    match kill_switch::release(&api.client, &api.namespace).await {
+        Ok(()) => Json(json!({"engaged": false})).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("could not release the kill switch: {e}\n")).into_response(),
+    }
+}
