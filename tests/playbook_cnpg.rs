@@ -71,16 +71,28 @@ fn fast() -> RunLimits {
 }
 
 /// Plays CloudNativePG: follows a promotion, and re-creates a deleted instance.
+/// CNPG promoting: currentPrimary follows targetPrimary.
+async fn follow_promotion(client: &Client, ns: &str) {
+    let cluster = get(client, "postgresql.cnpg.io/v1", "Cluster", Some(ns), "postgres").await;
+    let target = cluster["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
+    if cluster["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
+        set_status(client, "postgresql.cnpg.io/v1", "Cluster", Some(ns), "postgres",
+            json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
+    }
+}
+
+/// Plays CloudNativePG that promotes but never re-creates the lost instance.
+async fn play_promotions_only(client: Client, ns: String) {
+    loop {
+        follow_promotion(&client, &ns).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn play_cnpg(client: Client, ns: String, healthy: String) {
     let mut recreated = false;
     loop {
-        let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
-        let status = &cluster["status"];
-        let target = status["targetPrimary"].as_str().unwrap_or_default().to_string();
-        if status["currentPrimary"].as_str() != Some(target.as_str()) {
-            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres",
-                json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
-        }
+        follow_promotion(&client, &ns).await;
         let pvc_gone = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await.get_opt("postgres-1").await.unwrap().is_none();
         if pvc_gone && !recreated {
             let pv = format!("{ns}-pv-4");
@@ -206,17 +218,7 @@ async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
 
     // The operator follows the promotion but re-creates the instance only
     // later, so the first lifeboat is still waiting when it dies.
-    let (client, ns) = (s.client.clone(), s.ns.clone());
-    let promoter = tokio::spawn(async move {
-        loop {
-            let c = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
-            let target = c["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
-            if c["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
-                set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({"currentPrimary": target})).await;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let promoter = tokio::spawn(play_promotions_only(s.client.clone(), s.ns.clone()));
     let first = {
         let (client, plan, journal) = (s.client.clone(), plan.clone(), journal.clone());
         tokio::spawn(async move {
@@ -346,17 +348,7 @@ mod journaled {
         approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
 
         // Replica A follows the promotion only; it dies while waiting for health.
-        let (client, ns) = (s.client.clone(), s.ns.clone());
-        let promoter = tokio::spawn(async move {
-            loop {
-                let c = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
-                let target = c["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
-                if c["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
-                    set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({"currentPrimary": target})).await;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
+        let promoter = tokio::spawn(play_promotions_only(s.client.clone(), s.ns.clone()));
         let a = remediator(&s, &journal, "replica-a");
         let first = tokio::spawn(async move { a.run_pending(None).await });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
