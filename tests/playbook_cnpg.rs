@@ -70,7 +70,6 @@ fn fast() -> RunLimits {
     RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() }
 }
 
-/// Plays CloudNativePG: follows a promotion, and re-creates a deleted instance.
 /// CNPG promoting: currentPrimary follows targetPrimary.
 async fn follow_promotion(client: &Client, ns: &str) {
     let cluster = get(client, "postgresql.cnpg.io/v1", "Cluster", Some(ns), "postgres").await;
@@ -89,6 +88,7 @@ async fn play_promotions_only(client: Client, ns: String) {
     }
 }
 
+/// Plays CloudNativePG: follows a promotion, and re-creates a deleted instance.
 async fn play_cnpg(client: Client, ns: String, healthy: String) {
     let mut recreated = false;
     loop {
