@@ -102,6 +102,14 @@ async fn play_cnpg(client: Client, ns: String, healthy: String) {
             set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({
                 "readyInstances": 3, "instances": 3, "instanceNames": ["postgres-2", "postgres-3", "postgres-4"],
                 "danglingPVC": [], "phase": "Cluster in healthy state"})).await;
+            // The -rw Service routes to the new primary again.
+            let target = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await["status"]["currentPrimary"].clone();
+            create(&client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres-rw", "namespace": ns},
+                "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}}}), None).await;
+            create(&client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "postgres-rw-1", "namespace": ns, "labels": {"kubernetes.io/service-name": "postgres-rw"}},
+                "addressType": "IPv4", "ports": [{"port": 5432}],
+                "endpoints": [{"addresses": ["10.0.0.12"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": target, "namespace": ns}}]}), None).await;
             recreated = true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -113,7 +121,7 @@ async fn recovers_a_lost_primary_end_to_end() {
     let s = scene("cnpg-e2e").await;
     let plan = live_plan(&s).await;
     let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-    assert_eq!(ids, vec!["promote", "wait-primary", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy"]);
+    assert_eq!(ids, vec!["promote", "wait-primary", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy", "verify-rw-endpoints"]);
 
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
@@ -203,7 +211,7 @@ async fn a_wait_that_never_converges_fails_and_reports_what_is_left() {
     assert!(matches!(&report.steps[0].status, StepStatus::Succeeded { .. }));
     assert!(matches!(&report.steps[1].status, StepStatus::Failed { error } if error.contains("timed out")), "{report:#?}");
     let left = report.remaining_commands();
-    assert_eq!(left.len(), 4);
+    assert_eq!(left.len(), 5);
     assert!(left[1].contains("kubectl delete pod postgres-1") && left[1].contains("--force"));
     assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
 }
@@ -333,7 +341,7 @@ mod journaled {
         assert_eq!(done.status.leader.as_deref(), Some(leader_id));
         assert_eq!(done.status.approved_by.as_deref(), Some("alice"));
         assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded));
-        assert_eq!(done.status.progress(), "5/5");
+        assert_eq!(done.status.progress(), "6/6");
         one.abort();
         two.abort();
     }

@@ -481,6 +481,22 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
     }
 }
 
+/// `Some(detail)` once an EndpointSlice of the Service has a ready address.
+async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<String>, String> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), service.namespace.as_deref().unwrap_or_default());
+    let params = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={}", service.name));
+    let list = slices.list(&params).await.map_err(|e| format!("listing EndpointSlices of {service}: {e}"))?;
+    let ready: Vec<String> = list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect();
+    Ok((!ready.is_empty()).then(|| format!("{service} has ready endpoints: {}", ready.join(", "))))
+}
+
 async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
@@ -500,9 +516,20 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
         if limits.kill_switch.load(Ordering::SeqCst) {
             return Err(StepError::Refused("kill switch set while waiting".into()));
         }
+        if *until == WaitCondition::ServiceHasEndpoints {
+            if let Some(detail) = ready_endpoints(client, object).await.map_err(StepError::Failed)? {
+                return Ok(detail);
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} has no ready endpoint")));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
+            WaitCondition::ServiceHasEndpoints => unreachable!("handled above"),
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
                     return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));

@@ -350,6 +350,15 @@ impl RunStatus {
     /// finishedAt. A step the report did not run is NotRun, except that it
     /// keeps an earlier success (a resumed run skips what already succeeded).
     pub fn apply_report(&mut self, report: &RunReport) {
+        if !report.flux_left_suspended.is_empty() {
+            // Flagged loudly: a human must resume these (after committing the fix to Git).
+            let left = format!("LEFT SUSPENDED on purpose, resume when done: {}", report.flux_left_suspended.join(", "));
+            let reason = report.reason.as_deref().map_or(String::new(), |r| format!("{r}; "));
+            let mut report = report.clone();
+            report.flux_left_suspended.clear();
+            report.reason = Some(format!("{reason}{left}"));
+            return self.apply_report(&report);
+        }
         self.merge_steps(report, true);
         let failed = report.steps.iter().any(|s| matches!(s.status, StepStatus::Failed { .. }));
         self.phase = match report.outcome {

@@ -98,6 +98,8 @@ pub enum WaitCondition {
     CnpgPrimaryIs { pod: String },
     /// CNPG: readyInstances == spec.instances, no dangling PVCs, phase healthy.
     CnpgHealthy,
+    /// The Service has at least one ready endpoint (EndpointSlices).
+    ServiceHasEndpoints,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -185,6 +187,11 @@ impl Step {
                     object.kubectl_resource(),
                     object.name,
                     object.ns_flag()
+                ),
+                WaitCondition::ServiceHasEndpoints => format!(
+                    "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
+                    object.ns_flag(),
+                    object.name
                 ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",

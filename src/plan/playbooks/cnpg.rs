@@ -137,6 +137,15 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluste
         preconditions: vec![],
         recovery_source: None,
     });
+    let rw = ObjectRef::namespaced("v1", "Service", ns, &format!("{cluster_name}-rw"));
+    plan.steps.push(Step {
+        id: "verify-rw-endpoints".into(),
+        title: format!("Verify {rw} routes to a ready primary"),
+        action: Action::Wait { object: rw, until: WaitCondition::ServiceHasEndpoints, timeout_seconds: SWITCHOVER_TIMEOUT },
+        needs: vec!["wait-healthy".into()],
+        preconditions: vec![],
+        recovery_source: None,
+    });
     Ok(plan)
 }
 
