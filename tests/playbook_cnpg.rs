@@ -445,4 +445,43 @@ mod journaled {
         assert_eq!(done.status.phase, Phase::Aborted, "{:#?}", done.status);
         assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_that_loses_the_lease_hands_the_run_over() {
+        let s = scene("cnpg-handover").await;
+        let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
+        let snap = snapshot_of(&s.client).await;
+        let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        let lease = LeaderConfig {
+            lease_duration: Duration::from_secs(2),
+            renew_interval: Duration::from_millis(500),
+            retry_interval: Duration::from_millis(200),
+            ..LeaderConfig::new(s.ns.clone(), "replica-a")
+        };
+        let a = spawn(s.client.clone(), lease);
+        a.wait_until_leader().await;
+        // No operator: replica A promotes, then waits for the promotion.
+        let (r, handle) = (remediator(&s, &journal, "replica-a"), a.clone());
+        let running = tokio::spawn(async move { r.run_pending(Some(&handle)).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while journal.get(&run.id).await.unwrap().unwrap().status.steps[1].state != StepState::Running {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a.abort(); // A loses the Lease (as if partitioned)
+        tokio::time::timeout(Duration::from_secs(30), running).await.expect("A stops").unwrap().unwrap();
+        let handed = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(handed.status.phase, Phase::Running, "not over: {:#?}", handed.status);
+        assert!(handed.status.message.as_deref().unwrap_or("").contains("next leader resumes"), "{:#?}", handed.status);
+        assert_eq!(handed.status.steps[0].state, StepState::Succeeded);
+
+        // B resumes it to the end.
+        let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+        remediator(&s, &journal, "replica-b").run_pending(None).await.unwrap();
+        operator.abort();
+        let done = journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        assert_eq!(done.status.steps[0].finished_at, handed.status.steps[0].finished_at, "promote not repeated");
+    }
 }

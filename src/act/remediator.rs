@@ -155,13 +155,15 @@ impl Remediator {
         // The run stops at the next step boundary if it is aborted, the kill
         // switch is set, or this instance stops being the leader.
         let stop = Arc::new(AtomicBool::new(false));
-        let limits = RunLimits { kill_switch: stop.clone(), ..RunLimits::from_config(&self.config) };
+        let handing_over = Arc::new(AtomicBool::new(false));
+        let limits = RunLimits { kill_switch: stop.clone(), handing_over: handing_over.clone(), ..RunLimits::from_config(&self.config) };
         let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<RunReport>>(None);
         let writer = tokio::spawn(journal_progress(
             self.journal.clone(),
             id.clone(),
             progress_rx,
             stop.clone(),
+            handing_over.clone(),
             StopSignals { config_switch: self.kill_switch.clone(), client: self.client.clone(), namespace: self.namespace(), leader: leader.map(|l| l.subscribe()) },
             self.poll_interval,
         ));
@@ -172,9 +174,16 @@ impl Remediator {
         let report = resume(&self.client, &plan, &record.spec.plan_hash, &limits, previous, &on_progress).await;
         drop(on_progress);
         let _ = writer.await;
+        let handed_over = handing_over.load(Ordering::SeqCst);
         self.journal
             .update_status_with(&id, |current| {
                 let mut status = current.status.clone();
+                if handed_over {
+                    // Not over: the next leader resumes from these steps.
+                    status.apply_progress(&report);
+                    status.message = Some(format!("{identity} lost the leader Lease; the next leader resumes this run"));
+                    return Some(status);
+                }
                 let aborted_by_user = status.phase == Phase::Aborted;
                 status.apply_report(&report);
                 if aborted_by_user {
@@ -227,10 +236,12 @@ struct StopSignals {
 }
 
 impl StopSignals {
-    async fn any(&self) -> bool {
-        self.config_switch.load(Ordering::SeqCst)
-            || self.leader.as_ref().is_some_and(|l| !*l.borrow())
-            || super::kill_switch::engaged(&self.client, &self.namespace).await
+    fn leadership_lost(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| !*l.borrow())
+    }
+
+    async fn kill_switch(&self) -> bool {
+        self.config_switch.load(Ordering::SeqCst) || super::kill_switch::engaged(&self.client, &self.namespace).await
     }
 }
 
@@ -241,6 +252,7 @@ async fn journal_progress(
     id: String,
     mut progress: tokio::sync::watch::Receiver<Option<RunReport>>,
     stop: Arc<AtomicBool>,
+    handing_over: Arc<AtomicBool>,
     signals: StopSignals,
     poll: Duration,
 ) {
@@ -249,7 +261,10 @@ async fn journal_progress(
             changed = progress.changed() => changed.is_ok(),
             _ = tokio::time::sleep(poll) => true,
         };
-        if signals.any().await {
+        if signals.leadership_lost() {
+            handing_over.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        } else if signals.kill_switch().await {
             stop.store(true, Ordering::SeqCst);
         }
         let report = progress.borrow_and_update().clone();

@@ -35,6 +35,10 @@ pub struct RunLimits {
     pub concurrency: usize,
     /// Set to stop the run at the next step boundary.
     pub kill_switch: Arc<AtomicBool>,
+    /// Set (with `kill_switch`) when this executor stops because another
+    /// takes the run over (lost leadership): the run is not over, so Flux
+    /// objects it suspended stay suspended for the successor.
+    pub handing_over: Arc<AtomicBool>,
 }
 
 impl RunLimits {
@@ -57,6 +61,7 @@ impl Default for RunLimits {
             poll_interval: Duration::from_secs(2),
             concurrency: 4,
             kill_switch: Arc::new(AtomicBool::new(false)),
+            handing_over: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -187,7 +192,9 @@ pub async fn resume(
         return report;
     }
     schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
-    restore_flux(client, plan, &mut report).await;
+    if !limits.handing_over.load(Ordering::SeqCst) {
+        restore_flux(client, plan, &mut report).await;
+    }
     progress(&report);
     report
 }
