@@ -310,7 +310,16 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         }
         start_remediation(remediation.clone(), hub.clone()).await?;
     }
-    let mut app = crate::server::router(hub);
+    let mut app = crate::server::router(hub.clone());
+    if let Some(path) = &remediation.webhook_credentials_file {
+        if source.from_dump.is_some() {
+            bail!("the Alertmanager webhook records runs in the cluster: it needs a live cluster, not --from-dump");
+        }
+        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the webhook journal")?;
+        let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
+        let intake = crate::alerts::Intake::from_file(hub.clone(), journal, remediation.routes.clone(), path)?;
+        app = app.merge(crate::alerts::routes(Arc::new(intake)));
+    }
     if let Some(path) = &remediation.api_token_file {
         let client = kube::Client::try_default().await.context("connecting to Kubernetes for the HTTP API")?;
         let api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;

@@ -87,6 +87,12 @@ pub struct RemediationConfig {
     /// File holding the bearer token of the HTTP API (`/api/...`, e.g. the
     /// kill switch); a mounted Secret. Without it the API is off.
     pub api_token_file: Option<PathBuf>,
+    /// File with the credentials Alertmanager sends to `POST /alertmanager`:
+    /// a bearer token, or `user:password` for basic auth. Without it the
+    /// webhook is off.
+    pub webhook_credentials_file: Option<PathBuf>,
+    /// Alert → playbook routes (default: lifeboat's alerts that have one).
+    pub routes: Vec<crate::alerts::Route>,
 }
 
 impl Default for RemediationConfig {
@@ -102,6 +108,8 @@ impl Default for RemediationConfig {
             concurrency: 4,
             approval_ttl: Dur::hours(1),
             api_token_file: None,
+            webhook_credentials_file: None,
+            routes: crate::alerts::default_routes(),
         }
     }
 }
@@ -264,6 +272,14 @@ impl Config {
                     "remediation.modes: unknown playbook {playbook:?} (known: {})",
                     crate::plan::playbooks::PLAYBOOKS.join(", ")
                 ));
+            }
+        }
+        for route in &self.remediation.routes {
+            if !crate::plan::playbooks::PLAYBOOKS.contains(&route.playbook.as_str()) {
+                problems.push(format!("remediation.routes: alert {:?} routes to unknown playbook {:?}", route.alertname, route.playbook));
+            }
+            if let Some(field) = route.params.keys().find(|k| !["namespace", "name", "node"].contains(&k.as_str())) {
+                problems.push(format!("remediation.routes: alert {:?}: unknown parameter {field:?} (namespace, name, node)", route.alertname));
             }
         }
         if self.remediation.concurrency == 0 {

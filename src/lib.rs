@@ -2,6 +2,7 @@
 //! clusters that keep hot data on node-local disks.
 
 pub mod act;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod cluster;

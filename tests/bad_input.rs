@@ -128,3 +128,12 @@ fn remediation_config_is_validated() {
     assert_eq!(ok.remediation.mode_of("stale-cleanup"), lifeboat::config::Mode::Auto);
     assert_eq!(ok.remediation.mode_of("cnpg-instance-lost"), lifeboat::config::Mode::Observe);
 }
+
+#[test]
+fn webhook_routes_are_validated() {
+    let err = Config::parse("remediation:\n  routes:\n  - alertname: X\n    playbook: nope\n").unwrap_err();
+    assert!(err.contains("unknown playbook \"nope\""), "{err}");
+    let err = Config::parse("remediation:\n  routes:\n  - alertname: X\n    playbook: stale-cleanup\n    params: {cluster: cluster}\n").unwrap_err();
+    assert!(err.contains("unknown parameter \"cluster\""), "{err}");
+    assert_eq!(Config::default().remediation.routes, lifeboat::alerts::default_routes());
+}

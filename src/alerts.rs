@@ -1,0 +1,232 @@
+//! Alertmanager webhook intake (`POST /alertmanager`, payload version 4).
+//!
+//! An alert is a hint: a routed, firing alert makes the playbook plan from
+//! the current snapshot and records a run (awaiting approval, approved or
+//! observed per its mode). Duplicate deliveries (repeats, HA pairs) never
+//! start a second run; a resolved alert never starts anything and marks a
+//! run still awaiting approval as "condition cleared". Bad requests get a 4xx
+//! with the reason (Alertmanager does not retry those); 5xx only when a retry
+//! can help (the journal was unreachable).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::journal::{AlertRef, Journal, Phase, RunTrigger};
+use crate::snapshot::Hub;
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Which alert starts which playbook, and which labels fill its trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    pub alertname: String,
+    /// Extra label equality matchers.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    pub playbook: String,
+    /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// The routes for the alerts lifeboat ships that have a playbook.
+pub fn default_routes() -> Vec<Route> {
+    let route = |alertname: &str, playbook: &str, params: &[(&str, &str)]| Route {
+        alertname: alertname.into(),
+        matchers: BTreeMap::new(),
+        playbook: playbook.into(),
+        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    vec![
+        route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
+        route("LifeboatVolsyncDestinationOrphaned", "stale-cleanup", &[("namespace", "namespace")]),
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    version: String,
+    status: String,
+    alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Alert {
+    status: String,
+    labels: BTreeMap<String, String>,
+    starts_at: DateTime<Utc>,
+    fingerprint: String,
+}
+
+/// Counters for the self-metrics.
+#[derive(Debug, Default)]
+pub struct IntakeCounters {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub runs_created: AtomicU64,
+}
+
+pub struct Intake {
+    pub hub: Arc<Hub>,
+    pub journal: Arc<Journal>,
+    pub routes: Vec<Route>,
+    /// `Authorization` must be exactly this: `Bearer <token>` or `Basic <base64>`.
+    authorization: String,
+    pub counters: IntakeCounters,
+}
+
+impl Intake {
+    /// `credentials_file` holds the token (sent as Bearer) or, with a colon,
+    /// `user:password` (sent as basic auth) — as Alertmanager's http_config can.
+    pub fn new(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, credentials: &str) -> Self {
+        let credentials = credentials.trim();
+        let authorization = match credentials.split_once(':') {
+            Some(_) => format!("Basic {}", base64_encode(credentials.as_bytes())),
+            None => format!("Bearer {credentials}"),
+        };
+        Self { hub, journal, routes, authorization, counters: IntakeCounters::default() }
+    }
+
+    pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &PathBuf) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the webhook credentials: {e}", path.display()))?;
+        anyhow::ensure!(text.trim().len() >= 16, "{}: webhook credentials must be at least 16 characters", path.display());
+        Ok(Self::new(hub, journal, routes, &text))
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        given.len() == self.authorization.len() && given.bytes().zip(self.authorization.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn routes(intake: Arc<Intake>) -> Router {
+    Router::new()
+        .route("/alertmanager", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(intake)
+}
+
+fn reject(intake: &Intake, status: StatusCode, reason: String) -> Response {
+    intake.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%status, %reason, "alertmanager webhook rejected");
+    (status, Json(json!({"error": reason}))).into_response()
+}
+
+async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !intake.authorized(&headers) {
+        return reject(&intake, StatusCode::UNAUTHORIZED, "missing or wrong credentials".into());
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/json") {
+        return reject(&intake, StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("content type {content_type:?}: expected application/json"));
+    }
+    let payload: Payload = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return reject(&intake, StatusCode::BAD_REQUEST, format!("not an Alertmanager webhook payload: {e}")),
+    };
+    if payload.version != "4" {
+        return reject(&intake, StatusCode::BAD_REQUEST, format!("payload version {:?}: only version 4 is understood", payload.version));
+    }
+    intake.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    let mut results = vec![];
+    for alert in &payload.alerts {
+        match handle(&intake, alert).await {
+            Ok(result) => results.push(result),
+            // The journal is unreachable: Alertmanager retries 5xx.
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
+        }
+    }
+    Json(json!({"status": payload.status, "alerts": results})).into_response()
+}
+
+async fn handle(intake: &Intake, alert: &Alert) -> Result<serde_json::Value, crate::journal::JournalError> {
+    let alertname = alert.labels.get("alertname").cloned().unwrap_or_default();
+    let Some(route) = intake
+        .routes
+        .iter()
+        .find(|r| r.alertname == alertname && r.matchers.iter().all(|(k, v)| alert.labels.get(k) == Some(v)))
+    else {
+        intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+        return Ok(json!({"alertname": alertname, "result": "unrouted"}));
+    };
+    let same_alert = |r: &crate::journal::RunRecord| {
+        r.spec.trigger.alert.as_ref().is_some_and(|a| a.fingerprint == alert.fingerprint && a.starts_at == alert.starts_at)
+    };
+    let existing = intake.journal.list().await?.into_iter().find(|r| same_alert(r) && !r.status.phase.is_terminal());
+    if alert.status == "resolved" {
+        if let Some(run) = existing.filter(|r| r.status.phase == Phase::AwaitingApproval) {
+            let updated = intake
+                .journal
+                .update_status_with(&run.id, |current| {
+                    (current.status.phase == Phase::AwaitingApproval).then(|| {
+                        let mut status = current.status.clone();
+                        status.message = Some(format!("condition cleared at {}: approve anyway?", Utc::now().to_rfc3339()));
+                        status
+                    })
+                })
+                .await?;
+            return Ok(json!({"alertname": alertname, "result": "resolved", "run": updated.id}));
+        }
+        return Ok(json!({"alertname": alertname, "result": "resolved"}));
+    }
+    if let Some(run) = existing {
+        intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+        return Ok(json!({"alertname": alertname, "result": "duplicate", "run": run.id}));
+    }
+    let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
+    let trigger = RunTrigger {
+        namespace: label("namespace"),
+        name: label("name"),
+        node: label("node"),
+        alert: Some(AlertRef { fingerprint: alert.fingerprint.clone(), starts_at: alert.starts_at, alertname: alertname.clone() }),
+    };
+    let snapshot = intake.hub.snapshot();
+    let config = &intake.hub.config.remediation;
+    match crate::act::remediator::submit(&intake.journal, config, &snapshot.state, &snapshot.findings, &route.playbook, trigger, "alertmanager").await {
+        Ok(run) => {
+            intake.counters.runs_created.fetch_add(1, Ordering::Relaxed);
+            Ok(json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase}))
+        }
+        Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
+        Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => {
+            intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            Ok(json!({"alertname": alertname, "result": "target busy", "run": id}))
+        }
+        // Planning found the target gone or the trigger incomplete: state wins over the alert.
+        Err(e) => Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
+    }
+}
