@@ -89,7 +89,8 @@ pub struct Intake {
     pub routes: Vec<Route>,
     /// `Authorization` must be exactly this: `Bearer <token>` or `Basic <base64>`.
     authorization: String,
-    pub counters: IntakeCounters,
+    /// Shared with the hub, which exports them.
+    pub counters: Arc<IntakeCounters>,
 }
 
 impl Intake {
@@ -101,7 +102,8 @@ impl Intake {
             Some(_) => format!("Basic {}", base64_encode(credentials.as_bytes())),
             None => format!("Bearer {credentials}"),
         };
-        Self { hub, journal, routes, authorization, counters: IntakeCounters::default() }
+        let counters = hub.intake.clone();
+        Self { hub, journal, routes, authorization, counters }
     }
 
     pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &PathBuf) -> anyhow::Result<Self> {

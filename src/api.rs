@@ -42,7 +42,42 @@ impl ApiContext {
 }
 
 pub fn routes(api: Arc<ApiContext>) -> Router {
-    Router::new().route("/api/kill-switch", get(status).post(engage).delete(release)).with_state(api)
+    Router::new()
+        .route("/api/kill-switch", get(status).post(engage).delete(release))
+        .route("/api/runs/{id}/approve", axum::routing::post(approve))
+        .with_state(api)
+}
+
+#[derive(serde::Deserialize)]
+struct Approval {
+    /// The plan hash the approver reviewed.
+    hash: String,
+    by: String,
+}
+
+/// Webhook-only mode: approve a run over HTTP, bound to the plan hash.
+async fn approve(
+    State(api): State<Arc<ApiContext>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::act::remediator::{self, RemediationError};
+    if !api.authorized(&headers) {
+        return unauthorized();
+    }
+    let Ok(approval) = serde_json::from_slice::<Approval>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body must be JSON {\"hash\": \"<plan hash>\", \"by\": \"<who>\"}\n").into_response();
+    };
+    let journal = crate::journal::Journal::cluster(api.client.clone(), api.namespace.clone());
+    match remediator::approve(&journal, &id, &approval.hash, &approval.by).await {
+        Ok(run) => Json(json!({"id": run.id, "phase": run.status.phase, "approvedBy": run.status.approved_by})).into_response(),
+        Err(e @ RemediationError::NoSuchRun(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. })) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 fn unauthorized() -> Response {

@@ -37,6 +37,8 @@ pub struct Hub {
     pub last_scrape_nanos: AtomicU64,
     /// Set when `serve` executes remediation runs.
     pub remediation: RwLock<Option<crate::act::stats::RemediationStats>>,
+    /// Alertmanager webhook counters (zero while the webhook is off).
+    pub intake: Arc<crate::alerts::IntakeCounters>,
 }
 
 impl Hub {
@@ -48,6 +50,7 @@ impl Hub {
             garage_probe: RwLock::new(GarageProbe::default()),
             last_scrape_nanos: AtomicU64::new(0),
             remediation: RwLock::new(None),
+            intake: Arc::default(),
         }
     }
 

@@ -14,16 +14,21 @@ use serde_json::{json, Value};
 const TOKEN: &str = "alertmanager-webhook-token";
 
 async fn serve(credentials: &str) -> (String, Arc<Journal>, tempfile::TempDir) {
+    let (url, journal, dir, _) = serve_with_hub(credentials).await;
+    (url, journal, dir)
+}
+
+async fn serve_with_hub(credentials: &str) -> (String, Arc<Journal>, tempfile::TempDir, Arc<Hub>) {
     let (state, _) = lifeboat::cluster::dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).unwrap();
     let config = Config::default();
     let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state, &config, &Default::default()), None));
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(Journal::file(dir.path()));
-    let intake = Arc::new(Intake::new(hub, journal.clone(), default_routes(), credentials));
+    let intake = Arc::new(Intake::new(hub.clone(), journal.clone(), default_routes(), credentials));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/alertmanager", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, routes(intake)).await });
-    (url, journal, dir)
+    (url, journal, dir, hub)
 }
 
 fn payload(status: &str, alerts: Vec<Value>) -> Value {
@@ -117,4 +122,24 @@ async fn basic_auth_credentials_work_too() {
     assert_eq!(r.status(), 200);
     let r = reqwest::Client::new().post(&url).basic_auth("alertmanager", Some("wrong")).json(&payload("firing", vec![])).send().await.unwrap();
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn intake_is_counted_in_the_metrics() {
+    let (url, _journal, _dir, hub) = serve_with_hub(TOKEN).await;
+    let primary = alert("firing", "LifeboatCnpgPrimaryOnLostNode", json!({"namespace": "database", "cluster": "postgres"}), "fp-9");
+    post(&url, &payload("firing", vec![primary.clone()])).await;
+    post(&url, &payload("firing", vec![primary])).await;
+    post(&url, &payload("firing", vec![alert("firing", "Whatever", json!({}), "fp-8")])).await;
+    reqwest::Client::new().post(&url).json(&payload("firing", vec![])).send().await.unwrap();
+    let text = lifeboat::metrics::render(&hub).unwrap();
+    for line in [
+        "lifeboat_alertmanager_requests_total{result=\"accepted\"} 3",
+        "lifeboat_alertmanager_requests_total{result=\"rejected\"} 1",
+        "lifeboat_alertmanager_alerts_total{result=\"run\"} 1",
+        "lifeboat_alertmanager_alerts_total{result=\"duplicate\"} 1",
+        "lifeboat_alertmanager_alerts_total{result=\"unrouted\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}");
+    }
 }

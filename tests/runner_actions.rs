@@ -99,3 +99,39 @@ async fn the_kill_switch_api_needs_the_token() {
     assert_eq!(http.delete(&base).bearer_auth(token).send().await.unwrap().status(), 200);
     assert!(!lifeboat::act::kill_switch::engaged(&client, &ns).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_approved_over_http_bound_to_the_plan_hash() {
+    use std::sync::Arc;
+    use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger};
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "approve").await;
+    let token = "a-long-enough-test-token";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api/runs", listener.local_addr().unwrap());
+    let api = lifeboat::api::ApiContext::new(client.clone(), ns.clone(), token.into());
+    tokio::spawn(async move { axum::serve(listener, lifeboat::api::routes(Arc::new(api))).await });
+
+    let plan = Plan { playbook: "stale-cleanup".into(), target: format!("namespace {ns}"), findings: vec![], steps: vec![
+        step("delete", Action::Delete { object: ObjectRef::namespaced("v1", "ConfigMap", &ns, "gone") }, &[]),
+    ] };
+    let journal = Journal::cluster(client.clone(), ns.clone());
+    let run = journal.create(&RunRecord::new(&plan, RunTrigger::default(), lifeboat::config::Mode::Approve, "test", chrono::Utc::now())).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{base}/{}/approve", run.id);
+
+    assert_eq!(http.post(&url).json(&json!({"hash": plan.hash(), "by": "x"})).send().await.unwrap().status(), 401);
+    let r = http.post(&url).bearer_auth(token).json(&json!({"hash": "0123456789abcdef01234567", "by": "mallory"})).send().await.unwrap();
+    assert_eq!(r.status(), 409, "an approval for another plan is refused");
+    assert!(r.text().await.unwrap().contains("look at the plan again"));
+    assert_eq!(http.post(format!("{base}/nope/approve")).bearer_auth(token).json(&json!({"hash": "h", "by": "b"})).send().await.unwrap().status(), 404);
+    assert_eq!(http.post(&url).bearer_auth(token).body("not json").send().await.unwrap().status(), 400);
+    let r = http.post(&url).bearer_auth(token).json(&json!({"hash": plan.hash(), "by": "alice"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let approved = journal.get(&run.id).await.unwrap().unwrap();
+    assert_eq!(approved.status.phase, Phase::Approved);
+    assert_eq!(approved.status.approved_by.as_deref(), Some("alice"));
+    let again = http.post(&url).bearer_auth(token).json(&json!({"hash": plan.hash(), "by": "bob"})).send().await.unwrap();
+    assert_eq!(again.status(), 409, "only a run awaiting approval can be approved");
+}

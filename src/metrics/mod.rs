@@ -289,6 +289,14 @@ impl prometheus_client::collector::Collector for Collector {
                 .map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0))
                 .collect(),
         )?;
+        let intake = &hub.intake;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        family(&mut enc, &ALERTMANAGER_REQUESTS, vec![(vec![s("accepted")], load(&intake.accepted)), (vec![s("rejected")], load(&intake.rejected))])?;
+        family(
+            &mut enc,
+            &ALERTMANAGER_ALERTS,
+            vec![(vec![s("run")], load(&intake.runs_created)), (vec![s("duplicate")], load(&intake.duplicates)), (vec![s("unrouted")], load(&intake.unrouted))],
+        )?;
         if let Some(stats) = hub.remediation.read().expect("stats lock poisoned").clone() {
             family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
             family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
