@@ -9,7 +9,6 @@
 //! can help (the journal was unreachable).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -106,15 +105,14 @@ impl Intake {
         Self { hub, journal, routes, authorization, counters }
     }
 
-    pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &PathBuf) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the webhook credentials: {e}", path.display()))?;
-        anyhow::ensure!(text.trim().len() >= 16, "{}: webhook credentials must be at least 16 characters", path.display());
-        Ok(Self::new(hub, journal, routes, &text))
+    pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &std::path::Path) -> anyhow::Result<Self> {
+        let credentials = crate::api::read_secret_file(path, "the webhook credentials")?;
+        Ok(Self::new(hub, journal, routes, &credentials))
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        given.len() == self.authorization.len() && given.bytes().zip(self.authorization.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+        crate::api::secrets_equal(given, &self.authorization)
     }
 }
 

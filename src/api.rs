@@ -26,19 +26,27 @@ impl ApiContext {
     }
 
     pub fn from_token_file(client: kube::Client, namespace: String, path: &Path) -> anyhow::Result<Self> {
-        let token = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the API token: {e}", path.display()))?;
-        let token = token.trim().to_string();
-        anyhow::ensure!(token.len() >= 16, "{}: the API token must be at least 16 characters", path.display());
-        Ok(Self::new(client, namespace, token))
+        Ok(Self::new(client, namespace, read_secret_file(path, "the API token")?))
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        // Length-independent comparison: no early exit on the first differing byte.
-        given.len() == self.token.len() && given.bytes().zip(self.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        given.is_some_and(|given| secrets_equal(given, &self.token))
     }
+}
+
+/// A credential from a file (a mounted Secret), trimmed; at least 16 characters.
+pub fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read {what}: {e}", path.display()))?;
+    let secret = text.trim().to_string();
+    anyhow::ensure!(secret.len() >= 16, "{}: {what} must be at least 16 characters", path.display());
+    Ok(secret)
+}
+
+/// Compares without stopping at the first differing byte, so response time
+/// does not reveal how much of a guess was right.
+pub fn secrets_equal(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 pub fn routes(api: Arc<ApiContext>) -> Router {

@@ -337,13 +337,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
 
 async fn triage_command(source: SourceArgs, node: Option<String>, output: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(source.config.as_deref())?;
-    let hub = start_hub(config, &source, None).await?;
-    if hub.live.is_some() {
-        wait_ready(&hub, Duration::from_secs(60)).await?;
-        let live = hub.live.as_ref().expect("live hub");
-        hub.publish(Snapshot::build(live.snapshot(), &hub.config, &GarageProbe::default()));
-    }
-    let snapshot = hub.snapshot();
+    let snapshot = current_snapshot(config, &source).await?;
     let report = crate::triage::triage(&snapshot.state, &snapshot.findings, node.as_deref());
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

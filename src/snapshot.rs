@@ -41,6 +41,12 @@ pub struct Hub {
     pub intake: Arc<crate::alerts::IntakeCounters>,
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
 impl Hub {
     pub fn new(config: Config, first: Snapshot, live: Option<Arc<LiveCache>>) -> Self {
         Hub {

@@ -48,21 +48,16 @@ impl RunLimits {
             max_deletions: config.max_deletions,
             concurrency: config.concurrency,
             kill_switch: Arc::new(AtomicBool::new(config.kill_switch)),
-            ..Self::default()
+            poll_interval: Duration::from_secs(2),
+            handing_over: Arc::new(AtomicBool::new(false)),
         }
     }
 }
 
+/// The limits of the default configuration.
 impl Default for RunLimits {
     fn default() -> Self {
-        Self {
-            max_pvc_deletions: 5,
-            max_deletions: 20,
-            poll_interval: Duration::from_secs(2),
-            concurrency: 4,
-            kill_switch: Arc::new(AtomicBool::new(false)),
-            handing_over: Arc::new(AtomicBool::new(false)),
-        }
+        Self::from_config(&crate::config::RemediationConfig::default())
     }
 }
 
@@ -120,13 +115,7 @@ impl RunReport {
 }
 
 fn rejected(plan: &Plan, reason: String) -> RunReport {
-    RunReport {
-        plan_hash: plan.hash(),
-        outcome: Outcome::Rejected,
-        reason: Some(reason),
-        steps: plan.steps.iter().map(|s| not_run(s)).collect(),
-        flux_left_suspended: vec![],
-    }
+    RunReport { outcome: Outcome::Rejected, reason: Some(reason), ..fresh_report(plan) }
 }
 
 pub fn not_run(step: &Step) -> StepReport {

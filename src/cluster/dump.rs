@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -194,7 +195,6 @@ fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>, DumpError> {
     Ok(docs)
 }
 
-use serde::Deserialize;
 
 /// A `*List` document yields its items; anything else is one object.
 fn list_items(doc: Value) -> Vec<Value> {

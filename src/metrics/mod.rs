@@ -30,12 +30,6 @@ struct Collector {
     hub: Arc<Hub>,
 }
 
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Hub")
-    }
-}
-
 /// Encodes every lifeboat metric; records how long it took for the next scrape.
 pub fn render(hub: &Arc<Hub>) -> Result<String, fmt::Error> {
     let started = Instant::now();
