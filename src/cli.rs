@@ -161,11 +161,11 @@ impl JournalArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// cnpg-instance-lost | stale-cleanup
+    /// cnpg-instance-lost | stale-cleanup | s3-restore | kanidm-credential-reset | garage-meta-restore
     pub playbook: String,
     #[arg(long)]
     pub namespace: Option<String>,
-    /// The object the playbook is about (e.g. the CNPG Cluster).
+    /// The object the playbook is about (e.g. the CNPG Cluster; for s3-restore the PVC or its workload; for garage-meta-restore an optional snapshot timestamp).
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]

@@ -308,6 +308,15 @@ enum StepError {
     Failed(String),
 }
 
+impl From<super::jobs::JobError> for StepError {
+    fn from(e: super::jobs::JobError) -> Self {
+        match e {
+            super::jobs::JobError::Refused(m) => StepError::Refused(m),
+            super::jobs::JobError::Failed(m) => StepError::Failed(m),
+        }
+    }
+}
+
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -316,7 +325,7 @@ impl std::fmt::Display for StepError {
     }
 }
 
-async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
+pub(super) async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
     let (group, version) = object.api_version.rsplit_once('/').unwrap_or(("", object.api_version.as_str()));
     let gvk = GroupVersionKind::gvk(group, version, &object.kind);
     let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| format!("discovering {}: {e}", object.kind))?;
@@ -468,6 +477,14 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(format!("patched {object}"))
         }
+        Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
+            super::jobs::run_job(client, job, manifest, *timeout_seconds, success_marker, output, limits).await.map_err(StepError::from)
+        }
+        Action::RolloutRestart { object } => super::jobs::rollout_restart(client, object).await.map_err(StepError::from),
+        Action::VerifyGarage { admin_url, token_file, min_buckets } => {
+            let timeout = Duration::from_secs(super::jobs::VERIFY_TIMEOUT_SECONDS);
+            super::jobs::verify_garage(admin_url, token_file.as_deref(), *min_buckets, timeout, limits).await.map_err(StepError::from)
+        }
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
@@ -496,9 +513,13 @@ async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<
 async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
+    // Like the pvc-protection controller, only scheduled pods count: an
+    // unscheduled one (e.g. a backup Job pod Pending on pod affinity to the
+    // lost app) cannot start against a claim being deleted.
     Ok(list.items.iter().any(|p| {
         p.spec.as_ref().is_some_and(|s| {
-            s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+            s.node_name.as_deref().is_some_and(|n| !n.is_empty())
+                && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
         })
     }))
 }
@@ -537,6 +558,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     let pod_ref = ObjectRef::pod(object.namespace.as_deref().unwrap_or_default(), pod);
                     delete(client, &pod_ref, &DeleteParams::default()).await?;
                     kicked = true;
+                }
+            }
+            WaitCondition::NoReplicas => {
+                if status["replicas"].as_i64().unwrap_or(0) == 0 {
+                    return Ok(format!("{object} has no replicas left"));
                 }
             }
             WaitCondition::CnpgHealthy => {

@@ -2,6 +2,7 @@
 //! function of one `ClusterState` and a trigger — so the same plan comes out
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
+pub mod job;
 pub mod playbooks;
 
 use std::fmt::Write as _;
@@ -89,6 +90,17 @@ pub enum Action {
     MergePatch { object: ObjectRef, patch: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
+    /// Create the Job (an existing Complete one of that name counts; a
+    /// Failed one is refused), wait for Complete or Failed, read its output
+    /// (pods/log, else the container's termination message), require
+    /// `success_marker` in it, then take `output` from it (see `act::jobs`).
+    RunJob { job: ObjectRef, manifest: serde_json::Value, timeout_seconds: u64, success_marker: String, output: job::JobOutput },
+    /// `kubectl rollout restart`: the restartedAt annotation is stamped at
+    /// execution, so the plan (and its hash) holds no time.
+    RolloutRestart { object: ObjectRef },
+    /// Ask the Garage admin API whether the cluster is healthy and lists at
+    /// least `min_buckets` buckets (the token is read from `token_file`).
+    VerifyGarage { admin_url: String, token_file: Option<String>, min_buckets: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +112,8 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
+    /// A scaled-down workload reports no replicas left (`status.replicas` 0).
+    NoReplicas,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -181,6 +195,14 @@ impl Step {
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()
             ),
+            Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
+                job::run_job_command(job, manifest, *timeout_seconds, success_marker, output)
+            }
+            Action::RolloutRestart { object } => job::rollout_restart_command(object),
+            Action::VerifyGarage { admin_url, min_buckets, .. } => format!(
+                "curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/GetClusterHealth && curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/ListBuckets  # healthy, at least {min_buckets} bucket(s)",
+                url = admin_url.trim_end_matches('/')
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
                 WaitCondition::CnpgPrimaryIs { pod } => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
@@ -192,6 +214,12 @@ impl Step {
                     "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
                     object.ns_flag(),
                     object.name
+                ),
+                WaitCondition::NoReplicas => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
                 ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",

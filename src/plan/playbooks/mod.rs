@@ -1,6 +1,9 @@
 //! Playbooks: (ClusterState, findings, trigger) → Plan. Pure and fast.
 
 pub mod cnpg;
+pub mod garage_meta;
+pub mod kanidm;
+pub mod s3_restore;
 pub mod stale;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +31,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", s3_restore::PLAYBOOK, kanidm::PLAYBOOK, garage_meta::PLAYBOOK];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -38,6 +41,13 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             cnpg::instance_lost(state, findings, ns, name)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
+        s3_restore::PLAYBOOK => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--name (the PVC or its workload)" })?;
+            s3_restore::restore(state, findings, ns, name)?
+        }
+        kanidm::PLAYBOOK => kanidm::credential_reset(state, findings)?,
+        garage_meta::PLAYBOOK => garage_meta::meta_restore(state, findings, trigger.name.as_deref())?,
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
     };
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());
