@@ -39,8 +39,6 @@ fn failed(e: impl std::fmt::Display) -> JobError {
     JobError::Failed(e.to_string())
 }
 
-/// How long the Garage admin API may take to report healthy after a restore.
-pub const VERIFY_TIMEOUT_SECONDS: u64 = 300;
 /// Lines of output quoted in an error.
 const EXCERPT_LINES: usize = 8;
 const EXCERPT_CHARS: usize = 800;

@@ -481,8 +481,8 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             super::jobs::run_job(client, job, manifest, *timeout_seconds, success_marker, output, limits).await.map_err(StepError::from)
         }
         Action::RolloutRestart { object } => super::jobs::rollout_restart(client, object).await.map_err(StepError::from),
-        Action::VerifyGarage { admin_url, token_file, min_buckets } => {
-            let timeout = Duration::from_secs(super::jobs::VERIFY_TIMEOUT_SECONDS);
+        Action::VerifyGarage { admin_url, token_file, min_buckets, timeout_seconds } => {
+            let timeout = Duration::from_secs(*timeout_seconds);
             super::jobs::verify_garage(admin_url, token_file.as_deref(), *min_buckets, timeout, limits).await.map_err(StepError::from)
         }
         Action::Apply { object, manifest } => {

@@ -99,8 +99,9 @@ pub enum Action {
     /// execution, so the plan (and its hash) holds no time.
     RolloutRestart { object: ObjectRef },
     /// Ask the Garage admin API whether the cluster is healthy and lists at
-    /// least `min_buckets` buckets (the token is read from `token_file`).
-    VerifyGarage { admin_url: String, token_file: Option<String>, min_buckets: usize },
+    /// least `min_buckets` buckets (the token is read from `token_file`),
+    /// retried until `timeout_seconds`.
+    VerifyGarage { admin_url: String, token_file: Option<String>, min_buckets: usize, timeout_seconds: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

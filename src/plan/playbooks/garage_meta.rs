@@ -9,7 +9,7 @@
 use chrono::DateTime;
 use serde_json::json;
 
-use super::s3_restore::{flux_api_version, incident_suffix, workload_flux};
+use super::s3_restore::{claim_identity, flux_api_version, incident_suffix, workload_flux};
 use super::PlanError;
 use crate::cluster::{name, namespace, ClusterState};
 use crate::config::{kind_and_name, GarageBackupSource};
@@ -20,6 +20,8 @@ use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, W
 pub const PLAYBOOK: &str = "garage-meta-restore";
 pub const SUCCESS_MARKER: &str = "Garage metadata restored from snapshot";
 const SCALE_DOWN_TIMEOUT: u64 = 300;
+/// How long Garage may take to report healthy after it is scaled back up.
+const VERIFY_TIMEOUT: u64 = 300;
 
 /// `snapshot`: a requested `snapshots/<RFC3339>` name; the newest otherwise.
 pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<&str>) -> Result<Plan, PlanError> {
@@ -106,7 +108,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         plan.steps.push(step("create-pvc", format!("Re-create {pvc_ref} empty"), Action::Apply { object: pvc_ref.clone(), manifest }, &["delete-pvc".to_string()], vec![]));
         last = vec!["create-pvc".into()];
     }
-    let uid = pvc.and_then(|p| p.metadata.uid.clone()).unwrap_or_default();
+    let uid = pvc.map(|p| claim_identity(p)).unwrap_or_default();
     let pinned = snapshot.map(str::to_string).or(findings.garage.newest_snapshot.map(|t| t.to_rfc3339())).unwrap_or_default();
     let job = format!("garage-meta-restore-{}", incident_suffix(&format!("{uid}/{pinned}")));
     plan.steps.push(step(
@@ -132,7 +134,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         Some(url) => plan.steps.push(step(
             "verify",
             "Verify through the Garage admin API: cluster healthy, buckets listed".into(),
-            Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets: 1 },
+            Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets: 1, timeout_seconds: VERIFY_TIMEOUT },
             &[after],
             vec![],
         )),

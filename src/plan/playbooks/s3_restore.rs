@@ -94,9 +94,11 @@ pub fn render_template(template: &Value, vars: &[(&str, &str)]) -> Value {
     job
 }
 
-/// A stable, short suffix naming one incident: the lost object's uid.
-pub fn incident_suffix(uid: &str) -> String {
-    Sha256::digest(uid.as_bytes()).iter().take(3).map(|b| format!("{b:02x}")).collect()
+/// A stable, short suffix naming one incident, from the identity of the
+/// claim being replaced (name and creation time: a re-created claim, or the
+/// next incident, gets a new Job rather than finding an old completed one).
+pub fn incident_suffix(identity: &str) -> String {
+    Sha256::digest(identity.as_bytes()).iter().take(3).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Kubernetes names in labels are at most 63 characters.
@@ -229,7 +231,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         preconditions: vec![],
         recovery_source: None,
     });
-    let suffix = incident_suffix(pvc.metadata.uid.as_deref().unwrap_or(&pvc_name));
+    let suffix = incident_suffix(&claim_identity(pvc));
     let job = job_name(&app, "restore", &suffix);
     let manifest = render_template(template, &[("namespace", ns), ("pvc", &pvc_name), ("jobName", &job), ("app", &app)]);
     plan.steps.push(Step {
@@ -270,6 +272,12 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         });
     }
     Ok(plan)
+}
+
+/// `<namespace>/<name>@<creationTimestamp>` (the lean state keeps no uids).
+pub fn claim_identity(pvc: &crate::cluster::resources::PersistentVolumeClaim) -> String {
+    let created = crate::cluster::created_at(&pvc.metadata).map(|t| t.to_rfc3339()).unwrap_or_default();
+    format!("{}/{}@{created}", namespace(&pvc.metadata), name(&pvc.metadata))
 }
 
 pub fn flux_api_version(kind: &str) -> &'static str {

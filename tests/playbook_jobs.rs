@@ -1,0 +1,304 @@
+//! The Job-based playbooks end to end on the real apiserver: s3-restore (the
+//! Kanidm pattern, with the shipped template), kanidm-credential-reset and
+//! garage-meta-restore. The test plays the Job controller and the kubelet:
+//! on seeing a Job it creates the Job's pod from its template, then writes
+//! the pod's terminated container state (with the container's termination
+//! message, as a kubelet does) and the Job's terminal conditions. There is
+//! no kubelet, so the apiserver cannot serve pods/log: the runner falls back
+//! to the termination message, which is what these tests exercise.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::api::ListParams;
+use kube::Client;
+use lifeboat::act::runner::{execute, resume, Outcome, RunLimits, RunReport, StepStatus};
+use lifeboat::config::{Config, Dur};
+use lifeboat::plan::playbooks::{plan, Trigger};
+use lifeboat::plan::Plan;
+use lifeboat::snapshot::Snapshot;
+use serde_json::{json, Value};
+use support::controlplane::control_plane;
+use support::fixtures::*;
+use support::k8s::*;
+
+fn fast() -> RunLimits {
+    RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() }
+}
+
+/// The report as a journal would hold it if the run had died before `id`.
+fn from_step(report: &RunReport, id: &str) -> RunReport {
+    let mut previous = report.clone();
+    let at = previous.steps.iter().position(|s| s.id == id).unwrap();
+    for st in &mut previous.steps[at..] {
+        st.status = StepStatus::NotRun;
+    }
+    previous
+}
+
+fn detail(report: &RunReport, id: &str) -> String {
+    let step = report.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}"));
+    match &step.status {
+        StepStatus::Succeeded { detail } => detail.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn live_plan(client: &Client, config: &Config, playbook: &str, trigger: Trigger) -> Plan {
+    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
+    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), config, &Default::default());
+    plan(playbook, &snapshot.state, &snapshot.findings, &trigger).expect("plans")
+}
+
+/// What the container of a Job prints, and whether it exits 0.
+type Behaviour = Arc<dyn Fn(&str) -> (bool, String) + Send + Sync>;
+
+/// Plays the Job controller and the kubelet on `node`.
+async fn play_jobs(client: Client, ns: String, node: String, behaviour: Behaviour) {
+    let jobs = api_for(&client, "batch/v1", "Job", Some(&ns)).await;
+    let pods = api_for(&client, "v1", "Pod", Some(&ns)).await;
+    loop {
+        for job in jobs.list(&ListParams::default()).await.unwrap().items {
+            let job = serde_json::to_value(job).unwrap();
+            let name = job["metadata"]["name"].as_str().unwrap().to_string();
+            let terminal = job["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete" || c["type"] == "Failed"));
+            if terminal || job["metadata"]["deletionTimestamp"].is_string() {
+                continue;
+            }
+            let (ok, output) = behaviour(&name);
+            let template = &job["spec"]["template"];
+            let container = template["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
+            let mut spec = template["spec"].clone();
+            spec["nodeName"] = json!(node);
+            let pod_name = format!("{name}-x7k2p");
+            create(&client, json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"]}, "spec": spec}), None).await;
+            let now = rfc3339(Utc::now());
+            let terminated = json!({"exitCode": if ok {0} else {1}, "reason": if ok {"Completed"} else {"Error"}, "message": output, "startedAt": now, "finishedAt": now});
+            set_status(&client, "v1", "Pod", Some(&ns), &pod_name, json!({"phase": if ok {"Succeeded"} else {"Failed"},
+                "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": terminated}}]})).await;
+            let (criteria, end) = if ok { ("SuccessCriteriaMet", "Complete") } else { ("FailureTarget", "Failed") };
+            let cond = |t: &str| json!({"type": t, "status": "True", "reason": if ok {"CompletionsReached"} else {"BackoffLimitExceeded"}, "message": "", "lastProbeTime": now, "lastTransitionTime": now});
+            let mut status = json!({"startTime": now, "conditions": [cond(criteria), cond(end)], "ready": 0, "terminating": 0,
+                                    "uncountedTerminatedPods": {}});
+            if ok {
+                status["succeeded"] = json!(1);
+                status["completionTime"] = json!(now);
+            } else {
+                status["failed"] = json!(1);
+            }
+            set_status(&client, "batch/v1", "Job", Some(&ns), &name, status).await;
+            let _ = pods;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Plays the Deployment/StatefulSet controllers: status.replicas follows spec.
+async fn play_workloads(client: Client, ns: String) {
+    loop {
+        for kind in ["Deployment", "StatefulSet"] {
+            let api = api_for(&client, "apps/v1", kind, Some(&ns)).await;
+            for w in api.list(&ListParams::default()).await.unwrap().items {
+                let w = serde_json::to_value(w).unwrap();
+                let (spec, status) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["replicas"].as_i64().unwrap_or(0));
+                if spec != status {
+                    set_status(&client, "apps/v1", kind, Some(&ns), w["metadata"]["name"].as_str().unwrap(), json!({"replicas": spec})).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn workload_object(kind: &str, ns: &str, name: &str, labels: Value) -> Value {
+    let mut w = json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}},
+        "status": {"replicas": 1}});
+    if kind == "StatefulSet" {
+        w["spec"]["serviceName"] = json!(name);
+    }
+    w
+}
+
+struct Scene {
+    client: Client,
+    ns: String,
+    healthy: String,
+    doomed: String,
+}
+
+const PVC: &str = "kanidm-data-kanidm-default-0";
+
+/// Kanidm as in the example dump: StatefulSet kanidm-default (kaniop, no
+/// Flux labels), its data PVC pinned to a node NotReady for 10 minutes,
+/// the backup CronJob (with Flux labels) that last succeeded 90 minutes ago
+/// (or never), the Kustomization.
+async fn kanidm_scene(prefix: &str, backup_succeeded: bool) -> Scene {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, prefix).await;
+    let (healthy, doomed) = (format!("{ns}-a"), format!("{ns}-b"));
+    node_ready(&client, &healthy).await;
+    node_ready(&client, &doomed).await;
+    let pv = format!("{ns}-kanidm");
+    create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &doomed, &ns, PVC), None).await;
+    create(&client, pvc(&ns, PVC, &pv, json!({"app.kubernetes.io/name": "kanidm"})), None).await;
+    create(&client, workload_object("StatefulSet", &ns, "kanidm-default", json!({"app.kubernetes.io/managed-by": "kaniop"})), None).await;
+    create(&client, pod(&ns, "kanidm-default-0", &doomed, &[PVC], json!({"app": "kanidm-default"}), Some(("StatefulSet", "kanidm-default"))), None).await;
+    let mut cj = cron_job(&ns, "kanidm-backup-sync", "30 */1 * * *", backup_succeeded.then(|| rfc3339(Utc::now() - chrono::Duration::minutes(90))).as_deref());
+    cj["metadata"]["labels"] = json!({"kustomize.toolkit.fluxcd.io/name": "kanidm", "kustomize.toolkit.fluxcd.io/namespace": ns});
+    cj["spec"]["jobTemplate"] = json!({"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "backup-sync", "image": "amazon/aws-cli:2"}]}}}});
+    create(&client, cj, None).await;
+    create(&client, kustomization(&ns, "kanidm", false, "True"), None).await;
+    mark_node_not_ready(&client, &doomed, Utc::now() - chrono::Duration::minutes(10)).await;
+    Scene { client, ns, healthy, doomed }
+}
+
+/// The shipped example (deploy/examples/s3-restore-kanidm.yaml), its
+/// template keyed to the test namespace.
+fn example_config(ns: &str) -> Config {
+    let mut config = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/s3-restore-kanidm.yaml"))).expect("the shipped example is a valid config");
+    let app = config.s3_restore.apps.remove(&format!("identity/{PVC}")).expect("the example configures Kanidm");
+    config.s3_restore.apps = BTreeMap::from([(format!("{ns}/{PVC}"), app)]);
+    config.kanidm.namespace = ns.to_string();
+    config.discovery_interval = Dur::secs(1);
+    config
+}
+
+fn restore_prints(ok: bool, output: &str) -> Behaviour {
+    let output = output.to_string();
+    Arc::new(move |_: &str| (ok, output.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_template() {
+    let s = kanidm_scene("s3r-e2e", true).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some("kanidm-default".into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
+    assert_eq!(ids, ["suspend-flux", "scale-down", "delete-pod-kanidm-default-0", "delete-pvc", "create-pvc", "restore", "scale-up", "resume-flux"], "{}", plan.render_text());
+    assert!(plan.findings.iter().any(|f| f.contains("kanidm-backup-sync last succeeded")), "{:?}", plan.findings);
+    let old = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
+    let old_uid = old["metadata"]["uid"].clone();
+    // The affected() list of the composed node-loss playbook names this PVC.
+    let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
+    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+    let snap = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let affected = lifeboat::plan::playbooks::s3_restore::affected(&snap.state, &snap.findings);
+    assert!(affected.iter().any(|t| t.namespace.as_deref() == Some(s.ns.as_str()) && t.name.as_deref() == Some(PVC) && t.node.as_deref() == Some(s.doomed.as_str())), "{affected:?}");
+
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(),
+        restore_prints(true, "Restoring ...\n✅ Restore Success!")));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    jobs.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    assert!(detail(&report, "restore").contains("Restore Success"), "{report:#?}");
+
+    let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
+    assert_ne!(claim["metadata"]["uid"], old_uid, "a new claim");
+    assert!(claim["spec"]["volumeName"].is_null(), "not bound to the old, pinned volume: {claim:#}");
+    assert_eq!(claim["spec"]["storageClassName"], "openebs-hostpath");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "10Gi");
+    let job_name = match &plan.steps[5].action { lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(), other => panic!("{other:?}") };
+    let job = get(&s.client, "batch/v1", "Job", Some(&s.ns), &job_name).await;
+    let volumes = job["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(volumes.contains(PVC), "the template's {{{{pvc}}}} was filled: {volumes}");
+    assert!(job["spec"]["template"]["spec"]["initContainers"][0]["args"][0].as_str().unwrap().contains("s3://kanidm/backups/"), "{{{{app}}}} filled");
+    assert_eq!(get(&s.client, "apps/v1", "StatefulSet", Some(&s.ns), "kanidm-default").await["spec"]["replicas"], 1);
+    assert_eq!(get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "kanidm").await["spec"]["suspend"], false);
+    assert!(api_for(&s.client, "v1", "Pod", Some(&s.ns)).await.get_opt("kanidm-default-0").await.unwrap().is_none());
+
+    // Idempotent: a run resumed at the restore step (as after a crash)
+    // finds the completed Job and restores nothing twice.
+    let again = resume(&s.client, &plan, &plan.hash(), &fast(), from_step(&report, "restore"), &|_| {}).await;
+    assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
+    assert!(detail(&again, "restore").contains("found completed"), "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_job_stops_the_run_with_its_output_and_flux_is_resumed() {
+    let s = kanidm_scene("s3r-fail", true).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(),
+        restore_prints(false, "downloading\nERROR: backup file is truncated")));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    jobs.abort();
+    assert_eq!(report.outcome, Outcome::Stopped);
+    let restore = report.steps.iter().find(|st| st.id == "restore").unwrap();
+    assert!(matches!(&restore.status, StepStatus::Failed { error } if error.contains("ERROR: backup file is truncated") && error.contains("BackoffLimitExceeded") && error.contains("kubectl delete job")), "{report:#?}");
+    assert!(report.steps.iter().filter(|st| st.id == "scale-up" || st.id == "resume-flux").all(|st| st.status == StepStatus::NotRun));
+    assert_eq!(get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "kanidm").await["spec"]["suspend"], false, "resumed although the run stopped");
+    assert!(report.remaining_commands().iter().any(|c| c.contains("--replicas=1")), "the report says how to finish by hand");
+
+    // The failed Job is evidence: a resumed run does not re-create it.
+    let again = resume(&s.client, &plan, &plan.hash(), &fast(), from_step(&report, "restore"), &|_| {}).await;
+    let restore = again.steps.iter().find(|st| st.id == "restore").unwrap();
+    assert!(matches!(&restore.status, StepStatus::Failed { error } if error.contains("already existed and Failed")), "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_successful_backup_nothing_is_deleted() {
+    let s = kanidm_scene("s3r-nobackup", false).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    assert!(plan.nothing_to_do(), "{}", plan.render_text());
+    assert!(plan.findings.iter().any(|f| f.contains("never succeeded") && f.contains("nothing will be deleted")), "{:?}", plan.findings);
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert_eq!(report.outcome, Outcome::NothingToDo);
+    assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt(PVC).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_coming_back_before_the_run_stops_it_before_anything_is_deleted() {
+    let s = kanidm_scene("s3r-nodeback", true).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    mark_node_ready(&s.client, &s.doomed).await;
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert_eq!(report.outcome, Outcome::Stopped);
+    assert!(matches!(&report.steps[0].status, StepStatus::Refused { reason } if reason.contains("still missing or not Ready")), "{report:#?}");
+    assert!(report.steps[1..].iter().all(|st| st.status == StepStatus::NotRun));
+    let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
+    assert!(claim["metadata"]["deletionTimestamp"].is_null(), "nothing deleted");
+    assert_eq!(get(&s.client, "apps/v1", "StatefulSet", Some(&s.ns), "kanidm-default").await["spec"]["replicas"], 1, "not even scaled down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_coming_back_mid_run_refuses_the_pvc_deletion() {
+    use lifeboat::act::runner::fresh_report;
+    let s = kanidm_scene("s3r-midrun", true).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    // The node returns right after the dead pod was force-deleted, before
+    // the PVC deletion starts (the progress callback runs between steps).
+    let returned = std::sync::atomic::AtomicBool::new(false);
+    let (client, doomed) = (s.client.clone(), s.doomed.clone());
+    let progress = |r: &RunReport| {
+        let pod_deleted = r.steps.iter().any(|st| st.id.starts_with("delete-pod-") && matches!(st.status, StepStatus::Succeeded { .. }));
+        if pod_deleted && !returned.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(mark_node_ready(&client, &doomed)));
+        }
+    };
+    let report = resume(&s.client, &plan, &plan.hash(), &fast(), fresh_report(&plan), &progress).await;
+    assert!(returned.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(report.outcome, Outcome::Stopped);
+    let delete = report.steps.iter().find(|st| st.id == "delete-pvc").unwrap();
+    assert!(matches!(&delete.status, StepStatus::Refused { reason } if reason.contains("still missing or not Ready")), "{report:#?}");
+    assert!(report.steps.iter().filter(|st| ["create-pvc", "restore", "scale-up"].contains(&st.id.as_str())).all(|st| st.status == StepStatus::NotRun));
+    let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
+    assert!(claim["metadata"]["deletionTimestamp"].is_null(), "the claim survives");
+    assert_eq!(get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "kanidm").await["spec"]["suspend"], false);
+}
