@@ -302,3 +302,276 @@ async fn the_node_coming_back_mid_run_refuses_the_pvc_deletion() {
     assert!(claim["metadata"]["deletionTimestamp"].is_null(), "the claim survives");
     assert_eq!(get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "kanidm").await["spec"]["suspend"], false);
 }
+
+mod credentials {
+    //! kanidm-credential-reset: the passwords go from the Jobs' output into
+    //! the Secret and nowhere else.
+
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+    use lifeboat::config::Mode;
+    use lifeboat::journal::{RunRecord, RunTrigger};
+
+    const ADMIN_PW: &str = "Zq7vR2-adm1n-K8sLp0xW";
+    const IDM_PW: &str = "Jm3tY9-1dm-Wd55sAqPe";
+    const LEAKY_PW: &str = "Pp4uN6-leaky-Hc21bVmQ";
+
+    /// Everything every test of this binary logs (lifeboat at TRACE, the
+    /// rest at DEBUG), collected to search it for secrets.
+    fn captured_logs() -> &'static Mutex<Vec<u8>> {
+        static LOGS: std::sync::OnceLock<&'static Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+            struct Sink(&'static Mutex<Vec<u8>>);
+            impl std::io::Write for Sink {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0.lock().unwrap().extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter("debug,lifeboat=trace")
+                .with_ansi(false)
+                .with_writer(move || Sink(logs))
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this test binary");
+            logs
+        })
+    }
+
+    fn leaks(haystack: &str, secrets: &[&str]) -> Vec<String> {
+        let encode = |s: &str| serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec())).unwrap().as_str().unwrap().to_string();
+        secrets.iter().flat_map(|s| [s.to_string(), encode(s)]).filter(|s| haystack.contains(s.as_str())).collect()
+    }
+
+    async fn scene(prefix: &str) -> (Scene, Config) {
+        let cp = control_plane();
+        let client = cp.admin_client();
+        let ns = cp.namespace(&client, prefix).await;
+        let healthy = format!("{ns}-a");
+        node_ready(&client, &healthy).await;
+        let pv = format!("{ns}-kanidm");
+        create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, PVC), None).await;
+        create(&client, pvc(&ns, PVC, &pv, json!({})), None).await;
+        create(&client, workload_object("StatefulSet", &ns, "kanidm-default", json!({})), None).await;
+        create(&client, workload_object("Deployment", &ns, "forgejo", json!({})), None).await;
+        create(&client, kustomization(&ns, "kanidm", false, "True"), None).await;
+        create(&client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": ns},
+            "stringData": {"ADMIN_PASSWORD": "old-admin", "IDM_ADMIN_PASSWORD": "old-idm"}}), None).await;
+        let mut config = example_config(&ns);
+        config.kanidm.oidc_clients = vec![format!("Deployment/{ns}/forgejo")];
+        (Scene { client, ns, doomed: String::new(), healthy }, config)
+    }
+
+    fn recover_prints(admin: &'static str, idm: &'static str, ok: bool) -> Behaviour {
+        Arc::new(move |job: &str| {
+            let pw = if job.ends_with("recover-idm-admin") { idm } else { admin };
+            (ok, format!("00000000-0000 INFO  recover-account\nnew_password: \"{pw}\"\n"))
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passwords_go_into_the_secret_and_nowhere_else() {
+        let logs = captured_logs();
+        let (s, config) = scene("kanidm-reset").await;
+        let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
+        let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
+        assert_eq!(ids, ["suspend-flux", "scale-down", "wait-scaled-down", "recover-admin", "recover-idm-admin", "scale-up", "resume-flux", &format!("restart-deployment-{}-forgejo", s.ns)]);
+        let again = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
+        assert_eq!(plan.hash(), again.hash(), "nothing time-dependent in the plan (restartedAt is stamped at execution)");
+
+        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(ADMIN_PW, IDM_PW, true)));
+        let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+        jobs.abort();
+        controllers.abort();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+        assert!(detail(&report, "recover-admin").contains("ADMIN_PASSWORD updated in Secret") && detail(&report, "recover-admin").contains("(value not shown)"), "{report:#?}");
+        assert!(detail(&report, "recover-idm-admin").contains("IDM_ADMIN_PASSWORD updated"), "{report:#?}");
+
+        let secret: Secret = kube::Api::namespaced(s.client.clone(), &s.ns).get("kanidm-admin-passwords").await.unwrap();
+        let data = secret.data.unwrap();
+        assert_eq!(data["ADMIN_PASSWORD"].0, ADMIN_PW.as_bytes());
+        assert_eq!(data["IDM_ADMIN_PASSWORD"].0, IDM_PW.as_bytes());
+        let jobs_api = api_for(&s.client, "batch/v1", "Job", Some(&s.ns)).await;
+        for job in ["kanidm-recover-admin", "kanidm-recover-idm-admin"] {
+            assert!(jobs_api.get_opt(job).await.unwrap().is_none(), "{job} (its log holds a password) is deleted");
+        }
+        let forgejo = get(&s.client, "apps/v1", "Deployment", Some(&s.ns), "forgejo").await;
+        assert!(forgejo["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{forgejo:#}");
+        assert_eq!(get(&s.client, "apps/v1", "StatefulSet", Some(&s.ns), "kanidm-default").await["spec"]["replicas"], 1);
+
+        let mut record = RunRecord::new(&plan, RunTrigger::default(), Mode::Approve, "test", Utc::now());
+        record.status.apply_report(&report);
+        let journal = serde_json::to_string(&record).unwrap();
+        assert!(journal.contains("ADMIN_PASSWORD updated"), "the journal has the step details");
+        let everything = format!("{}\n{journal}\n{}\n{}", serde_json::to_string(&report).unwrap(), plan.render_text(), String::from_utf8_lossy(&logs.lock().unwrap()));
+        assert!(String::from_utf8_lossy(&logs.lock().unwrap()).contains("recover-admin"), "the capture works: it saw the run");
+        assert_eq!(leaks(&everything, &[ADMIN_PW, IDM_PW]), Vec::<String>::new(), "a password leaked into the report, journal, plan or logs");
+
+        // A failing recover-account whose output holds a password: the error shows none of it.
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(LEAKY_PW, LEAKY_PW, false)));
+        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let failed = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+        jobs.abort();
+        controllers.abort();
+        assert_eq!(failed.outcome, Outcome::Stopped);
+        let step = failed.steps.iter().find(|st| st.id == "recover-admin").unwrap();
+        assert!(matches!(&step.status, StepStatus::Failed { error } if error.contains("output not shown")), "{failed:#?}");
+        let mut record = RunRecord::new(&plan, RunTrigger::default(), Mode::Approve, "test", Utc::now());
+        record.status.apply_report(&failed);
+        let everything = format!("{}\n{}\n{}", serde_json::to_string(&failed).unwrap(), serde_json::to_string(&record).unwrap(), String::from_utf8_lossy(&logs.lock().unwrap()));
+        assert_eq!(leaks(&everything, &[ADMIN_PW, IDM_PW, LEAKY_PW]), Vec::<String>::new());
+        let secret: Secret = kube::Api::namespaced(s.client.clone(), &s.ns).get("kanidm-admin-passwords").await.unwrap();
+        assert_eq!(secret.data.unwrap()["ADMIN_PASSWORD"].0, ADMIN_PW.as_bytes(), "a failed reset leaves the Secret alone");
+    }
+}
+
+mod garage {
+    //! garage-meta-restore against a tiny local HTTP server standing in for
+    //! the Garage admin API.
+
+    use super::*;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get as route_get;
+    use axum::Json;
+
+    const TOKEN: &str = "garage-admin-token-for-tests";
+    const SNAPSHOT: &str = "2026-11-25T02:00:00Z";
+
+    /// Serves /v2/GetClusterHealth and /v2/ListBuckets (bearer TOKEN) with `buckets`.
+    async fn admin_api(buckets: Vec<&'static str>) -> String {
+        let buckets: Arc<Vec<Value>> = Arc::new(buckets.iter().map(|b| json!({"id": format!("{b}-id"), "globalAliases": [b], "localAliases": []})).collect());
+        fn authorized(headers: &HeaderMap) -> bool {
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+        }
+        let app = axum::Router::new()
+            .route("/v2/GetClusterHealth", route_get(|headers: HeaderMap| async move {
+                if !authorized(&headers) { return Err(StatusCode::FORBIDDEN) }
+                Ok(Json(json!({"status": "healthy", "knownNodes": 1, "connectedNodes": 1, "storageNodes": 1, "storageNodesUp": 1, "partitions": 256, "partitionsQuorum": 256, "partitionsAllOk": 256})))
+            }))
+            .route("/v2/ListBuckets", route_get(|State(b): State<Arc<Vec<Value>>>, headers: HeaderMap| async move {
+                if !authorized(&headers) { return Err(StatusCode::FORBIDDEN) }
+                Ok(Json(Value::Array(b.as_ref().clone())))
+            }))
+            .with_state(buckets);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    async fn scene(prefix: &str, buckets: Vec<&'static str>) -> (Scene, Config, tempfile::TempDir) {
+        let cp = control_plane();
+        let client = cp.admin_client();
+        let ns = cp.namespace(&client, prefix).await;
+        let healthy = format!("{ns}-a");
+        node_ready(&client, &healthy).await;
+        let pv = format!("{ns}-garage-meta");
+        create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, "garage-meta"), None).await;
+        create(&client, pvc(&ns, "garage-meta", &pv, json!({})), None).await;
+        create(&client, workload_object("Deployment", &ns, "garage", json!({"helm.toolkit.fluxcd.io/name": "garage", "helm.toolkit.fluxcd.io/namespace": ns})), None).await;
+        create(&client, json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "garage", "namespace": ns},
+            "spec": {"interval": "2h", "chartRef": {"kind": "OCIRepository", "name": "garage-app"}}}), None).await;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let mut config = Config { discovery_interval: Dur::secs(1), ..Config::default() };
+        config.garage.namespace = ns.clone();
+        config.garage.admin_url = Some(admin_api(buckets).await);
+        config.garage.admin_token_file = Some(token);
+        config.garage.restore.backup = Some(lifeboat::config::GarageBackupSource::Pvc { claim_name: "garage-meta-backup".into() });
+        (Scene { client, ns, healthy, doomed: String::new() }, config, dir)
+    }
+
+    fn restore_output() -> Behaviour {
+        restore_prints(true, &format!("Restoring from snapshot: {SNAPSHOT}\nGarage metadata restored from snapshot {SNAPSHOT}\n"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restores_the_metadata_and_verifies_buckets_through_the_admin_api() {
+        let (s, config, _dir) = scene("garage-restore", vec!["volsync-data", "cnpg", "kanidm"]).await;
+        let plan = live_plan(&s.client, &config, "garage-meta-restore", Trigger::default()).await;
+        let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
+        assert_eq!(ids, ["suspend-flux", "scale-down", "wait-scaled-down", "restore", "scale-up", "resume-flux", "verify"], "{}", plan.render_text());
+        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_output()));
+        let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+        jobs.abort();
+        controllers.abort();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+        assert!(detail(&report, "restore").contains(&format!("snapshot: {SNAPSHOT}")), "{report:#?}");
+        assert!(detail(&report, "verify").contains("3 bucket(s)"), "{report:#?}");
+        assert_eq!(get(&s.client, "apps/v1", "Deployment", Some(&s.ns), "garage").await["spec"]["replicas"], 1);
+        assert_eq!(get(&s.client, "helm.toolkit.fluxcd.io/v2", "HelmRelease", Some(&s.ns), "garage").await["spec"]["suspend"], false);
+        let job_name = match &plan.steps[3].action { lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(), other => panic!("{other:?}") };
+        let job = get(&s.client, "batch/v1", "Job", Some(&s.ns), &job_name).await;
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "garage-meta-backup", "readOnly": true}));
+        assert_eq!(pod["volumes"][1]["persistentVolumeClaim"]["claimName"], "garage-meta");
+        assert!(pod["containers"][0]["args"][0].as_str().unwrap().contains("/backup/snapshots/$LATEST/data.mdb"), "the FACTS layout, not db.lmdb");
+
+        // A requested snapshot goes to the Job as data (an env var), and must be a timestamp.
+        let pinned = live_plan(&s.client, &config, "garage-meta-restore", Trigger { name: Some("2026-11-24T02:00:00Z".into()), ..Default::default() }).await;
+        let lifeboat::plan::Action::RunJob { manifest, .. } = &pinned.steps.iter().find(|st| st.id == "restore").unwrap().action else { panic!() };
+        assert_eq!(manifest["spec"]["template"]["spec"]["containers"][0]["env"][0], json!({"name": "REQUESTED", "value": "2026-11-24T02:00:00Z"}));
+        let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
+        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let snap = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+        assert!(plan_err(&snap, "x; rm -rf /").contains("RFC3339"));
+    }
+
+    fn plan_err(snap: &Snapshot, name: &str) -> String {
+        plan("garage-meta-restore", &snap.state, &snap.findings, &Trigger { name: Some(name.into()), ..Default::default() }).unwrap_err().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_buckets_after_the_restore_fails_the_verification() {
+        let (s, config, _dir) = scene("garage-empty", vec![]).await;
+        let mut plan = live_plan(&s.client, &config, "garage-meta-restore", Trigger::default()).await;
+        for st in &mut plan.steps {
+            if let lifeboat::plan::Action::VerifyGarage { timeout_seconds, .. } = &mut st.action {
+                *timeout_seconds = 1;
+            }
+        }
+        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_output()));
+        let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+        jobs.abort();
+        controllers.abort();
+        assert_eq!(report.outcome, Outcome::Stopped);
+        let verify = report.steps.iter().find(|st| st.id == "verify").unwrap();
+        assert!(matches!(&verify.status, StepStatus::Failed { error } if error.contains("0 bucket(s) listed")), "{report:#?}");
+        assert!(!format!("{report:?}").contains(TOKEN), "the admin token is never shown");
+    }
+
+    #[test]
+    fn a_meta_pvc_on_a_lost_node_is_not_deleted_without_a_known_snapshot() {
+        let objects = vec![
+            node("node-01", "Unknown", "2026-11-25T11:00:00Z"),
+            pv_pinned("pv-meta", "kubernetes.io/hostname", "node-01", "volsync-system", "garage-meta"),
+            pvc("volsync-system", "garage-meta", "pv-meta", json!({})),
+            workload("Deployment", "volsync-system", "garage", 1, None),
+        ];
+        let state = state("2026-11-25T12:00:00Z", objects);
+        let mut config = Config::default();
+        config.garage.restore.backup = Some(lifeboat::config::GarageBackupSource::Nfs { server: "nas".into(), path: "/meta-backup".into() });
+        let findings = lifeboat::inspect::inspect(&state, &config, &Default::default());
+        let refused = plan("garage-meta-restore", &state, &findings, &Trigger::default()).unwrap();
+        assert!(refused.nothing_to_do(), "{}", refused.render_text());
+        assert!(refused.findings.iter().any(|f| f.contains("refusing to delete") && f.contains("garage.backupDir")), "{:?}", refused.findings);
+
+        // With the snapshot known (garage.backupDir probed), it deletes and re-creates the claim first.
+        let probe = lifeboat::inspect::garage::GarageProbe { newest_snapshot: Some(at(SNAPSHOT)), ..Default::default() };
+        let findings = lifeboat::inspect::inspect(&state, &config, &probe);
+        let plan = plan("garage-meta-restore", &state, &findings, &Trigger::default()).unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
+        assert_eq!(ids, ["scale-down", "wait-scaled-down", "delete-pvc", "create-pvc", "restore", "scale-up"], "{}", plan.render_text());
+        assert!(plan.steps[2].recovery_source.as_ref().unwrap().evidence[0].contains(SNAPSHOT));
+        assert!(plan.validate().is_ok());
+    }
+}

@@ -50,7 +50,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
     };
     let which = snapshot.map_or("the newest snapshot".to_string(), |s| format!("snapshot {s}"));
     match (findings.garage.newest_snapshot, &findings.garage.snapshot_error) {
-        (Some(t), _) => plan.findings.push(format!("newest metadata snapshot in garage.backupDir: {}", t.to_rfc3339())),
+        (Some(t), _) => plan.findings.push(format!("newest metadata snapshot in garage.backupDir: {}", snapshot_name(t))),
         (None, Some(e)) => plan.findings.push(format!("garage.backupDir unreadable: {e}")),
         (None, None) => plan.findings.push("garage.backupDir not configured: the snapshot is only checked by the restore Job".into()),
     }
@@ -94,7 +94,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         let mut delete = step("delete-pvc", format!("Delete {pvc_ref} pinned to {}", l.node), Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: l.node.clone() }, &last, still_lost.iter().cloned().collect());
         delete.recovery_source = Some(RecoverySource {
             description: format!("Garage metadata backup ({}), restored from {which}", describe(backup)),
-            evidence: vec![format!("snapshots/{}/data.mdb present in garage.backupDir", newest.to_rfc3339())],
+            evidence: vec![format!("snapshots/{}/data.mdb present in garage.backupDir", snapshot_name(newest))],
         });
         plan.steps.push(delete);
         let mut manifest = json!({
@@ -109,7 +109,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         last = vec!["create-pvc".into()];
     }
     let uid = pvc.map(|p| claim_identity(p)).unwrap_or_default();
-    let pinned = snapshot.map(str::to_string).or(findings.garage.newest_snapshot.map(|t| t.to_rfc3339())).unwrap_or_default();
+    let pinned = snapshot.map(str::to_string).or(findings.garage.newest_snapshot.map(snapshot_name)).unwrap_or_default();
     let job = format!("garage-meta-restore-{}", incident_suffix(&format!("{uid}/{pinned}")));
     plan.steps.push(step(
         "restore",
@@ -145,6 +145,11 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
 
 fn step(id: &str, title: String, action: Action, needs: &[String], preconditions: Vec<Precondition>) -> Step {
     Step { id: id.into(), title, action, needs: needs.to_vec(), preconditions, recovery_source: None }
+}
+
+/// Garage names snapshot directories by RFC3339 time in seconds, `Z`-suffixed.
+fn snapshot_name(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn describe(backup: &GarageBackupSource) -> String {
