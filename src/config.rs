@@ -220,6 +220,8 @@ pub struct GarageRestoreConfig {
     pub meta_pvc: String,
     /// Where the metadata backup lives (`snapshots/<RFC3339>/data.mdb` plus
     /// the small config files); without it the playbook plans nothing.
+    /// Written `{nfs: {server, path}}` or `{pvc: {claimName}}`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub backup: Option<GarageBackupSource>,
     /// Image with a POSIX shell for the restore Job.
     pub image: String,
