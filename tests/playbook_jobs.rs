@@ -3,9 +3,10 @@
 //! garage-meta-restore. The test plays the Job controller and the kubelet:
 //! on seeing a Job it creates the Job's pod from its template, then writes
 //! the pod's terminated container state (with the container's termination
-//! message, as a kubelet does) and the Job's terminal conditions. There is
-//! no kubelet, so the apiserver cannot serve pods/log: the runner falls back
-//! to the termination message, which is what these tests exercise.
+//! message, as a kubelet does) and the Job's terminal conditions. Most tests
+//! have no kubelet, so the apiserver cannot serve pods/log and the runner
+//! falls back to the termination message; one test registers a stand-in
+//! kubelet (tests/support/kubelet.rs) and reads the output through pods/log.
 
 mod support;
 
@@ -221,6 +222,26 @@ async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_templ
     let again = resume(&s.client, &plan, &plan.hash(), &fast(), from_step(&report, "restore"), &|_| {}).await;
     assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
     assert!(detail(&again, "restore").contains("found completed"), "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_output_is_read_from_pods_log_through_the_apiserver() {
+    let s = kanidm_scene("s3r-podslog", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = support::kubelet::FakeKubelet::start(dir.path()).await;
+    kubelet.register(&s.client, &s.healthy).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    let lifeboat::plan::Action::RunJob { job, .. } = &plan.steps.iter().find(|st| st.id == "restore").unwrap().action else { panic!() };
+    // kanidmd writes no termination message (the image has no shell): the
+    // result is only in the container log, which the kubelet serves.
+    kubelet.set_log(&s.ns, &format!("{}-x7k2p", job.name), "restore", "[info] restoring entries\n✅ Restore Success!\n");
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_prints(true, "")));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    jobs.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    assert!(detail(&report, "restore").contains("Restore Success"), "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
