@@ -325,8 +325,8 @@ async fn the_node_coming_back_mid_run_refuses_the_pvc_deletion() {
 }
 
 mod credentials {
-    //! kanidm-credential-reset: the passwords go from the Jobs' output into
-    //! the Secret and nowhere else.
+    //! kanidm-credential-reset: the passwords go from the Jobs' logs (served
+    //! by the stand-in kubelet through pods/log) into the Secret and nowhere else.
 
     use super::*;
     use k8s_openapi::api::core::v1::Secret;
@@ -368,12 +368,13 @@ mod credentials {
         secrets.iter().flat_map(|s| [s.to_string(), encode(s)]).filter(|s| haystack.contains(s.as_str())).collect()
     }
 
-    async fn scene(prefix: &str) -> (Scene, Config) {
+    async fn scene(prefix: &str, kubelet: &support::kubelet::FakeKubelet) -> (Scene, Config) {
         let cp = control_plane();
         let client = cp.admin_client();
         let ns = cp.namespace(&client, prefix).await;
         let healthy = format!("{ns}-a");
         node_ready(&client, &healthy).await;
+        kubelet.register(&client, &healthy).await;
         let pv = format!("{ns}-kanidm");
         create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, PVC), None).await;
         create(&client, pvc(&ns, PVC, &pv, json!({})), None).await;
@@ -387,17 +388,25 @@ mod credentials {
         (Scene { client, ns, doomed: String::new(), healthy }, config)
     }
 
-    fn recover_prints(admin: &'static str, idm: &'static str, ok: bool) -> Behaviour {
+    /// The recover-account logs the kubelet serves; a failing container also
+    /// gets its log tail as termination message (FallbackToLogsOnError).
+    fn recover_prints(kubelet: &support::kubelet::FakeKubelet, ns: &str, admin: &str, idm: &str, ok: bool) -> Behaviour {
+        let log = |pw: &str| format!("00000000-0000 INFO  recover-account\nnew_password: \"{pw}\"\n");
+        kubelet.set_log(ns, "kanidm-recover-admin-x7k2p", "recover", &log(admin));
+        kubelet.set_log(ns, "kanidm-recover-idm-admin-x7k2p", "recover", &log(idm));
+        let (admin, idm) = (log(admin), log(idm));
         Arc::new(move |job: &str| {
-            let pw = if job.ends_with("recover-idm-admin") { idm } else { admin };
-            (ok, format!("00000000-0000 INFO  recover-account\nnew_password: \"{pw}\"\n"))
+            let text = if job.ends_with("recover-idm-admin") { &idm } else { &admin };
+            (ok, if ok { String::new() } else { text.clone() })
         })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passwords_go_into_the_secret_and_nowhere_else() {
         let logs = captured_logs();
-        let (s, config) = scene("kanidm-reset").await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = support::kubelet::FakeKubelet::start(dir.path()).await;
+        let (s, config) = scene("kanidm-reset", &kubelet).await;
         let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
         let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
         assert_eq!(ids, ["suspend-flux", "scale-down", "wait-scaled-down", "recover-admin", "recover-idm-admin", "scale-up", "resume-flux", &format!("restart-deployment-{}-forgejo", s.ns)]);
@@ -405,7 +414,7 @@ mod credentials {
         assert_eq!(plan.hash(), again.hash(), "nothing time-dependent in the plan (restartedAt is stamped at execution)");
 
         let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
-        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(ADMIN_PW, IDM_PW, true)));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(&kubelet, &s.ns, ADMIN_PW, IDM_PW, true)));
         let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
         jobs.abort();
         controllers.abort();
@@ -434,7 +443,7 @@ mod credentials {
         assert_eq!(leaks(&everything, &[ADMIN_PW, IDM_PW]), Vec::<String>::new(), "a password leaked into the report, journal, plan or logs");
 
         // A failing recover-account whose output holds a password: the error shows none of it.
-        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(LEAKY_PW, LEAKY_PW, false)));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(&kubelet, &s.ns, LEAKY_PW, LEAKY_PW, false)));
         let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
         let failed = execute(&s.client, &plan, &plan.hash(), &fast()).await;
         jobs.abort();
