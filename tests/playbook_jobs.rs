@@ -458,6 +458,52 @@ mod credentials {
         let secret: Secret = kube::Api::namespaced(s.client.clone(), &s.ns).get("kanidm-admin-passwords").await.unwrap();
         assert_eq!(secret.data.unwrap()["ADMIN_PASSWORD"].0, ADMIN_PW.as_bytes(), "a failed reset leaves the Secret alone");
     }
+
+    /// `name` from a shipped manifest file, renamed for this test.
+    fn shipped_cluster_role(file: &str, name: &str, rename: &str) -> Value {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let mut role = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{file} has ClusterRole {name}"));
+        role["metadata"] = json!({"name": rename});
+        role
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_shipped_remediation_rbac_is_enough_and_cannot_read_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = support::kubelet::FakeKubelet::start(dir.path()).await;
+        let (s, config) = scene("kanidm-rbac", &kubelet).await;
+        for (file, role) in [("deploy/manifests/lifeboat.yaml", "lifeboat-read"), ("deploy/manifests/optional/remediation-rbac.yaml", "lifeboat-remediate")] {
+            let name = format!("{}-{role}", s.ns);
+            create(&s.client, shipped_cluster_role(file, role, &name), None).await;
+            create(&s.client, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": "lifeboat", "namespace": s.ns}]}), None).await;
+        }
+        let lifeboat_sa = control_plane().service_account_client(&s.ns, "lifeboat").await;
+        let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
+        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), recover_prints(&kubelet, &s.ns, ADMIN_PW, IDM_PW, true)));
+        // RBAC bindings take effect asynchronously: wait until the first write is allowed.
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(lifeboat_sa.clone(), &s.ns);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while kube::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(lifeboat_sa.clone(), &s.ns).get("kanidm-default").await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "the read role never took effect");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let report = execute(&lifeboat_sa, &plan, &plan.hash(), &fast()).await;
+        jobs.abort();
+        controllers.abort();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+        let secret: Secret = kube::Api::namespaced(s.client.clone(), &s.ns).get("kanidm-admin-passwords").await.unwrap();
+        assert_eq!(secret.data.unwrap()["IDM_ADMIN_PASSWORD"].0, IDM_PW.as_bytes());
+        match secrets.get("kanidm-admin-passwords").await {
+            Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+            other => panic!("lifeboat must not read Secrets: {other:?}"),
+        }
+    }
 }
 
 mod garage {
