@@ -392,8 +392,8 @@ mod credentials {
     /// gets its log tail as termination message (FallbackToLogsOnError).
     fn recover_prints(kubelet: &support::kubelet::FakeKubelet, ns: &str, admin: &str, idm: &str, ok: bool) -> Behaviour {
         let log = |pw: &str| format!("00000000-0000 INFO  recover-account\nnew_password: \"{pw}\"\n");
-        kubelet.set_log(ns, "kanidm-recover-admin-x7k2p", "recover", &log(admin));
-        kubelet.set_log(ns, "kanidm-recover-idm-admin-x7k2p", "recover", &log(idm));
+        kubelet.set_log(ns, "kanidm-lifeboat-recover-admin-x7k2p", "recover", &log(admin));
+        kubelet.set_log(ns, "kanidm-lifeboat-recover-idm-admin-x7k2p", "recover", &log(idm));
         let (admin, idm) = (log(admin), log(idm));
         Arc::new(move |job: &str| {
             let text = if job.ends_with("recover-idm-admin") { &idm } else { &admin };
@@ -427,7 +427,7 @@ mod credentials {
         assert_eq!(data["ADMIN_PASSWORD"].0, ADMIN_PW.as_bytes());
         assert_eq!(data["IDM_ADMIN_PASSWORD"].0, IDM_PW.as_bytes());
         let jobs_api = api_for(&s.client, "batch/v1", "Job", Some(&s.ns)).await;
-        for job in ["kanidm-recover-admin", "kanidm-recover-idm-admin"] {
+        for job in ["kanidm-lifeboat-recover-admin", "kanidm-lifeboat-recover-idm-admin"] {
             assert!(jobs_api.get_opt(job).await.unwrap().is_none(), "{job} (its log holds a password) is deleted");
         }
         let forgejo = get(&s.client, "apps/v1", "Deployment", Some(&s.ns), "forgejo").await;

@@ -65,7 +65,8 @@ pub fn credential_reset(state: &ClusterState, findings: &Findings) -> Result<Pla
     ));
     let mut previous = "wait-scaled-down";
     for (id, user, key) in [("recover-admin", "admin", "ADMIN_PASSWORD"), ("recover-idm-admin", "idm_admin", "IDM_ADMIN_PASSWORD")] {
-        let job = format!("{}-{id}", config.name);
+        // Not the runbook's Job names: a Job someone ran by hand is never taken for ours.
+        let job = format!("{}-lifeboat-{id}", config.name);
         plan.steps.push(step(
             id,
             format!("Reset {user}'s password offline (Job {job}) and store it in {secret} key {key}"),
