@@ -625,6 +625,19 @@ mod garage {
         assert!(!format!("{report:?}").contains(TOKEN), "the admin token is never shown");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_probe_counts_buckets_through_the_admin_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).unwrap();
+        let http = reqwest::Client::new();
+        let mut config = lifeboat::config::GarageConfig { admin_url: Some(admin_api(vec!["a", "b"]).await), admin_token_file: Some(token), ..Default::default() };
+        assert_eq!(lifeboat::probes::bucket_count(&http, &config).await, Some(2));
+        config.admin_token_file = Some(dir.path().join("wrong"));
+        std::fs::write(dir.path().join("wrong"), "nope").unwrap();
+        assert_eq!(lifeboat::probes::bucket_count(&http, &config).await, None, "403 counts nothing");
+    }
+
     #[test]
     fn a_meta_pvc_on_a_lost_node_is_not_deleted_without_a_known_snapshot() {
         let objects = vec![
@@ -644,10 +657,17 @@ mod garage {
         // With the snapshot known (garage.backupDir probed), it deletes and re-creates the claim first.
         let probe = lifeboat::inspect::garage::GarageProbe { newest_snapshot: Some(at(SNAPSHOT)), ..Default::default() };
         let findings = lifeboat::inspect::inspect(&state, &config, &probe);
-        let plan = plan("garage-meta-restore", &state, &findings, &Trigger::default()).unwrap();
-        let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-        assert_eq!(ids, ["scale-down", "wait-scaled-down", "delete-pvc", "create-pvc", "restore", "scale-up"], "{}", plan.render_text());
-        assert!(plan.steps[2].recovery_source.as_ref().unwrap().evidence[0].contains(SNAPSHOT));
-        assert!(plan.validate().is_ok());
+        let restore = plan("garage-meta-restore", &state, &findings, &Trigger::default()).unwrap();
+        let ids: Vec<&str> = restore.steps.iter().map(|st| st.id.as_str()).collect();
+        assert_eq!(ids, ["scale-down", "wait-scaled-down", "delete-pvc", "create-pvc", "restore", "scale-up"], "{}", restore.render_text());
+        assert!(restore.steps[2].recovery_source.as_ref().unwrap().evidence[0].contains(SNAPSHOT));
+        assert!(restore.validate().is_ok());
+
+        // The bucket count the probe last saw is what the verification expects back.
+        config.garage.admin_url = Some("http://garage.volsync-system.svc:3903".into());
+        let probe = lifeboat::inspect::garage::GarageProbe { newest_snapshot: Some(at(SNAPSHOT)), bucket_count: Some(5), ..Default::default() };
+        let findings = lifeboat::inspect::inspect(&state, &config, &probe);
+        let counted = plan("garage-meta-restore", &state, &findings, &Trigger::default()).unwrap();
+        assert!(matches!(counted.steps.last().unwrap().action, lifeboat::plan::Action::VerifyGarage { min_buckets: 5, .. }), "{}", counted.render_text());
     }
 }

@@ -130,11 +130,17 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         plan.steps.push(step("resume-flux", format!("Resume {f}"), Action::ResumeFlux { object: f }, &["scale-up".to_string()], vec![]));
         after = "resume-flux".into();
     }
+    let min_buckets = findings.garage.bucket_count.unwrap_or(1);
+    match (&garage.admin_url, findings.garage.bucket_count) {
+        (Some(_), Some(n)) => plan.findings.push(format!("the admin API last listed {n} bucket(s): the restore must bring them all back")),
+        (Some(_), None) => plan.findings.push("no bucket count on record (needs garage.adminTokenFile): at least one bucket must come back".into()),
+        (None, _) => {}
+    }
     match &garage.admin_url {
         Some(url) => plan.steps.push(step(
             "verify",
-            "Verify through the Garage admin API: cluster healthy, buckets listed".into(),
-            Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets: 1, timeout_seconds: VERIFY_TIMEOUT },
+            format!("Verify through the Garage admin API: cluster healthy, at least {min_buckets} bucket(s) listed"),
+            Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets, timeout_seconds: VERIFY_TIMEOUT },
             &[after],
             vec![],
         )),
