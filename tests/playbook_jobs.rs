@@ -244,6 +244,38 @@ async fn the_restore_output_is_read_from_pods_log_through_the_apiserver() {
     assert!(detail(&report, "restore").contains("Restore Success"), "{report:#?}");
 }
 
+/// Plays kaniop: re-creates the data PVC from its volumeClaimTemplate as
+/// soon as it is gone, even with the StatefulSet at 0 (the runbook's note).
+async fn play_kaniop(client: Client, ns: String) {
+    let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await;
+    loop {
+        if pvcs.get_opt(PVC).await.unwrap().is_none() {
+            create(&client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": PVC, "namespace": ns, "labels": {"app.kubernetes.io/name": "kanidm"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "openebs-hostpath", "resources": {"requests": {"storage": "10Gi"}}}}), None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_that_recreates_the_claim_at_once_does_not_stop_the_restore() {
+    let s = kanidm_scene("s3r-kaniop", true).await;
+    let config = example_config(&s.ns);
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
+    let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
+    let old_uid = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await["metadata"]["uid"].clone();
+    let kaniop = tokio::spawn(play_kaniop(s.client.clone(), s.ns.clone()));
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_prints(true, "✅ Restore Success!")));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    jobs.abort();
+    kaniop.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
+    assert_ne!(claim["metadata"]["uid"], old_uid);
+    assert!(claim["metadata"]["deletionTimestamp"].is_null(), "the re-created claim was left alone: {claim:#}");
+    assert_eq!(claim["metadata"]["finalizers"], json!(["kubernetes.io/pvc-protection"]), "its finalizer was not cleared");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_restore_job_stops_the_run_with_its_output_and_flux_is_resumed() {
     let s = kanidm_scene("s3r-fail", true).await;

@@ -441,23 +441,31 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
         Action::RestartPod { pod } => delete(client, pod, &DeleteParams::default()).await,
         Action::Delete { object } => delete(client, object, &DeleteParams::default()).await,
         Action::DeletePvc { pvc, pinned_node } => {
-            if check_pvc_deletable(client, pvc, pinned_node).await?.is_none() {
+            let Some(original) = check_pvc_deletable(client, pvc, pinned_node).await? else {
                 return Ok(format!("{pvc} already gone"));
-            }
+            };
+            let uid = original["metadata"]["uid"].clone();
             let mut detail = delete(client, pvc, &DeleteParams::default()).await?;
             // Stuck Terminating on pvc-protection with no live pod using it: clear finalizers.
             for _ in 0..10 {
                 let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(detail) };
+                if claim["metadata"]["uid"] != uid {
+                    // A controller (e.g. kaniop from its volumeClaimTemplate) re-created it.
+                    return Ok(format!("{detail}; already re-created (empty) by its controller"));
+                }
                 let only_protection = claim["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().all(|x| x == "kubernetes.io/pvc-protection"));
                 if only_protection && !claim_in_use(client, pvc).await.map_err(StepError::Failed)? {
                     let api = api(client, pvc).await.map_err(StepError::Failed)?;
-                    merge_patch(&api, &pvc.name, &json!({"metadata": {"finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+                    // The uid makes the patch a precondition: never touch a re-created claim.
+                    let patch = json!({"metadata": {"uid": uid, "finalizers": null}});
+                    merge_patch(&api, &pvc.name, &patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
                     detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)");
                 }
                 tokio::time::sleep(limits.poll_interval.min(Duration::from_millis(500))).await;
             }
             match get(client, pvc).await.map_err(StepError::Failed)? {
                 None => Ok(detail),
+                Some(claim) if claim["metadata"]["uid"] != uid => Ok(format!("{detail}; already re-created (empty) by its controller")),
                 Some(_) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
             }
         }
