@@ -539,6 +539,13 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     kicked = true;
                 }
             }
+            WaitCondition::ConditionIs { condition, status: wanted } => {
+                if let Some(c) = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())) {
+                    if c["status"] == wanted.as_str() {
+                        return Ok(format!("{object}: {condition}={wanted} ({})", c["reason"].as_str().unwrap_or("no reason")));
+                    }
+                }
+            }
             WaitCondition::CnpgHealthy => {
                 let instances = current["spec"]["instances"].as_i64().unwrap_or(0);
                 let ready = status["readyInstances"].as_i64().unwrap_or(0);

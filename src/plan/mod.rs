@@ -100,6 +100,8 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
+    /// `status.conditions[type == condition].status == status` on any object.
+    ConditionIs { condition: String, status: String },
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -192,6 +194,12 @@ impl Step {
                     "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
                     object.ns_flag(),
                     object.name
+                ),
+                WaitCondition::ConditionIs { condition, status } => format!(
+                    "kubectl wait {} {}{} --for=condition={condition}={status} --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
                 ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
