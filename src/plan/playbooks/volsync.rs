@@ -36,7 +36,8 @@ pub fn affected(state: &ClusterState, findings: &Findings) -> Vec<Trigger> {
         .iter()
         .filter_map(|v| {
             let (ns, claim) = (v.claim_namespace.as_deref()?, v.claim_name.as_deref()?);
-            destination_for(state, ns, claim).map(|_| Trigger { namespace: Some(ns.into()), name: Some(claim.into()), node: Some(v.node.clone()) })
+            let rd = destination_for(state, ns, claim)?;
+            (rd.mover().and_then(|m| m.destination_pvc.as_deref()) == Some(claim)).then(|| Trigger { namespace: Some(ns.into()), name: Some(claim.into()), node: Some(v.node.clone()) })
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
