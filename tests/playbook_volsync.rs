@@ -114,6 +114,21 @@ fn forgejo_is_restored_from_its_fresh_snapshot() {
 }
 
 #[test]
+fn a_pinned_restore_as_of_is_cleared_so_the_newest_snapshot_is_restored() {
+    let snap = rebuild(&example(), |s| {
+        let rd = s.replication_destinations.iter_mut().find(|r| r.metadata.name.as_deref() == Some("forgejo-dst")).unwrap();
+        Arc::make_mut(rd).spec.kopia.as_mut().unwrap().restore_as_of = Some("2026-04-01T00:00:00Z".into());
+    });
+    let p = plan_for(&snap, "utils", "forgejo");
+    let Action::MergePatch { patch, .. } = &step(&p, "trigger-restore").action else { panic!() };
+    assert_eq!(patch["spec"]["kopia"], json!({"restoreAsOf": null}));
+    assert!(p.findings.iter().any(|f| f.contains("restoreAsOf 2026-04-01T00:00:00Z")), "{:#?}", p.findings);
+    let plain = plan_for(&example(), "utils", "forgejo");
+    let Action::MergePatch { patch, .. } = &step(&plain, "trigger-restore").action else { panic!() };
+    assert!(patch["spec"].get("kopia").is_none(), "only cleared when set: {patch}");
+}
+
+#[test]
 fn sonarr_keeps_its_topolvm_class_and_force_deletes_its_stuck_mover() {
     let p = plan_for(&example(), "media", "sonarr");
     let Action::Apply { manifest, .. } = &step(&p, "recreate-pvc").action else { panic!() };
