@@ -111,6 +111,12 @@ pub enum WaitCondition {
     ConditionIs { condition: String, status: String },
     /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
     CnpgBackupCompleted,
+    /// VolSync: `status.lastManualSync == token` first, then
+    /// `latestMoverStatus.result` must be Successful (a bare result can be
+    /// left from an earlier sync); fails at once if the object is paused.
+    VolsyncManualSyncDone { token: String },
+    /// No pod (not even a terminating one) mounts the PVC, or it is gone.
+    ClaimUnused,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -135,6 +141,9 @@ pub enum Precondition {
     CnpgPrimary { cluster: ObjectRef, pod: String, is_primary: bool },
     /// The object does not exist (e.g. the source of an orphaned destination).
     Absent { object: ObjectRef },
+    /// The object exists and its `spec.paused` is not true (a paused kopia
+    /// ReplicationDestination "completes" a restore without running it).
+    NotPaused { object: ObjectRef },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -226,6 +235,20 @@ impl Step {
                     object.kubectl_resource(),
                     object.name,
                     object.ns_flag()
+                ),
+                WaitCondition::VolsyncManualSyncDone { token } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.lastManualSync}}'={token} --timeout={timeout_seconds}s && kubectl get {} {}{} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag(),
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::ClaimUnused => format!(
+                    "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
+                    object.ns_flag(),
+                    object.name
                 ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
@@ -337,5 +360,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: true } => format!("{cluster} still has {pod} as primary"),
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
+        Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
     }
 }

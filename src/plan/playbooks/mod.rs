@@ -3,6 +3,7 @@
 pub mod cnpg;
 pub mod stale;
 pub mod wal_reset;
+pub mod volsync;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", "wal-archive-reset"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset"];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -44,6 +45,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             wal_reset::archive_reset(state, findings, ns, name)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
+        "volsync-restore" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--name (the app PVC)" })?;
+            volsync::restore(state, findings, ns, name)?
+        }
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
     };
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());
