@@ -2,6 +2,7 @@
 //! function of one `ClusterState` and a trigger — so the same plan comes out
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
+pub mod compose;
 pub mod playbooks;
 
 use std::fmt::Write as _;
@@ -275,11 +276,15 @@ pub struct Plan {
     /// a plan is agreeing to these too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<String>,
+    /// Named groups of steps in order (composed plans); presentation only,
+    /// the dependencies are in the steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<compose::PlanPhase>,
 }
 
 impl Plan {
     pub fn new(playbook: &str, target: impl Into<String>) -> Self {
-        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![] }
+        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![], phases: vec![] }
     }
 
     /// Stable hash of the playbook, target and steps: an approval names it,
@@ -297,6 +302,11 @@ impl Plan {
             let _ = write!(s, "{b:02x}");
             s
         })
+    }
+
+    /// The phase a step belongs to, if the plan has phases.
+    pub fn phase_of(&self, step_id: &str) -> Option<&compose::PlanPhase> {
+        self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
     }
 
     pub fn nothing_to_do(&self) -> bool {
@@ -331,6 +341,9 @@ impl Plan {
             return out;
         }
         for (i, step) in self.steps.iter().enumerate() {
+            if let Some(phase) = self.phases.iter().find(|p| p.steps.first() == Some(&step.id)) {
+                let _ = writeln!(out, "\n== phase {}: {}", phase.name, phase.title);
+            }
             let _ = writeln!(out, "\n{}. [{}] {}", i + 1, step.id, step.title);
             if !step.needs.is_empty() {
                 let _ = writeln!(out, "   after:    {}", step.needs.join(", "));
