@@ -140,6 +140,7 @@ struct Fake {
     violations: u32,
     outage: Outage,
     nonces: HashMap<String, String>,
+    nonce_repeats: u32,
     next_id: u64,
     /// Interaction token → the clicked message, for follow-ups.
     deferred: HashMap<String, String>,
@@ -170,6 +171,7 @@ impl FakeDiscord {
             violations: 0,
             outage: Outage::None,
             nonces: HashMap::new(),
+            nonce_repeats: 0,
             next_id: 1_400_000_000_000_000_000,
             deferred: HashMap::new(),
         }));
@@ -222,6 +224,11 @@ impl FakeDiscord {
     /// Requests sent into an exhausted bucket or during a global limit.
     pub fn violations(&self) -> u32 {
         self.state.lock().unwrap().violations
+    }
+
+    /// Messages sent again with a nonce already used (dropped, as Discord does).
+    pub fn nonce_repeats(&self) -> u32 {
+        self.state.lock().unwrap().nonce_repeats
     }
 
     pub fn injected_429s(&self) -> u32 {
@@ -533,7 +540,8 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
 fn create(s: &mut Fake, body: Value, via: &str) -> Result<Value, Response> {
     check_message(&body, true, via == "webhook", &s.messages).map_err(|e| error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {e}")))?;
     if let (Some(nonce), true) = (body["nonce"].as_str(), body["enforce_nonce"] == true) {
-        if let Some(id) = s.nonces.get(nonce) {
+        if let Some(id) = s.nonces.get(nonce).cloned() {
+            s.nonce_repeats += 1;
             return Ok(json!({"id": id, "channel_id": CHANNEL_ID}));
         }
     }
