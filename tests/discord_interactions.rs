@@ -110,7 +110,8 @@ async fn ping_is_answered_and_every_bad_signature_is_401() {
     let altered = serde_json::to_vec(&json!({"id": "1", "application_id": "1", "type": 1, "token": "u", "version": 1})).unwrap();
     let old = (Utc::now().timestamp() - 3600).to_string();
     let replayed_late = FakeDiscord::sign(&s.fake.key, &old, &ping);
-    let cases: Vec<(&str, &[u8], Option<&str>, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, &'a [u8], Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("forged signature", &ping, Some(&forged), Some(&now)),
         ("altered body, same signature", &altered, Some(&good), Some(&now)),
         ("other timestamp, same signature", &ping, Some(&good), Some("1700000000")),
@@ -270,4 +271,31 @@ async fn a_slow_answer_is_deferred_and_followed_up() {
     for request in s.fake.requests() {
         assert!(!request.body.contains(BOT_TOKEN) && !request.path.contains(BOT_TOKEN), "the bot token leaked: {request:?}");
     }
+}
+
+#[test]
+fn discord_config_is_validated_with_the_key_and_the_reason() {
+    use lifeboat::config::Config;
+    let key = hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes());
+    let ok = format!("discord:\n  botTokenFile: /s/bot-token\n  channelId: \"{CHANNEL_ID}\"\n  publicKey: {key}\n  approvers: {{users: [\"{APPROVER}\"]}}\n");
+    Config::parse(&ok).unwrap();
+    Config::parse("discord: {webhookUrlFile: /s/webhook-url}").unwrap();
+    for (config, expected) in [
+        ("discord: {botTokenFile: /t}", "discord.channelId: bot mode needs"),
+        ("discord: {botTokenFile: /t, channelId: \"1\", publicKey: abcd, approvers: {users: [\"1\"]}}", "discord.publicKey: 2 bytes"),
+        (&format!("discord: {{botTokenFile: /t, channelId: \"1\", publicKey: {key}}}"), "discord.approvers: name at least one"),
+        ("discord: {botTokenFile: /t, webhookUrlFile: /w}", "choose bot mode"),
+        ("discord: {webhookUrlFile: /w, channelId: \"#general\"}", "discord.channelId: \"#general\" is not a Discord id"),
+        ("discord: {webhookUrlFile: /w, apiBase: \"ftp://x\"}", "discord.apiBase: scheme"),
+        ("discord: {webhookUrlFile: /w, approvers: {roles: [admins]}}", "discord.approvers.roles: \"admins\""),
+        ("discord: {webhookUrlFile: /w, editInterval: 0s}", "discord.editInterval"),
+        ("discord: {webhookUrl: https://discord.com/api/webhooks/1/x}", "unknown field `webhookUrl`"),
+    ] {
+        let e = Config::parse(config).expect_err(config);
+        assert!(e.contains(expected), "{config}: {e}");
+    }
+    // The webhook URL is checked when read, and the error never repeats it.
+    let e = DiscordClient::webhook("https://discord.com/api/channels/1/secret-token", "https://discord.com/api/v10").err().unwrap();
+    assert!(!e.contains("secret-token"), "{e}");
+    assert!(DiscordClient::webhook("https://discord.com/api/webhooks/123/secret-token", "https://discord.com/api/v10").is_ok());
 }

@@ -493,3 +493,28 @@ mod live {
         assert_eq!(fake.nonce_repeats(), 0);
     }
 }
+
+#[tokio::test]
+async fn a_huge_plan_still_fits_discords_limits() {
+    let fake = FakeDiscord::start(50, Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::file(dir.path()));
+    let mut plan = example_plan();
+    let template = plan.steps.clone();
+    for i in 0..12 {
+        for step in &template {
+            let mut step = step.clone();
+            step.id = format!("{}-{i}", step.id);
+            step.title = format!("{} {}", step.title, "with a very long title ".repeat(4));
+            step.needs.clear();
+            plan.steps.push(step);
+        }
+    }
+    plan.findings.extend((0..50).map(|i| format!("finding {i}: {}", "x".repeat(80))));
+    let run = journal.create(&RunRecord::new(&plan, alert_trigger(), Mode::Approve, "alertmanager", Utc::now())).await.unwrap();
+    let mut notifier = Notifier::new(journal.clone(), bot(&fake), Dur::hours(1), Dur::secs(15));
+    notifier.reconcile_once().await.unwrap();
+    let m = &fake.messages()[0];
+    assert!(m.text().contains(&format!("lifeboat runs show {}", run.id)), "the cut says where the rest is");
+    assert_eq!(m.button_labels().len(), 3);
+}

@@ -132,7 +132,7 @@ async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
     let user_id = user["id"].as_str().unwrap_or_default().to_string();
     let name = user["global_name"].as_str().or(user["username"].as_str()).unwrap_or("unknown").to_string();
     let roles: Vec<&str> = interaction["member"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    let may_decide = ix.approvers.users.iter().any(|u| *u == user_id) || ix.approvers.roles.iter().any(|r| roles.contains(&r.as_str()));
+    let may_decide = ix.approvers.users.contains(&user_id) || ix.approvers.roles.iter().any(|r| roles.contains(&r.as_str()));
     if verb != Verb::Commands && !may_decide {
         tracing::info!(user = %user_id, run = %run_id, "Discord click by a non-approver refused");
         return Answer::Ephemeral(format!(

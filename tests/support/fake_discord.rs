@@ -520,25 +520,25 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
         (Method::PATCH, ["webhooks", _, _, "messages", id]) if !is_followup => edit(&mut s, id, body, true),
         (Method::PATCH, ["webhooks", _, token, "messages", "@original"]) => match s.deferred.get(*token).cloned() {
             Some(id) => edit(&mut s, &id, body, false),
-            None => Err(error(StatusCode::NOT_FOUND, "Unknown Webhook")),
+            None => Err(Box::new(error(StatusCode::NOT_FOUND, "Unknown Webhook"))),
         },
         (Method::POST, ["webhooks", _, token]) => match s.deferred.contains_key(*token) {
             true => {
                 s.ephemeral.push(body["content"].as_str().unwrap_or_default().to_string());
                 Ok(body)
             }
-            false => Err(error(StatusCode::NOT_FOUND, "Unknown Webhook")),
+            false => Err(Box::new(error(StatusCode::NOT_FOUND, "Unknown Webhook"))),
         },
-        _ => Err(error(StatusCode::NOT_FOUND, "404: Not Found")),
+        _ => Err(Box::new(error(StatusCode::NOT_FOUND, "404: Not Found"))),
     };
     match answer {
         Ok(message) => (StatusCode::OK, limit_headers, axum::Json(message)).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
-fn create(s: &mut Fake, body: Value, via: &str) -> Result<Value, Response> {
-    check_message(&body, true, via == "webhook", &s.messages).map_err(|e| error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {e}")))?;
+fn create(s: &mut Fake, body: Value, via: &str) -> Result<Value, Box<Response>> {
+    check_message(&body, true, via == "webhook", &s.messages).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {e}"))))?;
     if let (Some(nonce), true) = (body["nonce"].as_str(), body["enforce_nonce"] == true) {
         if let Some(id) = s.nonces.get(nonce).cloned() {
             s.nonce_repeats += 1;
@@ -562,13 +562,13 @@ fn create(s: &mut Fake, body: Value, via: &str) -> Result<Value, Response> {
     Ok(json!({"id": id, "channel_id": CHANNEL_ID, "content": body["content"], "embeds": body.get("embeds").cloned().unwrap_or(json!([]))}))
 }
 
-fn edit(s: &mut Fake, id: &str, body: Value, webhook: bool) -> Result<Value, Response> {
-    check_message(&body, false, webhook, &s.messages).map_err(|e| error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {e}")))?;
+fn edit(s: &mut Fake, id: &str, body: Value, webhook: bool) -> Result<Value, Box<Response>> {
+    check_message(&body, false, webhook, &s.messages).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {e}"))))?;
     let Some(m) = s.messages.iter_mut().find(|m| m.id == id) else {
-        return Err(error(StatusCode::NOT_FOUND, "Unknown Message"));
+        return Err(Box::new(error(StatusCode::NOT_FOUND, "Unknown Message")));
     };
     if webhook != (m.via == "webhook") {
-        return Err(error(StatusCode::FORBIDDEN, "Cannot edit a message authored by another user"));
+        return Err(Box::new(error(StatusCode::FORBIDDEN, "Cannot edit a message authored by another user")));
     }
     apply_edit(m, &body);
     Ok(json!({"id": id, "channel_id": CHANNEL_ID}))
