@@ -174,6 +174,22 @@ pub struct Step {
 }
 
 impl Step {
+    /// The objects the step changes or reads, for the approver.
+    pub fn objects(&self) -> Vec<&ObjectRef> {
+        match &self.action {
+            Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
+            Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
+            Action::DeletePvc { pvc, .. } => vec![pvc],
+            Action::Delete { object }
+            | Action::Wait { object, .. }
+            | Action::SuspendFlux { object, .. }
+            | Action::ResumeFlux { object }
+            | Action::Scale { object, .. }
+            | Action::MergePatch { object, .. }
+            | Action::Apply { object, .. } => vec![object],
+        }
+    }
+
     pub fn destroys_data(&self) -> bool {
         matches!(self.action, Action::DeletePvc { .. })
     }
