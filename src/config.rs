@@ -95,6 +95,30 @@ pub struct RemediationConfig {
     pub webhook_credentials_file: Option<PathBuf>,
     /// Alert → playbook routes (default: lifeboat's alerts that have one).
     pub routes: Vec<crate::alerts::Route>,
+    /// The composed `node-loss` playbook.
+    pub node_loss: NodeLossConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NodeLossConfig {
+    /// The run first waits for a human to confirm the node is gone for good
+    /// (annotation `lifeboat.dev/confirmed-gone=true`, the out-of-service
+    /// taint, or the Node deleted): data on it is about to be given up.
+    pub confirm_node_gone: bool,
+    /// How long the run waits for that confirmation.
+    pub confirm_timeout: Dur,
+    /// Taint the node `node.kubernetes.io/out-of-service` once confirmed, so
+    /// the control plane detaches its volumes and deletes its pods.
+    pub out_of_service_taint: bool,
+    /// How long apps that only wait on a database are watched.
+    pub watch_timeout: Dur,
+}
+
+impl Default for NodeLossConfig {
+    fn default() -> Self {
+        Self { confirm_node_gone: true, confirm_timeout: Dur::hours(1), out_of_service_taint: false, watch_timeout: Dur::mins(30) }
+    }
 }
 
 impl Default for RemediationConfig {
@@ -112,6 +136,7 @@ impl Default for RemediationConfig {
             api_token_file: None,
             webhook_credentials_file: None,
             routes: crate::alerts::default_routes(),
+            node_loss: NodeLossConfig::default(),
         }
     }
 }

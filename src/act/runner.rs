@@ -511,6 +511,17 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
                 None => format!("{cluster}: {plugin} {parameter} was already {value}"),
             })
         }
+        Action::TaintNode { node, key, value, effect } => {
+            let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };
+            let api = api(client, &node_ref).await.map_err(StepError::Failed)?;
+            let result = patch_locked(&api, node, 5, |current| taint_patch(&serde_json::to_value(current).expect("serializes"), key, value, effect))
+                .await
+                .map_err(|e| StepError::Failed(e.to_string()))?;
+            Ok(match result {
+                Some(_) => format!("node {node} tainted {key}={value}:{effect}"),
+                None => format!("node {node} already had {key}:{effect}"),
+            })
+        }
         Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
@@ -545,6 +556,29 @@ async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> 
             s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
         })
     }))
+}
+
+/// How a human confirmed the node is gone for good, if they did.
+async fn node_confirmed_gone(client: &Client, node: &str) -> Result<Option<&'static str>, String> {
+    use crate::plan::playbooks::node_loss::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()));
+    let Some(n) = nodes.get_opt(node).await.map_err(|e| format!("reading Node {node}: {e}"))? else { return Ok(Some("the Node object was deleted")) };
+    if n.metadata.annotations.as_ref().and_then(|a| a.get(CONFIRMED_GONE_ANNOTATION)).is_some_and(|v| v == "true") {
+        return Ok(Some("annotated lifeboat.dev/confirmed-gone=true"));
+    }
+    let tainted = n.data["spec"]["taints"].as_array().is_some_and(|ts| ts.iter().any(|t| t["key"] == OUT_OF_SERVICE_TAINT));
+    Ok(tainted.then_some("tainted node.kubernetes.io/out-of-service"))
+}
+
+/// The merge patch adding a taint to `spec.taints` (rewritten whole, the
+/// others kept); None when a taint with that key and effect is there.
+fn taint_patch(node: &Value, key: &str, value: &str, effect: &str) -> Option<Value> {
+    let mut taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    if taints.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+        return None;
+    }
+    taints.push(json!({"key": key, "value": value, "effect": effect}));
+    Some(json!({"spec": {"taints": taints}}))
 }
 
 /// Deletes the pod and waits for its controller's replacement (same name,
@@ -591,6 +625,16 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             tokio::time::sleep(limits.poll_interval).await;
             continue;
         }
+        if *until == WaitCondition::NodeConfirmedGone {
+            if let Some(how) = node_confirmed_gone(client, &object.name).await.map_err(StepError::Failed)? {
+                return Ok(format!("node {} confirmed gone: {how}", object.name));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: nobody confirmed node {} is gone for good", object.name)));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         if *until == WaitCondition::ClaimUnused {
             let users = super::volsync::claim_users(client, object).await.map_err(StepError::Failed)?;
             if users.is_empty() {
@@ -605,7 +649,14 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused => unreachable!("handled above"),
+            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused | WaitCondition::NodeConfirmedGone => unreachable!("handled above"),
+            WaitCondition::WorkloadReady => {
+                let wanted = current["spec"]["replicas"].as_i64().unwrap_or(1);
+                let ready = status["readyReplicas"].as_i64().unwrap_or(0);
+                if ready >= wanted {
+                    return Ok(format!("{object}: {ready}/{wanted} replicas ready"));
+                }
+            }
             WaitCondition::VolsyncManualSyncDone { token } => match super::volsync::manual_sync_outcome(&current, token) {
                 Ok(Some(detail)) => return Ok(detail),
                 Ok(None) => {}

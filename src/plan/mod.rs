@@ -97,6 +97,8 @@ pub enum Action {
     /// Delete a pod (not forced) and wait until its controller has re-created
     /// it (new uid) and it is Ready: a restart that is known to have happened.
     RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
+    /// Add a taint to a Node (kept: the other taints are rewritten as they are).
+    TaintNode { node: String, key: String, value: String, effect: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,12 @@ pub enum WaitCondition {
     ConditionIs { condition: String, status: String },
     /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
     CnpgBackupCompleted,
+    /// Deployment/StatefulSet: `status.readyReplicas >= spec.replicas`.
+    WorkloadReady,
+    /// A human confirmed the Node is gone for good: annotation
+    /// `lifeboat.dev/confirmed-gone=true`, the out-of-service taint, or the
+    /// Node object deleted.
+    NodeConfirmedGone,
     /// VolSync: `status.lastManualSync == token` first, then
     /// `latestMoverStatus.result` must be Successful (a bare result can be
     /// left from an earlier sync); fails at once if the object is paused.
@@ -180,6 +188,7 @@ impl Step {
             Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
             Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
             Action::DeletePvc { pvc, .. } => vec![pvc],
+            Action::TaintNode { .. } => vec![],
             Action::Delete { object }
             | Action::Wait { object, .. }
             | Action::SuspendFlux { object, .. }
@@ -224,12 +233,23 @@ impl Step {
                 cluster.name,
                 cluster.ns_flag()
             ),
+            Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
             Action::RecreatePod { pod, timeout_seconds } => format!(
                 "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
                 name = pod.name,
                 ns = pod.ns_flag()
             ),
             Action::Wait { object, until, timeout_seconds } => match until {
+                WaitCondition::WorkloadReady => format!(
+                    "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
+                    object.kind.to_lowercase(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::NodeConfirmedGone => format!(
+                    "kubectl annotate node {} lifeboat.dev/confirmed-gone=true  # a human, once the node is known to be gone for good (waits {timeout_seconds}s)",
+                    object.name
+                ),
                 WaitCondition::CnpgBackupCompleted => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s",
                     object.kubectl_resource(),

@@ -1,6 +1,7 @@
 //! Playbooks: (ClusterState, findings, trigger) → Plan. Pure and fast.
 
 pub mod cnpg;
+pub mod node_loss;
 pub mod stale;
 pub mod wal_reset;
 pub mod volsync;
@@ -30,7 +31,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset", node_loss::PLAYBOOK];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -43,6 +44,10 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--name (the Cluster)" })?;
             wal_reset::archive_reset(state, findings, ns, name)?
+        }
+        node_loss::PLAYBOOK => {
+            let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: node_loss::PLAYBOOK, what: "--node" })?;
+            node_loss::node_loss(state, findings, node, &crate::config::NodeLossConfig::default())?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
         "volsync-restore" => {
