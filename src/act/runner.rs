@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::write::{merge_patch, patch_status_locked};
+use super::write::{merge_patch, patch_locked, patch_status_locked};
 use crate::cluster::resources::{find_condition, Node, PersistentVolume};
 use crate::cluster::ClusterState;
 use crate::plan::{describe_precondition, Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
@@ -211,6 +211,9 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
         }
         if *keep_suspended {
             tracing::warn!(%object, "left suspended by design: resume it once its source of truth is fixed");
+            if let Err(e) = flag_kept_suspended(client, plan, object).await {
+                errors.push(format!("{object} is left suspended but could not be annotated: {e}"));
+            }
             left.push(object.to_string());
             continue;
         }
@@ -227,9 +230,28 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
     }
 }
 
+/// Annotation on a Flux object a run left suspended on purpose: why, and
+/// what must happen before it is resumed (visible in `kubectl describe`).
+pub const KEPT_SUSPENDED_ANNOTATION: &str = "lifeboat.dev/kept-suspended";
+
+async fn flag_kept_suspended(client: &Client, plan: &Plan, object: &ObjectRef) -> Result<(), String> {
+    let mut why = format!("by lifeboat {} for {}", plan.playbook, plan.target);
+    if !plan.follow_ups.is_empty() {
+        why = format!("{why}; before resuming: {}", plan.follow_ups.join("; "));
+    }
+    let api = api(client, object).await?;
+    merge_patch(&api, &object.name, &json!({"metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: why}}})).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 async fn set_flux_suspend(client: &Client, object: &ObjectRef, suspend: bool) -> Result<String, StepError> {
     let api = api(client, object).await.map_err(StepError::Failed)?;
-    merge_patch(&api, &object.name, &json!({"spec": {"suspend": suspend}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+    let patch = if suspend {
+        json!({"spec": {"suspend": true}})
+    } else {
+        json!({"spec": {"suspend": false}, "metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: null}}})
+    };
+    merge_patch(&api, &object.name, &patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
     Ok(format!("{object} {}", if suspend { "suspended" } else { "resumed" }))
 }
 
@@ -367,6 +389,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
                 primary == *is_primary
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
+            Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -493,6 +516,38 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             let timeout = Duration::from_secs(*timeout_seconds);
             super::jobs::verify_garage(admin_url, token_file.as_deref(), *min_buckets, timeout, limits).await.map_err(StepError::from)
         }
+        Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
+            let api = api(client, cluster).await.map_err(StepError::Failed)?;
+            let mut missing = None;
+            let result = patch_locked(&api, &cluster.name, 5, |current| {
+                super::cnpg::plugin_parameter_patch(&serde_json::to_value(current).expect("serializes"), plugin, parameter, value)
+                    .unwrap_or_else(|e| {
+                        missing = Some(e);
+                        None
+                    })
+            })
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+            if let Some(reason) = missing {
+                return Err(StepError::Refused(format!("{cluster}: {reason}")));
+            }
+            Ok(match result {
+                Some(_) => format!("{cluster}: {plugin} {parameter} set to {value}"),
+                None => format!("{cluster}: {plugin} {parameter} was already {value}"),
+            })
+        }
+        Action::TaintNode { node, key, value, effect } => {
+            let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };
+            let api = api(client, &node_ref).await.map_err(StepError::Failed)?;
+            let result = patch_locked(&api, node, 5, |current| taint_patch(&serde_json::to_value(current).expect("serializes"), key, value, effect))
+                .await
+                .map_err(|e| StepError::Failed(e.to_string()))?;
+            Ok(match result {
+                Some(_) => format!("node {node} tainted {key}={value}:{effect}"),
+                None => format!("node {node} already had {key}:{effect}"),
+            })
+        }
+        Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
@@ -532,6 +587,54 @@ async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> 
     }))
 }
 
+/// How a human confirmed the node is gone for good, if they did.
+async fn node_confirmed_gone(client: &Client, node: &str) -> Result<Option<&'static str>, String> {
+    use crate::plan::playbooks::node_loss::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()));
+    let Some(n) = nodes.get_opt(node).await.map_err(|e| format!("reading Node {node}: {e}"))? else { return Ok(Some("the Node object was deleted")) };
+    if n.metadata.annotations.as_ref().and_then(|a| a.get(CONFIRMED_GONE_ANNOTATION)).is_some_and(|v| v == "true") {
+        return Ok(Some("annotated lifeboat.dev/confirmed-gone=true"));
+    }
+    let tainted = n.data["spec"]["taints"].as_array().is_some_and(|ts| ts.iter().any(|t| t["key"] == OUT_OF_SERVICE_TAINT));
+    Ok(tainted.then_some("tainted node.kubernetes.io/out-of-service"))
+}
+
+/// The merge patch adding a taint to `spec.taints` (rewritten whole, the
+/// others kept); None when a taint with that key and effect is there.
+fn taint_patch(node: &Value, key: &str, value: &str, effect: &str) -> Option<Value> {
+    let mut taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    if taints.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+        return None;
+    }
+    taints.push(json!({"key": key, "value": value, "effect": effect}));
+    Some(json!({"spec": {"taints": taints}}))
+}
+
+/// Deletes the pod and waits for its controller's replacement (same name,
+/// new uid) to be Ready. Run again after an interruption it restarts the pod
+/// once more, which is harmless.
+async fn recreate_pod(client: &Client, pod: &ObjectRef, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
+    let old_uid = get(client, pod).await.map_err(StepError::Failed)?.and_then(|p| p["metadata"]["uid"].as_str().map(String::from));
+    delete(client, pod, &DeleteParams::default()).await?;
+    let started = std::time::Instant::now();
+    loop {
+        if limits.kill_switch.load(Ordering::SeqCst) {
+            return Err(StepError::Refused("kill switch set while waiting".into()));
+        }
+        if let Some(p) = get(client, pod).await.map_err(StepError::Failed)? {
+            let replaced = p["metadata"]["uid"].as_str() != old_uid.as_deref() && p["metadata"]["deletionTimestamp"].is_null();
+            let ready = p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true));
+            if replaced && ready {
+                return Ok(format!("{pod} restarted and Ready"));
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+            return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {pod} was deleted but no Ready replacement appeared")));
+        }
+        tokio::time::sleep(limits.poll_interval).await;
+    }
+}
+
 const KICK_AFTER: Duration = Duration::from_secs(60);
 
 async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
@@ -551,10 +654,43 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             tokio::time::sleep(limits.poll_interval).await;
             continue;
         }
+        if *until == WaitCondition::NodeConfirmedGone {
+            if let Some(how) = node_confirmed_gone(client, &object.name).await.map_err(StepError::Failed)? {
+                return Ok(format!("node {} confirmed gone: {how}", object.name));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: nobody confirmed node {} is gone for good", object.name)));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
+        if *until == WaitCondition::ClaimUnused {
+            let users = super::volsync::claim_users(client, object).await.map_err(StepError::Failed)?;
+            if users.is_empty() {
+                return Ok(format!("no pod mounts {object}"));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} is still mounted by {}", users.join(", "))));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints => unreachable!("handled above"),
+            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused | WaitCondition::NodeConfirmedGone => unreachable!("handled above"),
+            WaitCondition::WorkloadReady => {
+                let wanted = current["spec"]["replicas"].as_i64().unwrap_or(1);
+                let ready = status["readyReplicas"].as_i64().unwrap_or(0);
+                if ready >= wanted {
+                    return Ok(format!("{object}: {ready}/{wanted} replicas ready"));
+                }
+            }
+            WaitCondition::VolsyncManualSyncDone { token } => match super::volsync::manual_sync_outcome(&current, token) {
+                Ok(Some(detail)) => return Ok(detail),
+                Ok(None) => {}
+                Err(reason) => return Err(StepError::Failed(format!("{object}: {reason}"))),
+            },
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
                     return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));
@@ -573,6 +709,18 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     return Ok(format!("{object} has no replicas left"));
                 }
             }
+            WaitCondition::ConditionIs { condition, status: wanted } => {
+                if let Some(c) = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())) {
+                    if c["status"] == wanted.as_str() {
+                        return Ok(format!("{object}: {condition}={wanted} ({})", c["reason"].as_str().unwrap_or("no reason")));
+                    }
+                }
+            }
+            WaitCondition::CnpgBackupCompleted => match status["phase"].as_str() {
+                Some("completed") => return Ok(format!("{object} completed (backup id {})", status["backupId"].as_str().unwrap_or("unknown"))),
+                Some("failed") => return Err(StepError::Failed(format!("{object} failed: {}", status["error"].as_str().unwrap_or("no error reported")))),
+                _ => {}
+            },
             WaitCondition::CnpgHealthy => {
                 let instances = current["spec"]["instances"].as_i64().unwrap_or(0);
                 let ready = status["readyInstances"].as_i64().unwrap_or(0);

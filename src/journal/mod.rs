@@ -189,6 +189,25 @@ pub struct RunStatus {
     /// (the journal sets it when left `None`; the spec never changes, so 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the Discord notifier has posted about this run, so that it
+    /// catches up after an outage or a restart without repeating itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationState>,
+}
+
+/// The Discord messages of a run (ids are not secret).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationState {
+    /// The run's main message, edited as the run goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Replies already posted, by key (`approved`, `step:<id>:<state>`, `final`).
+    #[serde(default)]
+    pub posted: Vec<String>,
+    /// Everything there is to say about the run has been said.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// One run: the object name, where it lives, what was asked and how it went.

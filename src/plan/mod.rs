@@ -2,6 +2,7 @@
 //! function of one `ClusterState` and a trigger — so the same plan comes out
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
+pub mod compose;
 pub mod job;
 pub mod playbooks;
 
@@ -90,6 +91,15 @@ pub enum Action {
     MergePatch { object: ObjectRef, patch: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
+    /// Set one parameter of a CNPG Cluster's `spec.plugins[name == plugin]`,
+    /// keeping every other entry and field (the list is rewritten from the
+    /// live object under a resourceVersion lock).
+    SetCnpgPluginParameter { cluster: ObjectRef, plugin: String, parameter: String, value: String },
+    /// Delete a pod (not forced) and wait until its controller has re-created
+    /// it (new uid) and it is Ready: a restart that is known to have happened.
+    RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
+    /// Add a taint to a Node (kept: the other taints are rewritten as they are).
+    TaintNode { node: String, key: String, value: String, effect: String },
     /// Create the Job (an existing Complete one of that name counts; a
     /// Failed one is refused), wait for Complete or Failed, read its output
     /// (pods/log, else the container's termination message), require
@@ -113,6 +123,22 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
+    /// `status.conditions[type == condition].status == status` on any object.
+    ConditionIs { condition: String, status: String },
+    /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
+    CnpgBackupCompleted,
+    /// Deployment/StatefulSet: `status.readyReplicas >= spec.replicas`.
+    WorkloadReady,
+    /// A human confirmed the Node is gone for good: annotation
+    /// `lifeboat.dev/confirmed-gone=true`, the out-of-service taint, or the
+    /// Node object deleted.
+    NodeConfirmedGone,
+    /// VolSync: `status.lastManualSync == token` first, then
+    /// `latestMoverStatus.result` must be Successful (a bare result can be
+    /// left from an earlier sync); fails at once if the object is paused.
+    VolsyncManualSyncDone { token: String },
+    /// No pod (not even a terminating one) mounts the PVC, or it is gone.
+    ClaimUnused,
     /// A scaled-down workload reports no replicas left (`status.replicas` 0).
     NoReplicas,
 }
@@ -139,6 +165,9 @@ pub enum Precondition {
     CnpgPrimary { cluster: ObjectRef, pod: String, is_primary: bool },
     /// The object does not exist (e.g. the source of an orphaned destination).
     Absent { object: ObjectRef },
+    /// The object exists and its `spec.paused` is not true (a paused kopia
+    /// ReplicationDestination "completes" a restore without running it).
+    NotPaused { object: ObjectRef },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -168,6 +197,25 @@ pub struct Step {
 }
 
 impl Step {
+    /// The objects the step changes or reads, for the approver.
+    pub fn objects(&self) -> Vec<&ObjectRef> {
+        match &self.action {
+            Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
+            Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
+            Action::DeletePvc { pvc, .. } => vec![pvc],
+            Action::TaintNode { .. } | Action::VerifyGarage { .. } => vec![],
+            Action::RunJob { job, .. } => vec![job],
+            Action::RolloutRestart { object } => vec![object],
+            Action::Delete { object }
+            | Action::Wait { object, .. }
+            | Action::SuspendFlux { object, .. }
+            | Action::ResumeFlux { object }
+            | Action::Scale { object, .. }
+            | Action::MergePatch { object, .. }
+            | Action::Apply { object, .. } => vec![object],
+        }
+    }
+
     pub fn destroys_data(&self) -> bool {
         matches!(self.action, Action::DeletePvc { .. })
     }
@@ -196,6 +244,18 @@ impl Step {
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()
             ),
+            Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => format!(
+                "kubectl edit {} {}{}  # spec.plugins[name={plugin}].parameters.{parameter}: {value}",
+                cluster.kubectl_resource(),
+                cluster.name,
+                cluster.ns_flag()
+            ),
+            Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
+            Action::RecreatePod { pod, timeout_seconds } => format!(
+                "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
+                name = pod.name,
+                ns = pod.ns_flag()
+            ),
             Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
                 job::run_job_command(job, manifest, *timeout_seconds, success_marker, output)
             }
@@ -205,6 +265,22 @@ impl Step {
                 url = admin_url.trim_end_matches('/')
             ),
             Action::Wait { object, until, timeout_seconds } => match until {
+                WaitCondition::WorkloadReady => format!(
+                    "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
+                    object.kind.to_lowercase(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::NodeConfirmedGone => format!(
+                    "kubectl annotate node {} lifeboat.dev/confirmed-gone=true  # a human, once the node is known to be gone for good (waits {timeout_seconds}s)",
+                    object.name
+                ),
+                WaitCondition::CnpgBackupCompleted => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
                 WaitCondition::CnpgPrimaryIs { pod } => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
                     object.kubectl_resource(),
@@ -213,6 +289,26 @@ impl Step {
                 ),
                 WaitCondition::ServiceHasEndpoints => format!(
                     "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
+                    object.ns_flag(),
+                    object.name
+                ),
+                WaitCondition::ConditionIs { condition, status } => format!(
+                    "kubectl wait {} {}{} --for=condition={condition}={status} --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::VolsyncManualSyncDone { token } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.lastManualSync}}'={token} --timeout={timeout_seconds}s && kubectl get {} {}{} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag(),
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::ClaimUnused => format!(
+                    "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
                     object.ns_flag(),
                     object.name
                 ),
@@ -242,19 +338,42 @@ pub struct Plan {
     /// What the planner saw and decided, for the human approving it.
     pub findings: Vec<String>,
     pub steps: Vec<Step>,
+    /// What a human must still do after the run succeeds (e.g. commit a
+    /// changed field to Git, then resume Flux). Part of the hash: approving
+    /// a plan is agreeing to these too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<String>,
+    /// Named groups of steps in order (composed plans); presentation only,
+    /// the dependencies are in the steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<compose::PlanPhase>,
 }
 
 impl Plan {
+    pub fn new(playbook: &str, target: impl Into<String>) -> Self {
+        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![], phases: vec![] }
+    }
+
     /// Stable hash of the playbook, target and steps: an approval names it,
     /// and a plan rebuilt later that hashes differently needs a new approval.
     /// Findings (free text with ages) are deliberately not part of it.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(&(&self.playbook, &self.target, &self.steps)).expect("plan serializes");
+        let canonical = if self.follow_ups.is_empty() {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps))
+        } else {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps, &self.follow_ups))
+        }
+        .expect("plan serializes");
         let digest = Sha256::digest(&canonical);
         digest.iter().take(12).fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })
+    }
+
+    /// The phase a step belongs to, if the plan has phases.
+    pub fn phase_of(&self, step_id: &str) -> Option<&compose::PlanPhase> {
+        self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
     }
 
     pub fn nothing_to_do(&self) -> bool {
@@ -289,6 +408,9 @@ impl Plan {
             return out;
         }
         for (i, step) in self.steps.iter().enumerate() {
+            if let Some(phase) = self.phases.iter().find(|p| p.steps.first() == Some(&step.id)) {
+                let _ = writeln!(out, "\n== phase {}: {}", phase.name, phase.title);
+            }
             let _ = writeln!(out, "\n{}. [{}] {}", i + 1, step.id, step.title);
             if !step.needs.is_empty() {
                 let _ = writeln!(out, "   after:    {}", step.needs.join(", "));
@@ -301,6 +423,12 @@ impl Plan {
             }
             let _ = writeln!(out, "   $ {}", step.command());
         }
+        if !self.follow_ups.is_empty() {
+            let _ = writeln!(out, "\nafterwards, by hand:");
+            for f in &self.follow_ups {
+                let _ = writeln!(out, "  - {f}");
+            }
+        }
         out
     }
 }
@@ -312,5 +440,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: true } => format!("{cluster} still has {pod} as primary"),
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
+        Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
     }
 }

@@ -2,4 +2,5 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod k8s;
 pub mod metrics;
+pub mod fake_discord;
 pub mod kubelet;

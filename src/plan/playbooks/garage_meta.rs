@@ -38,7 +38,7 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
     }
     let workload = ObjectRef::namespaced("apps/v1", kind, ns, wname);
     let pvc_ref = ObjectRef::pvc(ns, &config.meta_pvc);
-    let mut plan = Plan { playbook: PLAYBOOK.into(), target: pvc_ref.to_string(), findings: vec![], steps: vec![] };
+    let mut plan = Plan::new(PLAYBOOK, pvc_ref.to_string());
     if let Some(s) = snapshot {
         if DateTime::parse_from_rfc3339(s).is_err() {
             return Err(PlanError::MissingArgument { playbook: "garage-meta-restore", what: "--name as an RFC3339 snapshot timestamp (snapshots/<RFC3339>), or no --name for the newest" });

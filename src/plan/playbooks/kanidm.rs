@@ -31,7 +31,7 @@ pub fn credential_reset(state: &ClusterState, findings: &Findings) -> Result<Pla
         .ok_or_else(|| PlanError::NotFound(format!("StatefulSet {ns}/{sts_name} (kanidm.name + kanidm.replicaGroup)")))?;
     let sts_ref = ObjectRef::namespaced("apps/v1", "StatefulSet", ns, &sts_name);
     let secret = ObjectRef::namespaced("v1", "Secret", ns, &format!("{}-admin-passwords", config.name));
-    let mut plan = Plan { playbook: PLAYBOOK.into(), target: format!("Kanidm {ns}/{}", config.name), findings: vec![], steps: vec![] };
+    let mut plan = Plan::new(PLAYBOOK, format!("Kanidm {ns}/{}", config.name));
     let Some(domain) = config.domain.as_deref() else {
         plan.findings.push("kanidm.domain is not set: the recover-account Jobs need KANIDM_DOMAIN; nothing to do".into());
         return Ok(plan);

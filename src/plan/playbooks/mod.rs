@@ -3,8 +3,11 @@
 pub mod cnpg;
 pub mod garage_meta;
 pub mod kanidm;
+pub mod node_loss;
 pub mod s3_restore;
 pub mod stale;
+pub mod wal_reset;
+pub mod volsync;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,16 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", s3_restore::PLAYBOOK, kanidm::PLAYBOOK, garage_meta::PLAYBOOK];
+pub const PLAYBOOKS: &[&str] = &[
+    "cnpg-instance-lost",
+    "stale-cleanup",
+    "volsync-restore",
+    "wal-archive-reset",
+    node_loss::PLAYBOOK,
+    s3_restore::PLAYBOOK,
+    kanidm::PLAYBOOK,
+    garage_meta::PLAYBOOK,
+];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -40,7 +52,21 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--name (the Cluster)" })?;
             cnpg::instance_lost(state, findings, ns, name)?
         }
+        "wal-archive-reset" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--name (the Cluster)" })?;
+            wal_reset::archive_reset(state, findings, ns, name)?
+        }
+        node_loss::PLAYBOOK => {
+            let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: node_loss::PLAYBOOK, what: "--node" })?;
+            node_loss::node_loss(state, findings, node, &crate::config::NodeLossConfig::default())?
+        }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
+        "volsync-restore" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--name (the app PVC)" })?;
+            volsync::restore(state, findings, ns, name)?
+        }
         s3_restore::PLAYBOOK => {
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--name (the PVC or its workload)" })?;

@@ -113,7 +113,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
     let pvc_name = resolve_pvc(state, findings, ns, target).ok_or_else(|| PlanError::NotFound(format!("PersistentVolumeClaim (or a workload using one) {ns}/{target}")))?;
     let pvc = state.pvc(ns, &pvc_name).expect("resolved PVC exists");
     let pvc_ref = ObjectRef::pvc(ns, &pvc_name);
-    let mut plan = Plan { playbook: PLAYBOOK.into(), target: pvc_ref.to_string(), findings: vec![], steps: vec![] };
+    let mut plan = Plan::new(PLAYBOOK, pvc_ref.to_string());
     let Some(lost) = findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(pvc_name.as_str())) else {
         plan.findings.push(format!("{pvc_ref} is not pinned to a lost node: nothing to do"));
         return Ok(plan);
