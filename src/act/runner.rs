@@ -39,6 +39,8 @@ pub struct RunLimits {
     /// takes the run over (lost leadership): the run is not over, so Flux
     /// objects it suspended stay suspended for the successor.
     pub handing_over: Arc<AtomicBool>,
+    /// Phases approved so far (per-phase approval gates).
+    pub approved_phases: Vec<String>,
 }
 
 impl RunLimits {
@@ -50,6 +52,7 @@ impl RunLimits {
             kill_switch: Arc::new(AtomicBool::new(config.kill_switch)),
             poll_interval: Duration::from_secs(2),
             handing_over: Arc::new(AtomicBool::new(false)),
+            approved_phases: vec![],
         }
     }
 }
@@ -91,6 +94,8 @@ pub enum Outcome {
     Rejected,
     /// Stopped at a step; later steps did not run.
     Stopped,
+    /// Paused at an approval gate: resumes once the phase is approved.
+    AwaitingApproval,
     Aborted,
 }
 
@@ -104,6 +109,9 @@ pub struct RunReport {
     /// (e.g. until a change is committed to Git): someone must resume them.
     #[serde(default)]
     pub flux_left_suspended: Vec<String>,
+    /// Paused at this phase's approval gate (outcome AwaitingApproval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_phase: Option<String>,
 }
 
 impl RunReport {
@@ -134,6 +142,7 @@ pub fn fresh_report(plan: &Plan) -> RunReport {
         reason: None,
         steps: plan.steps.iter().map(not_run).collect(),
         flux_left_suspended: vec![],
+        awaiting_phase: None,
     }
 }
 
@@ -181,11 +190,33 @@ pub async fn resume(
         return report;
     }
     schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
-    if !limits.handing_over.load(Ordering::SeqCst) {
+    let paused = pause_at_gate(plan, &mut report);
+    if !paused && !limits.handing_over.load(Ordering::SeqCst) {
         restore_flux(client, plan, &mut report).await;
     }
     progress(&report);
     report
+}
+
+/// A run whose only unfinished business is a gate not yet approved is
+/// paused, not stopped: the gate goes back to not run, Flux stays as it is,
+/// and the run awaits approval of that phase.
+fn pause_at_gate(plan: &Plan, report: &mut RunReport) -> bool {
+    let blocked: Vec<usize> = report.steps.iter().enumerate().filter(|(_, s)| matches!(s.status, StepStatus::Refused { .. } | StepStatus::Failed { .. })).map(|(i, _)| i).collect();
+    let gates: Vec<usize> = blocked.iter().copied().filter(|&i| matches!(plan.steps[i].action, Action::ApprovalGate { .. })).collect();
+    if gates.is_empty() || gates.len() != blocked.len() || report.outcome != Outcome::Stopped {
+        return false;
+    }
+    let Action::ApprovalGate { phase } = &plan.steps[gates[0]].action else { unreachable!("filtered to gates") };
+    for &i in &gates {
+        report.steps[i].status = StepStatus::NotRun;
+        report.steps[i].started = None;
+        report.steps[i].finished = None;
+    }
+    report.outcome = Outcome::AwaitingApproval;
+    report.awaiting_phase = Some(phase.clone());
+    report.reason = Some(format!("phase {phase} awaits approval (the same plan hash)"));
+    true
 }
 
 /// Whatever the outcome, every Flux object a succeeded step suspended is
@@ -522,6 +553,10 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
                 None => format!("node {node} already had {key}:{effect}"),
             })
         }
+        Action::ApprovalGate { phase } => match limits.approved_phases.contains(phase) {
+            true => Ok(format!("phase {phase} approved")),
+            false => Err(StepError::Refused(format!("phase {phase} is not approved yet"))),
+        },
         Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;

@@ -99,6 +99,9 @@ pub enum Action {
     RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
     /// Add a taint to a Node (kept: the other taints are rewritten as they are).
     TaintNode { node: String, key: String, value: String, effect: String },
+    /// Per-phase approval: the run pauses here (awaiting approval again)
+    /// until a human approves the same plan hash for this phase.
+    ApprovalGate { phase: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,7 +191,7 @@ impl Step {
             Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
             Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
             Action::DeletePvc { pvc, .. } => vec![pvc],
-            Action::TaintNode { .. } => vec![],
+            Action::TaintNode { .. } | Action::ApprovalGate { .. } => vec![],
             Action::Delete { object }
             | Action::Wait { object, .. }
             | Action::SuspendFlux { object, .. }
@@ -234,6 +237,7 @@ impl Step {
                 cluster.ns_flag()
             ),
             Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
+            Action::ApprovalGate { phase } => format!("lifeboat approve RUN --hash PLAN_HASH  # lets phase {phase} start"),
             Action::RecreatePod { pod, timeout_seconds } => format!(
                 "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
                 name = pod.name,
