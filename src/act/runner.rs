@@ -182,6 +182,7 @@ pub async fn resume(
     }
     schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
     if !limits.handing_over.load(Ordering::SeqCst) {
+        revert_temporary_patches(client, plan, &mut report).await;
         restore_flux(client, plan, &mut report).await;
     }
     progress(&report);
@@ -224,6 +225,41 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
         report.outcome = Outcome::Stopped;
         let reason = report.reason.take().map_or(String::new(), |r| format!("{r}; "));
         report.reason = Some(format!("{reason}{}", errors.join("; ")));
+    }
+}
+
+/// Whatever the outcome, every temporary patch a succeeded step applied is
+/// reverted, unless a later step already applied the revert. Runs before
+/// Flux is resumed, so Flux never reconciles an object still carrying it.
+async fn revert_temporary_patches(client: &Client, plan: &Plan, report: &mut RunReport) {
+    let succeeded = |i: usize| matches!(report.steps[i].status, StepStatus::Succeeded { .. });
+    let mut notes = vec![];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Action::TemporaryPatch { object, patch, revert } = &step.action else { continue };
+        let reverted_by_step = plan.steps.iter().enumerate().skip(i + 1).any(|(j, s)| {
+            succeeded(j) && matches!(&s.action, Action::MergePatch { object: o, patch: p } if o == object && p == revert)
+        });
+        if !succeeded(i) || reverted_by_step {
+            continue;
+        }
+        let result = match api(client, object).await {
+            Ok(api) => merge_patch(&api, &object.name, revert).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                tracing::info!(%object, %patch, %revert, "reverted the temporary patch this run applied");
+                notes.push(format!("reverted the temporary patch {patch} of {object}"));
+            }
+            Err(e) => notes.push(format!("{object} STILL CARRIES the temporary patch {patch}: reverting it failed ({e}); run `kubectl patch {} {} --type=merge -p '{revert}'`", object.kubectl_resource(), object.name)),
+        }
+    }
+    if notes.iter().any(|n| n.contains("STILL CARRIES")) {
+        report.outcome = Outcome::Stopped;
+    }
+    if !notes.is_empty() {
+        let reason = report.reason.take().map_or(String::new(), |r| format!("{r}; "));
+        report.reason = Some(format!("{reason}{}", notes.join("; ")));
     }
 }
 
@@ -283,7 +319,7 @@ where
         report.reason = Some("kill switch set; steps not yet started were not run".into());
     } else if let Some(bad) = report.steps.iter().find(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::NotRun)) {
         report.outcome = Outcome::Stopped;
-        report.reason = Some(format!("step {} did not succeed; the steps that depend on it were not run", bad.id));
+        report.reason = Some(format!("step {} ({}) did not succeed; the steps that depend on it were not run", bad.id, bad.title));
     }
 }
 
@@ -349,8 +385,12 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
         let holds = match p {
             Precondition::NodeStillLost { node } => !node_ready(client, node).await?,
             Precondition::PodReady { pod } => get(client, pod).await?.is_some_and(|p| {
+                // A pod on a dead node keeps its last containerStatuses; the node
+                // controller only flips its Ready condition, so that must agree too.
+                let ready_condition = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
                 p["metadata"]["deletionTimestamp"].is_null()
                     && p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true))
+                    && ready_condition.is_none_or(|c| c["status"] == "True")
             }),
             Precondition::CnpgPrimary { cluster, pod, is_primary } => {
                 let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
@@ -463,7 +503,7 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
                 .map_err(|e| StepError::Failed(format!("scaling {object}: {e}")))?;
             Ok(format!("{object} scaled to {replicas}"))
         }
-        Action::MergePatch { object, patch } => {
+        Action::MergePatch { object, patch } | Action::TemporaryPatch { object, patch, .. } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(format!("patched {object}"))
@@ -493,12 +533,14 @@ async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<
     Ok((!ready.is_empty()).then(|| format!("{service} has ready endpoints: {}", ready.join(", "))))
 }
 
+/// As the pvc-protection controller decides it: only a scheduled pod uses a
+/// claim (a StatefulSet's re-created, unschedulable pod does not).
 async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
     Ok(list.items.iter().any(|p| {
         p.spec.as_ref().is_some_and(|s| {
-            s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+            s.node_name.as_deref().is_some_and(|n| !n.is_empty()) && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
         })
     }))
 }
@@ -511,6 +553,26 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
     loop {
         if limits.kill_switch.load(Ordering::SeqCst) {
             return Err(StepError::Refused("kill switch set while waiting".into()));
+        }
+        if let WaitCondition::ConditionIs { condition, status } = until {
+            let current = get(client, object).await.map_err(StepError::Failed)?;
+            let found = current.as_ref().filter(|o| o["metadata"]["deletionTimestamp"].is_null()).and_then(|o| {
+                o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())).cloned()
+            });
+            if found.as_ref().is_some_and(|c| c["status"] == status.as_str()) {
+                return Ok(format!("{object} has {condition}={status}"));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                let seen = match (&current, &found) {
+                    (None, _) => "it does not exist".to_string(),
+                    (Some(o), _) if !o["metadata"]["deletionTimestamp"].is_null() => "it is being deleted".to_string(),
+                    (_, None) => format!("it reports no {condition} condition"),
+                    (_, Some(c)) => format!("{condition}={} ({}: {})", c["status"].as_str().unwrap_or("?"), c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")),
+                };
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s waiting for {condition}={status} on {object}: {seen}")));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
         }
         if *until == WaitCondition::ServiceHasEndpoints {
             if let Some(detail) = ready_endpoints(client, object).await.map_err(StepError::Failed)? {
@@ -525,7 +587,7 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints => unreachable!("handled above"),
+            WaitCondition::ServiceHasEndpoints | WaitCondition::ConditionIs { .. } => unreachable!("handled above"),
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
                     return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));

@@ -1,6 +1,7 @@
 //! Playbooks: (ClusterState, findings, trigger) → Plan. Pure and fast.
 
 pub mod cnpg;
+pub mod mariadb;
 pub mod stale;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup"];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -36,6 +37,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--name (the Cluster)" })?;
             cnpg::instance_lost(state, findings, ns, name)?
+        }
+        "mariadb-instance-lost" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--name (the MariaDB)" })?;
+            mariadb::instance_lost(state, findings, ns, name)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
