@@ -567,7 +567,10 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     (None, _) => "it does not exist".to_string(),
                     (Some(o), _) if !o["metadata"]["deletionTimestamp"].is_null() => "it is being deleted".to_string(),
                     (_, None) => format!("it reports no {condition} condition"),
-                    (_, Some(c)) => format!("{condition}={} ({}: {})", c["status"].as_str().unwrap_or("?"), c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")),
+                    (_, Some(c)) => {
+                        let why: Vec<&str> = [&c["reason"], &c["message"]].into_iter().filter_map(|v| v.as_str()).filter(|v| !v.is_empty()).collect();
+                        format!("{condition}={}{}", c["status"].as_str().unwrap_or("?"), if why.is_empty() { String::new() } else { format!(" ({})", why.join(": ")) })
+                    }
                 };
                 return Err(StepError::Failed(format!("timed out after {timeout_seconds}s waiting for {condition}={status} on {object}: {seen}")));
             }
