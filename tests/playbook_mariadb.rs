@@ -586,11 +586,18 @@ async fn a_re_created_unscheduled_pod_does_not_hold_the_old_pvc_but_a_scheduled_
         preconditions: vec![],
         recovery_source: Some(RecoverySource { description: "Galera SST".into(), evidence: vec![] }),
     };
-    let run = |claim: &str| Plan { playbook: "test".into(), target: "test".into(), findings: vec![], steps: vec![step(claim)] };
+    let run = |claim: &str| Plan { steps: vec![step(claim)], ..Plan::new("test", "test") };
     let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
     assert!(get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), "storage-mariadb-0").await["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| f.iter().any(|x| x == "kubernetes.io/pvc-protection")), "the apiserver protects claims");
+
+    // The runner clears finalizers with the claim's uid in the patch: on a
+    // claim re-created under the same name the apiserver refuses it.
+    let other_uid = json!({"metadata": {"uid": "00000000-0000-0000-0000-000000000000", "finalizers": null}});
+    let refused = pvcs.patch("storage-mariadb-1", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&other_uid)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(!get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), "storage-mariadb-1").await["metadata"]["finalizers"].is_null());
 
     // The dead node's pod is scheduled: the claim stays protected (Terminating), as the pvc-protection controller would keep it.
     let plan = run("galera-mariadb-0");

@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::write::{merge_patch, patch_status_locked};
+use super::write::{merge_patch, patch_locked, patch_status_locked};
 use crate::cluster::resources::{find_condition, Node, PersistentVolume};
 use crate::cluster::ClusterState;
 use crate::plan::{describe_precondition, Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
@@ -212,6 +212,9 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
         }
         if *keep_suspended {
             tracing::warn!(%object, "left suspended by design: resume it once its source of truth is fixed");
+            if let Err(e) = flag_kept_suspended(client, plan, object).await {
+                errors.push(format!("{object} is left suspended but could not be annotated: {e}"));
+            }
             left.push(object.to_string());
             continue;
         }
@@ -263,9 +266,28 @@ async fn revert_temporary_patches(client: &Client, plan: &Plan, report: &mut Run
     }
 }
 
+/// Annotation on a Flux object a run left suspended on purpose: why, and
+/// what must happen before it is resumed (visible in `kubectl describe`).
+pub const KEPT_SUSPENDED_ANNOTATION: &str = "lifeboat.dev/kept-suspended";
+
+async fn flag_kept_suspended(client: &Client, plan: &Plan, object: &ObjectRef) -> Result<(), String> {
+    let mut why = format!("by lifeboat {} for {}", plan.playbook, plan.target);
+    if !plan.follow_ups.is_empty() {
+        why = format!("{why}; before resuming: {}", plan.follow_ups.join("; "));
+    }
+    let api = api(client, object).await?;
+    merge_patch(&api, &object.name, &json!({"metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: why}}})).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 async fn set_flux_suspend(client: &Client, object: &ObjectRef, suspend: bool) -> Result<String, StepError> {
     let api = api(client, object).await.map_err(StepError::Failed)?;
-    merge_patch(&api, &object.name, &json!({"spec": {"suspend": suspend}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+    let patch = if suspend {
+        json!({"spec": {"suspend": true}})
+    } else {
+        json!({"spec": {"suspend": false}, "metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: null}}})
+    };
+    merge_patch(&api, &object.name, &patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
     Ok(format!("{object} {}", if suspend { "suspended" } else { "resumed" }))
 }
 
@@ -472,24 +494,30 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
         Action::RestartPod { pod } => delete(client, pod, &DeleteParams::default()).await,
         Action::Delete { object } => delete(client, object, &DeleteParams::default()).await,
         Action::DeletePvc { pvc, pinned_node } => {
-            if check_pvc_deletable(client, pvc, pinned_node).await?.is_none() {
+            let Some(checked) = check_pvc_deletable(client, pvc, pinned_node).await? else {
                 return Ok(format!("{pvc} already gone"));
-            }
-            let mut detail = delete(client, pvc, &DeleteParams::default()).await?;
+            };
+            // Only the claim that was checked: a StatefulSet re-creates a missing
+            // claim under the same name at once, and that one must be left alone.
+            let uid = checked["metadata"]["uid"].as_str().map(String::from);
+            let precondition = kube::api::Preconditions { uid: uid.clone(), resource_version: None };
+            let mut detail = delete(client, pvc, &DeleteParams { preconditions: Some(precondition), ..Default::default() }).await?;
+            let recreated = |claim: &Value| claim["metadata"]["uid"].as_str() != uid.as_deref();
             // Stuck Terminating on pvc-protection with no live pod using it: clear finalizers.
             for _ in 0..10 {
-                let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(detail) };
+                let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)?.filter(|c| !recreated(c)) else { return Ok(detail) };
                 let only_protection = claim["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().all(|x| x == "kubernetes.io/pvc-protection"));
                 if only_protection && !claim_in_use(client, pvc).await.map_err(StepError::Failed)? {
                     let api = api(client, pvc).await.map_err(StepError::Failed)?;
-                    merge_patch(&api, &pvc.name, &json!({"metadata": {"finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+                    // The uid makes the apiserver refuse the patch if the claim was re-created meanwhile.
+                    merge_patch(&api, &pvc.name, &json!({"metadata": {"uid": uid, "finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
                     detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)");
                 }
                 tokio::time::sleep(limits.poll_interval.min(Duration::from_millis(500))).await;
             }
             match get(client, pvc).await.map_err(StepError::Failed)? {
-                None => Ok(detail),
-                Some(_) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
+                Some(claim) if !recreated(&claim) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
+                _ => Ok(detail),
             }
         }
         Action::Wait { object, until, timeout_seconds } => wait(client, object, until, *timeout_seconds, limits).await,
@@ -508,6 +536,27 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(format!("patched {object}"))
         }
+        Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
+            let api = api(client, cluster).await.map_err(StepError::Failed)?;
+            let mut missing = None;
+            let result = patch_locked(&api, &cluster.name, 5, |current| {
+                super::cnpg::plugin_parameter_patch(&serde_json::to_value(current).expect("serializes"), plugin, parameter, value)
+                    .unwrap_or_else(|e| {
+                        missing = Some(e);
+                        None
+                    })
+            })
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+            if let Some(reason) = missing {
+                return Err(StepError::Refused(format!("{cluster}: {reason}")));
+            }
+            Ok(match result {
+                Some(_) => format!("{cluster}: {plugin} {parameter} set to {value}"),
+                None => format!("{cluster}: {plugin} {parameter} was already {value}"),
+            })
+        }
+        Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
@@ -545,6 +594,31 @@ async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> 
     }))
 }
 
+/// Deletes the pod and waits for its controller's replacement (same name,
+/// new uid) to be Ready. Run again after an interruption it restarts the pod
+/// once more, which is harmless.
+async fn recreate_pod(client: &Client, pod: &ObjectRef, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
+    let old_uid = get(client, pod).await.map_err(StepError::Failed)?.and_then(|p| p["metadata"]["uid"].as_str().map(String::from));
+    delete(client, pod, &DeleteParams::default()).await?;
+    let started = std::time::Instant::now();
+    loop {
+        if limits.kill_switch.load(Ordering::SeqCst) {
+            return Err(StepError::Refused("kill switch set while waiting".into()));
+        }
+        if let Some(p) = get(client, pod).await.map_err(StepError::Failed)? {
+            let replaced = p["metadata"]["uid"].as_str() != old_uid.as_deref() && p["metadata"]["deletionTimestamp"].is_null();
+            let ready = p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true));
+            if replaced && ready {
+                return Ok(format!("{pod} restarted and Ready"));
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+            return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {pod} was deleted but no Ready replacement appeared")));
+        }
+        tokio::time::sleep(limits.poll_interval).await;
+    }
+}
+
 const KICK_AFTER: Duration = Duration::from_secs(60);
 
 async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
@@ -559,8 +633,8 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             let found = current.as_ref().filter(|o| o["metadata"]["deletionTimestamp"].is_null()).and_then(|o| {
                 o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())).cloned()
             });
-            if found.as_ref().is_some_and(|c| c["status"] == status.as_str()) {
-                return Ok(format!("{object} has {condition}={status}"));
+            if let Some(c) = found.as_ref().filter(|c| c["status"] == status.as_str()) {
+                return Ok(format!("{object}: {condition}={status} ({})", c["reason"].as_str().unwrap_or("no reason")));
             }
             if started.elapsed() >= Duration::from_secs(timeout_seconds) {
                 let seen = match (&current, &found) {
@@ -604,6 +678,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     kicked = true;
                 }
             }
+            WaitCondition::CnpgBackupCompleted => match status["phase"].as_str() {
+                Some("completed") => return Ok(format!("{object} completed (backup id {})", status["backupId"].as_str().unwrap_or("unknown"))),
+                Some("failed") => return Err(StepError::Failed(format!("{object} failed: {}", status["error"].as_str().unwrap_or("no error reported")))),
+                _ => {}
+            },
             WaitCondition::CnpgHealthy => {
                 let instances = current["spec"]["instances"].as_i64().unwrap_or(0);
                 let ready = status["readyInstances"].as_i64().unwrap_or(0);

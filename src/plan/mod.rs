@@ -95,6 +95,13 @@ pub enum Action {
     TemporaryPatch { object: ObjectRef, patch: serde_json::Value, revert: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
+    /// Set one parameter of a CNPG Cluster's `spec.plugins[name == plugin]`,
+    /// keeping every other entry and field (the list is rewritten from the
+    /// live object under a resourceVersion lock).
+    SetCnpgPluginParameter { cluster: ObjectRef, plugin: String, parameter: String, value: String },
+    /// Delete a pod (not forced) and wait until its controller has re-created
+    /// it (new uid) and it is Ready: a restart that is known to have happened.
+    RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,6 +118,8 @@ pub enum WaitCondition {
     /// exist yet or is being deleted does not match: waiting for a pod that
     /// a controller re-creates is waiting, not an error.
     ConditionIs { condition: String, status: String },
+    /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
+    CnpgBackupCompleted,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -198,7 +207,24 @@ impl Step {
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()
             ),
+            Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => format!(
+                "kubectl edit {} {}{}  # spec.plugins[name={plugin}].parameters.{parameter}: {value}",
+                cluster.kubectl_resource(),
+                cluster.name,
+                cluster.ns_flag()
+            ),
+            Action::RecreatePod { pod, timeout_seconds } => format!(
+                "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
+                name = pod.name,
+                ns = pod.ns_flag()
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
+                WaitCondition::CnpgBackupCompleted => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
                 WaitCondition::CnpgPrimaryIs { pod } => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
                     object.kubectl_resource(),
@@ -236,14 +262,28 @@ pub struct Plan {
     /// What the planner saw and decided, for the human approving it.
     pub findings: Vec<String>,
     pub steps: Vec<Step>,
+    /// What a human must still do after the run succeeds (e.g. commit a
+    /// changed field to Git, then resume Flux). Part of the hash: approving
+    /// a plan is agreeing to these too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<String>,
 }
 
 impl Plan {
+    pub fn new(playbook: &str, target: impl Into<String>) -> Self {
+        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![] }
+    }
+
     /// Stable hash of the playbook, target and steps: an approval names it,
     /// and a plan rebuilt later that hashes differently needs a new approval.
     /// Findings (free text with ages) are deliberately not part of it.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(&(&self.playbook, &self.target, &self.steps)).expect("plan serializes");
+        let canonical = if self.follow_ups.is_empty() {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps))
+        } else {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps, &self.follow_ups))
+        }
+        .expect("plan serializes");
         let digest = Sha256::digest(&canonical);
         digest.iter().take(12).fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
@@ -294,6 +334,12 @@ impl Plan {
                 let _ = writeln!(out, "   recovery: {} ({})", source.description, source.evidence.join("; "));
             }
             let _ = writeln!(out, "   $ {}", step.command());
+        }
+        if !self.follow_ups.is_empty() {
+            let _ = writeln!(out, "\nafterwards, by hand:");
+            for f in &self.follow_ups {
+                let _ = writeln!(out, "  - {f}");
+            }
         }
         out
     }

@@ -70,7 +70,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, mdb_na
         .find(|m| namespace(&m.metadata) == ns && name(&m.metadata) == mdb_name)
         .ok_or_else(|| PlanError::NotFound(format!("MariaDB {ns}/{mdb_name}")))?;
     let mdb_ref = ObjectRef::namespaced("k8s.mariadb.com/v1alpha1", "MariaDB", ns, mdb_name);
-    let mut plan = Plan { playbook: PLAYBOOK.into(), target: mdb_ref.to_string(), findings: vec![], steps: vec![] };
+    let mut plan = Plan::new(PLAYBOOK, mdb_ref.to_string());
 
     let instances: Vec<String> = (0..mdb.spec.replicas.unwrap_or(1)).map(|i| format!("{mdb_name}-{i}")).collect();
     let lost: Vec<LostInstance> = instances.iter().filter_map(|pod| lost_instance(state, findings, ns, pod)).collect();

@@ -3,6 +3,7 @@
 pub mod cnpg;
 pub mod mariadb;
 pub mod stale;
+pub mod wal_reset;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup", "wal-archive-reset"];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -42,6 +43,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--name (the MariaDB)" })?;
             mariadb::instance_lost(state, findings, ns, name)?
+        }
+        "wal-archive-reset" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--name (the Cluster)" })?;
+            wal_reset::archive_reset(state, findings, ns, name)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
