@@ -420,6 +420,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
                 primary == *is_primary
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
+            Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -661,10 +662,26 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             tokio::time::sleep(limits.poll_interval).await;
             continue;
         }
+        if *until == WaitCondition::ClaimUnused {
+            let users = super::volsync::claim_users(client, object).await.map_err(StepError::Failed)?;
+            if users.is_empty() {
+                return Ok(format!("no pod mounts {object}"));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} is still mounted by {}", users.join(", "))));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints | WaitCondition::ConditionIs { .. } => unreachable!("handled above"),
+            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused | WaitCondition::ConditionIs { .. } => unreachable!("handled above"),
+            WaitCondition::VolsyncManualSyncDone { token } => match super::volsync::manual_sync_outcome(&current, token) {
+                Ok(Some(detail)) => return Ok(detail),
+                Ok(None) => {}
+                Err(reason) => return Err(StepError::Failed(format!("{object}: {reason}"))),
+            },
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
                     return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));

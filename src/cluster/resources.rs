@@ -600,6 +600,9 @@ pub struct VolsyncTrigger {
 pub struct MoverStatus {
     #[serde(default)]
     pub result: Option<String>,
+    /// The mover's filtered log lines (VolSync keeps a short excerpt).
+    #[serde(default)]
+    pub logs: Option<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

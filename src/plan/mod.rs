@@ -2,6 +2,7 @@
 //! function of one `ClusterState` and a trigger — so the same plan comes out
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
+pub mod compose;
 pub mod playbooks;
 
 use std::fmt::Write as _;
@@ -120,6 +121,12 @@ pub enum WaitCondition {
     ConditionIs { condition: String, status: String },
     /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
     CnpgBackupCompleted,
+    /// VolSync: `status.lastManualSync == token` first, then
+    /// `latestMoverStatus.result` must be Successful (a bare result can be
+    /// left from an earlier sync); fails at once if the object is paused.
+    VolsyncManualSyncDone { token: String },
+    /// No pod (not even a terminating one) mounts the PVC, or it is gone.
+    ClaimUnused,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -144,6 +151,9 @@ pub enum Precondition {
     CnpgPrimary { cluster: ObjectRef, pod: String, is_primary: bool },
     /// The object does not exist (e.g. the source of an orphaned destination).
     Absent { object: ObjectRef },
+    /// The object exists and its `spec.paused` is not true (a paused kopia
+    /// ReplicationDestination "completes" a restore without running it).
+    NotPaused { object: ObjectRef },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -242,6 +252,20 @@ impl Step {
                     object.name,
                     object.ns_flag()
                 ),
+                WaitCondition::VolsyncManualSyncDone { token } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.lastManualSync}}'={token} --timeout={timeout_seconds}s && kubectl get {} {}{} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag(),
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::ClaimUnused => format!(
+                    "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
+                    object.ns_flag(),
+                    object.name
+                ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
                     object.kubectl_resource(),
@@ -267,11 +291,15 @@ pub struct Plan {
     /// a plan is agreeing to these too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<String>,
+    /// Named groups of steps in order (composed plans); presentation only,
+    /// the dependencies are in the steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<compose::PlanPhase>,
 }
 
 impl Plan {
     pub fn new(playbook: &str, target: impl Into<String>) -> Self {
-        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![] }
+        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![], phases: vec![] }
     }
 
     /// Stable hash of the playbook, target and steps: an approval names it,
@@ -289,6 +317,11 @@ impl Plan {
             let _ = write!(s, "{b:02x}");
             s
         })
+    }
+
+    /// The phase a step belongs to, if the plan has phases.
+    pub fn phase_of(&self, step_id: &str) -> Option<&compose::PlanPhase> {
+        self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
     }
 
     pub fn nothing_to_do(&self) -> bool {
@@ -323,6 +356,9 @@ impl Plan {
             return out;
         }
         for (i, step) in self.steps.iter().enumerate() {
+            if let Some(phase) = self.phases.iter().find(|p| p.steps.first() == Some(&step.id)) {
+                let _ = writeln!(out, "\n== phase {}: {}", phase.name, phase.title);
+            }
             let _ = writeln!(out, "\n{}. [{}] {}", i + 1, step.id, step.title);
             if !step.needs.is_empty() {
                 let _ = writeln!(out, "   after:    {}", step.needs.join(", "));
@@ -352,5 +388,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: true } => format!("{cluster} still has {pod} as primary"),
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
+        Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
     }
 }

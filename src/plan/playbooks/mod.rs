@@ -4,6 +4,7 @@ pub mod cnpg;
 pub mod mariadb;
 pub mod stale;
 pub mod wal_reset;
+pub mod volsync;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup", "wal-archive-reset"];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset"];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -50,6 +51,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             wal_reset::archive_reset(state, findings, ns, name)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
+        "volsync-restore" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--name (the app PVC)" })?;
+            volsync::restore(state, findings, ns, name)?
+        }
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
     };
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());
