@@ -51,6 +51,8 @@ pub fn default_routes() -> Vec<Route> {
     };
     vec![
         route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
+        route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
+        route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
         route("LifeboatVolsyncDestinationOrphaned", "stale-cleanup", &[("namespace", "namespace")]),
         // Per pod, so per claim: a claim nothing restores plans "nothing to do".
         route("LifeboatPodBlockedOnLostVolume", "volsync-restore", &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")]),

@@ -88,6 +88,12 @@ pub enum Action {
     Scale { object: ObjectRef, replicas: i32 },
     /// A JSON merge patch naming only the fields it changes.
     MergePatch { object: ObjectRef, patch: serde_json::Value },
+    /// A merge patch that must not outlive the run (e.g. mariadb-operator's
+    /// `forceClusterBootstrapInPod`, which nothing else ever clears): when the
+    /// run ends, however it ends, the runner applies `revert` unless a later
+    /// `MergePatch` step with that same patch succeeded. Not on a hand-over
+    /// to the next leader, which continues the run.
+    TemporaryPatch { object: ObjectRef, patch: serde_json::Value, revert: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
     /// Set one parameter of a CNPG Cluster's `spec.plugins[name == plugin]`,
@@ -113,7 +119,10 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
-    /// `status.conditions[type == condition].status == status` on any object.
+    /// `status.conditions[type=condition].status == status` on any object
+    /// (e.g. a Pod's Ready, a MariaDB's GaleraReady). An object that does not
+    /// exist yet or is being deleted does not match: waiting for a pod that
+    /// a controller re-creates is waiting, not an error.
     ConditionIs { condition: String, status: String },
     /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
     CnpgBackupCompleted,
@@ -198,6 +207,7 @@ impl Step {
             | Action::ResumeFlux { object }
             | Action::Scale { object, .. }
             | Action::MergePatch { object, .. }
+            | Action::TemporaryPatch { object, .. }
             | Action::Apply { object, .. } => vec![object],
         }
     }
@@ -226,6 +236,12 @@ impl Step {
             Action::MergePatch { object, patch } => {
                 format!("kubectl patch {} {}{} --type=merge -p '{}'", object.kubectl_resource(), object.name, object.ns_flag(), patch)
             }
+            Action::TemporaryPatch { object, patch, revert } => format!(
+                "kubectl patch {res} {name}{ns} --type=merge -p '{patch}'  # undone when the run ends: kubectl patch {res} {name}{ns} --type=merge -p '{revert}'",
+                res = object.kubectl_resource(),
+                name = object.name,
+                ns = object.ns_flag()
+            ),
             Action::Apply { manifest, .. } => format!(
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()

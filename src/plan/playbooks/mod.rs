@@ -1,6 +1,7 @@
 //! Playbooks: (ClusterState, findings, trigger) → Plan. Pure and fast.
 
 pub mod cnpg;
+pub mod mariadb;
 pub mod node_loss;
 pub mod stale;
 pub mod wal_reset;
@@ -31,7 +32,7 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset", node_loss::PLAYBOOK];
+pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset", node_loss::PLAYBOOK];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -39,6 +40,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--name (the Cluster)" })?;
             cnpg::instance_lost(state, findings, ns, name)?
+        }
+        "mariadb-instance-lost" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--name (the MariaDB)" })?;
+            mariadb::instance_lost(state, findings, ns, name)?
         }
         "wal-archive-reset" => {
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;
