@@ -161,7 +161,7 @@ impl JournalArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// cnpg-instance-lost | stale-cleanup | s3-restore | kanidm-credential-reset | garage-meta-restore
+    /// A playbook name (an unknown one lists them all), e.g. node-loss, cnpg-instance-lost
     pub playbook: String,
     #[arg(long)]
     pub namespace: Option<String>,

@@ -117,11 +117,22 @@ pub struct NodeLossConfig {
     pub out_of_service_taint: bool,
     /// How long apps that only wait on a database are watched.
     pub watch_timeout: Dur,
+    /// `once`: one approval for the whole run; `perPhase`: the run pauses
+    /// before each phase that changes something until that phase is approved
+    /// (same plan hash, through any approval path).
+    pub approval: ApprovalScope,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ApprovalScope {
+    Once,
+    PerPhase,
 }
 
 impl Default for NodeLossConfig {
     fn default() -> Self {
-        Self { confirm_node_gone: true, confirm_timeout: Dur::hours(1), out_of_service_taint: false, watch_timeout: Dur::mins(30) }
+        Self { confirm_node_gone: true, confirm_timeout: Dur::hours(1), out_of_service_taint: false, watch_timeout: Dur::mins(30), approval: ApprovalScope::Once }
     }
 }
 

@@ -65,7 +65,7 @@ fn report(plan: &Plan, failed_at: Option<usize>, start: DateTime<Utc>) -> RunRep
         })
         .collect();
     let outcome = if failed_at.is_some() { Outcome::Stopped } else { Outcome::Succeeded };
-    RunReport { plan_hash: plan.hash(), outcome, reason: None, steps, flux_left_suspended: vec![] }
+    RunReport { plan_hash: plan.hash(), outcome, reason: None, steps, flux_left_suspended: vec![], awaiting_phase: None }
 }
 
 fn bot(fake: &FakeDiscord) -> Arc<DiscordClient> {

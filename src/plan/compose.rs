@@ -42,7 +42,9 @@ const FLUX_RESUME_PHASE: &str = "flux-resume";
 
 /// One plan from `phases`, in order. Findings and follow-ups of every part
 /// are kept (prefixed with the part's target); empty phases are dropped.
-pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases: Vec<PhaseParts>) -> Plan {
+/// With `gated`, every later phase that changes something starts with an
+/// approval gate: the run pauses there until the phase is approved.
+pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases: Vec<PhaseParts>, gated: bool) -> Plan {
     let mut plan = Plan::new(playbook, target);
     let mut suspensions: BTreeMap<ObjectRef, bool> = BTreeMap::new();
     let mut resumed: Vec<ObjectRef> = vec![];
@@ -99,13 +101,24 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
     }
 
     let mut previous_leaves: Vec<String> = vec![];
-    for (name, title, mut steps) in composed {
+    for (index, (name, title, mut steps)) in composed.into_iter().enumerate() {
         let leaves = leaves(&steps);
+        let changes_something = steps.iter().any(|s| !matches!(s.action, Action::Wait { .. }));
+        let gate = (gated && index > 0 && changes_something && ![FLUX_SUSPEND_PHASE, FLUX_RESUME_PHASE].contains(&name)).then(|| Step {
+            id: format!("{name}.approve"),
+            title: format!("Approval of phase {name}: {title}"),
+            action: Action::ApprovalGate { phase: name.to_string() },
+            needs: previous_leaves.clone(),
+            preconditions: vec![],
+            recovery_source: None,
+        });
+        let roots_need = gate.as_ref().map_or(previous_leaves.clone(), |g| vec![g.id.clone()]);
         for step in &mut steps {
             if step.needs.is_empty() {
-                step.needs = previous_leaves.clone();
+                step.needs = roots_need.clone();
             }
         }
+        steps.splice(0..0, gate);
         plan.phases.push(PlanPhase { name: name.to_string(), title, steps: steps.iter().map(|s| s.id.clone()).collect() });
         plan.steps.extend(steps);
         previous_leaves = leaves;
@@ -205,6 +218,7 @@ mod tests {
                 PhaseParts { name: "empty", title: "Empty".into(), parts: vec![] },
                 PhaseParts { name: "second", title: "Second".into(), parts: vec![b, c] },
             ],
+            false,
         );
         plan.validate().unwrap();
         let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
@@ -221,11 +235,35 @@ mod tests {
     }
 
     #[test]
+    fn gated_phases_start_with_an_approval_gate_except_the_first_and_pure_watching() {
+        let scale = |id: &str| step(id, Action::Scale { object: ObjectRef::namespaced("apps/v1", "Deployment", "ns", id), replicas: 1 }, &[]);
+        let plan = compose(
+            "node-loss",
+            "t".into(),
+            vec![],
+            vec![
+                PhaseParts { name: "one", title: "One".into(), parts: vec![part("a", vec![scale("s1")])] },
+                PhaseParts { name: "two", title: "Two".into(), parts: vec![part("b", vec![scale("s2"), wait("w", &["s2"])])] },
+                PhaseParts { name: "watch", title: "Watch".into(), parts: vec![part("c", vec![wait("v", &[])])] },
+            ],
+            true,
+        );
+        plan.validate().unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["a.s1", "two.approve", "b.s2", "b.w", "c.v"]);
+        let needs = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        assert_eq!(needs("two.approve"), vec!["a.s1".to_string()]);
+        assert_eq!(needs("b.s2"), vec!["two.approve".to_string()]);
+        assert_eq!(needs("c.v"), vec!["b.w".to_string()], "watching needs no approval");
+        assert_eq!(plan.phases[1].steps[0], "two.approve");
+    }
+
+    #[test]
     fn a_part_that_keeps_flux_suspended_wins_and_nothing_resumes_it() {
         let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "db", "postgres");
         let a = part("a", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: true }, &[]), wait("w", &["s"])]);
         let b = part("b", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), wait("v", &["s"]), step("r", Action::ResumeFlux { object: ks }, &["v"])]);
-        let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![a, b] }]);
+        let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![a, b] }], false);
         assert!(matches!(plan.steps[0].action, Action::SuspendFlux { keep_suspended: true, .. }));
         assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::ResumeFlux { .. })));
     }
@@ -235,7 +273,7 @@ mod tests {
         let mut p = Plan::new("x", "Cluster db/pg");
         p.findings.push("all good".into());
         p.follow_ups.push("commit it".into());
-        let plan = compose("node-loss", "t".into(), vec!["lost node n1".into()], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![Part { key: "k".into(), plan: p }] }]);
+        let plan = compose("node-loss", "t".into(), vec!["lost node n1".into()], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![Part { key: "k".into(), plan: p }] }], false);
         assert!(plan.nothing_to_do());
         assert_eq!(plan.findings, vec!["lost node n1".to_string(), "Cluster db/pg: all good".to_string()]);
         assert_eq!(plan.follow_ups, vec!["commit it".to_string()]);

@@ -89,6 +89,12 @@ pub enum Action {
     Scale { object: ObjectRef, replicas: i32 },
     /// A JSON merge patch naming only the fields it changes.
     MergePatch { object: ObjectRef, patch: serde_json::Value },
+    /// A merge patch that must not outlive the run (e.g. mariadb-operator's
+    /// `forceClusterBootstrapInPod`, which nothing else ever clears): when the
+    /// run ends, however it ends, the runner applies `revert` unless a later
+    /// `MergePatch` step with that same patch succeeded. Not on a hand-over
+    /// to the next leader, which continues the run.
+    TemporaryPatch { object: ObjectRef, patch: serde_json::Value, revert: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
     /// Set one parameter of a CNPG Cluster's `spec.plugins[name == plugin]`,
@@ -112,6 +118,9 @@ pub enum Action {
     /// least `min_buckets` buckets (the token is read from `token_file`),
     /// retried until `timeout_seconds`.
     VerifyGarage { admin_url: String, token_file: Option<String>, min_buckets: usize, timeout_seconds: u64 },
+    /// Per-phase approval: the run pauses here (awaiting approval again)
+    /// until a human approves the same plan hash for this phase.
+    ApprovalGate { phase: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,7 +132,10 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
-    /// `status.conditions[type == condition].status == status` on any object.
+    /// `status.conditions[type=condition].status == status` on any object
+    /// (e.g. a Pod's Ready, a MariaDB's GaleraReady). An object that does not
+    /// exist yet or is being deleted does not match: waiting for a pod that
+    /// a controller re-creates is waiting, not an error.
     ConditionIs { condition: String, status: String },
     /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
     CnpgBackupCompleted,
@@ -203,7 +215,7 @@ impl Step {
             Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
             Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
             Action::DeletePvc { pvc, .. } => vec![pvc],
-            Action::TaintNode { .. } | Action::VerifyGarage { .. } => vec![],
+            Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } => vec![],
             Action::RunJob { job, .. } => vec![job],
             Action::RolloutRestart { object } => vec![object],
             Action::Delete { object }
@@ -212,6 +224,7 @@ impl Step {
             | Action::ResumeFlux { object }
             | Action::Scale { object, .. }
             | Action::MergePatch { object, .. }
+            | Action::TemporaryPatch { object, .. }
             | Action::Apply { object, .. } => vec![object],
         }
     }
@@ -240,6 +253,12 @@ impl Step {
             Action::MergePatch { object, patch } => {
                 format!("kubectl patch {} {}{} --type=merge -p '{}'", object.kubectl_resource(), object.name, object.ns_flag(), patch)
             }
+            Action::TemporaryPatch { object, patch, revert } => format!(
+                "kubectl patch {res} {name}{ns} --type=merge -p '{patch}'  # undone when the run ends: kubectl patch {res} {name}{ns} --type=merge -p '{revert}'",
+                res = object.kubectl_resource(),
+                name = object.name,
+                ns = object.ns_flag()
+            ),
             Action::Apply { manifest, .. } => format!(
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()
@@ -251,6 +270,7 @@ impl Step {
                 cluster.ns_flag()
             ),
             Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
+            Action::ApprovalGate { phase } => format!("lifeboat approve RUN --hash PLAN_HASH  # lets phase {phase} start"),
             Action::RecreatePod { pod, timeout_seconds } => format!(
                 "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
                 name = pod.name,

@@ -3,6 +3,7 @@
 pub mod cnpg;
 pub mod garage_meta;
 pub mod kanidm;
+pub mod mariadb;
 pub mod node_loss;
 pub mod s3_restore;
 pub mod stale;
@@ -36,6 +37,7 @@ pub enum PlanError {
 
 pub const PLAYBOOKS: &[&str] = &[
     "cnpg-instance-lost",
+    "mariadb-instance-lost",
     "stale-cleanup",
     "volsync-restore",
     "wal-archive-reset",
@@ -51,6 +53,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--namespace" })?;
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--name (the Cluster)" })?;
             cnpg::instance_lost(state, findings, ns, name)?
+        }
+        "mariadb-instance-lost" => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--name (the MariaDB)" })?;
+            mariadb::instance_lost(state, findings, ns, name)?
         }
         "wal-archive-reset" => {
             let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;

@@ -93,7 +93,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         findings_text.push("nothing on this node needs recovering".into());
         phases[0].parts.clear();
     }
-    Ok(compose(PLAYBOOK, target, findings_text, phases))
+    Ok(compose(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase))
 }
 
 /// The node is still lost; optionally a human confirms it is gone for good
