@@ -234,14 +234,27 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
             _ => None,
         })
         .collect();
+    // Kept if any succeeded step suspended it to keep (a composed plan suspends
+    // once at the start and holds it where a keeping part begins).
+    let kept: Vec<&ObjectRef> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.action {
+            Action::SuspendFlux { object, keep_suspended: true } if succeeded(i) => Some(object),
+            _ => None,
+        })
+        .collect();
+    let mut handled: Vec<&ObjectRef> = vec![];
     let mut left = vec![];
     let mut errors = vec![];
     for (i, step) in plan.steps.iter().enumerate() {
-        let Action::SuspendFlux { object, keep_suspended } = &step.action else { continue };
-        if !succeeded(i) || resumed.contains(&object) {
+        let Action::SuspendFlux { object, .. } = &step.action else { continue };
+        if !succeeded(i) || resumed.contains(&object) || handled.contains(&object) {
             continue;
         }
-        if *keep_suspended {
+        handled.push(object);
+        if kept.contains(&object) {
             tracing::warn!(%object, "left suspended by design: resume it once its source of truth is fixed");
             if let Err(e) = flag_kept_suspended(client, plan, object).await {
                 errors.push(format!("{object} is left suspended but could not be annotated: {e}"));

@@ -8,9 +8,13 @@
 //! Flux objects are handled once for the whole run: several parts may
 //! suspend the same Kustomization, and one part resuming it while another
 //! still works would let Flux fight that one. So every suspension moves to
-//! the start of the run and every resume to its end.
+//! the start of the run and every resume to its end. A part that keeps its
+//! Flux object suspended when it stops (e.g. volsync-restore: resuming after
+//! a failed restore would start the app on an empty volume) keeps a "hold"
+//! step where its suspension was: only once that part has started does a
+//! stopped run leave the object suspended; before, the runner resumes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +50,7 @@ const FLUX_RESUME_PHASE: &str = "flux-resume";
 /// approval gate: the run pauses there until the phase is approved.
 pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases: Vec<PhaseParts>, gated: bool) -> Plan {
     let mut plan = Plan::new(playbook, target);
-    let mut suspensions: BTreeMap<ObjectRef, bool> = BTreeMap::new();
-    let mut resumed: Vec<ObjectRef> = vec![];
+    let mut flux = FluxUse::default();
     let mut composed: Vec<(&'static str, String, Vec<Step>)> = vec![];
     for phase in phases {
         let mut steps = vec![];
@@ -60,7 +63,7 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                     plan.follow_ups.push(f.clone());
                 }
             }
-            steps.extend(prefixed_without_flux(&part, &mut suspensions, &mut resumed));
+            steps.extend(prefixed_without_flux(&part, &mut flux));
         }
         if !steps.is_empty() {
             composed.push((phase.name, phase.title, steps));
@@ -70,13 +73,14 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
     if composed.is_empty() {
         return plan;
     }
-    if !suspensions.is_empty() {
-        let steps = suspensions
+    if !flux.suspended.is_empty() {
+        let steps = flux
+            .suspended
             .iter()
-            .map(|(object, keep)| Step {
+            .map(|object| Step {
                 id: format!("{FLUX_SUSPEND_PHASE}.{}", slug(&object.to_string())),
                 title: format!("Suspend {object} for the whole run"),
-                action: Action::SuspendFlux { object: object.clone(), keep_suspended: *keep },
+                action: Action::SuspendFlux { object: object.clone(), keep_suspended: false },
                 needs: vec![],
                 preconditions: vec![],
                 recovery_source: None,
@@ -84,7 +88,7 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
             .collect();
         composed.insert(0, (FLUX_SUSPEND_PHASE, "Suspend Flux for every object the run touches".into(), steps));
     }
-    let to_resume: Vec<&ObjectRef> = resumed.iter().filter(|o| suspensions.get(*o) == Some(&false)).collect();
+    let to_resume: Vec<&ObjectRef> = flux.suspended.iter().filter(|o| !flux.held.contains(*o)).collect();
     if !to_resume.is_empty() {
         let steps = to_resume
             .iter()
@@ -126,10 +130,20 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
     plan
 }
 
+/// The Flux objects the parts suspend, and those a part keeps suspended
+/// after the run (it suspends them to keep and never resumes them).
+#[derive(Default)]
+struct FluxUse {
+    suspended: std::collections::BTreeSet<ObjectRef>,
+    held: std::collections::BTreeSet<ObjectRef>,
+}
+
 /// The part's steps with prefixed ids, minus its Flux suspend/resume steps
-/// (recorded in `suspensions` / `resumed` for the run-wide ones). A step that
-/// needed a removed step needs what that step needed instead.
-fn prefixed_without_flux(part: &Part, suspensions: &mut BTreeMap<ObjectRef, bool>, resumed: &mut Vec<ObjectRef>) -> Vec<Step> {
+/// (recorded in `flux` for the run-wide ones); a suspension the part keeps
+/// stays as a hold step (an idempotent suspend with `keep_suspended`). A step
+/// that needed a removed step needs what that step needed instead.
+fn prefixed_without_flux(part: &Part, flux: &mut FluxUse) -> Vec<Step> {
+    let resumes: Vec<&ObjectRef> = part.plan.steps.iter().filter_map(|s| if let Action::ResumeFlux { object } = &s.action { Some(object) } else { None }).collect();
     let mut replaced: HashMap<&str, Vec<String>> = HashMap::new();
     let mut out = vec![];
     for step in &part.plan.steps {
@@ -139,15 +153,27 @@ fn prefixed_without_flux(part: &Part, suspensions: &mut BTreeMap<ObjectRef, bool
             .flat_map(|n| replaced.get(n.as_str()).cloned().unwrap_or_else(|| vec![format!("{}.{n}", part.key)]))
             .collect();
         match &step.action {
-            Action::SuspendFlux { object, keep_suspended } => {
-                let keep = suspensions.entry(object.clone()).or_insert(false);
-                *keep |= *keep_suspended;
+            Action::SuspendFlux { object, keep_suspended: true } => {
+                flux.suspended.insert(object.clone());
+                let resumed_later = resumes.contains(&object);
+                if !resumed_later {
+                    flux.held.insert(object.clone());
+                }
+                let mut hold = step.clone();
+                hold.id = format!("{}.{}", part.key, step.id);
+                hold.needs = dedup(needs);
+                hold.title = if resumed_later {
+                    format!("Hold {object} suspended from here on: if the run stops now it stays suspended (resumed when the run ends well)")
+                } else {
+                    format!("Hold {object} suspended after the run (see the follow-ups)")
+                };
+                out.push(hold);
+            }
+            Action::SuspendFlux { object, .. } => {
+                flux.suspended.insert(object.clone());
                 replaced.insert(&step.id, needs);
             }
-            Action::ResumeFlux { object } => {
-                if !resumed.contains(object) {
-                    resumed.push(object.clone());
-                }
+            Action::ResumeFlux { .. } => {
                 replaced.insert(&step.id, needs);
             }
             _ => {
@@ -259,13 +285,29 @@ mod tests {
     }
 
     #[test]
-    fn a_part_that_keeps_flux_suspended_wins_and_nothing_resumes_it() {
+    fn a_part_that_keeps_flux_suspended_holds_it_in_place_and_nothing_resumes_it() {
         let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "db", "postgres");
         let a = part("a", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: true }, &[]), wait("w", &["s"])]);
         let b = part("b", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), wait("v", &["s"]), step("r", Action::ResumeFlux { object: ks }, &["v"])]);
         let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![a, b] }], false);
-        assert!(matches!(plan.steps[0].action, Action::SuspendFlux { keep_suspended: true, .. }));
-        assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::ResumeFlux { .. })));
+        plan.validate().unwrap();
+        assert!(matches!(plan.steps[0].action, Action::SuspendFlux { keep_suspended: false, .. }), "suspended at the start like any other");
+        let hold = plan.steps.iter().find(|s| s.id == "a.s").expect("the keeping part holds it where it suspended it");
+        assert!(matches!(hold.action, Action::SuspendFlux { keep_suspended: true, .. }));
+        assert_eq!(plan.steps.iter().find(|s| s.id == "a.w").unwrap().needs, vec!["a.s".to_string()]);
+        assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::ResumeFlux { .. })), "a part keeps it suspended after the run");
+    }
+
+    #[test]
+    fn a_part_that_keeps_flux_suspended_only_on_failure_is_resumed_at_the_end() {
+        let hr = ObjectRef::namespaced("helm.toolkit.fluxcd.io/v2", "HelmRelease", "utils", "forgejo");
+        let a = part("a", vec![step("s", Action::SuspendFlux { object: hr.clone(), keep_suspended: true }, &[]), wait("w", &["s"]), step("r", Action::ResumeFlux { object: hr.clone() }, &["w"])]);
+        let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "apps", title: "Apps".into(), parts: vec![a] }], false);
+        plan.validate().unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["flux-suspend.helmrelease-utils-forgejo", "a.s", "a.w", "flux-resume.helmrelease-utils-forgejo"]);
+        assert_eq!(plan.steps[1].needs, vec!["flux-suspend.helmrelease-utils-forgejo".to_string()]);
+        assert_eq!(plan.steps[3].needs, vec!["a.w".to_string()]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `node-loss`: the whole recovery from one lost node, as one plan with
-//! phases in dependency order — Garage metadata (S3 backs everything else),
-//! then the databases, then the VolSync and S3-restore apps in parallel,
-//! then the OIDC clients, then the apps that only waited on a database are
-//! watched (never touched) until they heal, then stale cleanup.
+//! phases in dependency order — a human confirms the node is gone, then
+//! Garage metadata (S3 backs everything else), then the databases, then the
+//! VolSync and S3-restore apps in parallel, then the apps that only waited
+//! on a database are watched (never touched) until they heal, then stale
+//! cleanup (cluster-wide: orphans the triage finds are deleted with the rest).
 //!
 //! What is affected comes from `triage` for the node (the same
 //! classification `lifeboat triage` prints); each piece is planned by its own
@@ -12,6 +13,7 @@ use std::collections::BTreeSet;
 
 use crate::cluster::ClusterState;
 use crate::config::NodeLossConfig;
+use crate::inspect::coverage::Source;
 use crate::inspect::Findings;
 use crate::plan::compose::{compose, slug, Part, PhaseParts};
 use crate::plan::playbooks::{plan as plan_playbook, PlanError, Trigger};
@@ -56,7 +58,14 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
                     triggers.push((w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(name), node: Some(node.into()) }));
                 }
             }
-            Category::VolsyncApp => triggers.extend(w.pvcs.iter().map(|p| for_pvc("volsync-restore", p))),
+            Category::VolsyncApp => {
+                // volsync-restore deletes the mover caches of the app PVC it restores;
+                // a cache alone (its app PVC elsewhere) is planned for on its own.
+                let is_cache = |pvc: &String| findings.protection.iter().any(|p| p.namespace == w.namespace && &p.pvc == pvc && p.source == Source::Scratch);
+                let apps: Vec<&String> = w.pvcs.iter().filter(|p| !is_cache(p)).collect();
+                let pvcs = if apps.is_empty() { w.pvcs.iter().collect() } else { apps };
+                triggers.extend(pvcs.into_iter().map(|p| for_pvc("volsync-restore", p)));
+            }
             Category::S3BackupApp => triggers.extend(w.pvcs.iter().map(|p| for_pvc("s3-restore", p))),
             Category::WaitingOnDatabase => {
                 watched.insert((w.namespace.clone(), w.workload.clone()));
@@ -69,6 +78,12 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
                 w.pvcs.join(", ")
             )),
         }
+    }
+    // Orphans elsewhere (e.g. pinned to another, long-gone node) are the
+    // runbook's "removed/stale → just delete": cleaned up in the same run.
+    let recovering = !triggers.is_empty() || !watched.is_empty();
+    if recovering && !triggers.iter().any(|(c, _, _)| *c == Category::Stale) && !crate::plan::playbooks::stale::cleanup(state, findings, None).nothing_to_do() {
+        triggers.push((Category::Stale, "stale-cleanup", Trigger::default()));
     }
     let mut seen = BTreeSet::new();
     triggers.retain(|(_, playbook, t)| seen.insert((playbook.to_string(), t.namespace.clone(), t.name.clone())));
