@@ -83,6 +83,10 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
         ("s3-restore-identity-kanidm-data-kanidm-default-0", "apps"),
         ("watch-observability-deployment-teslamate", "watch"),
         ("watch-kube-system-deployment-kguardian-broker", "watch"),
+        ("watch-utils-deployment-forgejo", "watch"),
+        ("watch-media-deployment-sonarr", "watch"),
+        ("watch-media-deployment-radarr", "watch"),
+        ("watch-identity-statefulset-kanidm-default", "watch"),
         ("stale-cleanup", "cleanup"),
     ] {
         assert_eq!(phase_of(key), vec![phase.to_string()], "part {key} in {:?}", part_keys(&p));
@@ -106,8 +110,8 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     assert!(matches!(&confirm.action, Action::Wait { until: WaitCondition::NodeConfirmedGone, object, .. } if object.name == NODE));
     assert!(confirm.preconditions.contains(&Precondition::NodeStillLost { node: NODE.into() }));
 
-    // Waiting apps are only watched.
-    for key in ["watch-observability-deployment-teslamate", "watch-kube-system-deployment-kguardian-broker"] {
+    // Waiting apps and restored apps are only watched.
+    for key in ["watch-observability-deployment-teslamate", "watch-kube-system-deployment-kguardian-broker", "watch-media-deployment-radarr", "watch-identity-statefulset-kanidm-default"] {
         let steps: Vec<_> = p.steps.iter().filter(|s| s.id.starts_with(key)).collect();
         assert!(steps.len() == 1 && matches!(steps[0].action, Action::Wait { until: WaitCondition::WorkloadReady, .. }), "{steps:?}");
     }
@@ -246,4 +250,295 @@ fn per_phase_approval_gates_every_changing_phase_but_the_first() {
     let once = node_loss(&example_with(&example_config()), NODE);
     assert_ne!(once.hash(), gated.hash(), "the approval scope is part of what is approved");
     assert!(!once.steps.iter().any(|s| matches!(s.action, Action::ApprovalGate { .. })));
+}
+
+// ------------------------------------------------------- end to end, journaled
+
+mod e2e {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kube::api::{Patch, PatchParams};
+    use kube::Client;
+    use lifeboat::act::remediator::{approve, submit, RemediationError, Remediator};
+    use lifeboat::cluster::ClusterState;
+    use lifeboat::config::Dur;
+    use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger, StepState};
+    use serde_json::{json, Value};
+    use support::controlplane::control_plane;
+    use support::example_cluster::{load, ExampleCluster};
+    use support::k8s::*;
+    use support::kubelet::FakeKubelet;
+    use support::players::{spawn_all, Cluster, Players};
+
+    const KANIDM_PVC: &str = "kanidm-data-kanidm-default-0";
+    const FLUX: [(&str, &str); 2] = [("kustomize.toolkit.fluxcd.io/v1", "Kustomization"), ("helm.toolkit.fluxcd.io/v2", "HelmRelease")];
+
+    struct Scene {
+        client: Client,
+        example: ExampleCluster,
+        config: Config,
+        journal: Arc<Journal>,
+        players: Players,
+    }
+
+    /// The example cluster under `prefix`, every operator played, lifeboat
+    /// configured as the shipped Kanidm example says (keyed to the prefix).
+    async fn scene(prefix: &str, approval: ApprovalScope) -> Scene {
+        let cp = control_plane();
+        let client = cp.admin_client();
+        let example = load(&client, prefix).await;
+        let kubelet = Arc::new(FakeKubelet::start(&std::env::temp_dir()).await);
+        for node in example.healthy_nodes() {
+            kubelet.register(&client, &node).await;
+        }
+        let players = spawn_all(&Cluster::of(&client, &example), kubelet, Arc::new(|_: &str| "Downloading backups/kanidm-2026-11-25T10:30:00Z.json.gz\nRestoring 1822 entries\n✅ Restore Success!\n".to_string()));
+
+        let mut config = example_config();
+        let app = config.s3_restore.apps.remove(&format!("identity/{KANIDM_PVC}")).unwrap();
+        config.s3_restore.apps = BTreeMap::from([(format!("{}/{KANIDM_PVC}", example.ns("identity")), app)]);
+        config.kanidm.namespace = example.ns("identity");
+        config.garage.namespace = example.ns("volsync-system");
+        config.discovery_interval = Dur::secs(1);
+        let journal_ns = cp.namespace(&client, &format!("{prefix}-lifeboat")).await;
+        config.remediation.namespace = Some(journal_ns.clone());
+        // The example deletes 8 PVCs (the default blast radius allows 5).
+        config.remediation.max_pvc_deletions = 8;
+        config.remediation.node_loss.approval = approval;
+        let journal = Arc::new(Journal::cluster(client.clone(), journal_ns));
+        Scene { client, example, config, journal, players }
+    }
+
+    /// Only this scene's objects (the apiserver holds other tests' too).
+    fn only_mine(mut state: ClusterState, example: &ExampleCluster) -> ClusterState {
+        use lifeboat::cluster::resources::LeanObject;
+        macro_rules! keep_mine {
+            ($($field:ident: $ty:ident),* $(,)?) => {
+                $( state.$field.retain(|o| example.owns(o.metadata().namespace.as_deref(), o.metadata().name.as_deref().unwrap_or(""))); )*
+            };
+        }
+        lifeboat::for_each_kind!(keep_mine);
+        state.finish();
+        state
+    }
+
+    async fn snapshot(s: &Scene) -> Snapshot {
+        let hub = lifeboat::cli::start_live_hub(s.config.clone(), s.client.clone());
+        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let state = only_mine(hub.live.as_ref().unwrap().snapshot(), &s.example);
+        Snapshot::build(state, &s.config, &Default::default())
+    }
+
+    fn remediator(s: &Scene) -> Remediator {
+        Remediator {
+            client: s.client.clone(),
+            journal: s.journal.clone(),
+            config: s.config.remediation.clone(),
+            identity: "replica-a".into(),
+            kill_switch: Arc::new(AtomicBool::new(false)),
+            poll_interval: Duration::from_millis(150),
+        }
+    }
+
+    async fn submit_node_loss(s: &Scene) -> RunRecord {
+        let snap = snapshot(s).await;
+        let trigger = RunTrigger { node: Some(s.example.lost_node()), ..RunTrigger::default() };
+        let run = submit(&s.journal, &s.config.remediation, &snap.state, &snap.findings, "node-loss", trigger, "test").await.unwrap();
+        assert_eq!(run.status.phase, Phase::AwaitingApproval);
+        run
+    }
+
+    /// The human: once the run waits for the confirmation, annotates the
+    /// Node (and, with `then_it_returns`, the node comes back right after).
+    fn human_confirms(s: &Scene, id: &str, then_it_returns: bool) -> tokio::task::JoinHandle<()> {
+        let (journal, client, node, id) = (s.journal.clone(), s.client.clone(), s.example.lost_node(), id.to_string());
+        tokio::spawn(async move {
+            loop {
+                let run = journal.get(&id).await.unwrap().unwrap();
+                if run.status.steps.iter().any(|st| st.id == "preflight.confirm-gone" && st.state == StepState::Running) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let nodes = api_for(&client, "v1", "Node", None).await;
+            nodes.patch(&node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}}))).await.unwrap();
+            if then_it_returns {
+                mark_node_ready(&client, &node).await;
+            }
+        })
+    }
+
+    async fn list(s: &Scene, api_version: &str, kind: &str) -> Vec<Value> {
+        Cluster::of(&s.client, &s.example).list(api_version, kind).await
+    }
+
+    async fn uid(s: &Scene, ns: &str, pvc: &str) -> Option<String> {
+        let api = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.example.ns(ns))).await;
+        api.get_opt(pvc).await.unwrap().and_then(|p| p.metadata.uid)
+    }
+
+    /// (Flux object, suspended, kept-suspended annotation present)
+    async fn flux_state(s: &Scene) -> Vec<(String, bool, bool)> {
+        let mut out = vec![];
+        for (api_version, kind) in FLUX {
+            for o in list(s, api_version, kind).await {
+                let kept = o["metadata"]["annotations"]["lifeboat.dev/kept-suspended"].is_string();
+                out.push((format!("{kind} {}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()), o["spec"]["suspend"] == true, kept));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn state_of<'a>(run: &'a RunRecord, id: &str) -> &'a lifeboat::journal::StepRecord {
+        run.status.steps.iter().find(|st| st.id == id).unwrap_or_else(|| panic!("no step {id}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovers_the_whole_node_and_the_journal_explains_every_step() {
+        let s = scene("nlok", ApprovalScope::Once).await;
+        let run = submit_node_loss(&s).await;
+        let plan = &run.spec.plan;
+        let keys = part_keys(plan);
+        for key in ["preflight", "cnpg-instance-lost-nlok-database-postgres", "mariadb-instance-lost-nlok-database-mariadb", "volsync-restore-nlok-utils-forgejo",
+                    "volsync-restore-nlok-media-sonarr", "volsync-restore-nlok-media-radarr", "s3-restore-nlok-identity-kanidm-data-kanidm-default-0", "stale-cleanup",
+                    "watch-nlok-observability-deployment-teslamate", "watch-nlok-kube-system-deployment-kguardian-broker"] {
+            assert!(keys.contains(key), "{key} missing: {keys:?}");
+        }
+        let flux_before = flux_state(&s).await;
+        assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
+        let replaced = [("database", "storage-mariadb-0"), ("database", "galera-mariadb-0"), ("utils", "forgejo"), ("media", "sonarr"), ("media", "radarr"), ("identity", KANIDM_PVC)];
+        let mut old_uids = vec![];
+        for (ns, pvc) in replaced {
+            old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
+        }
+
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        let human = human_confirms(&s, &run.id, false);
+        remediator(&s).run_pending(None).await.unwrap();
+        human.await.unwrap();
+        s.players.assert_alive();
+        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+
+        // The journal explains every step.
+        assert_eq!(done.status.steps.len(), plan.steps.len());
+        for st in &done.status.steps {
+            assert_eq!(st.state, StepState::Succeeded, "{st:#?}");
+            assert!(st.detail.as_deref().is_some_and(|d| d.len() > 10), "step {} has no explanation: {st:#?}", st.id);
+            assert!(st.started_at.is_some() && st.finished_at.is_some(), "{st:#?}");
+        }
+        let detail = |id: &str| state_of(&done, id).detail.clone().unwrap();
+        assert!(detail("preflight.confirm-gone").contains("annotated lifeboat.dev/confirmed-gone=true"));
+        assert!(detail("cnpg-instance-lost-nlok-database-postgres.verify-rw-endpoints").contains("ready endpoints"));
+        assert!(detail("s3-restore-nlok-identity-kanidm-data-kanidm-default-0.restore").contains("Restore Success"));
+        let token = plan.steps.iter().find_map(|st| match &st.action {
+            Action::Wait { until: WaitCondition::VolsyncManualSyncDone { token }, object, .. } if object.name == "forgejo-dst" => Some(token.clone()),
+            _ => None,
+        }).unwrap();
+        assert!(detail("volsync-restore-nlok-utils-forgejo.wait-restore").contains(&token));
+
+        // Every workload is healthy again.
+        for kind in ["Deployment", "StatefulSet"] {
+            for w in list(&s, "apps/v1", kind).await {
+                let (wanted, ready) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["readyReplicas"].as_i64().unwrap_or(0));
+                assert!(ready >= wanted, "{kind} {}/{} has {ready}/{wanted} ready", w["metadata"]["namespace"], w["metadata"]["name"]);
+            }
+        }
+        let pg = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.example.ns("database")), "postgres").await;
+        assert_eq!((pg["status"]["phase"].as_str(), pg["status"]["currentPrimary"].as_str()), (Some("Cluster in healthy state"), Some("postgres-2")));
+        let mdb = get(&s.client, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(&s.example.ns("database")), "mariadb").await;
+        assert!(mdb["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"), "{mdb:#}");
+        // The lost node's claims were replaced (CNPG's by a new instance), the orphan is gone.
+        assert!(uid(&s, "database", "postgres-1").await.is_none() && uid(&s, "database", "postgres-4").await.is_some());
+        assert_eq!(pg["status"]["instanceNames"], json!(["postgres-2", "postgres-3", "postgres-4"]));
+        for ((ns, pvc), old) in replaced.iter().zip(&old_uids) {
+            let new = uid(&s, ns, pvc).await.unwrap_or_else(|| panic!("{ns}/{pvc} was not re-created"));
+            assert_ne!(&new, old, "{ns}/{pvc} is still the claim on the lost node");
+        }
+        let rds = api_for(&s.client, "volsync.backube/v1alpha1", "ReplicationDestination", Some(&s.example.ns("utils"))).await;
+        assert!(rds.get_opt("oldapp-dst").await.unwrap().is_none(), "stale destination deleted");
+        // Flux: everything the run suspended is resumed; teslamate stays as it was.
+        assert_eq!(flux_state(&s).await, flux_before, "Flux as before the run, no kept-suspended annotation");
+
+        // The benchmark: the recovery's wall time against its steps one after another.
+        let started = done.status.steps.iter().filter_map(|st| st.started_at).min().unwrap();
+        let finished = done.status.steps.iter().filter_map(|st| st.finished_at).max().unwrap();
+        let wall = (finished - started).num_milliseconds() as f64 / 1000.0;
+        let sum: f64 = done.status.steps.iter().map(|st| (st.finished_at.unwrap() - st.started_at.unwrap()).num_milliseconds() as f64 / 1000.0).sum();
+        println!("RECOVERY wall={wall:.2}s sum_of_steps={sum:.2}s parallel_speedup={:.2}x steps={} phases={}", sum / wall.max(0.001), done.status.steps.len(), plan.phases.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_returning_mid_run_stops_it_before_anything_is_destroyed() {
+        let s = scene("nlback", ApprovalScope::Once).await;
+        let run = submit_node_loss(&s).await;
+        let flux_before = flux_state(&s).await;
+        let postgres = uid(&s, "database", "postgres-1").await;
+        let storage = uid(&s, "database", "storage-mariadb-0").await;
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        // Confirmed gone, and then the node comes back after all.
+        let human = human_confirms(&s, &run.id, true);
+        remediator(&s).run_pending(None).await.unwrap();
+        human.await.unwrap();
+        s.players.assert_alive();
+        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Stopped, "{:#?}", done.status);
+        for id in ["cnpg-instance-lost-nlback-database-postgres.promote", "mariadb-instance-lost-nlback-database-mariadb.delete-pod-mariadb-0"] {
+            let st = state_of(&done, id);
+            assert_eq!(st.state, StepState::Refused, "{st:#?}");
+            assert!(st.detail.as_deref().unwrap_or("").contains("still missing or not Ready"), "{st:#?}");
+        }
+        // Nothing after the databases' first steps ran; nothing was destroyed.
+        let phase_of = |id: &str| done.spec.plan.phase_of(id).unwrap().name.clone();
+        for st in done.status.steps.iter().filter(|st| !["flux-suspend", "preflight", "flux-resume"].contains(&phase_of(&st.id).as_str())) {
+            assert!(matches!(st.state, StepState::Refused | StepState::NotRun), "{st:#?}");
+        }
+        assert_eq!(uid(&s, "database", "postgres-1").await, postgres);
+        assert_eq!(uid(&s, "database", "storage-mariadb-0").await, storage);
+        let pg = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.example.ns("database")), "postgres").await;
+        assert_eq!(pg["status"]["targetPrimary"], "postgres-1", "no promotion");
+        // Flux: no part that keeps its objects suspended had started, so all are resumed.
+        assert_eq!(flux_state(&s).await, flux_before);
+        assert!(done.status.message.as_deref().unwrap_or("").contains("did not succeed"), "{:#?}", done.status.message);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn per_phase_approval_pauses_at_each_gate_and_continues_with_the_same_hash() {
+        let s = scene("nlgate", ApprovalScope::PerPhase).await;
+        let run = submit_node_loss(&s).await;
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        let human = human_confirms(&s, &run.id, false);
+        let mut awaited = vec![];
+        loop {
+            remediator(&s).run_pending(None).await.unwrap();
+            let r = s.journal.get(&run.id).await.unwrap().unwrap();
+            if r.status.phase != Phase::AwaitingApproval {
+                assert_eq!(r.status.phase, Phase::Succeeded, "{:#?}", r.status);
+                break;
+            }
+            let phase = r.status.awaiting_phase.clone().expect("paused at a gate");
+            if awaited.is_empty() {
+                // Paused before the databases: nothing there ran, Flux is still suspended for the run.
+                let pg = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.example.ns("database")), "postgres").await;
+                assert_eq!(pg["status"]["targetPrimary"], "postgres-1");
+                assert!(flux_state(&s).await.iter().filter(|(n, _, _)| n.contains("forgejo")).all(|(_, suspended, _)| *suspended));
+                assert_eq!(state_of(&r, "preflight.confirm-gone").state, StepState::Succeeded);
+                let wrong = approve(&s.journal, &run.id, "0123456789abcdef01234567", "bob").await;
+                assert!(matches!(wrong, Err(RemediationError::WrongHash { .. })), "{wrong:?}");
+            }
+            let gate = format!("{phase}.approve");
+            assert_ne!(state_of(&r, &gate).state, StepState::Succeeded, "{gate} not passed yet");
+            awaited.push(phase);
+            approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        }
+        human.await.unwrap();
+        s.players.assert_alive();
+        assert_eq!(awaited, vec!["databases", "apps", "cleanup"]);
+        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded && st.detail.is_some()), "{:#?}", done.status.steps);
+    }
 }

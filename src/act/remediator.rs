@@ -156,11 +156,14 @@ impl Remediator {
         // switch is set, or this instance stops being the leader.
         let stop = Arc::new(AtomicBool::new(false));
         let handing_over = Arc::new(AtomicBool::new(false));
+        let defaults = RunLimits::from_config(&self.config);
         let limits = RunLimits {
             kill_switch: stop.clone(),
             handing_over: handing_over.clone(),
             approved_phases: record.status.approved_phases.clone(),
-            ..RunLimits::from_config(&self.config)
+            // A remediator that polls faster (tests) makes the run's waits poll as fast.
+            poll_interval: defaults.poll_interval.min(self.poll_interval),
+            ..defaults
         };
         let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<RunReport>>(None);
         let writer = tokio::spawn(journal_progress(

@@ -4,3 +4,5 @@ pub mod k8s;
 pub mod metrics;
 pub mod fake_discord;
 pub mod kubelet;
+pub mod example_cluster;
+pub mod players;

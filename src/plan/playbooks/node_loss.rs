@@ -2,7 +2,8 @@
 //! phases in dependency order — a human confirms the node is gone, then
 //! Garage metadata (S3 backs everything else), then the databases, then the
 //! VolSync and S3-restore apps in parallel, then the apps that only waited
-//! on a database are watched (never touched) until they heal, then stale
+//! on a database and the restored apps are watched (never touched) until
+//! they are Ready, then stale
 //! cleanup (cluster-wide: orphans the triage finds are deleted with the rest).
 //!
 //! What is affected comes from `triage` for the node (the same
@@ -100,7 +101,20 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     phases.push(PhaseParts { name: "garage", title: "Garage metadata (S3 backs everything else)".into(), parts: parts_of(&[Category::Garage])? });
     phases.push(PhaseParts { name: "databases", title: "Databases (CNPG, MariaDB)".into(), parts: parts_of(&[Category::CnpgInstance, Category::MariadbInstance])? });
     phases.push(PhaseParts { name: "apps", title: "Apps from VolSync snapshots and S3 backups".into(), parts: parts_of(&[Category::VolsyncApp, Category::S3BackupApp])? });
-    phases.push(PhaseParts { name: "watch", title: "Apps waiting on a database: watched until they heal, not touched".into(), parts: watch(&watched, options) });
+    // The restored apps are scaled back up by their parts; the run is done
+    // when they are Ready too, so they are watched with the waiting ones.
+    let restored: Vec<ObjectRef> = phases
+        .iter()
+        .flat_map(|p| p.parts.iter())
+        .flat_map(|part| part.plan.steps.iter())
+        .filter_map(|s| match &s.action {
+            Action::Scale { object, replicas } if *replicas > 0 => Some(object.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut watching = watch(&watched, options);
+    watching.extend(watch_restored(&restored, options));
+    phases.push(PhaseParts { name: "watch", title: "Apps waiting on a database, and the restored apps: watched until Ready, not touched".into(), parts: watching });
     phases.push(PhaseParts { name: "cleanup", title: "Stale resources".into(), parts: parts_of(&[Category::Stale])? });
 
     let only_preflight = phases[1..].iter().all(|p| p.parts.iter().all(|part| part.plan.nothing_to_do()));
@@ -142,6 +156,28 @@ fn preflight(node: &str, options: &NodeLossConfig) -> Part {
         });
     }
     Part { key: "preflight".into(), plan }
+}
+
+/// One wait per workload a part scaled back up after restoring its data.
+fn watch_restored(restored: &[ObjectRef], options: &NodeLossConfig) -> Vec<Part> {
+    let mut seen = BTreeSet::new();
+    restored
+        .iter()
+        .filter(|o| seen.insert((*o).clone()))
+        .map(|object| {
+            let mut plan = Plan::new("watch", object.to_string());
+            plan.steps.push(Step {
+                id: "ready".into(),
+                title: format!("Watch {object} become Ready on its restored data (not touched)"),
+                action: Action::Wait { object: object.clone(), until: WaitCondition::WorkloadReady, timeout_seconds: options.watch_timeout.0.as_secs() },
+                needs: vec![],
+                preconditions: vec![],
+                recovery_source: None,
+            });
+            let ns = object.namespace.as_deref().unwrap_or_default();
+            Part { key: slug(&format!("watch {ns} {} {}", object.kind, object.name)), plan }
+        })
+        .collect()
 }
 
 /// One wait per workload that only waits on a database.

@@ -1,0 +1,436 @@
+//! The operators and controllers of a cluster shaped like examples/node-loss,
+//! played on the test apiserver for every object under one prefix: each
+//! writes what the real one would (objects, status through the status
+//! subresource), nothing more. Spawned together by [`spawn_all`].
+//!
+//! * Deployment/ReplicaSet + StatefulSet controllers, scheduler and kubelet:
+//!   live pods follow `spec.replicas`; a pod whose claims are all usable
+//!   (not on a lost node) runs on a healthy node and is Ready; a pod stuck in
+//!   an init container waiting for Postgres starts once `postgres-rw` has an
+//!   endpoint; a StatefulSet re-creates its missing claims from its
+//!   templates; `readyReplicas` counts Ready pods.
+//! * CloudNativePG: `currentPrimary` follows `targetPrimary`; an instance
+//!   whose PVC and pod are gone is re-created as a new instance, then the
+//!   cluster is healthy and `<cluster>-rw` routes to the primary.
+//! * mariadb-operator: Ready once every member pod is Ready.
+//! * VolSync: a paused source stops its mover (its pods go); a destination
+//!   whose manual trigger differs from `lastManualSync` restores into its
+//!   destination PVC and reports the token and a Successful result.
+//! * The Job controller + kubelet, for the Jobs lifeboat creates: the pod
+//!   runs on a healthy node, prints `job_output` (pods/log through the
+//!   stand-in kubelet, and the termination message), the Job is Complete.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::example_cluster::ExampleCluster;
+use super::k8s::{create, rfc3339, set_status};
+use super::kubelet::FakeKubelet;
+
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub prefix: String,
+    pub healthy_nodes: Vec<String>,
+    pub database_ns: String,
+}
+
+impl Cluster {
+    pub fn of(client: &Client, example: &ExampleCluster) -> Self {
+        Self { client: client.clone(), prefix: example.prefix.clone(), healthy_nodes: example.healthy_nodes(), database_ns: example.ns("database") }
+    }
+
+    /// Every object of the kind under this cluster's prefix.
+    pub async fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let (resource, _) = kube::discovery::pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await.unwrap();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let mine = format!("{}-", self.prefix);
+        api.list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("listing {kind}: {e}"))
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .filter(|o| o["metadata"]["namespace"].as_str().unwrap_or(o["metadata"]["name"].as_str().unwrap_or("")).starts_with(&mine))
+            .collect()
+    }
+
+    async fn api(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let (resource, _): (ApiResource, _) = kube::discovery::pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await.unwrap();
+        Api::namespaced_with(self.client.clone(), ns, &resource)
+    }
+
+    async fn delete_pod(&self, ns: &str, name: &str, now: bool) {
+        let params = if now { DeleteParams { grace_period_seconds: Some(0), ..Default::default() } } else { DeleteParams::default() };
+        let _ = self.api("v1", "Pod", ns).await.delete(name, &params).await;
+    }
+}
+
+fn ns_of(o: &Value) -> String {
+    o["metadata"]["namespace"].as_str().unwrap_or_default().to_string()
+}
+fn name_of(o: &Value) -> String {
+    o["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+fn terminating(o: &Value) -> bool {
+    o["metadata"]["deletionTimestamp"].is_string()
+}
+fn owner(o: &Value, kind: &str) -> Option<String> {
+    o["metadata"]["ownerReferences"].as_array()?.iter().find(|r| r["kind"] == kind).and_then(|r| r["name"].as_str().map(String::from))
+}
+fn claims(pod: &Value) -> Vec<String> {
+    pod["spec"]["volumes"].as_array().map_or(vec![], |vs| vs.iter().filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(String::from)).collect())
+}
+pub fn pod_ready(pod: &Value) -> bool {
+    !terminating(pod)
+        && pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// What a kubelet reports for a running, Ready pod.
+pub fn running_status(pod: &Value) -> Value {
+    let now = rfc3339(Utc::now());
+    let containers: Vec<Value> = pod["spec"]["containers"].as_array().cloned().unwrap_or_default().iter().map(|c| json!({
+        "name": c["name"], "ready": true, "started": true, "restartCount": 0, "image": c["image"], "imageID": "", "state": {"running": {"startedAt": now}}})).collect();
+    let inits: Vec<Value> = pod["spec"]["initContainers"].as_array().cloned().unwrap_or_default().iter().map(|c| json!({
+        "name": c["name"], "ready": true, "restartCount": 0, "image": c["image"], "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}})).collect();
+    let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    json!({"phase": "Running", "conditions": [cond("Initialized"), cond("ContainersReady"), cond("Ready"), cond("PodScheduled")],
+           "containerStatuses": containers, "initContainerStatuses": inits, "startTime": now})
+}
+
+/// The state the players share each tick.
+struct View {
+    nodes_ready: BTreeMap<String, bool>,
+    pvs: BTreeMap<String, Value>,
+    pvcs: BTreeMap<(String, String), Value>,
+    pods: Vec<Value>,
+}
+
+impl View {
+    async fn read(c: &Cluster) -> Self {
+        let nodes_ready = c
+            .list("v1", "Node")
+            .await
+            .iter()
+            .map(|n| (name_of(n), n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"))))
+            .collect();
+        let pvs = c.list("v1", "PersistentVolume").await.into_iter().map(|p| (name_of(&p), p)).collect();
+        let pvcs = c.list("v1", "PersistentVolumeClaim").await.into_iter().map(|p| ((ns_of(&p), name_of(&p)), p)).collect();
+        let pods = c.list("v1", "Pod").await;
+        View { nodes_ready, pvs, pvcs, pods }
+    }
+
+    /// The claim exists, is not being deleted, and its volume (if bound) is
+    /// not pinned to a node that is missing or NotReady.
+    fn claim_usable(&self, ns: &str, claim: &str) -> bool {
+        let Some(pvc) = self.pvcs.get(&(ns.to_string(), claim.to_string())) else { return false };
+        if terminating(pvc) {
+            return false;
+        }
+        let Some(volume) = pvc["spec"]["volumeName"].as_str() else { return true };
+        let Some(pv) = self.pvs.get(volume) else { return true };
+        let pinned: Vec<&str> = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["matchExpressions"].as_array().into_iter().flatten())
+            .flat_map(|e| e["values"].as_array().into_iter().flatten())
+            .filter_map(|v| v.as_str())
+            .collect();
+        pinned.iter().all(|n| self.nodes_ready.get(*n) == Some(&true))
+    }
+
+    fn pod_runnable(&self, pod: &Value) -> bool {
+        let ns = ns_of(pod);
+        claims(pod).iter().all(|c| self.claim_usable(&ns, c))
+    }
+
+    fn pods_in(&self, ns: &str) -> impl Iterator<Item = &Value> {
+        let ns = ns.to_string();
+        self.pods.iter().filter(move |p| ns_of(p) == ns)
+    }
+}
+
+/// A new pod from a workload's template: on a healthy node and Ready when
+/// its claims are usable, else Pending (unschedulable).
+async fn start_pod(c: &Cluster, view: &View, ns: &str, name: &str, template: &Value, owner: (&str, &str), node: &str) {
+    let mut spec = template["spec"].clone();
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": template["metadata"]["labels"],
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "00000000-0000-4000-8000-000000000001", "controller": true}]},
+        "spec": spec.clone()});
+    let runnable = view.pod_runnable(&pod);
+    if runnable {
+        spec["nodeName"] = json!(node);
+        pod["spec"] = spec;
+        pod["status"] = running_status(&pod);
+    }
+    create(&c.client, pod, None).await;
+}
+
+/// Deployments (through their ReplicaSets) and StatefulSets.
+async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
+    {
+        let c = c.clone();
+        let node = c.healthy_nodes[0].clone();
+        let db_up = c.api("discovery.k8s.io/v1", "EndpointSlice", &c.database_ns).await.get_opt("postgres-rw-1").await.unwrap().is_some();
+        let replica_sets = c.list("apps/v1", "ReplicaSet").await;
+        for d in c.list("apps/v1", "Deployment").await {
+            let (ns, name) = (ns_of(&d), name_of(&d));
+            let sets: Vec<&Value> = replica_sets.iter().filter(|r| ns_of(r) == ns && owner(r, "Deployment").as_deref() == Some(name.as_str())).collect();
+            let Some(rs) = sets.first() else { continue };
+            let set_names: BTreeSet<String> = sets.iter().map(|r| name_of(r)).collect();
+            let pods: Vec<&Value> = view.pods_in(&ns).filter(|p| owner(p, "ReplicaSet").is_some_and(|o| set_names.contains(&o))).collect();
+            let wanted = d["spec"]["replicas"].as_i64().unwrap_or(1) as usize;
+            let mut live: Vec<&Value> = pods.iter().copied().filter(|p| !terminating(p)).collect();
+            live.sort_by_key(|p| p["spec"]["nodeName"].is_string()); // unscheduled ones go first
+            while live.len() > wanted {
+                let p = live.remove(0);
+                c.delete_pod(&ns, &name_of(p), true).await;
+            }
+            for p in &live {
+                if p["spec"]["nodeName"].is_null() && view.pod_runnable(p) {
+                    // The scheduler places it now its claims are usable: as a fresh pod.
+                    c.delete_pod(&ns, &name_of(p), true).await;
+                } else if !pod_ready(p) && p["spec"]["nodeName"].is_string() && view.nodes_ready.get(p["spec"]["nodeName"].as_str().unwrap()) == Some(&true) && db_up {
+                    set_status(&c.client, "v1", "Pod", Some(&ns), &name_of(p), running_status(p)).await; // its init-db found Postgres
+                }
+            }
+            let live_now = live.iter().filter(|p| !(p["spec"]["nodeName"].is_null() && view.pod_runnable(p))).count();
+            for _ in live_now..wanted {
+                *serial += 1;
+                start_pod(&c, view, &ns, &format!("{}-p{serial}", name_of(rs)), &d["spec"]["template"], ("ReplicaSet", &name_of(rs)), &node).await;
+            }
+            let ready = live.iter().filter(|p| pod_ready(p)).count() as i64;
+            let status = json!({"replicas": live.len(), "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": live.len(), "unavailableReplicas": (wanted as i64 - ready).max(0)});
+            if ["replicas", "readyReplicas"].iter().any(|k| d["status"][k].as_i64().unwrap_or(0) != status[k].as_i64().unwrap()) {
+                set_status(&c.client, "apps/v1", "Deployment", Some(&ns), &name, status).await;
+            }
+        }
+        for s in c.list("apps/v1", "StatefulSet").await {
+            let (ns, name) = (ns_of(&s), name_of(&s));
+            let wanted = s["spec"]["replicas"].as_i64().unwrap_or(1);
+            let mut ready = 0;
+            let mut count = 0;
+            for p in view.pods_in(&ns).filter(|p| owner(p, "StatefulSet").as_deref() == Some(name.as_str())) {
+                let ordinal: i64 = name_of(p).rsplit('-').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+                if ordinal >= wanted && !terminating(p) {
+                    c.delete_pod(&ns, &name_of(p), p["spec"]["nodeName"].is_null() || view.nodes_ready.get(p["spec"]["nodeName"].as_str().unwrap()) == Some(&true)).await;
+                }
+            }
+            for i in 0..wanted {
+                let pod_name = format!("{name}-{i}");
+                let current = view.pods_in(&ns).find(|p| name_of(p) == pod_name);
+                if current.is_some_and(terminating) {
+                    continue; // the controller waits until the old pod is gone
+                }
+                // Missing claims come from the templates (before the pod, as the controller does).
+                for template in s["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
+                    let claim = format!("{}-{pod_name}", name_of(&template));
+                    if !view.pvcs.contains_key(&(ns.clone(), claim.clone())) {
+                        create(&c.client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": ns, "labels": template["metadata"]["labels"]},
+                            "spec": {"accessModes": template["spec"]["accessModes"], "resources": template["spec"]["resources"], "storageClassName": template["spec"]["storageClassName"]}}), None).await;
+                    }
+                }
+                // The controller adds a volume per claim template.
+                let mut template = s["spec"]["template"].clone();
+                for claim in s["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
+                    let volume = json!({"name": name_of(&claim), "persistentVolumeClaim": {"claimName": format!("{}-{pod_name}", name_of(&claim))}});
+                    match template["spec"]["volumes"].as_array_mut() {
+                        Some(volumes) => volumes.push(volume),
+                        None => template["spec"]["volumes"] = json!([volume]),
+                    }
+                }
+                match current {
+                    None => start_pod(&c, view, &ns, &pod_name, &template, ("StatefulSet", &name), &node).await,
+                    Some(p) if p["spec"]["nodeName"].is_null() && view.pod_runnable(p) => c.delete_pod(&ns, &pod_name, true).await,
+                    Some(p) => {
+                        count += 1;
+                        ready += pod_ready(p) as i64;
+                    }
+                }
+            }
+            if s["status"]["readyReplicas"].as_i64().unwrap_or(0) != ready || s["status"]["replicas"].as_i64().unwrap_or(0) != count {
+                set_status(&c.client, "apps/v1", "StatefulSet", Some(&ns), &name, json!({"replicas": count, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": count, "updatedReplicas": count})).await;
+            }
+        }
+    }
+}
+
+const CNPG: &str = "postgresql.cnpg.io/v1";
+
+async fn cnpg_tick(c: &Cluster, view: &View) {
+    {
+        for cluster in c.list(CNPG, "Cluster").await {
+            let (ns, name) = (ns_of(&cluster), name_of(&cluster));
+            let status = &cluster["status"];
+            let target = status["targetPrimary"].as_str().unwrap_or_default().to_string();
+            if !target.is_empty() && status["currentPrimary"].as_str() != Some(target.as_str()) {
+                set_status(&c.client, CNPG, "Cluster", Some(&ns), &name, json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
+                continue;
+            }
+            let instances: Vec<String> = status["instanceNames"].as_array().map_or(vec![], |a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+            let gone: Vec<&String> = instances.iter().filter(|i| !view.pvcs.contains_key(&(ns.clone(), (*i).clone())) && !view.pods_in(&ns).any(|p| &name_of(p) == *i)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            // A new instance (serial after the highest), cloned from the primary.
+            let next = instances.iter().filter_map(|i| i.rsplit('-').next().and_then(|n| n.parse::<u32>().ok())).max().unwrap_or(0) + 1;
+            let instance = format!("{name}-{next}");
+            let labels = json!({"cnpg.io/cluster": name, "cnpg.io/instanceName": instance, "cnpg.io/instanceRole": "replica", "cnpg.io/podRole": "instance"});
+            create(&c.client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": instance, "namespace": ns, "labels": {"cnpg.io/cluster": name, "cnpg.io/pvcRole": "PG_DATA"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cluster["spec"]["storage"]["size"].as_str().unwrap_or("1Gi")}}}}), None).await;
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": instance, "namespace": ns, "labels": labels},
+                "spec": {"nodeName": c.healthy_nodes[0], "containers": [{"name": "postgres", "image": cluster["spec"]["imageName"].as_str().unwrap_or("ghcr.io/cloudnative-pg/postgresql:17")}],
+                         "volumes": [{"name": "pgdata", "persistentVolumeClaim": {"claimName": instance}}]}});
+            pod["status"] = running_status(&pod);
+            create(&c.client, pod, None).await;
+            let names: Vec<String> = instances.iter().filter(|i| !gone.contains(i)).cloned().chain([instance]).collect();
+            let now = rfc3339(Utc::now());
+            let mut conditions: Vec<Value> = status["conditions"].as_array().cloned().unwrap_or_default();
+            conditions.retain(|x| x["type"] != "Ready");
+            conditions.push(json!({"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready", "lastTransitionTime": now}));
+            set_status(&c.client, CNPG, "Cluster", Some(&ns), &name, json!({
+                "instanceNames": names, "instances": names.len(), "readyInstances": names.len(), "danglingPVC": [], "phase": "Cluster in healthy state", "conditions": conditions})).await;
+            // The -rw Service routes to the primary again.
+            create(&c.client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("{name}-rw"), "namespace": ns},
+                "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": name, "cnpg.io/instanceRole": "primary"}}}), None).await;
+            create(&c.client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{name}-rw-1"), "namespace": ns, "labels": {"kubernetes.io/service-name": format!("{name}-rw")}},
+                "addressType": "IPv4", "ports": [{"port": 5432}],
+                "endpoints": [{"addresses": ["10.0.0.12"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": target, "namespace": ns}}]}), None).await;
+        }
+    }
+}
+
+const MDB: &str = "k8s.mariadb.com/v1alpha1";
+
+async fn mariadb_tick(c: &Cluster, view: &View) {
+    {
+        for m in c.list(MDB, "MariaDB").await {
+            let (ns, name) = (ns_of(&m), name_of(&m));
+            let replicas = m["spec"]["replicas"].as_i64().unwrap_or(1);
+            let all_ready = (0..replicas).all(|i| view.pods_in(&ns).any(|p| name_of(p) == format!("{name}-{i}") && pod_ready(p)));
+            let ready_now = m["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"));
+            if all_ready && !ready_now {
+                let now = rfc3339(Utc::now());
+                let mut conditions: Vec<Value> = m["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                conditions.retain(|x| x["type"] != "Ready" && x["type"] != "GaleraReady");
+                conditions.push(json!({"type": "Ready", "status": "True", "reason": "StatefulSetReady", "message": "Running", "lastTransitionTime": now}));
+                conditions.push(json!({"type": "GaleraReady", "status": "True", "reason": "GaleraReady", "message": "Galera ready", "lastTransitionTime": now}));
+                set_status(&c.client, MDB, "MariaDB", Some(&ns), &name, json!({"conditions": conditions})).await;
+            }
+        }
+    }
+}
+
+const VS: &str = "volsync.backube/v1alpha1";
+
+async fn volsync_tick(c: &Cluster, view: &View) {
+    {
+        for rs in c.list(VS, "ReplicationSource").await {
+            if rs["spec"]["paused"] != true {
+                continue;
+            }
+            // Paused: the mover Job stops (parallelism 0), its pods go.
+            let (ns, job) = (ns_of(&rs), format!("volsync-src-{}", name_of(&rs)));
+            for p in view.pods_in(&ns).filter(|p| owner(p, "Job").as_deref() == Some(job.as_str()) && !terminating(p)) {
+                c.delete_pod(&ns, &name_of(p), true).await;
+            }
+        }
+        for rd in c.list(VS, "ReplicationDestination").await {
+            let (ns, name) = (ns_of(&rd), name_of(&rd));
+            let manual = rd["spec"]["trigger"]["manual"].as_str().unwrap_or_default().to_string();
+            let target = rd["spec"]["kopia"]["destinationPVC"].as_str().or(rd["spec"]["restic"]["destinationPVC"].as_str()).unwrap_or_default().to_string();
+            let pvc_ready = view.pvcs.get(&(ns.clone(), target.clone())).is_some_and(|p| !terminating(p));
+            if manual.is_empty() || rd["spec"]["paused"] == true || Some(manual.as_str()) == rd["status"]["lastManualSync"].as_str() || !pvc_ready {
+                continue;
+            }
+            let logs = format!("Selected snapshot with id: k{:x}\nRestoring into /data ({target})\nSnapshot restore completed successfully", manual.len() * 7919);
+            set_status(&c.client, VS, "ReplicationDestination", Some(&ns), &name, json!({
+                "lastManualSync": manual, "lastSyncTime": rfc3339(Utc::now()), "lastSyncDuration": "1s",
+                "latestMoverStatus": {"result": "Successful", "logs": logs}})).await;
+        }
+    }
+}
+
+/// Jobs lifeboat creates (label app.kubernetes.io/managed-by: lifeboat).
+async fn jobs_tick(c: &Cluster, kubelet: &FakeKubelet, job_output: &JobOutput) {
+    {
+        for job in c.list("batch/v1", "Job").await {
+            let done = job["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Complete" || x["type"] == "Failed"));
+            if done || terminating(&job) || job["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "lifeboat" {
+                continue;
+            }
+            let (ns, name) = (ns_of(&job), name_of(&job));
+            let template = &job["spec"]["template"];
+            let container = template["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
+            let output = job_output(&name);
+            let mut spec = template["spec"].clone();
+            spec["nodeName"] = json!(c.healthy_nodes[0]);
+            let pod_name = format!("{name}-x7k2p");
+            kubelet.set_log(&ns, &pod_name, &container, &output);
+            create(&c.client, json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"],
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"], "controller": true}]}, "spec": spec}), None).await;
+            let now = rfc3339(Utc::now());
+            set_status(&c.client, "v1", "Pod", Some(&ns), &pod_name, json!({"phase": "Succeeded",
+                "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]})).await;
+            let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now});
+            set_status(&c.client, "batch/v1", "Job", Some(&ns), &name, json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]})).await;
+        }
+    }
+}
+
+pub type JobOutput = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+pub struct Players {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Players {
+    /// Fails the test if a player died (a write the apiserver refused).
+    pub fn assert_alive(&self) {
+        assert!(!self.handle.is_finished(), "a player died: see its panic above");
+    }
+}
+
+impl Drop for Players {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Every player above, one after the other each tick (one read of the
+/// cluster per tick), until the returned value is dropped.
+pub fn spawn_all(c: &Cluster, kubelet: Arc<FakeKubelet>, job_output: JobOutput) -> Players {
+    let c = c.clone();
+    let handle = tokio::spawn(async move {
+        let mut serial = 0;
+        loop {
+            let view = View::read(&c).await;
+            workloads_tick(&c, &view, &mut serial).await;
+            cnpg_tick(&c, &view).await;
+            mariadb_tick(&c, &view).await;
+            volsync_tick(&c, &view).await;
+            jobs_tick(&c, &kubelet, &job_output).await;
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    Players { handle }
+}
