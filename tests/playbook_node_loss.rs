@@ -520,7 +520,7 @@ mod e2e {
                 assert_eq!(r.status.phase, Phase::Succeeded, "{:#?}", r.status);
                 break;
             }
-            let phase = r.status.awaiting_phase.clone().expect("paused at a gate");
+            let phase = r.status.awaiting_phase.clone().unwrap_or_else(|| panic!("paused at a gate: {:#?}", r.status));
             if awaited.is_empty() {
                 // Paused before the databases: nothing there ran, Flux is still suspended for the run.
                 let pg = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.example.ns("database")), "postgres").await;
