@@ -66,7 +66,7 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
         }
         node_loss::PLAYBOOK => {
             let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: node_loss::PLAYBOOK, what: "--node" })?;
-            node_loss::node_loss(state, findings, node, &crate::config::NodeLossConfig::default())?
+            node_loss::node_loss(state, findings, node, &findings.config.remediation.node_loss)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
         "volsync-restore" => {
