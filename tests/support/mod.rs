@@ -2,3 +2,4 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod k8s;
 pub mod metrics;
+pub mod process;
