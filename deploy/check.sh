@@ -10,7 +10,8 @@
 #      ci/all-features-values.yaml
 #   3. helm template with both; templates that must refuse bad values do
 #      (a token Secret without adminUrl, an unknown disabledAlerts entry,
-#      config.garage.adminTokenFile set by hand)
+#      config.garage.adminTokenFile or config.discord.*File set by hand,
+#      Discord without remediation.enabled or with an unknown mode)
 #   4. assertions on the rendered objects: pod and container security
 #      (non-root, read-only root fs, no capabilities, seccomp RuntimeDefault,
 #      no privilege escalation), resources, args, port 9847 named
@@ -123,6 +124,9 @@ template() {
     must_fail "needs config.garage.adminUrl" --set secrets.garageAdminToken.existingSecret=tok
     must_fail "is not a lifeboat alert" --set prometheusRule.enabled=true --set 'prometheusRule.disabledAlerts={NoSuchAlert}'
     must_fail "is set by the chart" --set config.garage.adminTokenFile=/token --set config.garage.adminUrl=http://g:3903
+    must_fail "is set by the chart" --set config.discord.botTokenFile=/token
+    must_fail "needs remediation.enabled" --set secrets.discord.existingSecret=discord
+    must_fail "use bot (buttons) or webhook" --set secrets.discord.existingSecret=discord --set remediation.enabled=true --set secrets.discord.mode=chat
     return $ok
 }
 step "helm template (default, all features; bad values refused)" template

@@ -55,8 +55,13 @@ pub fn default_routes() -> Vec<Route> {
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     };
     vec![
+        route("LifeboatNodeLostWithPinnedVolumes", "node-loss", &[("node", "node")]),
         route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
+        route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
+        route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
         route("LifeboatVolsyncDestinationOrphaned", "stale-cleanup", &[("namespace", "namespace")]),
+        // Per pod, so per claim: a claim nothing restores plans "nothing to do".
+        route("LifeboatPodBlockedOnLostVolume", "volsync-restore", &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")]),
     ]
 }
 

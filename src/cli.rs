@@ -161,7 +161,7 @@ impl JournalArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// cnpg-instance-lost | stale-cleanup
+    /// A playbook name (an unknown one lists them all), e.g. node-loss, cnpg-instance-lost
     pub playbook: String,
     #[arg(long)]
     pub namespace: Option<String>,
@@ -303,14 +303,34 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         None => config.listen.parse().context("config listen address")?,
     };
     let remediation = config.remediation.clone();
+    let discord_config = config.clone();
     let hub = start_hub(config, &source, None).await?;
+    let mut leader = None;
     if remediation.execute {
         if source.from_dump.is_some() {
             bail!("remediation.execute needs a live cluster, not --from-dump");
         }
-        start_remediation(remediation.clone(), hub.clone()).await?;
+        leader = Some(start_remediation(remediation.clone(), hub.clone()).await?);
     }
     let mut app = crate::server::router(hub.clone());
+    if discord_config.discord.enabled() {
+        if source.from_dump.is_some() {
+            bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
+        }
+        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the Discord notifier")?;
+        let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
+        if let Some(discord) = crate::discord::Discord::from_config(&discord_config, journal)? {
+            let mut notifier = discord.notifier;
+            notifier.leader = leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe());
+            tokio::spawn(notifier.run_forever());
+            if let Some(interactions) = discord.interactions {
+                app = app.merge(crate::discord::interactions::routes(Arc::new(interactions)));
+                tracing::info!("Discord bot mode: posting runs with buttons; clicks at {}", crate::discord::interactions::PATH);
+            } else {
+                tracing::info!("Discord webhook-only mode: posting runs without buttons");
+            }
+        }
+    }
     if let Some(path) = &remediation.webhook_credentials_file {
         if source.from_dump.is_some() {
             bail!("the Alertmanager webhook records runs in the cluster: it needs a live cluster, not --from-dump");
@@ -479,7 +499,7 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
 }
 
 /// Leader election plus the remediator loop: only the Lease holder executes.
-async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hub>) -> anyhow::Result<()> {
+async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hub>) -> anyhow::Result<crate::leader::LeaderHandle> {
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let namespace = config.namespace();
     let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
@@ -495,6 +515,7 @@ async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hu
     tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
     let journal = remediator.journal.clone();
     let stats_leader = leader.clone();
+    let handle = leader.clone();
     tokio::spawn(remediator.run_forever(Some(leader)));
     tokio::spawn(async move {
         loop {
@@ -508,7 +529,7 @@ async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hu
             tokio::time::sleep(Duration::from_secs(15)).await;
         }
     });
-    Ok(())
+    Ok(handle)
 }
 
 async fn kill_switch_command(state: SwitchState, reason: String, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

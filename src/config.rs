@@ -33,6 +33,7 @@ pub struct Config {
     pub cnpg: CnpgConfig,
     pub garage: GarageConfig,
     pub remediation: RemediationConfig,
+    pub discord: DiscordConfig,
 }
 
 impl Default for Config {
@@ -47,6 +48,7 @@ impl Default for Config {
             cnpg: CnpgConfig::default(),
             garage: GarageConfig::default(),
             remediation: RemediationConfig::default(),
+            discord: DiscordConfig::default(),
         }
     }
 }
@@ -93,6 +95,41 @@ pub struct RemediationConfig {
     pub webhook_credentials_file: Option<PathBuf>,
     /// Alert → playbook routes (default: lifeboat's alerts that have one).
     pub routes: Vec<crate::alerts::Route>,
+    /// The composed `node-loss` playbook.
+    pub node_loss: NodeLossConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NodeLossConfig {
+    /// The run first waits for a human to confirm the node is gone for good
+    /// (annotation `lifeboat.dev/confirmed-gone=true`, the out-of-service
+    /// taint, or the Node deleted): data on it is about to be given up.
+    pub confirm_node_gone: bool,
+    /// How long the run waits for that confirmation.
+    pub confirm_timeout: Dur,
+    /// Taint the node `node.kubernetes.io/out-of-service` once confirmed, so
+    /// the control plane detaches its volumes and deletes its pods.
+    pub out_of_service_taint: bool,
+    /// How long apps that only wait on a database are watched.
+    pub watch_timeout: Dur,
+    /// `once`: one approval for the whole run; `perPhase`: the run pauses
+    /// before each phase that changes something until that phase is approved
+    /// (same plan hash, through any approval path).
+    pub approval: ApprovalScope,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ApprovalScope {
+    Once,
+    PerPhase,
+}
+
+impl Default for NodeLossConfig {
+    fn default() -> Self {
+        Self { confirm_node_gone: true, confirm_timeout: Dur::hours(1), out_of_service_taint: false, watch_timeout: Dur::mins(30), approval: ApprovalScope::Once }
+    }
 }
 
 impl Default for RemediationConfig {
@@ -110,6 +147,7 @@ impl Default for RemediationConfig {
             api_token_file: None,
             webhook_credentials_file: None,
             routes: crate::alerts::default_routes(),
+            node_loss: NodeLossConfig::default(),
         }
     }
 }
@@ -121,6 +159,109 @@ impl RemediationConfig {
 
     pub fn mode_of(&self, playbook: &str) -> Mode {
         self.modes.get(playbook).copied().unwrap_or(self.default_mode)
+    }
+}
+
+/// Discord notifications and approvals (`src/discord`). Secrets come from
+/// files (mounted Secrets), never from this file. Bot mode (buttons) needs
+/// `botTokenFile`, `channelId`, the application's public key and approvers;
+/// webhook-only mode needs just `webhookUrlFile`. Neither: Discord is off.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// File holding the bot token (sent as `Authorization: Bot <token>`).
+    pub bot_token_file: Option<PathBuf>,
+    /// Channel the bot posts to (a snowflake id).
+    pub channel_id: Option<String>,
+    /// The application's public key (hex) that signs interactions...
+    pub public_key: Option<String>,
+    /// ...or a file holding it.
+    pub public_key_file: Option<PathBuf>,
+    /// Who may press Approve / Reject.
+    pub approvers: DiscordApprovers,
+    /// File holding a channel webhook URL (webhook-only mode: no buttons).
+    pub webhook_url_file: Option<PathBuf>,
+    /// Discord's API base.
+    pub api_base: String,
+    /// While a run executes, its message is edited at most this often for the elapsed time
+    /// (a step starting or ending edits it at once).
+    pub edit_interval: Dur,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self {
+            bot_token_file: None,
+            channel_id: None,
+            public_key: None,
+            public_key_file: None,
+            approvers: DiscordApprovers::default(),
+            webhook_url_file: None,
+            api_base: "https://discord.com/api/v10".into(),
+            edit_interval: Dur::secs(15),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DiscordApprovers {
+    /// User ids.
+    pub users: Vec<String>,
+    /// Role ids (from the clicking member's roles).
+    pub roles: Vec<String>,
+}
+
+impl DiscordConfig {
+    pub fn enabled(&self) -> bool {
+        self.bot_token_file.is_some() || self.webhook_url_file.is_some()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = vec![];
+        let snowflake = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        match reqwest::Url::parse(&self.api_base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(u) => problems.push(format!("discord.apiBase: scheme {:?} is not http or https", u.scheme())),
+            Err(e) => problems.push(format!("discord.apiBase: {:?}: {e}", self.api_base)),
+        }
+        if let Some(id) = self.channel_id.as_deref().filter(|id| !snowflake(id)) {
+            problems.push(format!("discord.channelId: {id:?} is not a Discord id (digits only)"));
+        }
+        for (key, ids) in [("discord.approvers.users", &self.approvers.users), ("discord.approvers.roles", &self.approvers.roles)] {
+            if let Some(id) = ids.iter().find(|id| !snowflake(id)) {
+                problems.push(format!("{key}: {id:?} is not a Discord id (digits only)"));
+            }
+        }
+        if let Some(key) = &self.public_key {
+            if let Err(e) = crate::discord::interactions::parse_public_key(key) {
+                problems.push(format!("discord.publicKey: {e}"));
+            }
+        }
+        if self.public_key.is_some() && self.public_key_file.is_some() {
+            problems.push("discord.publicKey and discord.publicKeyFile: set one, not both".into());
+        }
+        if self.edit_interval.0.is_zero() {
+            problems.push("discord.editInterval: must be longer than 0s".into());
+        }
+        let bot = self.bot_token_file.is_some();
+        if bot && self.webhook_url_file.is_some() {
+            problems.push("discord.botTokenFile and discord.webhookUrlFile: choose bot mode (buttons) or webhook-only mode, not both".into());
+        }
+        if bot {
+            if self.channel_id.is_none() {
+                problems.push("discord.channelId: bot mode needs the channel to post to".into());
+            }
+            if self.public_key.is_none() && self.public_key_file.is_none() {
+                problems.push("discord.publicKey: bot mode needs the application's public key (or publicKeyFile) to verify button clicks".into());
+            }
+            if self.approvers.users.is_empty() && self.approvers.roles.is_empty() {
+                problems.push("discord.approvers: name at least one user or role id, or nobody can approve from Discord".into());
+            }
+        } else if self.public_key.is_some() || self.public_key_file.is_some() || self.channel_id.is_some() {
+            problems.push("discord.publicKey/publicKeyFile/channelId: only used in bot mode: set discord.botTokenFile too".into());
+        }
+        problems
     }
 }
 
@@ -288,6 +429,7 @@ impl Config {
         if self.remediation.approval_ttl.0.is_zero() {
             problems.push("remediation.approvalTtl: must be longer than 0s".into());
         }
+        problems.extend(self.discord.problems());
         if problems.is_empty() {
             Ok(())
         } else {

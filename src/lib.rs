@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod discord;
 pub mod inspect;
 pub mod journal;
 pub mod leader;

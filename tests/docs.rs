@@ -59,3 +59,11 @@ fn readme_commands_exist() {
     }
     assert!(read(".ci/run").contains("scripts/test.sh"), ".ci/run must call the README's test command");
 }
+
+#[test]
+fn readme_default_config_is_check_config() {
+    let readme = read("README.md");
+    let block = between(&readme, "are rejected, durations are written `90s`, `5m`, `1h30m`, `2d`. The defaults:\n\n```yaml\n", "```");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat")).arg("check-config").output().unwrap();
+    assert_eq!(block, String::from_utf8(out.stdout).unwrap().trim(), "regenerate the README config block with `lifeboat check-config`");
+}

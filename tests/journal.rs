@@ -88,7 +88,7 @@ fn failed_at_second_step(plan: &Plan) -> RunReport {
             _ => step_report(plan, i, StepStatus::NotRun, 0),
         })
         .collect();
-    RunReport { plan_hash: plan.hash(), outcome: Outcome::Stopped, reason: Some("step 2 did not succeed".into()), steps, flux_left_suspended: vec![] }
+    RunReport { plan_hash: plan.hash(), outcome: Outcome::Stopped, reason: Some("step 2 did not succeed".into()), steps, flux_left_suspended: vec![], awaiting_phase: None }
 }
 
 /// What a backend stores for a record it was given: observedGeneration 1.
@@ -539,6 +539,7 @@ fn reports_map_onto_the_status_and_a_resume_keeps_earlier_successes() {
             .map(|i| if i == 0 { step_report(&plan, i, StepStatus::NotRun, 0) } else { step_report(&plan, i, StepStatus::Succeeded { detail: "ok".into() }, 1_700_001_000 + i as i64 * 10) })
             .collect(),
         flux_left_suspended: vec![],
+        awaiting_phase: None,
     };
     rec.status.start("lifeboat-1", at(1_700_000_999));
     rec.status.apply_report(&resumed);
@@ -588,7 +589,7 @@ fn reports_map_onto_the_status_and_a_resume_keeps_earlier_successes() {
     for (outcome, phase) in [(Outcome::Rejected, Phase::Rejected), (Outcome::NothingToDo, Phase::NothingToDo), (Outcome::Aborted, Phase::Aborted)] {
         let mut r = record(&plan, at(1_700_000_000));
         let steps = (0..n).map(|i| step_report(&plan, i, StepStatus::NotRun, 0)).collect();
-        r.status.apply_report(&RunReport { plan_hash: plan.hash(), outcome, reason: Some("why".into()), steps, flux_left_suspended: vec![] });
+        r.status.apply_report(&RunReport { plan_hash: plan.hash(), outcome, reason: Some("why".into()), steps, flux_left_suspended: vec![], awaiting_phase: None });
         assert_eq!(r.status.phase, phase);
         assert!(r.is_terminal() && r.status.finished_at.is_some());
         assert_eq!(r.status.message.as_deref(), Some("why"));

@@ -38,9 +38,6 @@ async fn flux_suspended_by_a_run_is_resumed_however_it_ends() {
     let mut refused = step("delete-while-node-ready", Action::ForceDeletePod { pod: ObjectRef::pod(&ns, "x") }, &["scale"]);
     refused.preconditions = vec![Precondition::NodeStillLost { node: ready_node.clone() }];
     let plan = Plan {
-        playbook: "test".into(),
-        target: format!("namespace {ns}"),
-        findings: vec![],
         steps: vec![
             step("suspend", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]),
             step("suspend-kept", Action::SuspendFlux { object: kept.clone(), keep_suspended: true }, &[]),
@@ -50,6 +47,7 @@ async fn flux_suspended_by_a_run_is_resumed_however_it_ends() {
             refused,
             step("resume-after", Action::ResumeFlux { object: ks.clone() }, &["delete-while-node-ready"]),
         ],
+        ..Plan::new("test", format!("namespace {ns}"))
     };
     plan.validate().unwrap();
     let report = execute(&client, &plan, &plan.hash(), &RunLimits::default()).await;
@@ -113,9 +111,9 @@ async fn runs_are_approved_over_http_bound_to_the_plan_hash() {
     let api = lifeboat::api::ApiContext::new(client.clone(), ns.clone(), token.into());
     tokio::spawn(async move { axum::serve(listener, lifeboat::api::routes(Arc::new(api))).await });
 
-    let plan = Plan { playbook: "stale-cleanup".into(), target: format!("namespace {ns}"), findings: vec![], steps: vec![
+    let plan = Plan { steps: vec![
         step("delete", Action::Delete { object: ObjectRef::namespaced("v1", "ConfigMap", &ns, "gone") }, &[]),
-    ] };
+    ], ..Plan::new("stale-cleanup", format!("namespace {ns}")) };
     let journal = Journal::cluster(client.clone(), ns.clone());
     let run = journal.create(&RunRecord::new(&plan, RunTrigger::default(), lifeboat::config::Mode::Approve, "test", chrono::Utc::now())).await.unwrap();
     let http = reqwest::Client::new();

@@ -39,7 +39,7 @@ fn plans() -> impl Strategy<Value = (Plan, Vec<bool>)> {
                 step(i, n)
             })
             .collect();
-        (Plan { playbook: "prop".into(), target: "t".into(), findings: vec![], steps }, outcomes)
+        (Plan { steps, ..Plan::new("prop", "t") }, outcomes)
     })
 }
 
@@ -115,7 +115,7 @@ proptest! {
         if with_source {
             s.recovery_source = Some(lifeboat::plan::RecoverySource { description: "replica".into(), evidence: vec![] });
         }
-        let plan = Plan { playbook: "p".into(), target: "t".into(), findings: vec![], steps: vec![s] };
+        let plan = Plan { steps: vec![s], ..Plan::new("p", "t") };
         prop_assert_eq!(plan.validate().is_ok(), with_source);
     }
 }

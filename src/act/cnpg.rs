@@ -34,3 +34,44 @@ pub fn promote_status_patch(current: &Value, pod: &str, now: DateTime<Utc>) -> O
         }
     }))
 }
+
+/// The merge patch that sets `parameters[parameter] = value` on the plugin
+/// entry named `plugin`, rewriting `spec.plugins` whole (a merge patch
+/// replaces lists) from `current` so every other entry and field stays as
+/// it is. Send it with [`super::write::patch_locked`]. `Ok(None)` when the
+/// value is already set; an error when the plugin is not configured.
+pub fn plugin_parameter_patch(current: &Value, plugin: &str, parameter: &str, value: &str) -> Result<Option<Value>, String> {
+    let mut plugins = current["spec"]["plugins"].as_array().cloned().unwrap_or_default();
+    let entry = plugins.iter_mut().find(|p| p["name"] == plugin).ok_or_else(|| format!("spec.plugins has no entry named {plugin}"))?;
+    if entry["parameters"][parameter] == value {
+        return Ok(None);
+    }
+    if !entry["parameters"].is_object() {
+        entry["parameters"] = json!({});
+    }
+    entry["parameters"][parameter] = json!(value);
+    Ok(Some(json!({"spec": {"plugins": plugins}})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_parameter_patch_keeps_every_other_entry_and_field() {
+        let current = json!({"spec": {"plugins": [
+            {"name": "other", "parameters": {"a": "1"}},
+            {"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "futureField": 7,
+             "parameters": {"barmanObjectName": "store", "serverName": "pg"}},
+        ]}});
+        let patch = plugin_parameter_patch(&current, "barman-cloud.cloudnative-pg.io", "serverName", "pg-r2").unwrap().unwrap();
+        assert_eq!(patch["spec"]["plugins"][0], current["spec"]["plugins"][0]);
+        let entry = &patch["spec"]["plugins"][1];
+        assert_eq!(entry["parameters"], json!({"barmanObjectName": "store", "serverName": "pg-r2"}));
+        assert_eq!((entry["futureField"].clone(), entry["isWALArchiver"].clone()), (json!(7), json!(true)));
+        assert_eq!(plugin_parameter_patch(&patch, "barman-cloud.cloudnative-pg.io", "serverName", "pg-r2"), Ok(None), "idempotent");
+        assert!(plugin_parameter_patch(&current, "missing", "serverName", "x").unwrap_err().contains("no entry named missing"));
+        let bare = json!({"spec": {"plugins": [{"name": "p"}]}});
+        assert_eq!(plugin_parameter_patch(&bare, "p", "k", "v").unwrap().unwrap()["spec"]["plugins"][0]["parameters"], json!({"k": "v"}));
+    }
+}

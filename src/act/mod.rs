@@ -5,4 +5,5 @@ pub mod kill_switch;
 pub mod remediator;
 pub mod runner;
 pub mod stats;
+pub mod volsync;
 pub mod write;

@@ -171,7 +171,12 @@ impl Remediator {
         // switch is set, or this instance stops being the leader.
         let stop = Arc::new(AtomicBool::new(false));
         let handing_over = Arc::new(AtomicBool::new(false));
-        let limits = RunLimits { kill_switch: stop.clone(), handing_over: handing_over.clone(), ..RunLimits::from_config(&self.config) };
+        let limits = RunLimits {
+            kill_switch: stop.clone(),
+            handing_over: handing_over.clone(),
+            approved_phases: record.status.approved_phases.clone(),
+            ..RunLimits::from_config(&self.config)
+        };
         let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<RunReport>>(None);
         let writer = tokio::spawn(journal_progress(
             self.journal.clone(),

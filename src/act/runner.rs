@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::write::{merge_patch, patch_status_locked};
+use super::write::{merge_patch, patch_locked, patch_status_locked};
 use crate::cluster::resources::{find_condition, Node, PersistentVolume};
 use crate::cluster::ClusterState;
 use crate::plan::{describe_precondition, Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
@@ -39,6 +39,8 @@ pub struct RunLimits {
     /// takes the run over (lost leadership): the run is not over, so Flux
     /// objects it suspended stay suspended for the successor.
     pub handing_over: Arc<AtomicBool>,
+    /// Phases approved so far (per-phase approval gates).
+    pub approved_phases: Vec<String>,
 }
 
 impl RunLimits {
@@ -50,6 +52,7 @@ impl RunLimits {
             kill_switch: Arc::new(AtomicBool::new(config.kill_switch)),
             poll_interval: Duration::from_secs(2),
             handing_over: Arc::new(AtomicBool::new(false)),
+            approved_phases: vec![],
         }
     }
 }
@@ -91,6 +94,8 @@ pub enum Outcome {
     Rejected,
     /// Stopped at a step; later steps did not run.
     Stopped,
+    /// Paused at an approval gate: resumes once the phase is approved.
+    AwaitingApproval,
     Aborted,
 }
 
@@ -104,6 +109,9 @@ pub struct RunReport {
     /// (e.g. until a change is committed to Git): someone must resume them.
     #[serde(default)]
     pub flux_left_suspended: Vec<String>,
+    /// Paused at this phase's approval gate (outcome AwaitingApproval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_phase: Option<String>,
 }
 
 impl RunReport {
@@ -134,6 +142,7 @@ pub fn fresh_report(plan: &Plan) -> RunReport {
         reason: None,
         steps: plan.steps.iter().map(not_run).collect(),
         flux_left_suspended: vec![],
+        awaiting_phase: None,
     }
 }
 
@@ -181,11 +190,34 @@ pub async fn resume(
         return report;
     }
     schedule(plan, limits, &mut report, progress, |step| run_step(client, step, limits)).await;
-    if !limits.handing_over.load(Ordering::SeqCst) {
+    let paused = pause_at_gate(plan, &mut report);
+    if !paused && !limits.handing_over.load(Ordering::SeqCst) {
+        revert_temporary_patches(client, plan, &mut report).await;
         restore_flux(client, plan, &mut report).await;
     }
     progress(&report);
     report
+}
+
+/// A run whose only unfinished business is a gate not yet approved is
+/// paused, not stopped: the gate goes back to not run, Flux stays as it is,
+/// and the run awaits approval of that phase.
+fn pause_at_gate(plan: &Plan, report: &mut RunReport) -> bool {
+    let blocked: Vec<usize> = report.steps.iter().enumerate().filter(|(_, s)| matches!(s.status, StepStatus::Refused { .. } | StepStatus::Failed { .. })).map(|(i, _)| i).collect();
+    let gates: Vec<usize> = blocked.iter().copied().filter(|&i| matches!(plan.steps[i].action, Action::ApprovalGate { .. })).collect();
+    if gates.is_empty() || gates.len() != blocked.len() || report.outcome != Outcome::Stopped {
+        return false;
+    }
+    let Action::ApprovalGate { phase } = &plan.steps[gates[0]].action else { unreachable!("filtered to gates") };
+    for &i in &gates {
+        report.steps[i].status = StepStatus::NotRun;
+        report.steps[i].started = None;
+        report.steps[i].finished = None;
+    }
+    report.outcome = Outcome::AwaitingApproval;
+    report.awaiting_phase = Some(phase.clone());
+    report.reason = Some(format!("phase {phase} awaits approval (the same plan hash)"));
+    true
 }
 
 /// Whatever the outcome, every Flux object a succeeded step suspended is
@@ -211,6 +243,9 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
         }
         if *keep_suspended {
             tracing::warn!(%object, "left suspended by design: resume it once its source of truth is fixed");
+            if let Err(e) = flag_kept_suspended(client, plan, object).await {
+                errors.push(format!("{object} is left suspended but could not be annotated: {e}"));
+            }
             left.push(object.to_string());
             continue;
         }
@@ -227,9 +262,63 @@ async fn restore_flux(client: &Client, plan: &Plan, report: &mut RunReport) {
     }
 }
 
+/// Whatever the outcome, every temporary patch a succeeded step applied is
+/// reverted, unless a later step already applied the revert. Runs before
+/// Flux is resumed, so Flux never reconciles an object still carrying it.
+async fn revert_temporary_patches(client: &Client, plan: &Plan, report: &mut RunReport) {
+    let succeeded = |i: usize| matches!(report.steps[i].status, StepStatus::Succeeded { .. });
+    let mut notes = vec![];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Action::TemporaryPatch { object, patch, revert } = &step.action else { continue };
+        let reverted_by_step = plan.steps.iter().enumerate().skip(i + 1).any(|(j, s)| {
+            succeeded(j) && matches!(&s.action, Action::MergePatch { object: o, patch: p } if o == object && p == revert)
+        });
+        if !succeeded(i) || reverted_by_step {
+            continue;
+        }
+        let result = match api(client, object).await {
+            Ok(api) => merge_patch(&api, &object.name, revert).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                tracing::info!(%object, %patch, %revert, "reverted the temporary patch this run applied");
+                notes.push(format!("reverted the temporary patch {patch} of {object}"));
+            }
+            Err(e) => notes.push(format!("{object} STILL CARRIES the temporary patch {patch}: reverting it failed ({e}); run `kubectl patch {} {} --type=merge -p '{revert}'`", object.kubectl_resource(), object.name)),
+        }
+    }
+    if notes.iter().any(|n| n.contains("STILL CARRIES")) {
+        report.outcome = Outcome::Stopped;
+    }
+    if !notes.is_empty() {
+        let reason = report.reason.take().map_or(String::new(), |r| format!("{r}; "));
+        report.reason = Some(format!("{reason}{}", notes.join("; ")));
+    }
+}
+
+/// Annotation on a Flux object a run left suspended on purpose: why, and
+/// what must happen before it is resumed (visible in `kubectl describe`).
+pub const KEPT_SUSPENDED_ANNOTATION: &str = "lifeboat.dev/kept-suspended";
+
+async fn flag_kept_suspended(client: &Client, plan: &Plan, object: &ObjectRef) -> Result<(), String> {
+    let mut why = format!("by lifeboat {} for {}", plan.playbook, plan.target);
+    if !plan.follow_ups.is_empty() {
+        why = format!("{why}; before resuming: {}", plan.follow_ups.join("; "));
+    }
+    let api = api(client, object).await?;
+    merge_patch(&api, &object.name, &json!({"metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: why}}})).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 async fn set_flux_suspend(client: &Client, object: &ObjectRef, suspend: bool) -> Result<String, StepError> {
     let api = api(client, object).await.map_err(StepError::Failed)?;
-    merge_patch(&api, &object.name, &json!({"spec": {"suspend": suspend}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+    let patch = if suspend {
+        json!({"spec": {"suspend": true}})
+    } else {
+        json!({"spec": {"suspend": false}, "metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: null}}})
+    };
+    merge_patch(&api, &object.name, &patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
     Ok(format!("{object} {}", if suspend { "suspended" } else { "resumed" }))
 }
 
@@ -283,7 +372,7 @@ where
         report.reason = Some("kill switch set; steps not yet started were not run".into());
     } else if let Some(bad) = report.steps.iter().find(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::NotRun)) {
         report.outcome = Outcome::Stopped;
-        report.reason = Some(format!("step {} did not succeed; the steps that depend on it were not run", bad.id));
+        report.reason = Some(format!("step {} ({}) did not succeed; the steps that depend on it were not run", bad.id, bad.title));
     }
 }
 
@@ -349,8 +438,12 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
         let holds = match p {
             Precondition::NodeStillLost { node } => !node_ready(client, node).await?,
             Precondition::PodReady { pod } => get(client, pod).await?.is_some_and(|p| {
+                // A pod on a dead node keeps its last containerStatuses; the node
+                // controller only flips its Ready condition, so that must agree too.
+                let ready_condition = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
                 p["metadata"]["deletionTimestamp"].is_null()
                     && p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true))
+                    && ready_condition.is_none_or(|c| c["status"] == "True")
             }),
             Precondition::CnpgPrimary { cluster, pod, is_primary } => {
                 let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
@@ -358,6 +451,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
                 primary == *is_primary
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
+            Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -432,24 +526,30 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
         Action::RestartPod { pod } => delete(client, pod, &DeleteParams::default()).await,
         Action::Delete { object } => delete(client, object, &DeleteParams::default()).await,
         Action::DeletePvc { pvc, pinned_node } => {
-            if check_pvc_deletable(client, pvc, pinned_node).await?.is_none() {
+            let Some(checked) = check_pvc_deletable(client, pvc, pinned_node).await? else {
                 return Ok(format!("{pvc} already gone"));
-            }
-            let mut detail = delete(client, pvc, &DeleteParams::default()).await?;
+            };
+            // Only the claim that was checked: a StatefulSet re-creates a missing
+            // claim under the same name at once, and that one must be left alone.
+            let uid = checked["metadata"]["uid"].as_str().map(String::from);
+            let precondition = kube::api::Preconditions { uid: uid.clone(), resource_version: None };
+            let mut detail = delete(client, pvc, &DeleteParams { preconditions: Some(precondition), ..Default::default() }).await?;
+            let recreated = |claim: &Value| claim["metadata"]["uid"].as_str() != uid.as_deref();
             // Stuck Terminating on pvc-protection with no live pod using it: clear finalizers.
             for _ in 0..10 {
-                let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(detail) };
+                let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)?.filter(|c| !recreated(c)) else { return Ok(detail) };
                 let only_protection = claim["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().all(|x| x == "kubernetes.io/pvc-protection"));
                 if only_protection && !claim_in_use(client, pvc).await.map_err(StepError::Failed)? {
                     let api = api(client, pvc).await.map_err(StepError::Failed)?;
-                    merge_patch(&api, &pvc.name, &json!({"metadata": {"finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
+                    // The uid makes the apiserver refuse the patch if the claim was re-created meanwhile.
+                    merge_patch(&api, &pvc.name, &json!({"metadata": {"uid": uid, "finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
                     detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)");
                 }
                 tokio::time::sleep(limits.poll_interval.min(Duration::from_millis(500))).await;
             }
             match get(client, pvc).await.map_err(StepError::Failed)? {
-                None => Ok(detail),
-                Some(_) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
+                Some(claim) if !recreated(&claim) => Err(StepError::Failed(format!("{pvc} is still present (Terminating?) after deletion"))),
+                _ => Ok(detail),
             }
         }
         Action::Wait { object, until, timeout_seconds } => wait(client, object, until, *timeout_seconds, limits).await,
@@ -463,11 +563,47 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
                 .map_err(|e| StepError::Failed(format!("scaling {object}: {e}")))?;
             Ok(format!("{object} scaled to {replicas}"))
         }
-        Action::MergePatch { object, patch } => {
+        Action::MergePatch { object, patch } | Action::TemporaryPatch { object, patch, .. } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(format!("patched {object}"))
         }
+        Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
+            let api = api(client, cluster).await.map_err(StepError::Failed)?;
+            let mut missing = None;
+            let result = patch_locked(&api, &cluster.name, 5, |current| {
+                super::cnpg::plugin_parameter_patch(&serde_json::to_value(current).expect("serializes"), plugin, parameter, value)
+                    .unwrap_or_else(|e| {
+                        missing = Some(e);
+                        None
+                    })
+            })
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+            if let Some(reason) = missing {
+                return Err(StepError::Refused(format!("{cluster}: {reason}")));
+            }
+            Ok(match result {
+                Some(_) => format!("{cluster}: {plugin} {parameter} set to {value}"),
+                None => format!("{cluster}: {plugin} {parameter} was already {value}"),
+            })
+        }
+        Action::TaintNode { node, key, value, effect } => {
+            let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };
+            let api = api(client, &node_ref).await.map_err(StepError::Failed)?;
+            let result = patch_locked(&api, node, 5, |current| taint_patch(&serde_json::to_value(current).expect("serializes"), key, value, effect))
+                .await
+                .map_err(|e| StepError::Failed(e.to_string()))?;
+            Ok(match result {
+                Some(_) => format!("node {node} tainted {key}={value}:{effect}"),
+                None => format!("node {node} already had {key}:{effect}"),
+            })
+        }
+        Action::ApprovalGate { phase } => match limits.approved_phases.contains(phase) {
+            true => Ok(format!("phase {phase} approved")),
+            false => Err(StepError::Refused(format!("phase {phase} is not approved yet"))),
+        },
+        Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
             let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
@@ -493,14 +629,64 @@ async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<
     Ok((!ready.is_empty()).then(|| format!("{service} has ready endpoints: {}", ready.join(", "))))
 }
 
+/// As the pvc-protection controller decides it: only a scheduled pod uses a
+/// claim (a StatefulSet's re-created, unschedulable pod does not).
 async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
     Ok(list.items.iter().any(|p| {
         p.spec.as_ref().is_some_and(|s| {
-            s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+            s.node_name.as_deref().is_some_and(|n| !n.is_empty()) && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
         })
     }))
+}
+
+/// How a human confirmed the node is gone for good, if they did.
+async fn node_confirmed_gone(client: &Client, node: &str) -> Result<Option<&'static str>, String> {
+    use crate::plan::playbooks::node_loss::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()));
+    let Some(n) = nodes.get_opt(node).await.map_err(|e| format!("reading Node {node}: {e}"))? else { return Ok(Some("the Node object was deleted")) };
+    if n.metadata.annotations.as_ref().and_then(|a| a.get(CONFIRMED_GONE_ANNOTATION)).is_some_and(|v| v == "true") {
+        return Ok(Some("annotated lifeboat.dev/confirmed-gone=true"));
+    }
+    let tainted = n.data["spec"]["taints"].as_array().is_some_and(|ts| ts.iter().any(|t| t["key"] == OUT_OF_SERVICE_TAINT));
+    Ok(tainted.then_some("tainted node.kubernetes.io/out-of-service"))
+}
+
+/// The merge patch adding a taint to `spec.taints` (rewritten whole, the
+/// others kept); None when a taint with that key and effect is there.
+fn taint_patch(node: &Value, key: &str, value: &str, effect: &str) -> Option<Value> {
+    let mut taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    if taints.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+        return None;
+    }
+    taints.push(json!({"key": key, "value": value, "effect": effect}));
+    Some(json!({"spec": {"taints": taints}}))
+}
+
+/// Deletes the pod and waits for its controller's replacement (same name,
+/// new uid) to be Ready. Run again after an interruption it restarts the pod
+/// once more, which is harmless.
+async fn recreate_pod(client: &Client, pod: &ObjectRef, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
+    let old_uid = get(client, pod).await.map_err(StepError::Failed)?.and_then(|p| p["metadata"]["uid"].as_str().map(String::from));
+    delete(client, pod, &DeleteParams::default()).await?;
+    let started = std::time::Instant::now();
+    loop {
+        if limits.kill_switch.load(Ordering::SeqCst) {
+            return Err(StepError::Refused("kill switch set while waiting".into()));
+        }
+        if let Some(p) = get(client, pod).await.map_err(StepError::Failed)? {
+            let replaced = p["metadata"]["uid"].as_str() != old_uid.as_deref() && p["metadata"]["deletionTimestamp"].is_null();
+            let ready = p["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true));
+            if replaced && ready {
+                return Ok(format!("{pod} restarted and Ready"));
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+            return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {pod} was deleted but no Ready replacement appeared")));
+        }
+        tokio::time::sleep(limits.poll_interval).await;
+    }
 }
 
 const KICK_AFTER: Duration = Duration::from_secs(60);
@@ -512,6 +698,29 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
         if limits.kill_switch.load(Ordering::SeqCst) {
             return Err(StepError::Refused("kill switch set while waiting".into()));
         }
+        if let WaitCondition::ConditionIs { condition, status } = until {
+            let current = get(client, object).await.map_err(StepError::Failed)?;
+            let found = current.as_ref().filter(|o| o["metadata"]["deletionTimestamp"].is_null()).and_then(|o| {
+                o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())).cloned()
+            });
+            if let Some(c) = found.as_ref().filter(|c| c["status"] == status.as_str()) {
+                return Ok(format!("{object}: {condition}={status} ({})", c["reason"].as_str().unwrap_or("no reason")));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                let seen = match (&current, &found) {
+                    (None, _) => "it does not exist".to_string(),
+                    (Some(o), _) if !o["metadata"]["deletionTimestamp"].is_null() => "it is being deleted".to_string(),
+                    (_, None) => format!("it reports no {condition} condition"),
+                    (_, Some(c)) => {
+                        let why: Vec<&str> = [&c["reason"], &c["message"]].into_iter().filter_map(|v| v.as_str()).filter(|v| !v.is_empty()).collect();
+                        format!("{condition}={}{}", c["status"].as_str().unwrap_or("?"), if why.is_empty() { String::new() } else { format!(" ({})", why.join(": ")) })
+                    }
+                };
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s waiting for {condition}={status} on {object}: {seen}")));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         if *until == WaitCondition::ServiceHasEndpoints {
             if let Some(detail) = ready_endpoints(client, object).await.map_err(StepError::Failed)? {
                 return Ok(detail);
@@ -522,10 +731,45 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             tokio::time::sleep(limits.poll_interval).await;
             continue;
         }
+        if *until == WaitCondition::NodeConfirmedGone {
+            if let Some(how) = node_confirmed_gone(client, &object.name).await.map_err(StepError::Failed)? {
+                return Ok(format!("node {} confirmed gone: {how}", object.name));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: nobody confirmed node {} is gone for good", object.name)));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
+        if *until == WaitCondition::ClaimUnused {
+            let users = super::volsync::claim_users(client, object).await.map_err(StepError::Failed)?;
+            if users.is_empty() {
+                return Ok(format!("no pod mounts {object}"));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} is still mounted by {}", users.join(", "))));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints => unreachable!("handled above"),
+            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused | WaitCondition::NodeConfirmedGone | WaitCondition::ConditionIs { .. } => {
+                unreachable!("handled above")
+            }
+            WaitCondition::WorkloadReady => {
+                let wanted = current["spec"]["replicas"].as_i64().unwrap_or(1);
+                let ready = status["readyReplicas"].as_i64().unwrap_or(0);
+                if ready >= wanted {
+                    return Ok(format!("{object}: {ready}/{wanted} replicas ready"));
+                }
+            }
+            WaitCondition::VolsyncManualSyncDone { token } => match super::volsync::manual_sync_outcome(&current, token) {
+                Ok(Some(detail)) => return Ok(detail),
+                Ok(None) => {}
+                Err(reason) => return Err(StepError::Failed(format!("{object}: {reason}"))),
+            },
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
                     return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));
@@ -539,6 +783,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     kicked = true;
                 }
             }
+            WaitCondition::CnpgBackupCompleted => match status["phase"].as_str() {
+                Some("completed") => return Ok(format!("{object} completed (backup id {})", status["backupId"].as_str().unwrap_or("unknown"))),
+                Some("failed") => return Err(StepError::Failed(format!("{object} failed: {}", status["error"].as_str().unwrap_or("no error reported")))),
+                _ => {}
+            },
             WaitCondition::CnpgHealthy => {
                 let instances = current["spec"]["instances"].as_i64().unwrap_or(0);
                 let ready = status["readyInstances"].as_i64().unwrap_or(0);

@@ -34,27 +34,45 @@ pub async fn merge_patch(api: &Api<DynamicObject>, name: &str, patch: &Value) ->
 /// patch carries the resourceVersion it was computed from, so a concurrent
 /// writer makes it fail with 409, and it is recomputed from the new state and
 /// retried. `build` returns None when the current state needs no change.
-pub async fn patch_status_locked<F>(
-    api: &Api<DynamicObject>,
-    name: &str,
-    attempts: u32,
-    mut build: F,
-) -> Result<Option<DynamicObject>, WriteError>
+pub async fn patch_status_locked<F>(api: &Api<DynamicObject>, name: &str, attempts: u32, build: F) -> Result<Option<DynamicObject>, WriteError>
 where
     F: FnMut(&DynamicObject) -> Option<Value>,
 {
+    patch_locked_at(api, name, attempts, true, build).await
+}
+
+/// [`patch_status_locked`] for the object itself (spec or metadata): for
+/// patches that must rewrite a whole list (a merge patch replaces lists), so
+/// the list is rebuilt from exactly the version being replaced.
+pub async fn patch_locked<F>(api: &Api<DynamicObject>, name: &str, attempts: u32, build: F) -> Result<Option<DynamicObject>, WriteError>
+where
+    F: FnMut(&DynamicObject) -> Option<Value>,
+{
+    patch_locked_at(api, name, attempts, false, build).await
+}
+
+async fn patch_locked_at<F>(api: &Api<DynamicObject>, name: &str, attempts: u32, status: bool, mut build: F) -> Result<Option<DynamicObject>, WriteError>
+where
+    F: FnMut(&DynamicObject) -> Option<Value>,
+{
+    let what = if status { format!("patching status of {name}") } else { format!("patching {name}") };
     for attempt in 1..=attempts {
         let current = api.get(name).await.map_err(|source| WriteError::Api { what: format!("reading {name}"), source })?;
         let Some(mut patch) = build(&current) else { return Ok(None) };
-        patch["metadata"] = json!({ "resourceVersion": current.metadata.resource_version });
-        match api.patch_status(name, &params(), &Patch::Merge(&patch)).await {
+        patch["metadata"]["resourceVersion"] = json!(current.metadata.resource_version);
+        let result = if status {
+            api.patch_status(name, &params(), &Patch::Merge(&patch)).await
+        } else {
+            api.patch(name, &params(), &Patch::Merge(&patch)).await
+        };
+        match result {
             Ok(updated) => return Ok(Some(updated)),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                tracing::debug!(name, attempt, "status patch conflicted; re-reading");
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tracing::debug!(name, attempt, "patch conflicted; re-reading");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }
-            Err(source) => return Err(WriteError::Api { what: format!("patching status of {name}"), source }),
+            Err(source) => return Err(WriteError::Api { what, source }),
         }
     }
-    Err(WriteError::Conflict { what: format!("patching status of {name}"), attempts })
+    Err(WriteError::Conflict { what, attempts })
 }

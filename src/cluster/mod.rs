@@ -212,3 +212,10 @@ pub struct FluxRef {
     pub namespace: String,
     pub name: String,
 }
+
+impl FluxRef {
+    pub fn object_ref(&self) -> crate::plan::ObjectRef {
+        let api_version = if self.kind == "HelmRelease" { "helm.toolkit.fluxcd.io/v2" } else { "kustomize.toolkit.fluxcd.io/v1" };
+        crate::plan::ObjectRef::namespaced(api_version, &self.kind, &self.namespace, &self.name)
+    }
+}

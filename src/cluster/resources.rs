@@ -307,6 +307,8 @@ pub struct PodStatus {
     pub container_statuses: Vec<ContainerStatus>,
     #[serde(default)]
     pub init_container_statuses: Vec<ContainerStatus>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -598,6 +600,9 @@ pub struct VolsyncTrigger {
 pub struct MoverStatus {
     #[serde(default)]
     pub result: Option<String>,
+    /// The mover's filtered log lines (VolSync keeps a short excerpt).
+    #[serde(default)]
+    pub logs: Option<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -734,6 +739,14 @@ pub struct GaleraSpec {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub recovery: Option<GaleraRecovery>,
+    #[serde(default)]
+    pub primary: Option<GaleraPrimary>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraPrimary {
+    #[serde(default)]
+    pub pod_index: Option<i32>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -750,6 +763,28 @@ pub struct MariaDbStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub current_primary: Option<String>,
+    #[serde(default)]
+    pub galera_recovery: Option<GaleraRecoveryStatus>,
+}
+/// `status.galeraRecovery`: per pod, the position recovered with
+/// `--wsrep-recover` (`recovered`) and the `grastate.dat` contents (`state`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraRecoveryStatus {
+    #[serde(default)]
+    pub recovered: BTreeMap<String, GaleraPosition>,
+    #[serde(default)]
+    pub state: BTreeMap<String, GaleraPosition>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraPosition {
+    #[serde(default)]
+    pub seqno: i64,
+    #[serde(default)]
+    pub uuid: String,
+    #[serde(default)]
+    pub safe_to_bootstrap: Option<bool>,
 }
 lean_kind!(MariaDb, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
 

@@ -189,6 +189,31 @@ pub struct RunStatus {
     /// (the journal sets it when left `None`; the spec never changes, so 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Per-phase approval: the phase the paused run waits for, and the
+    /// phases approved so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_phases: Vec<String>,
+    /// What the Discord notifier has posted about this run, so that it
+    /// catches up after an outage or a restart without repeating itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationState>,
+}
+
+/// The Discord messages of a run (ids are not secret).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationState {
+    /// The run's main message, edited as the run goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Replies already posted, by key (`approved`, `step:<id>:<state>`, `final`).
+    #[serde(default)]
+    pub posted: Vec<String>,
+    /// Everything there is to say about the run has been said.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// One run: the object name, where it lives, what was asked and how it went.
@@ -289,7 +314,7 @@ impl RunRecord {
                 report
             })
             .collect();
-        RunReport { plan_hash: self.spec.plan_hash.clone(), outcome: Outcome::Succeeded, reason: None, steps, flux_left_suspended: vec![] }
+        RunReport { plan_hash: self.spec.plan_hash.clone(), outcome: Outcome::Succeeded, reason: None, steps, flux_left_suspended: vec![], awaiting_phase: None }
     }
 
     /// The record as stored: the status gains its derived `progress`.
@@ -330,6 +355,9 @@ impl RunStatus {
     /// Records an approval of the plan hash `approved_hash` by `by`.
     pub fn approve(&mut self, by: &str, approved_hash: &str, now: DateTime<Utc>) {
         self.phase = Phase::Approved;
+        if let Some(phase) = self.awaiting_phase.take() {
+            self.approved_phases.push(phase);
+        }
         self.approved_by = Some(by.into());
         self.approved_hash = Some(approved_hash.into());
         self.approved_at = Some(now);
@@ -368,7 +396,9 @@ impl RunStatus {
             Outcome::Stopped if failed => Phase::Failed,
             Outcome::Stopped => Phase::Stopped,
             Outcome::Aborted => Phase::Aborted,
+            Outcome::AwaitingApproval => Phase::AwaitingApproval,
         };
+        self.awaiting_phase = report.awaiting_phase.clone();
         self.message = report.reason.clone().or_else(|| match report.outcome {
             Outcome::Succeeded => Some("every step succeeded".into()),
             Outcome::NothingToDo => Some("nothing to do".into()),

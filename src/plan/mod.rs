@@ -2,6 +2,7 @@
 //! function of one `ClusterState` and a trigger — so the same plan comes out
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
+pub mod compose;
 pub mod playbooks;
 
 use std::fmt::Write as _;
@@ -87,8 +88,26 @@ pub enum Action {
     Scale { object: ObjectRef, replicas: i32 },
     /// A JSON merge patch naming only the fields it changes.
     MergePatch { object: ObjectRef, patch: serde_json::Value },
+    /// A merge patch that must not outlive the run (e.g. mariadb-operator's
+    /// `forceClusterBootstrapInPod`, which nothing else ever clears): when the
+    /// run ends, however it ends, the runner applies `revert` unless a later
+    /// `MergePatch` step with that same patch succeeded. Not on a hand-over
+    /// to the next leader, which continues the run.
+    TemporaryPatch { object: ObjectRef, patch: serde_json::Value, revert: serde_json::Value },
     /// Create an object from a template (server-side apply; idempotent).
     Apply { object: ObjectRef, manifest: serde_json::Value },
+    /// Set one parameter of a CNPG Cluster's `spec.plugins[name == plugin]`,
+    /// keeping every other entry and field (the list is rewritten from the
+    /// live object under a resourceVersion lock).
+    SetCnpgPluginParameter { cluster: ObjectRef, plugin: String, parameter: String, value: String },
+    /// Delete a pod (not forced) and wait until its controller has re-created
+    /// it (new uid) and it is Ready: a restart that is known to have happened.
+    RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
+    /// Add a taint to a Node (kept: the other taints are rewritten as they are).
+    TaintNode { node: String, key: String, value: String, effect: String },
+    /// Per-phase approval: the run pauses here (awaiting approval again)
+    /// until a human approves the same plan hash for this phase.
+    ApprovalGate { phase: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +119,25 @@ pub enum WaitCondition {
     CnpgHealthy,
     /// The Service has at least one ready endpoint (EndpointSlices).
     ServiceHasEndpoints,
+    /// `status.conditions[type=condition].status == status` on any object
+    /// (e.g. a Pod's Ready, a MariaDB's GaleraReady). An object that does not
+    /// exist yet or is being deleted does not match: waiting for a pod that
+    /// a controller re-creates is waiting, not an error.
+    ConditionIs { condition: String, status: String },
+    /// A CNPG `Backup` reached phase `completed` (fails at once on `failed`).
+    CnpgBackupCompleted,
+    /// Deployment/StatefulSet: `status.readyReplicas >= spec.replicas`.
+    WorkloadReady,
+    /// A human confirmed the Node is gone for good: annotation
+    /// `lifeboat.dev/confirmed-gone=true`, the out-of-service taint, or the
+    /// Node object deleted.
+    NodeConfirmedGone,
+    /// VolSync: `status.lastManualSync == token` first, then
+    /// `latestMoverStatus.result` must be Successful (a bare result can be
+    /// left from an earlier sync); fails at once if the object is paused.
+    VolsyncManualSyncDone { token: String },
+    /// No pod (not even a terminating one) mounts the PVC, or it is gone.
+    ClaimUnused,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -124,6 +162,9 @@ pub enum Precondition {
     CnpgPrimary { cluster: ObjectRef, pod: String, is_primary: bool },
     /// The object does not exist (e.g. the source of an orphaned destination).
     Absent { object: ObjectRef },
+    /// The object exists and its `spec.paused` is not true (a paused kopia
+    /// ReplicationDestination "completes" a restore without running it).
+    NotPaused { object: ObjectRef },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -153,6 +194,24 @@ pub struct Step {
 }
 
 impl Step {
+    /// The objects the step changes or reads, for the approver.
+    pub fn objects(&self) -> Vec<&ObjectRef> {
+        match &self.action {
+            Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
+            Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
+            Action::DeletePvc { pvc, .. } => vec![pvc],
+            Action::TaintNode { .. } | Action::ApprovalGate { .. } => vec![],
+            Action::Delete { object }
+            | Action::Wait { object, .. }
+            | Action::SuspendFlux { object, .. }
+            | Action::ResumeFlux { object }
+            | Action::Scale { object, .. }
+            | Action::MergePatch { object, .. }
+            | Action::TemporaryPatch { object, .. }
+            | Action::Apply { object, .. } => vec![object],
+        }
+    }
+
     pub fn destroys_data(&self) -> bool {
         matches!(self.action, Action::DeletePvc { .. })
     }
@@ -177,11 +236,46 @@ impl Step {
             Action::MergePatch { object, patch } => {
                 format!("kubectl patch {} {}{} --type=merge -p '{}'", object.kubectl_resource(), object.name, object.ns_flag(), patch)
             }
+            Action::TemporaryPatch { object, patch, revert } => format!(
+                "kubectl patch {res} {name}{ns} --type=merge -p '{patch}'  # undone when the run ends: kubectl patch {res} {name}{ns} --type=merge -p '{revert}'",
+                res = object.kubectl_resource(),
+                name = object.name,
+                ns = object.ns_flag()
+            ),
             Action::Apply { manifest, .. } => format!(
                 "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
                 serde_yaml::to_string(manifest).unwrap_or_default()
             ),
+            Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => format!(
+                "kubectl edit {} {}{}  # spec.plugins[name={plugin}].parameters.{parameter}: {value}",
+                cluster.kubectl_resource(),
+                cluster.name,
+                cluster.ns_flag()
+            ),
+            Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
+            Action::ApprovalGate { phase } => format!("lifeboat approve RUN --hash PLAN_HASH  # lets phase {phase} start"),
+            Action::RecreatePod { pod, timeout_seconds } => format!(
+                "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
+                name = pod.name,
+                ns = pod.ns_flag()
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
+                WaitCondition::WorkloadReady => format!(
+                    "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
+                    object.kind.to_lowercase(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::NodeConfirmedGone => format!(
+                    "kubectl annotate node {} lifeboat.dev/confirmed-gone=true  # a human, once the node is known to be gone for good (waits {timeout_seconds}s)",
+                    object.name
+                ),
+                WaitCondition::CnpgBackupCompleted => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
                 WaitCondition::CnpgPrimaryIs { pod } => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
                     object.kubectl_resource(),
@@ -190,6 +284,26 @@ impl Step {
                 ),
                 WaitCondition::ServiceHasEndpoints => format!(
                     "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
+                    object.ns_flag(),
+                    object.name
+                ),
+                WaitCondition::ConditionIs { condition, status } => format!(
+                    "kubectl wait {} {}{} --for=condition={condition}={status} --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::VolsyncManualSyncDone { token } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.lastManualSync}}'={token} --timeout={timeout_seconds}s && kubectl get {} {}{} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag(),
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::ClaimUnused => format!(
+                    "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
                     object.ns_flag(),
                     object.name
                 ),
@@ -213,19 +327,42 @@ pub struct Plan {
     /// What the planner saw and decided, for the human approving it.
     pub findings: Vec<String>,
     pub steps: Vec<Step>,
+    /// What a human must still do after the run succeeds (e.g. commit a
+    /// changed field to Git, then resume Flux). Part of the hash: approving
+    /// a plan is agreeing to these too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<String>,
+    /// Named groups of steps in order (composed plans); presentation only,
+    /// the dependencies are in the steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<compose::PlanPhase>,
 }
 
 impl Plan {
+    pub fn new(playbook: &str, target: impl Into<String>) -> Self {
+        Self { playbook: playbook.into(), target: target.into(), findings: vec![], steps: vec![], follow_ups: vec![], phases: vec![] }
+    }
+
     /// Stable hash of the playbook, target and steps: an approval names it,
     /// and a plan rebuilt later that hashes differently needs a new approval.
     /// Findings (free text with ages) are deliberately not part of it.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(&(&self.playbook, &self.target, &self.steps)).expect("plan serializes");
+        let canonical = if self.follow_ups.is_empty() {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps))
+        } else {
+            serde_json::to_vec(&(&self.playbook, &self.target, &self.steps, &self.follow_ups))
+        }
+        .expect("plan serializes");
         let digest = Sha256::digest(&canonical);
         digest.iter().take(12).fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })
+    }
+
+    /// The phase a step belongs to, if the plan has phases.
+    pub fn phase_of(&self, step_id: &str) -> Option<&compose::PlanPhase> {
+        self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
     }
 
     pub fn nothing_to_do(&self) -> bool {
@@ -260,6 +397,9 @@ impl Plan {
             return out;
         }
         for (i, step) in self.steps.iter().enumerate() {
+            if let Some(phase) = self.phases.iter().find(|p| p.steps.first() == Some(&step.id)) {
+                let _ = writeln!(out, "\n== phase {}: {}", phase.name, phase.title);
+            }
             let _ = writeln!(out, "\n{}. [{}] {}", i + 1, step.id, step.title);
             if !step.needs.is_empty() {
                 let _ = writeln!(out, "   after:    {}", step.needs.join(", "));
@@ -272,6 +412,12 @@ impl Plan {
             }
             let _ = writeln!(out, "   $ {}", step.command());
         }
+        if !self.follow_ups.is_empty() {
+            let _ = writeln!(out, "\nafterwards, by hand:");
+            for f in &self.follow_ups {
+                let _ = writeln!(out, "  - {f}");
+            }
+        }
         out
     }
 }
@@ -283,5 +429,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: true } => format!("{cluster} still has {pod} as primary"),
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
+        Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
     }
 }

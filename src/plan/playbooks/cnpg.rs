@@ -19,7 +19,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluste
         .find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == cluster_name)
         .ok_or_else(|| PlanError::NotFound(format!("Cluster {ns}/{cluster_name}")))?;
     let cluster_ref = ObjectRef::cnpg_cluster(ns, cluster_name);
-    let mut plan = Plan { playbook: "cnpg-instance-lost".into(), target: cluster_ref.to_string(), findings: vec![], steps: vec![] };
+    let mut plan = Plan::new("cnpg-instance-lost", cluster_ref.to_string());
     let finding = findings.cnpg.iter().find(|c| c.namespace == ns && c.cluster == cluster_name);
 
     let node_of = |instance: &str| -> Option<String> {
@@ -171,7 +171,7 @@ fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> 
     [instance.to_string(), format!("{instance}-wal")].into_iter().filter(|p| state.pvc(ns, p).is_some()).collect()
 }
 
-fn pod_ready(state: &ClusterState, ns: &str, pod: &str) -> bool {
+pub(crate) fn pod_ready(state: &ClusterState, ns: &str, pod: &str) -> bool {
     state.pods.iter().any(|p| {
         namespace(&p.metadata) == ns
             && name(&p.metadata) == pod

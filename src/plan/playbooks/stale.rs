@@ -8,12 +8,7 @@ use crate::inspect::Findings;
 use crate::plan::{Action, ObjectRef, Plan, Precondition, Step};
 
 pub fn cleanup(state: &ClusterState, findings: &Findings, only_namespace: Option<&str>) -> Plan {
-    let mut plan = Plan {
-        playbook: "stale-cleanup".into(),
-        target: only_namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}")),
-        findings: vec![],
-        steps: vec![],
-    };
+    let mut plan = Plan::new("stale-cleanup", only_namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}")));
     for f in findings.volsync.iter().filter(|v| v.role == Role::Destination && v.orphaned) {
         if only_namespace.is_some_and(|ns| ns != f.namespace) {
             continue;

@@ -68,6 +68,32 @@ app.kubernetes.io/part-of: lifeboat
 {{- end }}
 {{- end }}
 {{- $_ := set $config "garage" $garage }}
+{{- $discord := default (dict) (get $config "discord") }}
+{{- range $k := list "botTokenFile" "publicKeyFile" "webhookUrlFile" }}
+{{- if hasKey $discord $k }}
+{{- fail (printf "config.discord.%s is set by the chart; use secrets.discord.existingSecret instead" $k) }}
+{{- end }}
+{{- end }}
+{{- with .Values.secrets.discord.existingSecret }}
+{{- $s := $.Values.secrets.discord }}
+{{- if not $.Values.remediation.enabled }}
+{{- fail "secrets.discord.existingSecret needs remediation.enabled: Discord follows the RemediationRun journal" }}
+{{- end }}
+{{- $dir := include "lifeboat.discordDir" $ }}
+{{- if eq $s.mode "bot" }}
+{{- $_ := set $discord "botTokenFile" (printf "%s/%s" $dir $s.botTokenKey) }}
+{{- if not (get $discord "publicKey") }}
+{{- $_ := set $discord "publicKeyFile" (printf "%s/%s" $dir $s.publicKeyKey) }}
+{{- end }}
+{{- else if eq $s.mode "webhook" }}
+{{- $_ := set $discord "webhookUrlFile" (printf "%s/%s" $dir $s.webhookUrlKey) }}
+{{- else }}
+{{- fail (printf "secrets.discord.mode is %q: use bot (buttons) or webhook (notifications only)" $s.mode) }}
+{{- end }}
+{{- end }}
+{{- if $discord }}
+{{- $_ := set $config "discord" $discord }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 

@@ -1,0 +1,104 @@
+//! VolSync checks the runner makes while a restore runs: when a manual sync
+//! is really done, and whether anything still mounts a claim.
+
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::plan::ObjectRef;
+
+/// What the kopia mover logs when the repository holds no snapshot for the
+/// source: it exits 0, so the result is "Successful" although nothing was
+/// restored (and with enableFileDeletion the volume was emptied first).
+pub const NOTHING_RESTORED_MARKERS: &[&str] = &["No eligible snapshots found", "No data will be restored"];
+
+/// Lines of mover logs kept in a step's detail or error.
+const LOG_EXCERPT_LINES: usize = 6;
+
+/// The outcome of a manual sync triggered with `token`, read from the live
+/// ReplicationSource/Destination: `Ok(None)` while it has not completed,
+/// `Ok(Some(detail))` once it succeeded, `Err(reason)` when it failed or
+/// cannot be trusted. Completion is `status.lastManualSync == token`; only
+/// then is `latestMoverStatus.result` read, because a result alone can be
+/// left from an earlier sync. A paused object is never trusted: the kopia
+/// fork reports a paused sync as complete without running the mover.
+pub fn manual_sync_outcome(object: &Value, token: &str) -> Result<Option<String>, String> {
+    if object["spec"]["paused"] == true {
+        return Err("spec.paused is true: a paused kopia mover reports completion without running, so no restore result can be trusted; unpause it and trigger again".into());
+    }
+    let status = &object["status"];
+    if status["lastManualSync"].as_str() != Some(token) {
+        return Ok(None);
+    }
+    let result = status["latestMoverStatus"]["result"].as_str().unwrap_or("(none)");
+    let logs = status["latestMoverStatus"]["logs"].as_str().unwrap_or("");
+    let excerpt = log_excerpt(logs);
+    if result != "Successful" {
+        return Err(format!("the mover finished with result {result}; mover logs: {excerpt}"));
+    }
+    if NOTHING_RESTORED_MARKERS.iter().any(|m| logs.contains(m)) {
+        return Err(format!("the mover found no snapshot to restore (nothing was restored; the volume may be empty); mover logs: {excerpt}"));
+    }
+    let at = status["lastSyncTime"].as_str().unwrap_or("?");
+    Ok(Some(format!("restore {token} completed at {at}: Successful; mover logs: {excerpt}")))
+}
+
+/// The last few log lines, on one line.
+pub fn log_excerpt(logs: &str) -> String {
+    let lines: Vec<&str> = logs.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_EXCERPT_LINES)..];
+    if tail.is_empty() {
+        "(none)".into()
+    } else {
+        tail.join(" | ")
+    }
+}
+
+/// Names of the pods (terminating ones included) that mount the claim.
+pub async fn claim_users(client: &Client, pvc: &ObjectRef) -> Result<Vec<String>, String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
+    let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name)))
+        })
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rd(paused: bool, last: &str, result: &str, logs: &str) -> Value {
+        json!({"spec": {"paused": paused, "trigger": {"manual": "t-2"}},
+               "status": {"lastManualSync": last, "lastSyncTime": "2026-11-25T12:30:00Z", "latestMoverStatus": {"result": result, "logs": logs}}})
+    }
+
+    #[test]
+    fn completion_is_the_token_then_the_result() {
+        assert_eq!(manual_sync_outcome(&rd(false, "t-1", "Successful", "ok"), "t-2"), Ok(None), "an earlier sync's success is not ours");
+        assert_eq!(manual_sync_outcome(&rd(false, "t-1", "Failed", "boom"), "t-2"), Ok(None), "nor its failure");
+        let done = manual_sync_outcome(&rd(false, "t-2", "Successful", "Snapshot restore completed successfully"), "t-2").unwrap().unwrap();
+        assert!(done.contains("completed at 2026-11-25T12:30:00Z") && done.contains("restore completed"), "{done}");
+        let failed = manual_sync_outcome(&rd(false, "t-2", "Failed", "a\nb\nERROR: Failed to restore snapshot: k1\n"), "t-2").unwrap_err();
+        assert!(failed.contains("result Failed") && failed.contains("a | b | ERROR: Failed to restore snapshot: k1"), "{failed}");
+    }
+
+    #[test]
+    fn a_paused_object_or_an_empty_repository_is_never_success() {
+        let paused = manual_sync_outcome(&rd(true, "t-2", "Successful", "ok"), "t-2").unwrap_err();
+        assert!(paused.contains("paused"), "{paused}");
+        let empty = manual_sync_outcome(&rd(false, "t-2", "Successful", "No eligible snapshots found\n=== No data will be restored ==="), "t-2").unwrap_err();
+        assert!(empty.contains("no snapshot"), "{empty}");
+    }
+
+    #[test]
+    fn excerpts_keep_the_last_lines() {
+        let logs: String = (1..=10).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(log_excerpt(&logs), "line 5 | line 6 | line 7 | line 8 | line 9 | line 10");
+        assert_eq!(log_excerpt(""), "(none)");
+    }
+}

@@ -1,0 +1,221 @@
+//! `POST /discord/interactions`: Discord delivers button clicks here (the
+//! application's "Interactions Endpoint URL").
+//!
+//! Every request must carry a valid Ed25519 signature by the application's
+//! key over `X-Signature-Timestamp` + the raw body, with a timestamp within
+//! five minutes; anything else is 401 (Discord probes with bad signatures on
+//! purpose). PING is answered with PONG. A click is answered within Discord's
+//! 3-second deadline: UPDATE_MESSAGE (type 7) with the run's new rendering,
+//! or an ephemeral message (type 4, flags 64) for a refusal; when the journal
+//! is slow, a deferred update (type 6) and the result as a follow-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::{json, Value};
+
+use super::client::DiscordClient;
+use super::render::{self, RenderContext, Transport, Verb};
+use crate::act::remediator::{self, RemediationError};
+use crate::config::{DiscordApprovers, Dur};
+use crate::journal::{Journal, Phase};
+
+pub const PATH: &str = "/discord/interactions";
+/// Signed requests older (or newer) than this are refused: a captured
+/// request cannot be replayed later.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+const EPHEMERAL: u64 = 64;
+
+/// The application's public key, 64 hex characters.
+pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
+    let bytes = hex::decode(hex_key.trim()).map_err(|e| format!("not hex: {e}"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", b.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
+}
+
+/// Whether the request is signed by `key`, and recent.
+pub fn verify(key: &VerifyingKey, headers: &HeaderMap, body: &[u8], now_unix: i64) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(timestamp)) = (header("x-signature-ed25519"), header("x-signature-timestamp")) else {
+        return false;
+    };
+    let Ok(sent_at) = timestamp.parse::<i64>() else {
+        return false;
+    };
+    if (now_unix - sent_at).abs() > MAX_CLOCK_SKEW_SECS {
+        return false;
+    }
+    let Ok(signature) = hex::decode(signature).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or(()) else {
+        return false;
+    };
+    let mut message = Vec::with_capacity(timestamp.len() + body.len());
+    message.extend_from_slice(timestamp.as_bytes());
+    message.extend_from_slice(body);
+    key.verify_strict(&message, &Signature::from_bytes(&signature)).is_ok()
+}
+
+pub struct Interactions {
+    pub journal: Arc<Journal>,
+    pub public_key: VerifyingKey,
+    pub approvers: DiscordApprovers,
+    /// Clicks from any other channel are refused.
+    pub channel_id: Option<String>,
+    pub approval_ttl: Dur,
+    pub edit_interval: Dur,
+    /// For follow-ups after a deferred answer.
+    pub client: Arc<DiscordClient>,
+    /// How long to wait for the journal before answering "deferred" (Discord
+    /// allows 3 s); zero always defers.
+    pub answer_within: Duration,
+}
+
+pub fn routes(interactions: Arc<Interactions>) -> Router {
+    Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(crate::alerts::MAX_BODY_BYTES)).with_state(interactions)
+}
+
+/// What a click comes to.
+#[derive(Debug)]
+enum Answer {
+    /// The button's message, re-rendered (type 7).
+    Update(Value),
+    /// Only the clicker sees it (type 4, flags 64).
+    Ephemeral(String),
+}
+
+impl Answer {
+    fn immediate(self) -> Value {
+        match self {
+            Answer::Update(message) => json!({"type": 7, "data": message}),
+            Answer::Ephemeral(text) => json!({"type": 4, "data": ephemeral(text)}),
+        }
+    }
+}
+
+fn ephemeral(text: String) -> Value {
+    json!({"content": render::clip(&text, render::MAX_CONTENT), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}})
+}
+
+async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !verify(&ix.public_key, &headers, &body, Utc::now().timestamp()) {
+        tracing::info!("Discord interaction with a missing or bad signature refused");
+        return (StatusCode::UNAUTHORIZED, "invalid request signature\n").into_response();
+    }
+    let Ok(interaction) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON\n").into_response();
+    };
+    match interaction["type"].as_u64() {
+        Some(1) => Json(json!({"type": 1})).into_response(),
+        Some(3) => Json(click(ix, interaction).await).into_response(),
+        _ => Json(Answer::Ephemeral("lifeboat only understands its own buttons.".into()).immediate()).into_response(),
+    }
+}
+
+async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
+    let custom_id = interaction["data"]["custom_id"].as_str().unwrap_or_default();
+    let Some((verb, run_id, hash)) = render::parse_custom_id(custom_id) else {
+        return Answer::Ephemeral("This is not a lifeboat button.".into()).immediate();
+    };
+    if let (Some(expected), Some(channel)) = (&ix.channel_id, interaction["channel_id"].as_str()) {
+        if expected != channel {
+            return Answer::Ephemeral("lifeboat only takes decisions in its own channel.".into()).immediate();
+        }
+    }
+    let user = if interaction["member"].is_object() { &interaction["member"]["user"] } else { &interaction["user"] };
+    let user_id = user["id"].as_str().unwrap_or_default().to_string();
+    let name = user["global_name"].as_str().or(user["username"].as_str()).unwrap_or("unknown").to_string();
+    let roles: Vec<&str> = interaction["member"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let may_decide = ix.approvers.users.contains(&user_id) || ix.approvers.roles.iter().any(|r| roles.contains(&r.as_str()));
+    if verb != Verb::Commands && !may_decide {
+        tracing::info!(user = %user_id, run = %run_id, "Discord click by a non-approver refused");
+        return Answer::Ephemeral(format!(
+            "You ({name}, {user_id}) are not a lifeboat approver: nothing was done. Approvers are the users and roles in discord.approvers."
+        ))
+        .immediate();
+    }
+    let by = format!("discord:{name} ({user_id})");
+    let mut task = tokio::spawn(decide(ix.clone(), verb, run_id, hash, by));
+    let answered = match ix.answer_within.is_zero() {
+        true => Err(()),
+        false => tokio::time::timeout(ix.answer_within, &mut task).await.map_err(|_| ()),
+    };
+    match answered {
+        Ok(answer) => answer.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}"))).immediate(),
+        Err(_) => {
+            // Too slow for Discord's deadline: acknowledge now, answer by follow-up.
+            let (application, token) = (interaction["application_id"].as_str(), interaction["token"].as_str());
+            if let (Some(application), Some(token)) = (application, token) {
+                let (application, token) = (application.to_string(), token.to_string());
+                let client = ix.client.clone();
+                tokio::spawn(async move {
+                    let answer = task.await.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}")));
+                    let sent = match answer {
+                        Answer::Update(message) => client.edit_original_response(&application, &token, &message).await,
+                        Answer::Ephemeral(text) => client.follow_up(&application, &token, &ephemeral(text)).await,
+                    };
+                    if let Err(error) = sent {
+                        tracing::warn!(%error, "answering a Discord click late failed");
+                    }
+                });
+            }
+            json!({"type": 6})
+        }
+    }
+}
+
+async fn decide(ix: Arc<Interactions>, verb: Verb, id: String, hash: String, by: String) -> Answer {
+    let run = match ix.journal.get(&id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return Answer::Ephemeral(format!("There is no run `{id}` (any more).")),
+        Err(e) => return Answer::Ephemeral(format!("The journal is unreachable, nothing was done: {e}")),
+    };
+    let context = |now| RenderContext { transport: Transport::Bot, approval_ttl: ix.approval_ttl, edit_interval: ix.edit_interval, now };
+    if verb == Verb::Commands {
+        return Answer::Ephemeral(render::commands_text(&run));
+    }
+    if run.status.phase != Phase::AwaitingApproval {
+        let what = if verb == Verb::Approve { "approve" } else { "reject" };
+        return Answer::Ephemeral(format!(
+            "Run `{id}` is {:?}: there is nothing to {what} (use `lifeboat abort {id}` to stop a run).",
+            run.status.phase
+        ));
+    }
+    if hash != run.spec.plan_hash {
+        return Answer::Ephemeral(format!(
+            "Refused: this message shows plan `{hash}`, but run `{id}` is plan `{}`. The plan changed; review it again (`lifeboat runs show {id}`).",
+            run.spec.plan_hash
+        ));
+    }
+    let now = Utc::now();
+    let result = match verb {
+        Verb::Approve => {
+            let deadline = render::approval_deadline(&run, ix.approval_ttl);
+            if now > deadline {
+                return Answer::Ephemeral(format!(
+                    "Refused: the approval window of run `{id}` closed at {} (remediation.approvalTtl {}). The cluster may have changed since: submit the run again.",
+                    deadline.to_rfc3339(),
+                    ix.approval_ttl
+                ));
+            }
+            remediator::approve(&ix.journal, &id, &hash, &by).await
+        }
+        _ => remediator::abort(&ix.journal, &id, &format!("{by}, rejected in Discord")).await,
+    };
+    match result {
+        Ok(run) => {
+            tracing::info!(run = %id, %by, phase = ?run.status.phase, "Discord decision recorded");
+            Answer::Update(render::main_message(&run, &context(Utc::now())))
+        }
+        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::NoSuchRun(_))) => {
+            Answer::Ephemeral(format!("Refused: {e}"))
+        }
+        Err(e) => Answer::Ephemeral(format!("Nothing was done: {e}")),
+    }
+}

@@ -1,0 +1,74 @@
+//! Discord: run notifications, and approvals with buttons.
+//!
+//! * Bot mode (`discord.botTokenFile`, `channelId`, the application's public
+//!   key, approvers): each run gets a message in the channel with Approve /
+//!   Reject / Show commands buttons; clicks come back signed to
+//!   `POST /discord/interactions` ([`interactions`]).
+//! * Webhook-only mode (`discord.webhookUrlFile`): the same messages without
+//!   buttons; they say how to approve over HTTP or the CLI.
+//!
+//! In both, [`notifier::Notifier`] keeps the messages in step with the
+//! journal: live edits while a run executes, a reply per finished step, a
+//! final summary. Secrets (bot token, webhook URL) are read from files and
+//! only ever sent to Discord in the places Discord expects them.
+
+pub mod client;
+pub mod interactions;
+pub mod notifier;
+pub mod render;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::journal::Journal;
+use client::DiscordClient;
+
+/// Discord, as configured: the client, and in bot mode what verifies clicks.
+pub struct Discord {
+    pub client: Arc<DiscordClient>,
+    pub interactions: Option<interactions::Interactions>,
+    pub notifier: notifier::Notifier,
+}
+
+impl Discord {
+    /// Reads the secret files named by `config.discord`; None when Discord is off.
+    pub fn from_config(config: &Config, journal: Arc<Journal>) -> anyhow::Result<Option<Self>> {
+        let d = &config.discord;
+        let client = if let Some(path) = &d.bot_token_file {
+            let token = crate::api::read_secret_file(path, "the Discord bot token")?;
+            let channel = d.channel_id.as_deref().context("discord.channelId is required in bot mode")?;
+            DiscordClient::bot(&d.api_base, &token, channel)
+        } else if let Some(path) = &d.webhook_url_file {
+            let url = crate::api::read_secret_file(path, "the Discord webhook URL")?;
+            DiscordClient::webhook(&url, &d.api_base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        } else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        let interactions = match &d.bot_token_file {
+            None => None,
+            Some(_) => {
+                let key = match (&d.public_key, &d.public_key_file) {
+                    (Some(key), _) => key.clone(),
+                    (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the Discord public key", path.display()))?,
+                    (None, None) => anyhow::bail!("discord.publicKey or discord.publicKeyFile is required in bot mode"),
+                };
+                let public_key = interactions::parse_public_key(&key).map_err(|e| anyhow::anyhow!("Discord public key: {e}"))?;
+                Some(interactions::Interactions {
+                    journal: journal.clone(),
+                    public_key,
+                    approvers: d.approvers.clone(),
+                    channel_id: d.channel_id.clone(),
+                    approval_ttl: config.remediation.approval_ttl,
+                    edit_interval: d.edit_interval,
+                    client: client.clone(),
+                    answer_within: std::time::Duration::from_secs(2),
+                })
+            }
+        };
+        let notifier = notifier::Notifier::new(journal, client.clone(), config.remediation.approval_ttl, d.edit_interval);
+        Ok(Some(Self { client, interactions, notifier }))
+    }
+}

@@ -1,0 +1,183 @@
+//! The notifier: reconciles Discord with the journal. Every pass reads the
+//! runs and, per run (oldest first), posts its main message if it has none,
+//! edits it when its rendering changed, and posts the replies that are due,
+//! in order. What was posted is recorded in the run's status
+//! (`status.notification`), so after an outage, a restart or a new leader it
+//! simply catches up; nothing is lost and nothing said twice.
+//!
+//! The runner never waits for Discord: it writes the journal, this task
+//! reads it. A Discord error ends the pass (so messages keep their order)
+//! and the next one comes after a backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::client::{DiscordClient, DiscordError};
+use super::render::{self, RenderContext, Transport};
+use crate::config::Dur;
+use crate::journal::{Journal, JournalError, NotificationState, RunRecord};
+
+/// Terminal runs never announced (e.g. from before Discord was configured)
+/// and older than this stay quiet.
+pub const ANNOUNCE_HORIZON: chrono::Duration = chrono::Duration::hours(24);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Discord(#[from] DiscordError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+pub struct Notifier {
+    pub journal: Arc<Journal>,
+    pub client: Arc<DiscordClient>,
+    pub approval_ttl: Dur,
+    pub edit_interval: Dur,
+    pub poll_interval: Duration,
+    /// Longest wait between passes while Discord fails.
+    pub max_backoff: Duration,
+    /// When set, only the Lease leader notifies (one voice for several replicas).
+    pub leader: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The last main message sent per run, to edit only on change.
+    sent: HashMap<String, Value>,
+}
+
+impl Notifier {
+    pub fn new(journal: Arc<Journal>, client: Arc<DiscordClient>, approval_ttl: Dur, edit_interval: Dur) -> Self {
+        Self {
+            journal,
+            client,
+            approval_ttl,
+            edit_interval,
+            poll_interval: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60),
+            leader: None,
+            sent: HashMap::new(),
+        }
+    }
+
+    fn context(&self) -> RenderContext {
+        RenderContext { transport: self.client.transport(), approval_ttl: self.approval_ttl, edit_interval: self.edit_interval, now: Utc::now() }
+    }
+
+    pub async fn run_forever(mut self) {
+        let mut failures = 0u32;
+        loop {
+            let leading = self.leader.as_ref().is_none_or(|l| *l.borrow());
+            let wait = if !leading {
+                self.poll_interval
+            } else {
+                match self.reconcile_once().await {
+                    Ok(()) => {
+                        failures = 0;
+                        self.poll_interval
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        let backoff = self.poll_interval.saturating_mul(2u32.saturating_pow(failures.min(16))).min(self.max_backoff);
+                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Discord notification pass failed; will catch up");
+                        backoff
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One pass over the journal. Stops at the first error.
+    pub async fn reconcile_once(&mut self) -> Result<(), NotifyError> {
+        let mut runs = self.journal.list().await?;
+        runs.reverse();
+        let now = Utc::now();
+        for run in runs {
+            let state = run.status.notification.clone().unwrap_or_default();
+            if state.complete {
+                self.sent.remove(&run.id);
+                continue;
+            }
+            let ended = run.status.finished_at.unwrap_or(run.spec.requested_at);
+            if state.message_id.is_none() && run.is_terminal() && now - ended > ANNOUNCE_HORIZON {
+                continue;
+            }
+            self.reconcile_run(&run, state).await?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_run(&mut self, run: &RunRecord, mut state: NotificationState) -> Result<(), NotifyError> {
+        let body = render::main_message(run, &self.context());
+        let message_id = match state.message_id.clone() {
+            Some(id) if self.sent.get(&run.id) == Some(&body) => id,
+            Some(id) => match self.client.edit_message(&id, &body).await {
+                Ok(()) => id,
+                // Deleted by someone: post it again.
+                Err(DiscordError::NotFound { .. }) => self.post_main(run, &body, &mut state).await?,
+                Err(e) => return Err(e.into()),
+            },
+            None => self.post_main(run, &body, &mut state).await?,
+        };
+        self.sent.insert(run.id.clone(), body);
+        for reply in render::replies(run) {
+            if state.posted.contains(&reply.key) {
+                continue;
+            }
+            let mut body = reply.body;
+            match self.client.transport() {
+                Transport::Bot => {
+                    body["message_reference"] = serde_json::json!({"message_id": message_id, "fail_if_not_exists": false});
+                    with_nonce(&mut body, &run.id, &reply.key);
+                }
+                Transport::Webhook => {
+                    let content = body["content"].as_str().unwrap_or_default();
+                    body["content"] = Value::String(render::clip(&format!("↪ run `{}`: {content}", run.id), render::MAX_CONTENT));
+                }
+            }
+            self.client.create_message(&body).await?;
+            state = self.record(&run.id, |n| n.posted.push(reply.key.clone())).await?;
+        }
+        if run.is_terminal() {
+            self.record(&run.id, |n| n.complete = true).await?;
+            self.sent.remove(&run.id);
+        }
+        Ok(())
+    }
+
+    async fn post_main(&self, run: &RunRecord, body: &Value, state: &mut NotificationState) -> Result<String, NotifyError> {
+        let mut body = body.clone();
+        if self.client.transport() == Transport::Bot {
+            with_nonce(&mut body, &run.id, &format!("main:{:?}", state.message_id));
+        }
+        let id = self.client.create_message(&body).await?;
+        let recorded = id.clone();
+        *state = self.record(&run.id, move |n| n.message_id = Some(recorded.clone())).await?;
+        Ok(id)
+    }
+
+    /// Writes a change to the run's notification state; returns the new state.
+    async fn record(&self, id: &str, mut change: impl FnMut(&mut NotificationState)) -> Result<NotificationState, JournalError> {
+        let stored = self
+            .journal
+            .update_status_with(id, |current| {
+                let mut status = current.status.clone();
+                change(status.notification.get_or_insert_with(Default::default));
+                (status != current.status).then_some(status)
+            })
+            .await?;
+        Ok(stored.status.notification.unwrap_or_default())
+    }
+}
+
+/// Discord drops a second message with the same nonce within minutes
+/// (`enforce_nonce`): a post whose journal write failed is not repeated.
+fn with_nonce(body: &mut Value, run_id: &str, key: &str) {
+    let digest = Sha256::digest(format!("{run_id}/{key}").as_bytes());
+    let nonce: String = hex::encode(digest).chars().take(25).collect();
+    body["nonce"] = Value::String(nonce);
+    body["enforce_nonce"] = Value::Bool(true);
+}

@@ -1,0 +1,155 @@
+//! `node-loss`: the whole recovery from one lost node, as one plan with
+//! phases in dependency order — Garage metadata (S3 backs everything else),
+//! then the databases, then the VolSync and S3-restore apps in parallel,
+//! then the OIDC clients, then the apps that only waited on a database are
+//! watched (never touched) until they heal, then stale cleanup.
+//!
+//! What is affected comes from `triage` for the node (the same
+//! classification `lifeboat triage` prints); each piece is planned by its own
+//! playbook, and the plans are composed (see `plan::compose`).
+
+use std::collections::BTreeSet;
+
+use crate::cluster::ClusterState;
+use crate::config::NodeLossConfig;
+use crate::inspect::Findings;
+use crate::plan::compose::{compose, slug, Part, PhaseParts};
+use crate::plan::playbooks::{plan as plan_playbook, PlanError, Trigger};
+use crate::plan::{Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
+use crate::triage::{triage, Category};
+
+pub const PLAYBOOK: &str = "node-loss";
+/// Set by a human (or `lifeboat confirm-node-gone`) on the Node: it is not coming back.
+pub const CONFIRMED_GONE_ANNOTATION: &str = "lifeboat.dev/confirmed-gone";
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+
+pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options: &NodeLossConfig) -> Result<Plan, PlanError> {
+    let target = format!("Node {node}");
+    let Some(lost) = findings.lost_nodes().find(|n| n.node == node) else {
+        let mut plan = Plan::new(PLAYBOOK, target);
+        let why = match findings.nodes.iter().find(|n| n.node == node) {
+            Some(_) => "is unavailable but not yet past the node-lost grace: wait, it may come back",
+            None if state.node(node).is_some() => "is Ready",
+            None => "is not known to the cluster and pins no volume",
+        };
+        plan.findings.push(format!("node {node} {why}: nothing to do"));
+        return Ok(plan);
+    };
+    let report = triage(state, findings, Some(node));
+    let state_text = match lost.availability {
+        crate::inspect::nodes::Availability::Missing => "missing (no Node object)".to_string(),
+        _ => format!("NotReady since {}", lost.since.map_or("an unknown time".into(), |t| t.to_rfc3339())),
+    };
+    let mut findings_text = vec![format!("node {node} is {state_text}, past the node-lost grace")];
+    let mut triggers: Vec<(Category, &'static str, Trigger)> = vec![];
+    let mut watched: BTreeSet<(String, String)> = BTreeSet::new();
+    for w in &report.workloads {
+        let for_pvc = |playbook: &'static str, pvc: &String| (w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(pvc.clone()), node: Some(node.into()) });
+        let provider = || {
+            w.pvcs.iter().find_map(|pvc| findings.protection.iter().find(|p| p.namespace == w.namespace && &p.pvc == pvc).and_then(|p| p.provider.clone()))
+        };
+        match w.category {
+            Category::Garage => triggers.push((w.category, "garage-meta-restore", Trigger { node: Some(node.into()), ..Trigger::default() })),
+            Category::CnpgInstance | Category::MariadbInstance => {
+                let playbook = if w.category == Category::CnpgInstance { "cnpg-instance-lost" } else { "mariadb-instance-lost" };
+                if let Some(name) = provider() {
+                    triggers.push((w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(name), node: Some(node.into()) }));
+                }
+            }
+            Category::VolsyncApp => triggers.extend(w.pvcs.iter().map(|p| for_pvc("volsync-restore", p))),
+            Category::S3BackupApp => triggers.extend(w.pvcs.iter().map(|p| for_pvc("s3-restore", p))),
+            Category::WaitingOnDatabase => {
+                watched.insert((w.namespace.clone(), w.workload.clone()));
+            }
+            Category::Stale => triggers.push((w.category, "stale-cleanup", Trigger::default())),
+            Category::Unprotected => findings_text.push(format!(
+                "{} {} ({}): no recovery source — its data is gone unless the node comes back; not touched",
+                w.namespace,
+                w.workload,
+                w.pvcs.join(", ")
+            )),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    triggers.retain(|(_, playbook, t)| seen.insert((playbook.to_string(), t.namespace.clone(), t.name.clone())));
+
+    let part_for = |playbook: &str, trigger: &Trigger| -> Result<Part, PlanError> {
+        let plan = plan_playbook(playbook, state, findings, trigger)?;
+        let key = slug(&format!("{playbook} {} {}", trigger.namespace.as_deref().unwrap_or(""), trigger.name.as_deref().unwrap_or("")));
+        Ok(Part { key, plan })
+    };
+    let parts_of = |categories: &[Category]| -> Result<Vec<Part>, PlanError> {
+        triggers.iter().filter(|(c, _, _)| categories.contains(c)).map(|(_, playbook, t)| part_for(playbook, t)).collect()
+    };
+    let mut phases = vec![PhaseParts { name: "preflight", title: format!("Make sure {node} is gone for good"), parts: vec![preflight(node, options)] }];
+    phases.push(PhaseParts { name: "garage", title: "Garage metadata (S3 backs everything else)".into(), parts: parts_of(&[Category::Garage])? });
+    phases.push(PhaseParts { name: "databases", title: "Databases (CNPG, MariaDB)".into(), parts: parts_of(&[Category::CnpgInstance, Category::MariadbInstance])? });
+    phases.push(PhaseParts { name: "apps", title: "Apps from VolSync snapshots and S3 backups".into(), parts: parts_of(&[Category::VolsyncApp, Category::S3BackupApp])? });
+    phases.push(PhaseParts { name: "watch", title: "Apps waiting on a database: watched until they heal, not touched".into(), parts: watch(&watched, options) });
+    phases.push(PhaseParts { name: "cleanup", title: "Stale resources".into(), parts: parts_of(&[Category::Stale])? });
+
+    let only_preflight = phases[1..].iter().all(|p| p.parts.iter().all(|part| part.plan.nothing_to_do()));
+    if only_preflight {
+        findings_text.push("nothing on this node needs recovering".into());
+        phases[0].parts.clear();
+    }
+    Ok(compose(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase))
+}
+
+/// The node is still lost; optionally a human confirms it is gone for good
+/// (annotation, the out-of-service taint, or the Node deleted) and the
+/// out-of-service taint is applied so the control plane detaches volumes.
+fn preflight(node: &str, options: &NodeLossConfig) -> Part {
+    let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.into() };
+    let still_lost = Precondition::NodeStillLost { node: node.into() };
+    let mut plan = Plan::new(PLAYBOOK, format!("Node {node}"));
+    if options.confirm_node_gone {
+        plan.findings.push(format!(
+            "a human must confirm {node} is permanently gone: `kubectl annotate node {node} {CONFIRMED_GONE_ANNOTATION}=true` (or taint it {OUT_OF_SERVICE_TAINT}, or delete the Node)"
+        ));
+        plan.steps.push(Step {
+            id: "confirm-gone".into(),
+            title: format!("Wait for a human to confirm {node} is permanently gone"),
+            action: Action::Wait { object: node_ref.clone(), until: WaitCondition::NodeConfirmedGone, timeout_seconds: options.confirm_timeout.0.as_secs() },
+            needs: vec![],
+            preconditions: vec![still_lost.clone()],
+            recovery_source: None,
+        });
+    }
+    if options.out_of_service_taint {
+        plan.steps.push(Step {
+            id: "out-of-service".into(),
+            title: format!("Taint {node} {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute so its volumes are detached and pods deleted"),
+            action: Action::TaintNode { node: node.into(), key: OUT_OF_SERVICE_TAINT.into(), value: "nodeshutdown".into(), effect: "NoExecute".into() },
+            needs: plan.steps.iter().map(|s| s.id.clone()).collect(),
+            preconditions: vec![still_lost],
+            recovery_source: None,
+        });
+    }
+    Part { key: "preflight".into(), plan }
+}
+
+/// One wait per workload that only waits on a database.
+fn watch(watched: &BTreeSet<(String, String)>, options: &NodeLossConfig) -> Vec<Part> {
+    watched
+        .iter()
+        .filter_map(|(ns, workload)| {
+            let (kind, name) = workload.split_once(' ')?;
+            let (object, until) = match kind {
+                "Deployment" | "StatefulSet" => (ObjectRef::namespaced("apps/v1", kind, ns, name), WaitCondition::WorkloadReady),
+                "Pod" => (ObjectRef::pod(ns, name), WaitCondition::ConditionIs { condition: "Ready".into(), status: "True".into() }),
+                _ => return None,
+            };
+            let mut plan = Plan::new("watch", object.to_string());
+            plan.steps.push(Step {
+                id: "healed".into(),
+                title: format!("Watch {object} heal once its database is back (not touched)"),
+                action: Action::Wait { object: object.clone(), until, timeout_seconds: options.watch_timeout.0.as_secs() },
+                needs: vec![],
+                preconditions: vec![],
+                recovery_source: None,
+            });
+            Some(Part { key: slug(&format!("watch {ns} {kind} {name}")), plan })
+        })
+        .collect()
+}
