@@ -138,8 +138,11 @@ impl Stack {
         out.join("\n")
     }
 
+    /// The cnpg-instance-lost runs for the cluster in `ns` (the node-loss and
+    /// per-claim alerts of the same incident route to other playbooks).
     async fn runs_for(&self, ns: &str) -> Vec<RunRecord> {
-        self.journal.list().await.unwrap().into_iter().filter(|r| r.spec.trigger.namespace.as_deref() == Some(ns)).collect()
+        let runs = self.journal.list().await.unwrap().into_iter();
+        runs.filter(|r| r.spec.playbook == "cnpg-instance-lost" && r.spec.trigger.namespace.as_deref() == Some(ns)).collect()
     }
 
     /// Polls `check` until it returns Some; panics with the logs after PATIENCE.
