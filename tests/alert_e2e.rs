@@ -5,10 +5,13 @@
 //! (an HA pair that does not gossip, so both deliver every notification, and
 //! repeat it every few seconds) post to lifeboat's `/alertmanager` with the
 //! bearer credentials. Each alert records one run awaiting approval however
-//! often it is delivered; the one whose condition clears before approval is
-//! marked so; an approval naming a plan computed after the state changed is
-//! refused; the approved run executes cnpg-instance-lost against the
-//! apiserver (the test plays CloudNativePG) until it Succeeds.
+//! often it is delivered; lifeboat posts it to Discord (the fake Discord of
+//! tests/support, in bot mode); the one whose condition clears before
+//! approval is marked so; an approval naming a plan computed after the state
+//! changed is refused, over the HTTP API and as a Discord click; a signed
+//! Approve click approves the run, which executes cnpg-instance-lost against
+//! the apiserver (the test plays CloudNativePG) until it Succeeds, its
+//! Discord message edited live and the summary replied to it.
 //!
 //! Needs /usr/bin/prometheus and /usr/bin/prometheus-alertmanager (Debian
 //! packages `prometheus`, `prometheus-alertmanager`; override with PROMETHEUS
@@ -29,6 +32,7 @@ use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
+use support::fake_discord::{FakeDiscord, Message, BOT_TOKEN, CHANNEL_ID};
 use support::fixtures::*;
 use support::k8s::*;
 use support::process::{find_binary, free_ports, Process};
@@ -36,6 +40,8 @@ use support::process::{find_binary, free_ports, Process};
 const WEBHOOK_TOKEN: &str = "e2e-alertmanager-webhook-credentials";
 const API_TOKEN: &str = "e2e-lifeboat-http-api-token";
 const ALERT: &str = "LifeboatCnpgPrimaryOnLostNode";
+/// The Discord user allowed to approve.
+const APPROVER: &str = "1000000000000000001";
 
 /// Generous: the machine is shared, and a delivery takes scrape (1s) + rule
 /// evaluation (1s) + `for` (2s here) + group_wait (1s) + the snapshot rebuild.
@@ -174,7 +180,7 @@ impl Stack {
 
 /// lifeboat serve + Prometheus + two Alertmanagers on free loopback ports.
 /// Spawned from the test's thread (see support::process).
-async fn start_stack(dir: &Path, lifeboat_ns: &str) -> Stack {
+async fn start_stack(dir: &Path, lifeboat_ns: &str, discord: &FakeDiscord) -> Stack {
     let prometheus_bin = find_binary("PROMETHEUS", &["/usr/bin/prometheus", "prometheus"], "prometheus");
     let alertmanager_bin = find_binary("ALERTMANAGER", &["/usr/bin/prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager");
     let ports = free_ports(4);
@@ -184,11 +190,16 @@ async fn start_stack(dir: &Path, lifeboat_ns: &str) -> Stack {
     control_plane().write_admin_kubeconfig(&kubeconfig);
     std::fs::write(dir.join("webhook-credentials"), format!("{WEBHOOK_TOKEN}\n")).unwrap();
     std::fs::write(dir.join("api-token"), format!("{API_TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("discord-bot-token"), format!("{BOT_TOKEN}\n")).unwrap();
     let config = format!(
         "listen: 127.0.0.1:{lb_port}\nnodeLostGrace: 5s\nsnapshotInterval: 1s\ndiscoveryInterval: 2s\n\
-         remediation:\n  execute: true\n  namespace: {lifeboat_ns}\n  apiTokenFile: {}\n  webhookCredentialsFile: {}\n",
+         remediation:\n  execute: true\n  namespace: {lifeboat_ns}\n  apiTokenFile: {}\n  webhookCredentialsFile: {}\n\
+         discord:\n  botTokenFile: {}\n  channelId: \"{CHANNEL_ID}\"\n  publicKey: {}\n  approvers:\n    users: [\"{APPROVER}\"]\n  apiBase: {}\n  editInterval: 1s\n",
         dir.join("api-token").display(),
-        dir.join("webhook-credentials").display()
+        dir.join("webhook-credentials").display(),
+        dir.join("discord-bot-token").display(),
+        discord.public_key_hex(),
+        discord.api_base
     );
     std::fs::write(dir.join("lifeboat.yaml"), &config).unwrap();
     Config::parse(&config).expect("the test's lifeboat config is valid");
@@ -288,7 +299,9 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
         let path = tmp.path().to_path_buf();
         (Some(tmp), path)
     };
-    let stack = start_stack(&dir, &lifeboat_ns).await;
+    let discord = FakeDiscord::start(50, Duration::from_secs(1)).await;
+    let stack = start_stack(&dir, &lifeboat_ns, &discord).await;
+    let interactions = format!("{}/discord/interactions", stack.lifeboat_url);
 
     // 1. Each alert, delivered by both Alertmanagers, records one run awaiting approval.
     let (main_run, cleared_run) = stack
@@ -316,6 +329,13 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
     assert_eq!(stack.runs_for(&cleared_ns).await.len(), 1, "one run for {cleared_ns}");
     assert_eq!(stack.metric("lifeboat_alertmanager_requests_total{result=\"rejected\"} ").await, 0.0, "Alertmanager's bearer credentials were accepted");
 
+    // The run is posted to Discord with its buttons, bound to its plan hash.
+    let approve_id = format!("lb:a:{}:{}", main_run.id, main_run.spec.plan_hash);
+    let message = stack
+        .wait_for("the run's approval message on Discord", || async { discord.messages().into_iter().find(|m| m.custom_ids().contains(&approve_id)) })
+        .await;
+    assert!(message.text().contains(&main_ns) && message.text().contains("postgres-2"), "{}", message.text());
+
     // 3. The condition clears before approval (the operator failed over by
     //    itself): the resolved notification marks the run, which stays unapproved.
     set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&cleared_ns), "postgres", json!({"currentPrimary": "postgres-2", "targetPrimary": "postgres-2"})).await;
@@ -339,12 +359,16 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
     assert!(body.contains("look at the plan again"), "{body}");
     let (code, _) = approve(&stack, &main_run.id, &main_run.spec.plan_hash, "not-the-api-token-at-all").await;
     assert_eq!(code, 401);
+    // The same over Discord: a click naming the changed plan, and one by someone who is no approver.
+    let stale_click = format!("lb:a:{}:{}", main_run.id, changed.hash());
+    assert_eq!(discord.click(&interactions, &message.id, &stale_click, APPROVER, &[]).await["type"], 4, "refused");
+    assert_eq!(discord.click(&interactions, &message.id, &approve_id, "1000000000000000999", &[]).await["type"], 4, "refused");
     assert_eq!(stack.journal.get(&main_run.id).await.unwrap().unwrap().status.phase, Phase::AwaitingApproval);
     set_status(&client, "v1", "Pod", Some(&main_ns), "postgres-2", running(json!({}), true)["status"].clone()).await;
 
-    // 5. Approved for the plan it recorded, the run executes against the apiserver.
-    let (code, body) = approve(&stack, &main_run.id, &main_run.spec.plan_hash, API_TOKEN).await;
-    assert_eq!(code, 200, "{body}");
+    // 5. Approved on Discord for the plan it recorded, the run executes against the apiserver.
+    assert_eq!(discord.click(&interactions, &message.id, &approve_id, APPROVER, &[]).await["type"], 7, "the message is updated in place");
+    assert_eq!(stack.journal.get(&main_run.id).await.unwrap().unwrap().status.phase, Phase::Approved);
     let operator = tokio::spawn(play_cnpg(client.clone(), main_ns.clone(), main_healthy));
     let done = stack
         .wait_for("the approved run to finish", || async {
@@ -354,13 +378,33 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
         .await;
     operator.abort();
     assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}\n{}", done.status, stack.logs());
-    assert_eq!(done.status.approved_by.as_deref(), Some("e2e-operator"));
+    assert!(done.status.approved_by.as_deref().is_some_and(|by| by.contains(APPROVER)), "{:?}", done.status.approved_by);
     assert_eq!(done.status.leader.as_deref(), Some("lifeboat-e2e"));
     assert!(done.status.steps.iter().all(|s| s.state == StepState::Succeeded), "{:#?}", done.status.steps);
     let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&main_ns), "postgres").await;
     assert_eq!(cluster["status"]["currentPrimary"], "postgres-2");
     let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&main_ns)).await;
     assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none(), "the lost instance's PVC is gone");
+
+    // Discord followed it: the message edited live to the outcome, every step
+    // and the summary replied to it, nothing secret, nothing Discord refused.
+    let replies = |messages: &[Message]| -> Vec<Message> { messages.iter().filter(|m| m.reply_to.as_deref() == Some(message.id.as_str())).cloned().collect() };
+    stack.wait_for("the summary on Discord", || async { replies(&discord.messages()).iter().any(|r| r.content.contains("Succeeded")).then_some(()) }).await;
+    let replied: Vec<String> = replies(&discord.messages()).iter().map(|r| r.content.clone()).collect();
+    assert!(replied[0].contains("approved by"), "{replied:#?}");
+    for step in &done.spec.plan.steps {
+        assert!(replied.iter().any(|r| r.contains(&step.title)), "no reply for step {:?}: {replied:#?}", step.title);
+    }
+    let edited = discord.message(&message.id);
+    assert!(edited.content.contains("Succeeded"), "{}", edited.content);
+    assert!(edited.edits.len() >= 3, "approved, running, done: {:#?}", edited.edits);
+    assert!(!edited.custom_ids().contains(&approve_id), "no Approve button on a finished run");
+    assert_eq!(discord.violations(), 0);
+    for request in discord.requests() {
+        for secret in [BOT_TOKEN, WEBHOOK_TOKEN, API_TOKEN] {
+            assert!(!request.body.contains(secret), "a secret reached Discord: {}", request.body);
+        }
+    }
 
     // 6. Afterwards the alert resolves; its last deliveries still start nothing.
     stack
