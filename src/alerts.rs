@@ -55,7 +55,6 @@ pub fn default_routes() -> Vec<Route> {
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     };
     vec![
-        route("LifeboatNodeLostWithPinnedVolumes", "node-loss", &[("node", "node")]),
         route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
         route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
         route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
@@ -258,7 +257,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, runs: &mut Vec<Ru
         // The target is gone or the trigger incomplete: state wins over the alert.
         Err(e) => return Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
     };
-    let active = runs.iter().find(|r| r.spec.target == plan.target && !r.is_terminal()).cloned();
+    let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
     match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
