@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
+use crate::plan::Plan;
 use crate::snapshot::Hub;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -185,35 +186,63 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
     }
 }
 
-/// One result per alert, in order. The journal is read once per
-/// notification, and only when an alert in it is routed.
+/// One result per alert, in order. Planning is pure and comes first: a
+/// firing alert whose plan fails (target gone, trigger incomplete) starts
+/// nothing whatever the journal says, so the journal is read once per
+/// notification, and only when an alert in it is resolved or plans.
 async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, crate::journal::JournalError> {
-    let routed: Vec<Option<&Route>> = alerts.iter().map(|a| intake.route_of(a)).collect();
+    let snapshot = intake.hub.snapshot();
+    let intents: Vec<Option<(&Route, Option<Result<Plan, String>>)>> = alerts
+        .iter()
+        .map(|alert| {
+            let route = intake.route_of(alert)?;
+            let plan = (alert.status != "resolved").then(|| {
+                let trigger = trigger_of(route, alert).to_trigger();
+                crate::plan::playbooks::plan(&route.playbook, &snapshot.state, &snapshot.findings, &trigger).map_err(|e| e.to_string())
+            });
+            Some((route, plan))
+        })
+        .collect();
     // Lookup and create under one lock: the copies of a notification an HA
     // pair sends at the same moment must not both find no run and both create one.
-    let (_guard, mut runs) = if routed.iter().any(Option::is_some) {
+    let needs_journal = intents.iter().flatten().any(|(_, plan)| !matches!(plan, Some(Err(_))));
+    let (_guard, mut runs) = if needs_journal {
         let guard = intake.journal_lock.lock().await;
         (Some(guard), intake.journal.list().await?)
     } else {
         (None, vec![])
     };
     let mut results = Vec::with_capacity(alerts.len());
-    for (alert, route) in alerts.iter().zip(routed) {
+    for (alert, intent) in alerts.iter().zip(intents) {
         let alertname = alert.labels.get("alertname").map_or("", String::as_str);
-        let result = match route {
+        let result = match intent {
             None => {
                 intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
                 json!({"alertname": alertname, "result": "unrouted"})
             }
-            Some(route) => handle(intake, alert, route, &mut runs).await?,
+            // The target is gone or the trigger incomplete: state wins over the alert.
+            Some((_, Some(Err(reason)))) => json!({"alertname": alertname, "result": "nothing to do", "reason": reason}),
+            Some((route, plan)) => handle(intake, alert, route, plan.and_then(Result::ok), &mut runs).await?,
         };
         results.push(result);
     }
     Ok(results)
 }
 
-/// A routed alert, against the journal's records `runs` (kept current here).
-async fn handle(intake: &Intake, alert: &Alert, route: &Route, runs: &mut Vec<RunRecord>) -> Result<serde_json::Value, crate::journal::JournalError> {
+/// The playbook trigger from the alert's labels, per the route's params.
+fn trigger_of(route: &Route, alert: &Alert) -> RunTrigger {
+    let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
+    RunTrigger {
+        namespace: label("namespace"),
+        name: label("name"),
+        node: label("node"),
+        alert: Some(AlertRef { fingerprint: alert.fingerprint.clone(), starts_at: alert.starts_at, alertname: route.alertname.clone() }),
+    }
+}
+
+/// A routed alert (firing ones with their `plan`), against the journal's
+/// records `runs` (kept current here).
+async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan>, runs: &mut Vec<RunRecord>) -> Result<serde_json::Value, crate::journal::JournalError> {
     let alertname = route.alertname.as_str();
     // One alert instance (fingerprint and start) starts at most one run,
     // whatever became of it: a repeat after the run ended (or was aborted,
@@ -244,19 +273,8 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, runs: &mut Vec<Ru
         intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
         return Ok(json!({"alertname": alertname, "result": "duplicate", "run": runs[index].id}));
     }
-    let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
-    let trigger = RunTrigger {
-        namespace: label("namespace"),
-        name: label("name"),
-        node: label("node"),
-        alert: Some(AlertRef { fingerprint: alert.fingerprint.clone(), starts_at: alert.starts_at, alertname: alertname.to_string() }),
-    };
-    let snapshot = intake.hub.snapshot();
-    let plan = match crate::plan::playbooks::plan(&route.playbook, &snapshot.state, &snapshot.findings, &trigger.to_trigger()) {
-        Ok(plan) => plan,
-        // The target is gone or the trigger incomplete: state wins over the alert.
-        Err(e) => return Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
-    };
+    let Some(plan) = plan else { return Ok(json!({"alertname": alertname, "result": "nothing to do"})) };
+    let trigger = trigger_of(route, alert);
     let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
     match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
