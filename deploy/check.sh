@@ -17,7 +17,8 @@
 #      no privilege escalation), resources, args, port 9847 named
 #      http-metrics; the read ClusterRole grants exactly get/list/watch on
 #      exactly the watched kinds; no write verb exists unless
-#      remediation.enabled; nothing anywhere grants Secrets, wildcards, pods
+#      remediation.enabled; nothing grants Secrets (but patch of the Secrets
+#      named in remediation.secrets by -remediate), wildcards, pods
 #      create or nodes writes; no Secret object and no inline secret value;
 #      the PrometheusRule equals rules/lifeboat.rules.yaml (minus
 #      disabledAlerts, plus additionalRuleLabels)
@@ -160,6 +161,12 @@ READ = {
 }
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate", "approve", "sign"}
 
+def named_secret_patch(role):
+    """The one Secret grant allowed: the -remediate ClusterRole patching named Secrets."""
+    rules = [r for r in role.get("rules", []) if "secrets" in r.get("resources", [])]
+    return role["kind"] == "ClusterRole" and role["metadata"]["name"].endswith("-remediate") and all(
+        r.get("resources") == ["secrets"] and r.get("verbs") == ["patch"] and r.get("resourceNames") for r in rules)
+
 def grants(rules):
     out = set()
     for r in rules:
@@ -241,8 +248,8 @@ def check_render(name, docs, remediation, expect_rule):
         for g, res, v in grants(role.get("rules", [])):
             if "*" in (g, res, v):
                 err(rw, f"wildcard in ({g!r}, {res!r}, {v!r})")
-            if g == "" and res in ("secrets", "secrets/*"):
-                err(rw, "grants access to Secrets")
+            if g == "" and res in ("secrets", "secrets/*") and not named_secret_patch(role):
+                err(rw, "grants access to Secrets (only -remediate may patch Secrets named in remediation.secrets)")
             if g == "" and res == "pods" and v == "create":
                 err(rw, "grants pods create")
             if g == "" and res.startswith("nodes") and v in WRITE_VERBS:
@@ -498,9 +505,11 @@ def sa_of(objs, ns):
 READONLY = ("lifeboat", sa_of(docs(f"{manifests}/lifeboat.yaml"), "lifeboat"))
 REMEDIATE = ("monitoring", sa_of(full, "monitoring"))
 
-def can(who, verb, resource, group="", namespace=None, sub=None):
+def can(who, verb, resource, group="", namespace=None, sub=None, name=None):
     ns, sa = who
     attrs = {"verb": verb, "resource": resource, "group": group}
+    if name:
+        attrs["name"] = name
     if namespace:
         attrs["namespace"] = namespace
     if sub:
@@ -554,6 +563,7 @@ WRITES = [
     ("patch", "kustomizations", "kustomize.toolkit.fluxcd.io", None), ("patch", "helmreleases", "helm.toolkit.fluxcd.io", None),
     ("patch", "replicationsources", "volsync.backube", None), ("patch", "replicationdestinations", "volsync.backube", None),
     ("delete", "replicationdestinations", "volsync.backube", None),
+    ("patch", "deployments", "apps", None), ("patch", "statefulsets", "apps", None), ("delete", "jobs", "batch", None),
 ]
 for v, r, g, sub in WRITES:
     cases.append((REMEDIATE, v, r, g, "database", sub, True))
@@ -571,15 +581,22 @@ cases += [
     (REMEDIATE, "delete", "replicationsources", "volsync.backube", "database", None, False),
     (READONLY, "create", "remediationruns", "lifeboat.dev", "lifeboat", None, False),
 ]
+# (who, verb, resource, group, namespace, subresource, expected, name)
+named = [
+    (REMEDIATE, "patch", "secrets", "", "identity", None, True, "kanidm-admin-passwords"),
+    (REMEDIATE, "get", "secrets", "", "identity", None, False, "kanidm-admin-passwords"),
+    (REMEDIATE, "patch", "secrets", "", "identity", None, False, "kanidm-tls"),
+    (READONLY, "patch", "secrets", "", "identity", None, False, "kanidm-admin-passwords"),
+]
 wrong = 0
-for who, verb, res, group, ns, sub, want in cases:
-    got = can(who, verb, res, group, ns, sub)
+for who, verb, res, group, ns, sub, want, name in [c + (None,) for c in cases] + named:
+    got = can(who, verb, res, group, ns, sub, name)
     if got is not None and got != want:
         wrong += 1
-        what = f"{verb} {group + '/' if group else ''}{res}{'/' + sub if sub else ''}{' in ' + ns if ns else ' (cluster-wide)'}"
+        what = f"{verb} {group + '/' if group else ''}{res}{'/' + sub if sub else ''}{' ' + name if name else ''}{' in ' + ns if ns else ' (cluster-wide)'}"
         errors.append(f"{'read-only' if who == READONLY else 'remediation'} ServiceAccount {who[0]}/{who[1]}: "
                       f"{what} is {'ALLOWED' if got else 'denied'}, want {'allowed' if want else 'denied'}")
-print(f"SubjectAccessReview: {len(cases)} permission checks, {wrong} wrong")
+print(f"SubjectAccessReview: {len(cases) + len(named)} permission checks, {wrong} wrong")
 for e in errors:
     print("ERROR", e)
 sys.exit(1 if errors else 0)

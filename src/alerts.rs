@@ -56,7 +56,6 @@ pub fn default_routes() -> Vec<Route> {
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     };
     vec![
-        route("LifeboatNodeLostWithPinnedVolumes", "node-loss", &[("node", "node")]),
         route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
         route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
         route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
@@ -279,7 +278,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     }
     let Some(plan) = plan else { return Ok(json!({"alertname": alertname, "result": "nothing to do"})) };
     let trigger = trigger_of(route, alert);
-    let active = runs.iter().find(|r| r.spec.target == plan.target && !r.is_terminal()).cloned();
+    let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
     match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {

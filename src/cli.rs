@@ -165,7 +165,7 @@ pub struct PlanArgs {
     pub playbook: String,
     #[arg(long)]
     pub namespace: Option<String>,
-    /// The object the playbook is about (e.g. the CNPG Cluster).
+    /// The object the playbook is about (e.g. the CNPG Cluster; for s3-restore the PVC or its workload; for garage-meta-restore an optional snapshot timestamp).
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]

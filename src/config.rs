@@ -32,6 +32,8 @@ pub struct Config {
     pub backup_cron_jobs: CronJobConfig,
     pub cnpg: CnpgConfig,
     pub garage: GarageConfig,
+    pub s3_restore: S3RestoreConfig,
+    pub kanidm: KanidmConfig,
     pub remediation: RemediationConfig,
     pub discord: DiscordConfig,
 }
@@ -47,6 +49,8 @@ impl Default for Config {
             backup_cron_jobs: CronJobConfig::default(),
             cnpg: CnpgConfig::default(),
             garage: GarageConfig::default(),
+            s3_restore: S3RestoreConfig::default(),
+            kanidm: KanidmConfig::default(),
             remediation: RemediationConfig::default(),
             discord: DiscordConfig::default(),
         }
@@ -329,6 +333,8 @@ pub struct GarageConfig {
     /// File holding the admin token (a mounted Secret), never the token itself.
     pub admin_token_file: Option<PathBuf>,
     pub poll_interval: Dur,
+    /// The `garage-meta-restore` playbook.
+    pub restore: GarageRestoreConfig,
 }
 
 impl Default for GarageConfig {
@@ -341,6 +347,104 @@ impl Default for GarageConfig {
             admin_url: None,
             admin_token_file: None,
             poll_interval: Dur::secs(60),
+            restore: GarageRestoreConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GarageRestoreConfig {
+    /// The Garage workload (`Kind/name` in `garage.namespace`), scaled to 0 and back to 1.
+    pub workload: String,
+    /// The metadata PVC the restore Job fills.
+    pub meta_pvc: String,
+    /// Where the metadata backup lives (`snapshots/<RFC3339>/data.mdb` plus
+    /// the small config files); without it the playbook plans nothing.
+    /// Written `{nfs: {server, path}}` or `{pvc: {claimName}}`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
+    pub backup: Option<GarageBackupSource>,
+    /// Image with a POSIX shell for the restore Job.
+    pub image: String,
+    /// User, group and fsGroup the restore Job runs as (Garage's own).
+    pub run_as: i64,
+    pub timeout: Dur,
+}
+
+impl Default for GarageRestoreConfig {
+    fn default() -> Self {
+        Self { workload: "Deployment/garage".into(), meta_pvc: "garage-meta".into(), backup: None, image: "alpine:3".into(), run_as: 10000, timeout: Dur::mins(10) }
+    }
+}
+
+/// The metadata backup: an NFS export or a PVC in `garage.namespace`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum GarageBackupSource {
+    Nfs { server: String, path: String },
+    Pvc { claim_name: String },
+}
+
+/// `s3-restore`: apps whose only recovery point is a backup their own
+/// CronJob ships to S3 (the Kanidm pattern).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct S3RestoreConfig {
+    /// Job template for apps without their own; `{{namespace}}`, `{{pvc}}`,
+    /// `{{jobName}}` and `{{app}}` are replaced in every string.
+    pub default_template: Option<serde_json::Value>,
+    /// Per app, keyed `<namespace>/<pvc>`.
+    pub apps: BTreeMap<String, S3RestoreApp>,
+    /// The restore Job's output must contain this.
+    pub success_marker: String,
+    pub timeout: Dur,
+}
+
+impl Default for S3RestoreConfig {
+    fn default() -> Self {
+        Self { default_template: None, apps: BTreeMap::new(), success_marker: "Restore Success".into(), timeout: Dur::mins(30) }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct S3RestoreApp {
+    pub template: Option<serde_json::Value>,
+    pub success_marker: Option<String>,
+}
+
+/// `kanidm-credential-reset`: the kaniop-managed Kanidm whose admin
+/// passwords are reset offline (`kanidmd recover-account`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KanidmConfig {
+    pub namespace: String,
+    /// The `Kanidm` resource: StatefulSet `<name>-<replicaGroup>`, Secret `<name>-admin-passwords`.
+    pub name: String,
+    pub replica_group: String,
+    pub image: String,
+    /// `KANIDM_DOMAIN`; the playbook plans nothing until it is set.
+    pub domain: Option<String>,
+    pub tls_secret: String,
+    /// Flux object (`Kind/name` in `namespace`) suspended during the reset.
+    pub flux: Option<String>,
+    /// OIDC consumers bounced afterwards, `Kind/namespace/name` (Deployment or StatefulSet).
+    pub oidc_clients: Vec<String>,
+    pub timeout: Dur,
+}
+
+impl Default for KanidmConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "identity".into(),
+            name: "kanidm".into(),
+            replica_group: "default".into(),
+            image: "docker.io/kanidm/server:1.11.1".into(),
+            domain: None,
+            tls_secret: "kanidm-tls".into(),
+            flux: Some("Kustomization/kanidm".into()),
+            oidc_clients: vec![],
+            timeout: Dur::mins(5),
         }
     }
 }
@@ -407,6 +511,7 @@ impl Config {
         if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
             problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
         }
+        problems.extend(self.validate_jobs());
         for playbook in self.remediation.modes.keys() {
             if !crate::plan::playbooks::PLAYBOOKS.contains(&playbook.as_str()) {
                 problems.push(format!(
@@ -435,6 +540,80 @@ impl Config {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+impl Config {
+    fn validate_jobs(&self) -> Vec<String> {
+        use crate::plan::playbooks::s3_restore::validate_template;
+        let mut problems = Vec::new();
+        if let Some(t) = &self.s3_restore.default_template {
+            if let Err(e) = validate_template(t) {
+                problems.push(format!("s3Restore.defaultTemplate: {e}"));
+            }
+        }
+        for (key, app) in &self.s3_restore.apps {
+            if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
+                problems.push(format!("s3Restore.apps: key {key:?} must be <namespace>/<pvc>"));
+            }
+            if let Some(Err(e)) = app.template.as_ref().map(validate_template) {
+                problems.push(format!("s3Restore.apps.{key:?}.template: {e}"));
+            }
+            if app.template.is_none() && self.s3_restore.default_template.is_none() {
+                problems.push(format!("s3Restore.apps.{key:?}: no template and no s3Restore.defaultTemplate"));
+            }
+            if app.success_marker.as_deref() == Some("") {
+                problems.push(format!("s3Restore.apps.{key:?}.successMarker: must not be empty"));
+            }
+        }
+        if self.s3_restore.success_marker.is_empty() {
+            problems.push("s3Restore.successMarker: must not be empty".into());
+        }
+        if let Err(e) = kind_and_name(&self.garage.restore.workload) {
+            problems.push(format!("garage.restore.workload: {e}"));
+        }
+        if self.kanidm.domain.as_deref() == Some("") {
+            problems.push("kanidm.domain: must not be empty (or null)".into());
+        }
+        if let Some(Err(e)) = self.kanidm.flux.as_deref().map(flux_kind_and_name) {
+            problems.push(format!("kanidm.flux: {e}"));
+        }
+        for client in &self.kanidm.oidc_clients {
+            if let Err(e) = oidc_client(client) {
+                problems.push(format!("kanidm.oidcClients: {e}"));
+            }
+        }
+        for (key, value) in [("s3Restore.timeout", self.s3_restore.timeout), ("kanidm.timeout", self.kanidm.timeout), ("garage.restore.timeout", self.garage.restore.timeout)] {
+            if value.0.is_zero() {
+                problems.push(format!("{key}: must be longer than 0s"));
+            }
+        }
+        problems
+    }
+}
+
+/// `Deployment/garage` → (kind, name); Deployment or StatefulSet only.
+pub fn kind_and_name(text: &str) -> Result<(&str, &str), String> {
+    match text.split_once('/') {
+        Some((kind @ ("Deployment" | "StatefulSet"), name)) if !name.is_empty() && !name.contains('/') => Ok((kind, name)),
+        _ => Err(format!("{text:?} must be Deployment/<name> or StatefulSet/<name>")),
+    }
+}
+
+/// `Kustomization/kanidm` → (kind, name).
+pub fn flux_kind_and_name(text: &str) -> Result<(&str, &str), String> {
+    match text.split_once('/') {
+        Some((kind @ ("Kustomization" | "HelmRelease"), name)) if !name.is_empty() && !name.contains('/') => Ok((kind, name)),
+        _ => Err(format!("{text:?} must be Kustomization/<name> or HelmRelease/<name>")),
+    }
+}
+
+/// `Deployment/utils/forgejo` → (kind, namespace, name).
+pub fn oidc_client(text: &str) -> Result<(&str, &str, &str), String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [kind @ ("Deployment" | "StatefulSet"), ns, name] if !ns.is_empty() && !name.is_empty() => Ok((kind, ns, name)),
+        _ => Err(format!("{text:?} must be Deployment/<namespace>/<name> or StatefulSet/<namespace>/<name>")),
     }
 }
 

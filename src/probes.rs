@@ -58,12 +58,22 @@ pub async fn admin_health(client: &reqwest::Client, config: &GarageConfig) -> (O
     }
 }
 
+/// `GET /v2/ListBuckets` (needs the token): how many buckets Garage knows.
+pub async fn bucket_count(client: &reqwest::Client, config: &GarageConfig) -> Option<usize> {
+    let base = config.admin_url.as_deref()?.trim_end_matches('/');
+    let token = std::fs::read_to_string(config.admin_token_file.as_deref()?).ok()?;
+    let response = client.get(format!("{base}/v2/ListBuckets")).bearer_auth(token.trim()).send().await.ok()?;
+    let buckets: serde_json::Value = response.error_for_status().ok()?.json().await.ok()?;
+    buckets.as_array().map(Vec::len)
+}
+
 pub async fn run_garage_probe(hub: Arc<Hub>, refresh_findings: bool) {
     let config = hub.config.garage.clone();
     if config.backup_dir.is_none() && config.admin_url.is_none() {
         return;
     }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client");
+    let mut last_buckets = None;
     loop {
         let mut probe = GarageProbe::default();
         if let Some(dir) = &config.backup_dir {
@@ -76,6 +86,11 @@ pub async fn run_garage_probe(hub: Arc<Hub>, refresh_findings: bool) {
             }
         }
         (probe.admin_healthy, probe.admin_status) = admin_health(&client, &config).await;
+        // A Garage that lost its metadata lists none: keep the last real count.
+        if let Some(n) = bucket_count(&client, &config).await.filter(|n| *n > 0) {
+            last_buckets = Some(n);
+        }
+        probe.bucket_count = last_buckets;
         *hub.garage_probe.write().expect("probe lock poisoned") = probe;
         if refresh_findings {
             hub.refresh_findings();

@@ -137,3 +137,26 @@ fn webhook_routes_are_validated() {
     assert!(err.contains("unknown parameter \"cluster\""), "{err}");
     assert_eq!(Config::default().remediation.routes, lifeboat::alerts::default_routes());
 }
+
+#[test]
+fn job_playbook_config_is_validated() {
+    let err = Config::parse("s3Restore:\n  apps:\n    kanidm: {}\n").unwrap_err();
+    assert!(err.contains("s3Restore.apps") && err.contains("<namespace>/<pvc>") && err.contains("no template"), "{err}");
+    let bad_template = "s3Restore:\n  defaultTemplate:\n    kind: Pod\n    spec: {}\n";
+    assert!(Config::parse(bad_template).unwrap_err().contains("s3Restore.defaultTemplate: must be a batch/v1 Job"));
+    let typo = "s3Restore:\n  defaultTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: r, image: i, args: ['{{pcv}}']}]\n";
+    let err = Config::parse(typo).unwrap_err();
+    assert!(err.contains("unknown placeholder(s) pcv"), "{err}");
+    let ok = "s3Restore:\n  defaultTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: r, image: i, args: ['{{pvc}} ${SHELL_VAR}']}]\n";
+    assert!(Config::parse(ok).is_ok(), "shell ${{}} is not a placeholder");
+    assert!(Config::parse("s3Restore:\n  sucessMarker: x\n").unwrap_err().contains("sucessMarker"), "unknown keys are refused");
+    let err = Config::parse("kanidm:\n  flux: kustomization/kanidm\n  oidcClients: [Deployment/forgejo]\n").unwrap_err();
+    assert!(err.contains("kanidm.flux") && err.contains("kanidm.oidcClients"), "{err}");
+    let err = Config::parse("garage:\n  restore:\n    workload: garage\n    backup: {s3: {}}\n").unwrap_err();
+    assert!(err.contains("s3") || err.contains("workload"), "{err}");
+    let ok = Config::parse("garage:\n  restore:\n    backup: {nfs: {server: nas, path: /mnt/meta-backup}}\n").unwrap();
+    assert_eq!(ok.garage.restore.backup, Some(lifeboat::config::GarageBackupSource::Nfs { server: "nas".into(), path: "/mnt/meta-backup".into() }));
+    let ok = Config::parse("garage:\n  restore:\n    backup: {pvc: {claimName: meta-backup}}\n").unwrap();
+    assert!(matches!(ok.garage.restore.backup, Some(lifeboat::config::GarageBackupSource::Pvc { .. })));
+    assert!(Config::parse("garage:\n  restore:\n    workload: Job/garage\n").unwrap_err().contains("garage.restore.workload"));
+}

@@ -67,3 +67,14 @@ fn readme_default_config_is_check_config() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat")).arg("check-config").output().unwrap();
     assert_eq!(block, String::from_utf8(out.stdout).unwrap().trim(), "regenerate the README config block with `lifeboat check-config`");
 }
+
+#[test]
+fn readme_names_every_playbook_and_the_shipped_examples_are_valid() {
+    let readme = read("README.md");
+    for playbook in lifeboat::plan::playbooks::PLAYBOOKS {
+        assert!(readme.contains(&format!("`{playbook}")), "README's Playbooks section does not describe {playbook}");
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/s3-restore-kanidm.yaml");
+    assert!(readme.contains("deploy/examples/s3-restore-kanidm.yaml"));
+    lifeboat::config::Config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,6 +1,7 @@
 //! The only code that writes to the Kubernetes API.
 
 pub mod cnpg;
+pub mod jobs;
 pub mod kill_switch;
 pub mod remediator;
 pub mod runner;

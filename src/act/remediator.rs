@@ -25,7 +25,7 @@ pub enum RemediationError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("run {id} for {target} is still {phase:?}: one active run per target (approve, abort or wait for it)")]
+    #[error("run {id} for {target} is still {phase:?} and touches the same target or objects: one active run at a time there (approve, abort or wait for it)")]
     TargetBusy { id: String, target: String, phase: Phase },
     #[error("no run {0}")]
     NoSuchRun(String),
@@ -47,7 +47,7 @@ pub async fn submit(
     requested_by: &str,
 ) -> Result<RunRecord, RemediationError> {
     let plan = playbooks::plan(playbook, state, findings, &trigger.to_trigger())?;
-    let active = journal.find_active(&plan.target).await?;
+    let active = journal.find_active(&plan).await?;
     record(journal, config, &plan, active, trigger, requested_by).await
 }
 

@@ -397,6 +397,15 @@ enum StepError {
     Failed(String),
 }
 
+impl From<super::jobs::JobError> for StepError {
+    fn from(e: super::jobs::JobError) -> Self {
+        match e {
+            super::jobs::JobError::Refused(m) => StepError::Refused(m),
+            super::jobs::JobError::Failed(m) => StepError::Failed(m),
+        }
+    }
+}
+
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -405,7 +414,7 @@ impl std::fmt::Display for StepError {
     }
 }
 
-async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
+pub(super) async fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, String> {
     let (group, version) = object.api_version.rsplit_once('/').unwrap_or(("", object.api_version.as_str()));
     let gvk = GroupVersionKind::gvk(group, version, &object.kind);
     let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| format!("discovering {}: {e}", object.kind))?;
@@ -567,6 +576,14 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             let api = api(client, object).await.map_err(StepError::Failed)?;
             merge_patch(&api, &object.name, patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(format!("patched {object}"))
+        }
+        Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
+            super::jobs::run_job(client, job, manifest, *timeout_seconds, success_marker, output, limits).await.map_err(StepError::from)
+        }
+        Action::RolloutRestart { object } => super::jobs::rollout_restart(client, object).await.map_err(StepError::from),
+        Action::VerifyGarage { admin_url, token_file, min_buckets, timeout_seconds } => {
+            let timeout = Duration::from_secs(*timeout_seconds);
+            super::jobs::verify_garage(admin_url, token_file.as_deref(), *min_buckets, timeout, limits).await.map_err(StepError::from)
         }
         Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
             let api = api(client, cluster).await.map_err(StepError::Failed)?;
@@ -781,6 +798,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     let pod_ref = ObjectRef::pod(object.namespace.as_deref().unwrap_or_default(), pod);
                     delete(client, &pod_ref, &DeleteParams::default()).await?;
                     kicked = true;
+                }
+            }
+            WaitCondition::NoReplicas => {
+                if status["replicas"].as_i64().unwrap_or(0) == 0 {
+                    return Ok(format!("{object} has no replicas left"));
                 }
             }
             WaitCondition::CnpgBackupCompleted => match status["phase"].as_str() {

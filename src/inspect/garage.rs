@@ -28,6 +28,9 @@ pub struct GarageFinding {
     pub snapshot_error: Option<String>,
     pub admin_healthy: Option<bool>,
     pub admin_status: Option<String>,
+    /// Buckets the admin API listed the last time it listed any (kept across
+    /// failed probes: what a metadata restore must bring back).
+    pub bucket_count: Option<usize>,
 }
 
 /// Results of the background probes (filesystem and Garage admin API).
@@ -37,6 +40,7 @@ pub struct GarageProbe {
     pub snapshot_error: Option<String>,
     pub admin_healthy: Option<bool>,
     pub admin_status: Option<String>,
+    pub bucket_count: Option<usize>,
 }
 
 pub fn inspect(ctx: &Context, probe: &GarageProbe) -> GarageFinding {
@@ -67,5 +71,6 @@ pub fn inspect(ctx: &Context, probe: &GarageProbe) -> GarageFinding {
         snapshot_error: probe.snapshot_error.clone(),
         admin_healthy: probe.admin_healthy,
         admin_status: probe.admin_status.clone(),
+        bucket_count: probe.bucket_count,
     }
 }

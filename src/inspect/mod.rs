@@ -80,6 +80,10 @@ pub struct Findings {
     pub backup_cronjobs: Vec<cronjobs::CronJobFinding>,
     pub protection: Vec<coverage::PvcProtection>,
     pub config_problems: Vec<ConfigProblem>,
+    /// The configuration these findings were made with; playbooks read
+    /// their settings (restore templates, names) from it.
+    #[serde(skip)]
+    pub config: std::sync::Arc<Config>,
 }
 
 impl Findings {
@@ -120,5 +124,6 @@ pub fn inspect(state: &ClusterState, config: &Config, garage_probe: &garage::Gar
         backup_cronjobs,
         protection,
         config_problems: problems,
+        config: std::sync::Arc::new(config.clone()),
     }
 }

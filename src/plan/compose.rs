@@ -48,8 +48,16 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
     let mut plan = Plan::new(playbook, target);
     let mut suspensions: BTreeMap<ObjectRef, bool> = BTreeMap::new();
     let mut resumed: Vec<ObjectRef> = vec![];
+    // Kept suspended by a part that never resumes it (e.g. until a change
+    // is in Git): nobody resumes it. A part that keeps it suspended only
+    // when it fails, and resumes it on success, gets the final resume.
+    let mut never_resume: Vec<ObjectRef> = vec![];
     let mut composed: Vec<(&'static str, String, Vec<Step>)> = vec![];
+    // The run-wide suspensions go right before the first phase that needs
+    // one: an earlier phase (e.g. waiting for a human) leaves Flux alone.
+    let mut first_suspending: Option<usize> = None;
     for phase in phases {
+        let suspensions_before = suspensions.len();
         let mut steps = vec![];
         for part in phase.parts {
             for f in &part.plan.findings {
@@ -60,7 +68,18 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                     plan.follow_ups.push(f.clone());
                 }
             }
+            for step in &part.plan.steps {
+                if let Action::SuspendFlux { object, keep_suspended: true } = &step.action {
+                    let resumes = part.plan.steps.iter().any(|s| matches!(&s.action, Action::ResumeFlux { object: o } if o == object));
+                    if !resumes {
+                        never_resume.push(object.clone());
+                    }
+                }
+            }
             steps.extend(prefixed_without_flux(&part, &mut suspensions, &mut resumed));
+        }
+        if suspensions.len() > suspensions_before && first_suspending.is_none() {
+            first_suspending = Some(composed.len());
         }
         if !steps.is_empty() {
             composed.push((phase.name, phase.title, steps));
@@ -82,9 +101,9 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                 recovery_source: None,
             })
             .collect();
-        composed.insert(0, (FLUX_SUSPEND_PHASE, "Suspend Flux for every object the run touches".into(), steps));
+        composed.insert(first_suspending.unwrap_or(0), (FLUX_SUSPEND_PHASE, "Suspend Flux for every object the run touches".into(), steps));
     }
-    let to_resume: Vec<&ObjectRef> = resumed.iter().filter(|o| suspensions.get(*o) == Some(&false)).collect();
+    let to_resume: Vec<&ObjectRef> = resumed.iter().filter(|o| !never_resume.contains(*o)).collect();
     if !to_resume.is_empty() {
         let steps = to_resume
             .iter()
@@ -214,6 +233,7 @@ mod tests {
             "t".into(),
             vec![],
             vec![
+                PhaseParts { name: "zero", title: "Zero".into(), parts: vec![part("p", vec![wait("confirm", &[])])] },
                 PhaseParts { name: "first", title: "First".into(), parts: vec![a] },
                 PhaseParts { name: "empty", title: "Empty".into(), parts: vec![] },
                 PhaseParts { name: "second", title: "Second".into(), parts: vec![b, c] },
@@ -224,14 +244,15 @@ mod tests {
         let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         let suspend_id = "flux-suspend.kustomization-flux-system-apps";
         let resume_id = "flux-resume.kustomization-flux-system-apps";
-        assert_eq!(ids, vec![suspend_id, "a.w1", "a.w2", "b.x", "c.y", "c.z", resume_id]);
+        assert_eq!(ids, vec!["p.confirm", suspend_id, "a.w1", "a.w2", "b.x", "c.y", "c.z", resume_id]);
         let needs = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        assert_eq!(needs(suspend_id), vec!["p.confirm".to_string()], "Flux is suspended only once the phase before is done");
         assert_eq!(needs("a.w1"), vec![suspend_id.to_string()], "the part's suspend became the run's");
         assert_eq!(needs("b.x"), vec!["a.w2".to_string()], "phase two waits for phase one");
         assert_eq!(needs("c.z"), vec!["a.w2".to_string()]);
         assert_eq!(needs(resume_id), vec!["b.x".to_string(), "c.y".to_string(), "c.z".to_string()], "resumed after everything");
         let phases: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(phases, vec!["flux-suspend", "first", "second", "flux-resume"]);
+        assert_eq!(phases, vec!["zero", "flux-suspend", "first", "second", "flux-resume"]);
     }
 
     #[test]
@@ -256,6 +277,15 @@ mod tests {
         assert_eq!(needs("b.s2"), vec!["two.approve".to_string()]);
         assert_eq!(needs("c.v"), vec!["b.w".to_string()], "watching needs no approval");
         assert_eq!(plan.phases[1].steps[0], "two.approve");
+    }
+
+    #[test]
+    fn a_part_that_keeps_flux_suspended_on_failure_but_resumes_on_success_gets_the_final_resume() {
+        let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "media", "sonarr");
+        let a = part("a", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: true }, &[]), wait("w", &["s"]), step("r", Action::ResumeFlux { object: ks.clone() }, &["w"])]);
+        let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![a] }], false);
+        assert!(matches!(plan.steps[0].action, Action::SuspendFlux { keep_suspended: true, .. }), "a failed run still leaves it suspended");
+        assert!(matches!(&plan.steps.last().unwrap().action, Action::ResumeFlux { object } if *object == ks));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! of a live cluster and of a dump, and a dry run is just the plan rendered.
 
 pub mod compose;
+pub mod job;
 pub mod playbooks;
 
 use std::fmt::Write as _;
@@ -105,6 +106,18 @@ pub enum Action {
     RecreatePod { pod: ObjectRef, timeout_seconds: u64 },
     /// Add a taint to a Node (kept: the other taints are rewritten as they are).
     TaintNode { node: String, key: String, value: String, effect: String },
+    /// Create the Job (an existing Complete one of that name counts; a
+    /// Failed one is refused), wait for Complete or Failed, read its output
+    /// (pods/log, else the container's termination message), require
+    /// `success_marker` in it, then take `output` from it (see `act::jobs`).
+    RunJob { job: ObjectRef, manifest: serde_json::Value, timeout_seconds: u64, success_marker: String, output: job::JobOutput },
+    /// `kubectl rollout restart`: the restartedAt annotation is stamped at
+    /// execution, so the plan (and its hash) holds no time.
+    RolloutRestart { object: ObjectRef },
+    /// Ask the Garage admin API whether the cluster is healthy and lists at
+    /// least `min_buckets` buckets (the token is read from `token_file`),
+    /// retried until `timeout_seconds`.
+    VerifyGarage { admin_url: String, token_file: Option<String>, min_buckets: usize, timeout_seconds: u64 },
     /// Per-phase approval: the run pauses here (awaiting approval again)
     /// until a human approves the same plan hash for this phase.
     ApprovalGate { phase: String },
@@ -138,6 +151,8 @@ pub enum WaitCondition {
     VolsyncManualSyncDone { token: String },
     /// No pod (not even a terminating one) mounts the PVC, or it is gone.
     ClaimUnused,
+    /// A scaled-down workload reports no replicas left (`status.replicas` 0).
+    NoReplicas,
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -200,7 +215,9 @@ impl Step {
             Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
             Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
             Action::DeletePvc { pvc, .. } => vec![pvc],
-            Action::TaintNode { .. } | Action::ApprovalGate { .. } => vec![],
+            Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } => vec![],
+            Action::RunJob { job, .. } => vec![job],
+            Action::RolloutRestart { object } => vec![object],
             Action::Delete { object }
             | Action::Wait { object, .. }
             | Action::SuspendFlux { object, .. }
@@ -259,6 +276,14 @@ impl Step {
                 name = pod.name,
                 ns = pod.ns_flag()
             ),
+            Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
+                job::run_job_command(job, manifest, *timeout_seconds, success_marker, output)
+            }
+            Action::RolloutRestart { object } => job::rollout_restart_command(object),
+            Action::VerifyGarage { admin_url, min_buckets, .. } => format!(
+                "curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/GetClusterHealth && curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/ListBuckets  # healthy, at least {min_buckets} bucket(s)",
+                url = admin_url.trim_end_matches('/')
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
                 WaitCondition::WorkloadReady => format!(
                     "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
@@ -306,6 +331,12 @@ impl Step {
                     "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
                     object.ns_flag(),
                     object.name
+                ),
+                WaitCondition::NoReplicas => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
                 ),
                 WaitCondition::CnpgHealthy => format!(
                     "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
@@ -363,6 +394,17 @@ impl Plan {
     /// The phase a step belongs to, if the plan has phases.
     pub fn phase_of(&self, step_id: &str) -> Option<&compose::PlanPhase> {
         self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
+    }
+
+    /// Objects some step changes (waits only read).
+    pub fn changed_objects(&self) -> std::collections::BTreeSet<&ObjectRef> {
+        self.steps.iter().filter(|s| !matches!(s.action, Action::Wait { .. })).flat_map(|s| s.objects()).collect()
+    }
+
+    /// Both plans change at least one same object.
+    pub fn overlaps(&self, other: &Plan) -> bool {
+        let mine = self.changed_objects();
+        other.changed_objects().iter().any(|o| mine.contains(o))
     }
 
     pub fn nothing_to_do(&self) -> bool {

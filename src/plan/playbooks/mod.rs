@@ -1,8 +1,11 @@
 //! Playbooks: (ClusterState, findings, trigger) → Plan. Pure and fast.
 
 pub mod cnpg;
+pub mod garage_meta;
+pub mod kanidm;
 pub mod mariadb;
 pub mod node_loss;
+pub mod s3_restore;
 pub mod stale;
 pub mod wal_reset;
 pub mod volsync;
@@ -32,7 +35,26 @@ pub enum PlanError {
     NotFound(String),
 }
 
-pub const PLAYBOOKS: &[&str] = &["cnpg-instance-lost", "mariadb-instance-lost", "stale-cleanup", "volsync-restore", "wal-archive-reset", node_loss::PLAYBOOK];
+/// The object named `ns/name` among `objects`, or NotFound naming its kind.
+pub(crate) fn find_named<'a, T: kube::Resource>(objects: &'a [std::sync::Arc<T>], kind: &str, ns: &str, wanted: &str) -> Result<&'a T, PlanError> {
+    objects
+        .iter()
+        .find(|o| crate::cluster::namespace(o.meta()) == ns && crate::cluster::name(o.meta()) == wanted)
+        .map(|o| o.as_ref())
+        .ok_or_else(|| PlanError::NotFound(format!("{kind} {ns}/{wanted}")))
+}
+
+pub const PLAYBOOKS: &[&str] = &[
+    "cnpg-instance-lost",
+    "mariadb-instance-lost",
+    "stale-cleanup",
+    "volsync-restore",
+    "wal-archive-reset",
+    node_loss::PLAYBOOK,
+    s3_restore::PLAYBOOK,
+    kanidm::PLAYBOOK,
+    garage_meta::PLAYBOOK,
+];
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
@@ -53,7 +75,7 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
         }
         node_loss::PLAYBOOK => {
             let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: node_loss::PLAYBOOK, what: "--node" })?;
-            node_loss::node_loss(state, findings, node, &crate::config::NodeLossConfig::default())?
+            node_loss::node_loss(state, findings, node, &findings.config.remediation.node_loss)?
         }
         "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
         "volsync-restore" => {
@@ -61,6 +83,13 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
             let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--name (the app PVC)" })?;
             volsync::restore(state, findings, ns, name)?
         }
+        s3_restore::PLAYBOOK => {
+            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--namespace" })?;
+            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--name (the PVC or its workload)" })?;
+            s3_restore::restore(state, findings, ns, name)?
+        }
+        kanidm::PLAYBOOK => kanidm::credential_reset(state, findings)?,
+        garage_meta::PLAYBOOK => garage_meta::meta_restore(state, findings, trigger.name.as_deref())?,
         other => return Err(PlanError::UnknownPlaybook(other.to_string())),
     };
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());

@@ -1,0 +1,330 @@
+//! `s3-restore`: the runbook's Kanidm pattern, for any app whose only
+//! recovery point is a backup its own CronJob ships to S3. Suspend Flux,
+//! scale the app to 0, force-delete its pods on the lost node, delete the
+//! PVC pinned there (only when the backup CronJob has succeeded at least
+//! once), re-create it without a volume (so it binds on a live node), run
+//! the configured restore Job into it, check its output, scale back up and
+//! resume Flux.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{PlanError, Trigger};
+use crate::cluster::{flux_owner, name, namespace, ClusterState, FluxRef};
+use crate::inspect::coverage::Source;
+use crate::inspect::Findings;
+use crate::plan::job::JobOutput;
+use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step};
+
+pub const PLAYBOOK: &str = "s3-restore";
+const PLACEHOLDERS: &[&str] = &["namespace", "pvc", "jobName", "app"];
+
+/// Every lost PVC protected only by an app backup CronJob: one trigger each
+/// (namespace + PVC name), for the composed node-loss playbook.
+pub fn affected(state: &ClusterState, findings: &Findings) -> Vec<Trigger> {
+    let _ = state;
+    findings
+        .lost_volumes
+        .iter()
+        .filter_map(|v| Some((v.claim_namespace.clone()?, v.claim_name.clone()?, v.node.clone())))
+        .filter(|(ns, pvc, _)| findings.protection.iter().any(|p| &p.namespace == ns && &p.pvc == pvc && p.source == Source::BackupCronJob))
+        .map(|(ns, pvc, node)| Trigger { namespace: Some(ns), name: Some(pvc), node: Some(node) })
+        .collect()
+}
+
+/// A restore Job template: a batch/v1 Job (apiVersion/kind may be left out)
+/// with at least one container, using only the known placeholders.
+pub fn validate_template(template: &Value) -> Result<(), String> {
+    if !template.is_object() {
+        return Err("must be a Job manifest (a mapping)".into());
+    }
+    if template.get("apiVersion").is_some_and(|v| v != "batch/v1") || template.get("kind").is_some_and(|k| k != "Job") {
+        return Err("must be a batch/v1 Job".into());
+    }
+    let containers = &template["spec"]["template"]["spec"]["containers"];
+    if !containers.as_array().is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["name"].is_string() && c["image"].is_string())) {
+        return Err("spec.template.spec.containers must list at least one container with a name and an image".into());
+    }
+    let mut unknown = vec![];
+    visit_strings(template, &mut |s| {
+        let mut rest = s;
+        while let Some(start) = rest.find("{{") {
+            let Some(end) = rest[start..].find("}}") else { break };
+            let key = rest[start + 2..start + end].trim();
+            if !PLACEHOLDERS.contains(&key) {
+                unknown.push(key.to_string());
+            }
+            rest = &rest[start + end + 2..];
+        }
+    });
+    if !unknown.is_empty() {
+        return Err(format!("unknown placeholder(s) {} (known: {})", unknown.join(", "), PLACEHOLDERS.iter().map(|p| format!("{{{{{p}}}}}")).collect::<Vec<_>>().join(", ")));
+    }
+    Ok(())
+}
+
+fn visit_strings(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|v| visit_strings(v, f)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            f(k);
+            visit_strings(v, f)
+        }),
+        _ => {}
+    }
+}
+
+/// The template with every `{{key}}` replaced, named and namespaced.
+pub fn render_template(template: &Value, vars: &[(&str, &str)]) -> Value {
+    fn fill(s: &str, vars: &[(&str, &str)]) -> String {
+        vars.iter().fold(s.to_string(), |acc, (k, v)| acc.replace(&format!("{{{{{k}}}}}"), v).replace(&format!("{{{{ {k} }}}}"), v))
+    }
+    fn walk(value: &Value, vars: &[(&str, &str)]) -> Value {
+        match value {
+            Value::String(s) => Value::String(fill(s, vars)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, vars)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (fill(k, vars), walk(v, vars))).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut job = walk(template, vars);
+    job["apiVersion"] = json!("batch/v1");
+    job["kind"] = json!("Job");
+    job
+}
+
+/// A stable, short suffix naming one incident, from the identity of the
+/// claim being replaced (name and creation time: a re-created claim, or the
+/// next incident, gets a new Job rather than finding an old completed one).
+pub fn incident_suffix(identity: &str) -> String {
+    Sha256::digest(identity.as_bytes()).iter().take(3).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Kubernetes names in labels are at most 63 characters.
+pub fn job_name(app: &str, what: &str, suffix: &str) -> String {
+    let tail = format!("-{what}-{suffix}");
+    let app: String = app.chars().take(63 - tail.len()).collect();
+    format!("{}{tail}", app.trim_end_matches('-'))
+}
+
+pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str) -> Result<Plan, PlanError> {
+    let config = &findings.config.s3_restore;
+    let pvc_name = resolve_pvc(state, findings, ns, target).ok_or_else(|| PlanError::NotFound(format!("PersistentVolumeClaim (or a workload using one) {ns}/{target}")))?;
+    let pvc = state.pvc(ns, &pvc_name).expect("resolved PVC exists");
+    let pvc_ref = ObjectRef::pvc(ns, &pvc_name);
+    let mut plan = Plan::new(PLAYBOOK, pvc_ref.to_string());
+    let Some(lost) = findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(pvc_name.as_str())) else {
+        plan.findings.push(format!("{pvc_ref} is not pinned to a lost node: nothing to do"));
+        return Ok(plan);
+    };
+    let node = lost.node.clone();
+    plan.findings.push(format!("{pvc_ref} is pinned to lost node {node}"));
+    let protection = findings.protection.iter().find(|p| p.namespace == ns && p.pvc == pvc_name);
+    let Some(cronjob_name) = protection.filter(|p| p.source == Source::BackupCronJob).and_then(|p| p.provider.clone()) else {
+        let source = protection.map_or("nothing", |p| p.source.as_str());
+        plan.findings.push(format!("{pvc_ref} is protected by {source}, not by an app backup CronJob: this playbook does not apply; nothing will be deleted"));
+        return Ok(plan);
+    };
+    let cronjob = findings.backup_cronjobs.iter().find(|c| c.namespace == ns && c.cronjob == cronjob_name);
+    let Some(last_success) = cronjob.and_then(|c| c.last_success) else {
+        plan.findings.push(format!(
+            "backup CronJob {ns}/{cronjob_name} has never succeeded: there is no recovery point; refusing to delete {pvc_ref} (nothing will be deleted)"
+        ));
+        return Ok(plan);
+    };
+    let age = state.now - last_success;
+    plan.findings.push(format!(
+        "recovery point: CronJob {ns}/{cronjob_name} last succeeded {} ({}h{:02}m before this plan){}",
+        last_success.to_rfc3339(),
+        age.num_hours(),
+        age.num_minutes() % 60,
+        if cronjob.is_some_and(|c| c.stale) { "; it is STALE: the restore loses everything since" } else { "" }
+    ));
+    let key = format!("{ns}/{pvc_name}");
+    let app_config = config.apps.get(&key);
+    let Some(template) = app_config.and_then(|a| a.template.as_ref()).or(config.default_template.as_ref()) else {
+        plan.findings.push(format!("no restore Job template for {key}: set s3Restore.apps.{key:?}.template or s3Restore.defaultTemplate; nothing will be deleted"));
+        return Ok(plan);
+    };
+    let marker = app_config.and_then(|a| a.success_marker.clone()).unwrap_or_else(|| config.success_marker.clone());
+
+    let workload = workload_of_claim(state, ns, &pvc_name);
+    let app = cronjob_name.split("-backup").next().filter(|a| !a.is_empty()).unwrap_or(&cronjob_name).to_string();
+    let flux = workload
+        .as_ref()
+        .and_then(|w| workload_flux(state, ns, w))
+        .or_else(|| state.cron_jobs.iter().find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == cronjob_name).and_then(|c| flux_owner(&c.metadata)));
+    let still_lost = Precondition::NodeStillLost { node: node.clone() };
+    let mut last: Vec<String> = vec![];
+    let flux_ref = flux.map(|f| ObjectRef::namespaced(flux_api_version(&f.kind), &f.kind, &f.namespace, &f.name));
+    if let Some(f) = &flux_ref {
+        plan.findings.push(format!("{f} applies this app: suspended during the restore"));
+        plan.steps.push(Step {
+            id: "suspend-flux".into(),
+            title: format!("Suspend {f} so it does not fight the restore"),
+            action: Action::SuspendFlux { object: f.clone(), keep_suspended: false },
+            needs: vec![],
+            preconditions: vec![still_lost.clone()],
+            recovery_source: None,
+        });
+        last = vec!["suspend-flux".into()];
+    }
+    let mut replicas = 1;
+    if let Some((kind, wname, spec_replicas)) = &workload {
+        replicas = (*spec_replicas).max(1);
+        let w = ObjectRef::namespaced("apps/v1", kind, ns, wname);
+        plan.steps.push(Step {
+            id: "scale-down".into(),
+            title: format!("Scale {w} to 0"),
+            action: Action::Scale { object: w, replicas: 0 },
+            needs: last.clone(),
+            preconditions: vec![still_lost.clone()],
+            recovery_source: None,
+        });
+        last = vec!["scale-down".into()];
+    } else {
+        plan.findings.push(format!("no workload found using {pvc_ref}: nothing to scale"));
+    }
+    let mut pod_steps: Vec<String> = vec![];
+    for pod in state.pods_using_claim(ns, &pvc_name).filter(|p| p.spec.node_name.as_deref() == Some(node.as_str())) {
+        let pod_name = name(&pod.metadata);
+        let id = format!("delete-pod-{pod_name}");
+        plan.steps.push(Step {
+            id: id.clone(),
+            title: format!("Force-delete pod {pod_name} (its node {node} is gone)"),
+            action: Action::ForceDeletePod { pod: ObjectRef::pod(ns, pod_name) },
+            needs: last.clone(),
+            preconditions: vec![still_lost.clone()],
+            recovery_source: None,
+        });
+        pod_steps.push(id);
+    }
+    let deletions = if pod_steps.is_empty() { last.clone() } else { pod_steps };
+    plan.steps.push(Step {
+        id: "delete-pvc".into(),
+        title: format!("Delete {pvc_ref} pinned to {node}"),
+        action: Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: node.clone() },
+        needs: deletions,
+        preconditions: vec![still_lost.clone()],
+        recovery_source: Some(RecoverySource {
+            description: format!("the app's S3 backup, restored by a Job from template ({marker:?} expected in its output)"),
+            evidence: vec![format!("CronJob {ns}/{cronjob_name} last succeeded at {}", last_success.to_rfc3339())],
+        }),
+    });
+    let mut new_pvc = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": pvc_name, "namespace": ns},
+        "spec": {"accessModes": pvc.spec.access_modes, "resources": {"requests": pvc.spec.resources.requests}},
+    });
+    if let Some(class) = &pvc.spec.storage_class_name {
+        new_pvc["spec"]["storageClassName"] = json!(class);
+    }
+    if let Some(labels) = pvc.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
+        new_pvc["metadata"]["labels"] = json!(labels);
+    }
+    plan.steps.push(Step {
+        id: "create-pvc".into(),
+        title: format!("Re-create {pvc_ref} empty, with no volume yet (it binds where the restore Job runs)"),
+        action: Action::Apply { object: pvc_ref.clone(), manifest: new_pvc },
+        needs: vec!["delete-pvc".into()],
+        preconditions: vec![],
+        recovery_source: None,
+    });
+    let suffix = incident_suffix(&claim_identity(pvc));
+    let job = job_name(&app, "restore", &suffix);
+    let manifest = render_template(template, &[("namespace", ns), ("pvc", &pvc_name), ("jobName", &job), ("app", &app)]);
+    plan.steps.push(Step {
+        id: "restore".into(),
+        title: format!("Restore {pvc_ref} from the S3 backup with Job {job}"),
+        action: Action::RunJob {
+            job: ObjectRef::namespaced("batch/v1", "Job", ns, &job),
+            manifest,
+            timeout_seconds: config.timeout.0.as_secs(),
+            success_marker: marker,
+            output: JobOutput::Nothing,
+        },
+        needs: vec!["create-pvc".into()],
+        preconditions: vec![],
+        recovery_source: None,
+    });
+    let mut after = vec!["restore".to_string()];
+    if let Some((kind, wname, _)) = &workload {
+        let w = ObjectRef::namespaced("apps/v1", kind, ns, wname);
+        plan.steps.push(Step {
+            id: "scale-up".into(),
+            title: format!("Scale {w} back to {replicas}"),
+            action: Action::Scale { object: w, replicas },
+            needs: after.clone(),
+            preconditions: vec![],
+            recovery_source: None,
+        });
+        after = vec!["scale-up".into()];
+    }
+    if let Some(f) = flux_ref {
+        plan.steps.push(Step {
+            id: "resume-flux".into(),
+            title: format!("Resume {f}"),
+            action: Action::ResumeFlux { object: f },
+            needs: after,
+            preconditions: vec![],
+            recovery_source: None,
+        });
+    }
+    Ok(plan)
+}
+
+/// `<namespace>/<name>@<creationTimestamp>` (the lean state keeps no uids).
+pub fn claim_identity(pvc: &crate::cluster::resources::PersistentVolumeClaim) -> String {
+    let created = crate::cluster::created_at(&pvc.metadata).map(|t| t.to_rfc3339()).unwrap_or_default();
+    format!("{}/{}@{created}", namespace(&pvc.metadata), name(&pvc.metadata))
+}
+
+pub fn flux_api_version(kind: &str) -> &'static str {
+    if kind == "HelmRelease" {
+        "helm.toolkit.fluxcd.io/v2"
+    } else {
+        "kustomize.toolkit.fluxcd.io/v1"
+    }
+}
+
+/// `target` is a PVC, or a workload whose pods use a PVC on a lost node.
+fn resolve_pvc(state: &ClusterState, findings: &Findings, ns: &str, target: &str) -> Option<String> {
+    if state.pvc(ns, target).is_some() {
+        return Some(target.to_string());
+    }
+    findings
+        .lost_volumes
+        .iter()
+        .filter(|v| v.claim_namespace.as_deref() == Some(ns))
+        .filter_map(|v| v.claim_name.clone())
+        .find(|claim| workload_of_claim(state, ns, claim).is_some_and(|(_, w, _)| w == target))
+}
+
+/// (kind, name, spec.replicas) of the Deployment or StatefulSet using the
+/// claim: through its pods, else by StatefulSet claim naming `<template>-<sts>-<ordinal>`.
+pub fn workload_of_claim(state: &ClusterState, ns: &str, claim: &str) -> Option<(String, String, i32)> {
+    let from_pods = state.pods_using_claim(ns, claim).find_map(|p| state.workload_of(p)).filter(|w| w.kind == "Deployment" || w.kind == "StatefulSet");
+    let (kind, wname) = match from_pods {
+        Some(w) => (w.kind, w.name),
+        None => {
+            let sts = state.stateful_sets.iter().filter(|s| namespace(&s.metadata) == ns).find(|s| {
+                claim.rsplit_once('-').is_some_and(|(head, ordinal)| ordinal.parse::<u32>().is_ok() && head.ends_with(&format!("-{}", name(&s.metadata))))
+            })?;
+            ("StatefulSet".to_string(), name(&sts.metadata).to_string())
+        }
+    };
+    let replicas = match kind.as_str() {
+        "Deployment" => state.deployments.iter().find(|d| namespace(&d.metadata) == ns && name(&d.metadata) == wname).map(|d| d.spec.replicas),
+        _ => state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == wname).map(|s| s.spec.replicas),
+    };
+    Some((kind, wname, replicas.flatten().unwrap_or(1)))
+}
+
+pub fn workload_flux(state: &ClusterState, ns: &str, (kind, wname, _): &(String, String, i32)) -> Option<FluxRef> {
+    let meta = match kind.as_str() {
+        "Deployment" => state.deployments.iter().find(|d| namespace(&d.metadata) == ns && name(&d.metadata) == wname).map(|d| &d.metadata),
+        _ => state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == wname).map(|s| &s.metadata),
+    }?;
+    flux_owner(meta)
+}
