@@ -186,13 +186,16 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
     }
 }
 
+/// An alert's route (None: unrouted) and, when it fires, its plan or why planning failed.
+type Intent<'a> = Option<(&'a Route, Option<Result<Plan, String>>)>;
+
 /// One result per alert, in order. Planning is pure and comes first: a
 /// firing alert whose plan fails (target gone, trigger incomplete) starts
 /// nothing whatever the journal says, so the journal is read once per
 /// notification, and only when an alert in it is resolved or plans.
 async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, crate::journal::JournalError> {
     let snapshot = intake.hub.snapshot();
-    let intents: Vec<Option<(&Route, Option<Result<Plan, String>>)>> = alerts
+    let intents: Vec<Intent> = alerts
         .iter()
         .map(|alert| {
             let route = intake.route_of(alert)?;
