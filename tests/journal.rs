@@ -46,7 +46,7 @@ fn example_plan() -> Plan {
 /// A plan that changes one pod of its own.
 fn plan_touching(target: &str, pod: &str) -> Plan {
     let step = Step { id: "restart".into(), title: "restart".into(), action: Action::RestartPod { pod: ObjectRef::pod("shop", pod) }, needs: vec![], preconditions: vec![], recovery_source: None };
-    Plan { steps: vec![step], ..Plan::new("stale-cleanup", target) }
+    Plan { steps: vec![step], ..Plan::new("cnpg-instance-lost", target) }
 }
 
 fn plan_for(target: &str) -> Plan {
