@@ -12,6 +12,17 @@ step() { printf '\n==> %s\n' "$*"; }
 step "test dependencies"
 scripts/install-test-deps.sh
 
+step "prometheus and alertmanager (rules/e2e.sh, tests/alert_e2e.rs)"
+export PROMETHEUS="${PROMETHEUS:-/usr/bin/prometheus}" ALERTMANAGER="${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}"
+for bin in "$PROMETHEUS" "$ALERTMANAGER"; do
+    if [ ! -x "$bin" ]; then
+        echo "missing $bin: install the Debian packages prometheus and prometheus-alertmanager (or set PROMETHEUS / ALERTMANAGER)" >&2
+        exit 1
+    fi
+    # sed reads everything: `head` would SIGPIPE the writer and fail under pipefail.
+    "$bin" --version 2>&1 | sed -n 1p
+done
+
 step "control plane (kube-apiserver + etcd from upstream Go modules; cached)"
 scripts/build-control-plane.sh
 "target/control-plane/v1.35.4/bin/kube-apiserver" --version

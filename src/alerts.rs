@@ -2,9 +2,11 @@
 //!
 //! An alert is a hint: a routed, firing alert makes the playbook plan from
 //! the current snapshot and records a run (awaiting approval, approved or
-//! observed per its mode). Duplicate deliveries (repeats, HA pairs) never
-//! start a second run; a resolved alert never starts anything and marks a
-//! run still awaiting approval as "condition cleared". Bad requests get a 4xx
+//! observed per its mode). An alert instance (fingerprint and start time)
+//! starts at most one run: duplicate deliveries (repeats, HA pairs, even
+//! concurrent ones) and later repeats of it start nothing; a resolved alert
+//! never starts anything and marks a run still awaiting approval as
+//! "condition cleared". Bad requests get a 4xx
 //! with the reason (Alertmanager does not retry those); 5xx only when a retry
 //! can help (the journal was unreachable).
 
@@ -22,10 +24,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::journal::{AlertRef, Journal, Phase, RunTrigger};
+use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
+use crate::plan::Plan;
 use crate::snapshot::Hub;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How a run's message starts once its alert resolved before approval.
+const CLEARED: &str = "condition cleared";
 
 /// Which alert starts which playbook, and which labels fill its trigger.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -50,7 +56,6 @@ pub fn default_routes() -> Vec<Route> {
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     };
     vec![
-        route("LifeboatNodeLostWithPinnedVolumes", "node-loss", &[("node", "node")]),
         route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
         route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
         route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
@@ -95,6 +100,8 @@ pub struct Intake {
     authorization: String,
     /// Shared with the hub, which exports them.
     pub counters: Arc<IntakeCounters>,
+    /// Serializes journal lookups and run creation within this process.
+    journal_lock: tokio::sync::Mutex<()>,
 }
 
 impl Intake {
@@ -107,12 +114,17 @@ impl Intake {
             None => format!("Bearer {credentials}"),
         };
         let counters = hub.intake.clone();
-        Self { hub, journal, routes, authorization, counters }
+        Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()) }
     }
 
     pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &std::path::Path) -> anyhow::Result<Self> {
         let credentials = crate::api::read_secret_file(path, "the webhook credentials")?;
         Ok(Self::new(hub, journal, routes, &credentials))
+    }
+
+    fn route_of(&self, alert: &Alert) -> Option<&Route> {
+        let alertname = alert.labels.get("alertname")?;
+        self.routes.iter().find(|r| &r.alertname == alertname && r.matchers.iter().all(|(k, v)| alert.labels.get(k) == Some(v)))
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -167,71 +179,119 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
         return reject(&intake, StatusCode::BAD_REQUEST, format!("payload version {:?}: only version 4 is understood", payload.version));
     }
     intake.counters.accepted.fetch_add(1, Ordering::Relaxed);
-    let mut results = vec![];
-    for alert in &payload.alerts {
-        match handle(&intake, alert).await {
-            Ok(result) => results.push(result),
-            // The journal is unreachable: Alertmanager retries 5xx.
-            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
-        }
+    match handle_all(&intake, &payload.alerts).await {
+        Ok(results) => Json(json!({"status": payload.status, "alerts": results})).into_response(),
+        // The journal is unreachable: Alertmanager retries 5xx.
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
     }
-    Json(json!({"status": payload.status, "alerts": results})).into_response()
 }
 
-async fn handle(intake: &Intake, alert: &Alert) -> Result<serde_json::Value, crate::journal::JournalError> {
-    let alertname = alert.labels.get("alertname").cloned().unwrap_or_default();
-    let Some(route) = intake
-        .routes
+/// An alert's route (None: unrouted) and, when it fires, its plan or why planning failed.
+type Intent<'a> = Option<(&'a Route, Option<Result<Plan, String>>)>;
+
+/// One result per alert, in order. Planning is pure and comes first: a
+/// firing alert whose plan fails (target gone, trigger incomplete) starts
+/// nothing whatever the journal says, so the journal is read once per
+/// notification, and only when an alert in it is resolved or plans.
+async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, crate::journal::JournalError> {
+    let snapshot = intake.hub.snapshot();
+    let intents: Vec<Intent> = alerts
         .iter()
-        .find(|r| r.alertname == alertname && r.matchers.iter().all(|(k, v)| alert.labels.get(k) == Some(v)))
-    else {
-        intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
-        return Ok(json!({"alertname": alertname, "result": "unrouted"}));
+        .map(|alert| {
+            let route = intake.route_of(alert)?;
+            let plan = (alert.status != "resolved").then(|| {
+                let trigger = trigger_of(route, alert).to_trigger();
+                crate::plan::playbooks::plan(&route.playbook, &snapshot.state, &snapshot.findings, &trigger).map_err(|e| e.to_string())
+            });
+            Some((route, plan))
+        })
+        .collect();
+    // Lookup and create under one lock: the copies of a notification an HA
+    // pair sends at the same moment must not both find no run and both create one.
+    let needs_journal = intents.iter().flatten().any(|(_, plan)| !matches!(plan, Some(Err(_))));
+    let (_guard, mut runs) = if needs_journal {
+        let guard = intake.journal_lock.lock().await;
+        (Some(guard), intake.journal.list().await?)
+    } else {
+        (None, vec![])
     };
-    let same_alert = |r: &crate::journal::RunRecord| {
+    let mut results = Vec::with_capacity(alerts.len());
+    for (alert, intent) in alerts.iter().zip(intents) {
+        let alertname = alert.labels.get("alertname").map_or("", String::as_str);
+        let result = match intent {
+            None => {
+                intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+                json!({"alertname": alertname, "result": "unrouted"})
+            }
+            // The target is gone or the trigger incomplete: state wins over the alert.
+            Some((_, Some(Err(reason)))) => json!({"alertname": alertname, "result": "nothing to do", "reason": reason}),
+            Some((route, plan)) => handle(intake, alert, route, plan.and_then(Result::ok), &mut runs).await?,
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// The playbook trigger from the alert's labels, per the route's params.
+fn trigger_of(route: &Route, alert: &Alert) -> RunTrigger {
+    let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
+    RunTrigger {
+        namespace: label("namespace"),
+        name: label("name"),
+        node: label("node"),
+        alert: Some(AlertRef { fingerprint: alert.fingerprint.clone(), starts_at: alert.starts_at, alertname: route.alertname.clone() }),
+    }
+}
+
+/// A routed alert (firing ones with their `plan`), against the journal's
+/// records `runs` (kept current here).
+async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan>, runs: &mut Vec<RunRecord>) -> Result<serde_json::Value, crate::journal::JournalError> {
+    let alertname = route.alertname.as_str();
+    // One alert instance (fingerprint and start) starts at most one run,
+    // whatever became of it: a repeat after the run ended (or was aborted,
+    // or found nothing to do) is still the same alert, not a new request.
+    let existing = runs.iter().position(|r| {
         r.spec.trigger.alert.as_ref().is_some_and(|a| a.fingerprint == alert.fingerprint && a.starts_at == alert.starts_at)
-    };
-    let existing = intake.journal.list().await?.into_iter().find(|r| same_alert(r) && !r.status.phase.is_terminal());
+    });
     if alert.status == "resolved" {
-        if let Some(run) = existing.filter(|r| r.status.phase == Phase::AwaitingApproval) {
-            let updated = intake
+        let Some(index) = existing.filter(|&i| runs[i].status.phase == Phase::AwaitingApproval) else {
+            return Ok(json!({"alertname": alertname, "result": "resolved"}));
+        };
+        let cleared = |status: &crate::journal::RunStatus| status.message.as_deref().is_some_and(|m| m.starts_with(CLEARED));
+        if !cleared(&runs[index].status) {
+            runs[index] = intake
                 .journal
-                .update_status_with(&run.id, |current| {
-                    (current.status.phase == Phase::AwaitingApproval).then(|| {
+                .update_status_with(&runs[index].id, |current| {
+                    (current.status.phase == Phase::AwaitingApproval && !cleared(&current.status)).then(|| {
                         let mut status = current.status.clone();
-                        status.message = Some(format!("condition cleared at {}: approve anyway?", Utc::now().to_rfc3339()));
+                        status.message = Some(format!("{CLEARED} at {}: approve anyway?", Utc::now().to_rfc3339()));
                         status
                     })
                 })
                 .await?;
-            return Ok(json!({"alertname": alertname, "result": "resolved", "run": updated.id}));
         }
-        return Ok(json!({"alertname": alertname, "result": "resolved"}));
+        return Ok(json!({"alertname": alertname, "result": "resolved", "run": runs[index].id}));
     }
-    if let Some(run) = existing {
+    if let Some(index) = existing {
         intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-        return Ok(json!({"alertname": alertname, "result": "duplicate", "run": run.id}));
+        return Ok(json!({"alertname": alertname, "result": "duplicate", "run": runs[index].id}));
     }
-    let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
-    let trigger = RunTrigger {
-        namespace: label("namespace"),
-        name: label("name"),
-        node: label("node"),
-        alert: Some(AlertRef { fingerprint: alert.fingerprint.clone(), starts_at: alert.starts_at, alertname: alertname.clone() }),
-    };
-    let snapshot = intake.hub.snapshot();
+    let Some(plan) = plan else { return Ok(json!({"alertname": alertname, "result": "nothing to do"})) };
+    let trigger = trigger_of(route, alert);
+    let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
-    match crate::act::remediator::submit(&intake.journal, config, &snapshot.state, &snapshot.findings, &route.playbook, trigger, "alertmanager").await {
+    match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
             intake.counters.runs_created.fetch_add(1, Ordering::Relaxed);
-            Ok(json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase}))
+            let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
+            runs.insert(0, run);
+            Ok(result)
         }
         Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
         Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => {
             intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             Ok(json!({"alertname": alertname, "result": "target busy", "run": id}))
         }
-        // Planning found the target gone or the trigger incomplete: state wins over the alert.
         Err(e) => Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
     }
 }

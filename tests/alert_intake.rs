@@ -143,3 +143,42 @@ async fn intake_is_counted_in_the_metrics() {
         assert!(text.lines().any(|l| l == line), "missing {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_a_notification_record_one_run() {
+    let (url, journal, _dir) = serve(TOKEN).await;
+    let primary = alert("firing", "LifeboatCnpgPrimaryOnLostNode", json!({"namespace": "database", "cluster": "postgres"}), "fp-ha");
+    let body = payload("firing", vec![primary]);
+    // An HA pair (and retries) delivering the same notification at the same moment.
+    let sends: Vec<_> = (0..8).map(|_| { let (url, body) = (url.clone(), body.clone()); tokio::spawn(async move { post(&url, &body).await }) }).collect();
+    let mut results = vec![];
+    for send in sends {
+        let (code, body) = send.await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        results.push(body["alerts"][0]["result"].as_str().unwrap().to_string());
+    }
+    assert_eq!(results.iter().filter(|r| *r == "run").count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| *r == "duplicate").count(), 7, "{results:?}");
+    assert_eq!(journal.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn repeats_of_an_alert_whose_run_ended_start_nothing() {
+    let (url, journal, _dir) = serve(TOKEN).await;
+    // Planned from state: nothing to do (a terminal run at once).
+    let immich = alert("firing", "LifeboatCnpgPrimaryOnLostNode", json!({"namespace": "media", "cluster": "immich-postgres"}), "fp-nothing");
+    let (_, body) = post(&url, &payload("firing", vec![immich.clone()])).await;
+    let id = body["alerts"][0]["run"].as_str().unwrap().to_string();
+    assert_eq!(journal.get(&id).await.unwrap().unwrap().status.phase, Phase::NothingToDo);
+    for _ in 0..3 {
+        let (_, body) = post(&url, &payload("firing", vec![immich.clone()])).await;
+        assert_eq!(body["alerts"][0]["result"], "duplicate", "{body}");
+        assert_eq!(body["alerts"][0]["run"], id.as_str());
+    }
+    // A new firing of the same alert (a new start time) is a new request.
+    let mut again = immich.clone();
+    again["startsAt"] = json!("2026-11-25T13:00:00Z");
+    let (_, body) = post(&url, &payload("firing", vec![again])).await;
+    assert_eq!(body["alerts"][0]["result"], "run", "{body}");
+    assert_eq!(journal.list().await.unwrap().len(), 2);
+}

@@ -27,7 +27,7 @@ fn submit_approve_abort_through_a_directory_journal() {
 
     let again = lifeboat(&submit);
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again).contains("one active run per target"), "{}", text(&again));
+    assert!(text(&again).contains("one active run at a time there"), "{}", text(&again));
 
     let list = lifeboat(&["runs", "--journal-dir", journal]);
     assert!(text(&list).contains(id) && text(&list).contains("AwaitingApproval"), "{}", text(&list));

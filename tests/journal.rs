@@ -16,7 +16,7 @@ use lifeboat::act::runner::{Outcome, RunReport, StepReport, StepStatus};
 use lifeboat::journal::{
     api_resource, AlertRef, FileJournal, Journal, JournalError, Mode, Phase, RunRecord, RunStatus, RunTrigger, StepState, CRD_FILE, CRD_NAME,
 };
-use lifeboat::plan::Plan;
+use lifeboat::plan::{Action, ObjectRef, Plan, Step};
 use serde_json::{json, Value};
 use support::controlplane::{control_plane_holding_back, ControlPlane};
 
@@ -43,6 +43,12 @@ fn example_plan() -> Plan {
 }
 
 /// The example plan re-aimed at another target (another hash, another id).
+/// A plan that changes one pod of its own.
+fn plan_touching(target: &str, pod: &str) -> Plan {
+    let step = Step { id: "restart".into(), title: "restart".into(), action: Action::RestartPod { pod: ObjectRef::pod("shop", pod) }, needs: vec![], preconditions: vec![], recovery_source: None };
+    Plan { steps: vec![step], ..Plan::new("cnpg-instance-lost", target) }
+}
+
 fn plan_for(target: &str) -> Plan {
     let mut plan = example_plan();
     plan.target = target.into();
@@ -175,10 +181,11 @@ async fn behaves_like_a_journal(journal: &Journal) {
     let ids: Vec<String> = journal.list().await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, vec![newest.id.clone(), rec.id.clone(), older.id.clone()]);
 
-    // find_active: one active run per target; terminal runs do not count.
+    // find_active: one active run per target and per changed object;
+    // terminal runs do not count.
     let target = "Cluster shop/orders";
-    let shop = plan_for(target);
-    assert!(journal.find_active(target).await.unwrap().is_none());
+    let shop = plan_touching(target, "orders-0");
+    assert!(journal.find_active(&shop).await.unwrap().is_none());
     let active = journal.create(&record(&shop, now - chrono::Duration::minutes(30))).await.unwrap();
     let mut running = active.status.clone();
     running.approve("bob", &shop.hash(), now);
@@ -189,11 +196,14 @@ async fn behaves_like_a_journal(journal: &Journal) {
     journal.create(&done).await.unwrap();
     let observed = journal.create(&RunRecord::new(&shop, RunTrigger::default(), Mode::Observe, "cli", now)).await.unwrap();
     assert_eq!(observed.status.phase, Phase::Stopped, "observe mode only records");
-    let found = journal.find_active(target).await.unwrap().expect("the running run");
+    let found = journal.find_active(&plan_touching(target, "orders-1")).await.unwrap().expect("the running run");
     assert_eq!(found.id, active.id);
     assert_eq!(found.status.phase, Phase::Running);
-    assert!(journal.find_active("Cluster database/postgres").await.unwrap().is_none(), "its only run failed");
-    assert!(journal.find_active("Cluster other/a").await.unwrap().is_some(), "awaiting approval is active");
+    assert!(journal.find_active(&plan_touching("Cluster database/postgres", "elsewhere")).await.unwrap().is_none(), "its only run failed");
+    assert!(journal.find_active(&plan_touching("Cluster other/a", "elsewhere")).await.unwrap().is_some(), "awaiting approval is active");
+    let same_objects = journal.find_active(&plan_for("Node node-01-pve")).await.unwrap().expect("a run changing the same objects");
+    assert!(same_objects.spec.target.starts_with("Cluster other/"), "{}", same_objects.spec.target);
+    assert!(journal.find_active(&plan_touching(target, "orders-0")).await.unwrap().is_some(), "same objects as the running run");
     let finished = journal
         .update_status_with(&active.id, |current| {
             let mut s = current.status.clone();
@@ -203,7 +213,7 @@ async fn behaves_like_a_journal(journal: &Journal) {
         .await
         .unwrap();
     assert!(finished.is_terminal());
-    assert!(journal.find_active(target).await.unwrap().is_none());
+    assert!(journal.find_active(&shop).await.unwrap().is_none());
     assert_eq!(journal.list().await.unwrap().len(), 6);
 }
 
@@ -234,7 +244,7 @@ async fn without_crd(journal: Journal) -> String {
         journal.get(&rec.id).await.map(|_| ()).expect_err("get without the CRD"),
         journal.list().await.map(|_| ()).expect_err("list without the CRD"),
         journal.update_status(&rec.id, &rec.status).await.map(|_| ()).expect_err("update without the CRD"),
-        journal.find_active(&rec.spec.target).await.map(|_| ()).expect_err("find_active without the CRD"),
+        journal.find_active(&rec.spec.plan).await.map(|_| ()).expect_err("find_active without the CRD"),
     ];
     for e in errors {
         assert!(matches!(e, JournalError::CrdMissing { .. }), "{e:?}");

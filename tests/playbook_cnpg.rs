@@ -13,7 +13,7 @@ use lifeboat::config::Config;
 use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::plan::Plan;
 use lifeboat::snapshot::Snapshot;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::controlplane::control_plane;
 use support::fixtures::*;
 use support::k8s::*;
@@ -25,10 +25,6 @@ struct Scene {
     doomed: String,
 }
 
-fn running(mut pod: Value) -> Value {
-    pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-25T00:00:00Z"}}}]});
-    pod
-}
 
 /// A 3-instance CNPG cluster whose primary postgres-1 lives on a node that
 /// has been NotReady for 10 minutes.
@@ -59,9 +55,7 @@ async fn scene(prefix: &str) -> Scene {
 
 async fn live_plan(scene: &Scene) -> Plan {
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), scene.client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let snapshot = live_snapshot(&scene.client, &config).await;
     let trigger = Trigger { namespace: Some(scene.ns.clone()), name: Some("postgres".into()), node: None };
     plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).expect("plans")
 }

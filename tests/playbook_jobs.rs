@@ -50,9 +50,7 @@ fn detail(report: &RunReport, id: &str) -> String {
 }
 
 async fn live_plan(client: &Client, config: &Config, playbook: &str, trigger: Trigger) -> Plan {
-    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), config, &Default::default());
+    let snapshot = live_snapshot(client, config).await;
     plan(playbook, &snapshot.state, &snapshot.findings, &trigger).expect("plans")
 }
 
@@ -190,9 +188,7 @@ async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_templ
     let old = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), PVC).await;
     let old_uid = old["metadata"]["uid"].clone();
     // The affected() list of the composed node-loss playbook names this PVC.
-    let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-    let snap = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let snap = live_snapshot(&s.client, &config).await;
     let affected = lifeboat::plan::playbooks::s3_restore::affected(&snap.state, &snap.findings);
     assert!(affected.iter().any(|t| t.namespace.as_deref() == Some(s.ns.as_str()) && t.name.as_deref() == Some(PVC) && t.node.as_deref() == Some(s.doomed.as_str())), "{affected:?}");
 
@@ -627,9 +623,7 @@ mod garage {
         let pinned = live_plan(&s.client, &config, "garage-meta-restore", Trigger { name: Some("2026-11-24T02:00:00Z".into()), ..Default::default() }).await;
         let lifeboat::plan::Action::RunJob { manifest, .. } = &pinned.steps.iter().find(|st| st.id == "restore").unwrap().action else { panic!() };
         assert_eq!(manifest["spec"]["template"]["spec"]["containers"][0]["env"][0], json!({"name": "REQUESTED", "value": "2026-11-24T02:00:00Z"}));
-        let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
-        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-        let snap = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+        let snap = live_snapshot(&s.client, &config).await;
         assert!(plan_err(&snap, "x; rm -rf /").contains("RFC3339"));
     }
 

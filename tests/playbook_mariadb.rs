@@ -319,9 +319,7 @@ async fn scene(prefix: &str, survivors_ready: bool, galera_ready: &str, recovere
 
 async fn live_plan(s: &Scene) -> Plan {
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let snapshot = live_snapshot(&s.client, &config).await;
     plan("mariadb-instance-lost", &snapshot.state, &snapshot.findings, &trigger(&s.ns)).expect("plans")
 }
 

@@ -63,7 +63,8 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     let snap = example_with(&example_config());
     let p = node_loss(&snap, NODE);
     let phases: Vec<&str> = p.phases.iter().map(|ph| ph.name.as_str()).collect();
-    assert_eq!(phases, vec!["flux-suspend", "preflight", "databases", "apps", "watch", "cleanup", "flux-resume"]);
+    // Flux is suspended only right before the first phase that needs it (the apps).
+    assert_eq!(phases, vec!["preflight", "databases", "flux-suspend", "apps", "oidc", "watch", "cleanup", "flux-resume"]);
     // The phases partition the steps, in plan order.
     let in_phases: Vec<&str> = p.phases.iter().flat_map(|ph| ph.steps.iter().map(String::as_str)).collect();
     assert_eq!(in_phases, ids(&p));
@@ -81,6 +82,7 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
         ("volsync-restore-media-sonarr", "apps"),
         ("volsync-restore-media-radarr", "apps"),
         ("s3-restore-identity-kanidm-data-kanidm-default-0", "apps"),
+        ("kanidm-credential-reset", "oidc"),
         ("watch-observability-deployment-teslamate", "watch"),
         ("watch-kube-system-deployment-kguardian-broker", "watch"),
         ("watch-utils-deployment-forgejo", "watch"),
@@ -96,14 +98,14 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     // Each phase starts only after the one before it (through its first steps).
     let first = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.clone();
     let all = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.iter().cloned().collect::<BTreeSet<_>>();
-    for (earlier, later) in [("preflight", "databases"), ("databases", "apps"), ("apps", "watch"), ("watch", "cleanup"), ("cleanup", "flux-resume")] {
+    for (earlier, later) in [("preflight", "databases"), ("databases", "flux-suspend"), ("flux-suspend", "apps"), ("apps", "oidc"), ("oidc", "watch"), ("watch", "cleanup"), ("cleanup", "flux-resume")] {
         for step in first(later) {
             let before = ancestors(&p, &step);
             assert!(all(earlier).iter().any(|s| before.contains(s)), "{step} must wait for phase {earlier}");
         }
     }
-    // Nothing changes anything before a human confirmed the node is gone, except suspending Flux.
-    for step in p.steps.iter().filter(|s| !matches!(s.action, Action::SuspendFlux { keep_suspended: false, .. }) && s.id != "preflight.confirm-gone") {
+    // Nothing changes anything before a human confirmed the node is gone, Flux included.
+    for step in p.steps.iter().filter(|s| s.id != "preflight.confirm-gone") {
         assert!(ancestors(&p, &step.id).contains("preflight.confirm-gone"), "{} runs before the confirmation", step.id);
     }
     let confirm = p.steps.iter().find(|s| s.id == "preflight.confirm-gone").unwrap();
@@ -135,6 +137,7 @@ fn every_part_is_what_its_own_playbook_plans() {
         ("volsync-restore", "volsync-restore-media-sonarr", Some("media"), Some("sonarr")),
         ("volsync-restore", "volsync-restore-media-radarr", Some("media"), Some("radarr")),
         ("s3-restore", "s3-restore-identity-kanidm-data-kanidm-default-0", Some("identity"), Some("kanidm-data-kanidm-default-0")),
+        ("kanidm-credential-reset", "kanidm-credential-reset", None, None),
         ("stale-cleanup", "stale-cleanup", None, None),
     ] {
         let trigger = Trigger { namespace: ns.map(String::from), name: name.map(String::from), node: Some(NODE.into()) };
@@ -156,10 +159,10 @@ fn every_part_is_what_its_own_playbook_plans() {
 }
 
 #[test]
-fn flux_is_suspended_once_at_the_start_and_resumed_at_the_end() {
+fn flux_is_suspended_once_before_the_apps_and_resumed_at_the_end() {
     let snap = example_with(&example_config());
     let p = node_loss(&snap, NODE);
-    let suspend_phase = &p.phases[0];
+    let suspend_phase = p.phases.iter().find(|ph| ph.name == "flux-suspend").unwrap();
     let resume_phase = p.phases.last().unwrap();
     let mut suspended = vec![];
     let mut resumed = vec![];
@@ -239,10 +242,12 @@ fn per_phase_approval_gates_every_changing_phase_but_the_first() {
     config.remediation.node_loss.out_of_service_taint = true;
     let gated = node_loss(&example_with(&config), NODE);
     let gates: Vec<&str> = gated.steps.iter().filter(|s| matches!(s.action, Action::ApprovalGate { .. })).map(|s| s.id.as_str()).collect();
-    assert_eq!(gates, vec!["preflight.approve", "databases.approve", "apps.approve", "cleanup.approve"], "the taint makes preflight change something; watching changes nothing");
+    assert_eq!(gates, vec!["databases.approve", "apps.approve", "oidc.approve", "cleanup.approve"], "the first phase and watching need none");
     for gate in &gates {
         let phase = gate.trim_end_matches(".approve");
-        assert_eq!(gated.phases.iter().find(|ph| ph.name == phase).unwrap().steps[0], *gate);
+        // The apps' gate comes before Flux is suspended for them: a paused run leaves Flux alone.
+        let starts = if phase == "apps" { "flux-suspend" } else { phase };
+        assert_eq!(gated.phases.iter().find(|ph| ph.name == starts).unwrap().steps[0], *gate);
     }
     let taint = gated.steps.iter().find(|s| s.id == "preflight.out-of-service").expect("taint step");
     assert!(matches!(&taint.action, Action::TaintNode { key, .. } if key == "node.kubernetes.io/out-of-service"));
@@ -295,12 +300,21 @@ mod e2e {
         for node in example.healthy_nodes() {
             kubelet.register(&client, &node).await;
         }
-        let players = spawn_all(&Cluster::of(&client, &example), kubelet, Arc::new(|_: &str| "Downloading backups/kanidm-2026-11-25T10:30:00Z.json.gz\nRestoring 1822 entries\n✅ Restore Success!\n".to_string()));
+        // What the Jobs print: kanidmd recover-account, or the restore Job.
+        let output = Arc::new(|job: &str| match job.rsplit_once("-recover-") {
+            Some((_, user)) => format!("INFO: recovering account {user}\nnew_password: \"{}\"\n", password(user)),
+            None => "Downloading backups/kanidm-2026-11-25T10:30:00Z.json.gz\nRestoring 1822 entries\n✅ Restore Success!\n".to_string(),
+        });
+        let players = spawn_all(&Cluster::of(&client, &example), kubelet, output);
+        // kaniop's Secret (the dump holds no Secrets).
+        create(&client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": example.ns("identity")},
+            "data": {"ADMIN_PASSWORD": "b2xk", "IDM_ADMIN_PASSWORD": "b2xk"}}), None).await;
 
         let mut config = example_config();
         let app = config.s3_restore.apps.remove(&format!("identity/{KANIDM_PVC}")).unwrap();
         config.s3_restore.apps = BTreeMap::from([(format!("{}/{KANIDM_PVC}", example.ns("identity")), app)]);
         config.kanidm.namespace = example.ns("identity");
+        config.kanidm.oidc_clients = config.kanidm.oidc_clients.iter().map(|c| c.replacen('/', &format!("/{prefix}-"), 1)).collect();
         config.garage.namespace = example.ns("volsync-system");
         config.discovery_interval = Dur::secs(1);
         let journal_ns = cp.namespace(&client, &format!("{prefix}-lifeboat")).await;
@@ -310,6 +324,10 @@ mod e2e {
         config.remediation.node_loss.approval = approval;
         let journal = Arc::new(Journal::cluster(client.clone(), journal_ns));
         Scene { client, example, config, journal, players }
+    }
+
+    fn password(user: &str) -> String {
+        format!("Zq8-{user}-pA55w0rd")
     }
 
     /// Only this scene's objects (the apiserver holds other tests' too).
@@ -397,13 +415,17 @@ mod e2e {
         run.status.steps.iter().find(|st| st.id == id).unwrap_or_else(|| panic!("no step {id}"))
     }
 
+    fn base64_decode(text: &str) -> Vec<u8> {
+        serde_json::from_value::<k8s_openapi::ByteString>(json!(text)).unwrap().0
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn recovers_the_whole_node_and_the_journal_explains_every_step() {
-        let s = scene("nlok", ApprovalScope::Once).await;
+        let mut s = scene("nlok", ApprovalScope::Once).await;
         let run = submit_node_loss(&s).await;
         let plan = &run.spec.plan;
         let keys = part_keys(plan);
-        for key in ["preflight", "cnpg-instance-lost-nlok-database-postgres", "mariadb-instance-lost-nlok-database-mariadb", "volsync-restore-nlok-utils-forgejo",
+        for key in ["preflight", "kanidm-credential-reset", "cnpg-instance-lost-nlok-database-postgres", "mariadb-instance-lost-nlok-database-mariadb", "volsync-restore-nlok-utils-forgejo",
                     "volsync-restore-nlok-media-sonarr", "volsync-restore-nlok-media-radarr", "s3-restore-nlok-identity-kanidm-data-kanidm-default-0", "stale-cleanup",
                     "watch-nlok-observability-deployment-teslamate", "watch-nlok-kube-system-deployment-kguardian-broker"] {
             assert!(keys.contains(key), "{key} missing: {keys:?}");
@@ -435,6 +457,12 @@ mod e2e {
         assert!(detail("preflight.confirm-gone").contains("annotated lifeboat.dev/confirmed-gone=true"));
         assert!(detail("cnpg-instance-lost-nlok-database-postgres.verify-rw-endpoints").contains("ready endpoints"));
         assert!(detail("s3-restore-nlok-identity-kanidm-data-kanidm-default-0.restore").contains("Restore Success"));
+        // The new Kanidm passwords went into the Secret, and nowhere into the journal.
+        let secret = get(&s.client, "v1", "Secret", Some(&s.example.ns("identity")), "kanidm-admin-passwords").await;
+        let decoded = |key: &str| String::from_utf8(base64_decode(secret["data"][key].as_str().unwrap())).unwrap();
+        assert_eq!((decoded("ADMIN_PASSWORD"), decoded("IDM_ADMIN_PASSWORD")), (password("admin"), password("idm-admin")));
+        let journal_text = serde_json::to_string(&done).unwrap();
+        assert!(!journal_text.contains(&password("admin")) && !journal_text.contains(&password("idm-admin")), "a password leaked into the journal");
         let token = plan.steps.iter().find_map(|st| match &st.action {
             Action::Wait { until: WaitCondition::VolsyncManualSyncDone { token }, object, .. } if object.name == "forgejo-dst" => Some(token.clone()),
             _ => None,
@@ -469,12 +497,13 @@ mod e2e {
         let finished = done.status.steps.iter().filter_map(|st| st.finished_at).max().unwrap();
         let wall = (finished - started).num_milliseconds() as f64 / 1000.0;
         let sum: f64 = done.status.steps.iter().map(|st| (st.finished_at.unwrap() - st.started_at.unwrap()).num_milliseconds() as f64 / 1000.0).sum();
+        s.players.stop().await;
         println!("RECOVERY wall={wall:.2}s sum_of_steps={sum:.2}s parallel_speedup={:.2}x steps={} phases={}", sum / wall.max(0.001), done.status.steps.len(), plan.phases.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_node_returning_mid_run_stops_it_before_anything_is_destroyed() {
-        let s = scene("nlback", ApprovalScope::Once).await;
+        let mut s = scene("nlback", ApprovalScope::Once).await;
         let run = submit_node_loss(&s).await;
         let flux_before = flux_state(&s).await;
         let postgres = uid(&s, "database", "postgres-1").await;
@@ -504,12 +533,14 @@ mod e2e {
         // Flux: no part that keeps its objects suspended had started, so all are resumed.
         assert_eq!(flux_state(&s).await, flux_before);
         assert!(done.status.message.as_deref().unwrap_or("").contains("did not succeed"), "{:#?}", done.status.message);
+        s.players.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn per_phase_approval_pauses_at_each_gate_and_continues_with_the_same_hash() {
-        let s = scene("nlgate", ApprovalScope::PerPhase).await;
+        let mut s = scene("nlgate", ApprovalScope::PerPhase).await;
         let run = submit_node_loss(&s).await;
+        let flux_before = flux_state(&s).await;
         approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
         let human = human_confirms(&s, &run.id, false);
         let mut awaited = vec![];
@@ -522,23 +553,29 @@ mod e2e {
             }
             let phase = r.status.awaiting_phase.clone().unwrap_or_else(|| panic!("paused at a gate: {:#?}", r.status));
             if awaited.is_empty() {
-                // Paused before the databases: nothing there ran, Flux is still suspended for the run.
+                // Paused before the databases: nothing there ran, Flux is untouched.
                 let pg = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.example.ns("database")), "postgres").await;
                 assert_eq!(pg["status"]["targetPrimary"], "postgres-1");
-                assert!(flux_state(&s).await.iter().filter(|(n, _, _)| n.contains("forgejo")).all(|(_, suspended, _)| *suspended));
+                assert_eq!(flux_state(&s).await, flux_before);
                 assert_eq!(state_of(&r, "preflight.confirm-gone").state, StepState::Succeeded);
                 let wrong = approve(&s.journal, &run.id, "0123456789abcdef01234567", "bob").await;
                 assert!(matches!(wrong, Err(RemediationError::WrongHash { .. })), "{wrong:?}");
             }
             let gate = format!("{phase}.approve");
             assert_ne!(state_of(&r, &gate).state, StepState::Succeeded, "{gate} not passed yet");
+            if phase == "apps" {
+                // Its gate comes before Flux is suspended for it: a paused run leaves Flux alone.
+                assert_eq!(flux_state(&s).await, flux_before);
+            }
             awaited.push(phase);
             approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
         }
         human.await.unwrap();
         s.players.assert_alive();
-        assert_eq!(awaited, vec!["databases", "apps", "cleanup"]);
+        assert_eq!(awaited, vec!["databases", "apps", "oidc", "cleanup"]);
+        assert_eq!(flux_state(&s).await, flux_before, "resumed at the end");
         let done = s.journal.get(&run.id).await.unwrap().unwrap();
         assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded && st.detail.is_some()), "{:#?}", done.status.steps);
+        s.players.stop().await;
     }
 }

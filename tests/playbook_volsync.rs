@@ -261,10 +261,8 @@ async fn scene(prefix: &str) -> Scene {
 
 async fn live_plan(s: &Scene) -> Plan {
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), s.client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
     // The watch must have seen the terminating pod and the flux labels.
-    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let snapshot = live_snapshot(&s.client, &config).await;
     let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some("app".into()), node: None };
     let p = plan("volsync-restore", &snapshot.state, &snapshot.findings, &trigger).expect("plans");
     p.validate().unwrap();

@@ -14,7 +14,6 @@ use lifeboat::act::runner::{execute, Outcome, RunLimits, StepStatus, KEPT_SUSPEN
 use lifeboat::config::Config;
 use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::plan::{Action, Plan};
-use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
 use support::fixtures::*;
@@ -23,10 +22,6 @@ use support::k8s::*;
 const CLUSTER_API: &str = "postgresql.cnpg.io/v1";
 const FLUX_API: &str = "kustomize.toolkit.fluxcd.io/v1";
 
-fn running(mut pod: Value) -> Value {
-    pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "postgres", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-25T00:00:00Z"}}}]});
-    pod
-}
 
 fn instance_pod(ns: &str, node: &str, instance: &str) -> Value {
     let role = if instance == "postgres-1" { "primary" } else { "replica" };
@@ -67,9 +62,7 @@ async fn scene(prefix: &str, archiver_error: &str) -> Scene {
 
 async fn live_plan(scene: &Scene) -> Plan {
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), scene.client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
-    let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
+    let snapshot = live_snapshot(&scene.client, &config).await;
     let trigger = Trigger { namespace: Some(scene.ns.clone()), name: Some("postgres".into()), node: None };
     plan("wal-archive-reset", &snapshot.state, &snapshot.findings, &trigger).expect("plans")
 }

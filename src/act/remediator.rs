@@ -17,6 +17,7 @@ use crate::inspect::Findings;
 use crate::journal::{Journal, JournalError, Phase, RunRecord, RunTrigger};
 use crate::leader::LeaderHandle;
 use crate::plan::playbooks::{self, PlanError};
+use crate::plan::Plan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemediationError {
@@ -24,7 +25,7 @@ pub enum RemediationError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("run {id} for {target} is still {phase:?}: one active run per target (approve, abort or wait for it)")]
+    #[error("run {id} for {target} is still {phase:?} and touches the same target or objects: one active run at a time there (approve, abort or wait for it)")]
     TargetBusy { id: String, target: String, phase: Phase },
     #[error("no run {0}")]
     NoSuchRun(String),
@@ -46,10 +47,24 @@ pub async fn submit(
     requested_by: &str,
 ) -> Result<RunRecord, RemediationError> {
     let plan = playbooks::plan(playbook, state, findings, &trigger.to_trigger())?;
-    if let Some(active) = journal.find_active(&plan.target).await? {
-        return Err(RemediationError::TargetBusy { id: active.id, target: plan.target, phase: active.status.phase });
+    let active = journal.find_active(&plan).await?;
+    record(journal, config, &plan, active, trigger, requested_by).await
+}
+
+/// Records a run of `plan` unless its target already has an `active` run
+/// (what [`Journal::find_active`] returned, or the caller's own lookup).
+pub async fn record(
+    journal: &Journal,
+    config: &RemediationConfig,
+    plan: &Plan,
+    active: Option<RunRecord>,
+    trigger: RunTrigger,
+    requested_by: &str,
+) -> Result<RunRecord, RemediationError> {
+    if let Some(active) = active {
+        return Err(RemediationError::TargetBusy { id: active.id, target: plan.target.clone(), phase: active.status.phase });
     }
-    let record = RunRecord::new(&plan, trigger, config.mode_of(playbook), requested_by, Utc::now());
+    let record = RunRecord::new(plan, trigger, config.mode_of(&plan.playbook), requested_by, Utc::now());
     Ok(journal.create(&record).await?)
 }
 

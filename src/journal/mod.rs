@@ -298,6 +298,11 @@ impl RunRecord {
     /// plan's steps in order, those recorded as Succeeded with their detail
     /// and times, every other one NotRun (it runs again; actions are
     /// idempotent and re-check their preconditions).
+    /// Unfinished, and for the same target as `plan` or changing an object it changes.
+    pub fn collides_with(&self, plan: &crate::plan::Plan) -> bool {
+        !self.is_terminal() && (self.spec.target == plan.target || self.spec.plan.overlaps(plan))
+    }
+
     pub fn to_report(&self) -> RunReport {
         let steps = self
             .spec
@@ -545,8 +550,11 @@ impl Journal {
 
     /// The newest non-terminal run for `target`, if any: one active run per
     /// target. (Check-then-create is not atomic: only the leader creates runs.)
-    pub async fn find_active(&self, target: &str) -> Result<Option<RunRecord>, JournalError> {
-        Ok(self.list().await?.into_iter().find(|r| r.spec.target == target && !r.is_terminal()))
+    /// The unfinished run `plan` would collide with: one for the same
+    /// target, or one that changes an object `plan` changes (a node-loss run
+    /// and a per-workload run of the same incident).
+    pub async fn find_active(&self, plan: &crate::plan::Plan) -> Result<Option<RunRecord>, JournalError> {
+        Ok(self.list().await?.into_iter().find(|r| r.collides_with(plan)))
     }
 }
 

@@ -8,7 +8,8 @@
 //! Flux objects are handled once for the whole run: several parts may
 //! suspend the same Kustomization, and one part resuming it while another
 //! still works would let Flux fight that one. So every suspension moves to
-//! the start of the run and every resume to its end. A part that keeps its
+//! right before the first phase that needs one (an earlier phase, e.g.
+//! waiting for a human, leaves Flux alone) and every resume to the end. A part that keeps its
 //! Flux object suspended when it stops (e.g. volsync-restore: resuming after
 //! a failed restore would start the app on an empty volume) keeps a "hold"
 //! step where its suspension was: only once that part has started does a
@@ -52,7 +53,11 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
     let mut plan = Plan::new(playbook, target);
     let mut flux = FluxUse::default();
     let mut composed: Vec<(&'static str, String, Vec<Step>)> = vec![];
+    // The run-wide suspensions go right before the first phase that needs
+    // one: an earlier phase (e.g. waiting for a human) leaves Flux alone.
+    let mut first_suspending: Option<usize> = None;
     for phase in phases {
+        let suspensions_before = flux.suspended.len();
         let mut steps = vec![];
         for part in phase.parts {
             for f in &part.plan.findings {
@@ -64,6 +69,9 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                 }
             }
             steps.extend(prefixed_without_flux(&part, &mut flux));
+        }
+        if flux.suspended.len() > suspensions_before && first_suspending.is_none() {
+            first_suspending = Some(composed.len());
         }
         if !steps.is_empty() {
             composed.push((phase.name, phase.title, steps));
@@ -86,7 +94,7 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                 recovery_source: None,
             })
             .collect();
-        composed.insert(0, (FLUX_SUSPEND_PHASE, "Suspend Flux for every object the run touches".into(), steps));
+        composed.insert(first_suspending.unwrap_or(0), (FLUX_SUSPEND_PHASE, "Suspend Flux for every object the run touches".into(), steps));
     }
     let to_resume: Vec<&ObjectRef> = flux.suspended.iter().filter(|o| !flux.held.contains(*o)).collect();
     if !to_resume.is_empty() {
@@ -104,14 +112,29 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
         composed.push((FLUX_RESUME_PHASE, "Resume Flux".into(), steps));
     }
 
+    // Which phases start with an approval gate. The gate of the phase the
+    // run-wide suspensions precede comes before them: a run paused for
+    // approval leaves Flux alone.
+    let gate_of: Vec<Option<(String, String)>> = composed
+        .iter()
+        .enumerate()
+        .map(|(index, (name, title, steps))| {
+            let changes_something = steps.iter().any(|s| !matches!(s.action, Action::Wait { .. }));
+            (gated && index > 0 && changes_something && ![FLUX_SUSPEND_PHASE, FLUX_RESUME_PHASE].contains(name)).then(|| (name.to_string(), title.clone()))
+        })
+        .collect();
     let mut previous_leaves: Vec<String> = vec![];
     for (index, (name, title, mut steps)) in composed.into_iter().enumerate() {
         let leaves = leaves(&steps);
-        let changes_something = steps.iter().any(|s| !matches!(s.action, Action::Wait { .. }));
-        let gate = (gated && index > 0 && changes_something && ![FLUX_SUSPEND_PHASE, FLUX_RESUME_PHASE].contains(&name)).then(|| Step {
-            id: format!("{name}.approve"),
-            title: format!("Approval of phase {name}: {title}"),
-            action: Action::ApprovalGate { phase: name.to_string() },
+        let gate_for = match name {
+            FLUX_SUSPEND_PHASE => gate_of.get(index + 1).cloned().flatten(),
+            _ if index > 0 && plan.phases[index - 1].name == FLUX_SUSPEND_PHASE => None,
+            _ => gate_of[index].clone(),
+        };
+        let gate = gate_for.map(|(phase, phase_title)| Step {
+            id: format!("{phase}.approve"),
+            title: format!("Approval of phase {phase}: {phase_title}"),
+            action: Action::ApprovalGate { phase },
             needs: previous_leaves.clone(),
             preconditions: vec![],
             recovery_source: None,
@@ -240,6 +263,7 @@ mod tests {
             "t".into(),
             vec![],
             vec![
+                PhaseParts { name: "zero", title: "Zero".into(), parts: vec![part("p", vec![wait("confirm", &[])])] },
                 PhaseParts { name: "first", title: "First".into(), parts: vec![a] },
                 PhaseParts { name: "empty", title: "Empty".into(), parts: vec![] },
                 PhaseParts { name: "second", title: "Second".into(), parts: vec![b, c] },
@@ -250,14 +274,15 @@ mod tests {
         let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         let suspend_id = "flux-suspend.kustomization-flux-system-apps";
         let resume_id = "flux-resume.kustomization-flux-system-apps";
-        assert_eq!(ids, vec![suspend_id, "a.w1", "a.w2", "b.x", "c.y", "c.z", resume_id]);
+        assert_eq!(ids, vec!["p.confirm", suspend_id, "a.w1", "a.w2", "b.x", "c.y", "c.z", resume_id]);
         let needs = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        assert_eq!(needs(suspend_id), vec!["p.confirm".to_string()], "Flux is suspended only once the phase before is done");
         assert_eq!(needs("a.w1"), vec![suspend_id.to_string()], "the part's suspend became the run's");
         assert_eq!(needs("b.x"), vec!["a.w2".to_string()], "phase two waits for phase one");
         assert_eq!(needs("c.z"), vec!["a.w2".to_string()]);
         assert_eq!(needs(resume_id), vec!["b.x".to_string(), "c.y".to_string(), "c.z".to_string()], "resumed after everything");
         let phases: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(phases, vec!["flux-suspend", "first", "second", "flux-resume"]);
+        assert_eq!(phases, vec!["zero", "flux-suspend", "first", "second", "flux-resume"]);
     }
 
     #[test]
@@ -282,6 +307,29 @@ mod tests {
         assert_eq!(needs("b.s2"), vec!["two.approve".to_string()]);
         assert_eq!(needs("c.v"), vec!["b.w".to_string()], "watching needs no approval");
         assert_eq!(plan.phases[1].steps[0], "two.approve");
+    }
+
+    #[test]
+    fn the_gate_of_the_phase_that_needs_flux_suspended_comes_before_the_suspension() {
+        let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "utils", "forgejo");
+        let scale = |id: &str| step(id, Action::Scale { object: ObjectRef::namespaced("apps/v1", "Deployment", "utils", id), replicas: 0 }, &[]);
+        let apps = part("b", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), scale("down"), step("r", Action::ResumeFlux { object: ks }, &["down"])]);
+        let plan = compose(
+            "node-loss",
+            "t".into(),
+            vec![],
+            vec![
+                PhaseParts { name: "preflight", title: "Preflight".into(), parts: vec![part("a", vec![wait("confirm", &[])])] },
+                PhaseParts { name: "apps", title: "Apps".into(), parts: vec![apps] },
+            ],
+            true,
+        );
+        plan.validate().unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["a.confirm", "apps.approve", "flux-suspend.kustomization-utils-forgejo", "b.down", "flux-resume.kustomization-utils-forgejo"]);
+        let needs = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        assert_eq!(needs("flux-suspend.kustomization-utils-forgejo"), vec!["apps.approve".to_string()], "a paused run has not touched Flux");
+        assert_eq!(needs("b.down"), vec!["flux-suspend.kustomization-utils-forgejo".to_string()]);
     }
 
     #[test]

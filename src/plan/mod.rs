@@ -396,6 +396,17 @@ impl Plan {
         self.phases.iter().find(|p| p.steps.iter().any(|s| s == step_id))
     }
 
+    /// Objects some step changes (waits only read).
+    pub fn changed_objects(&self) -> std::collections::BTreeSet<&ObjectRef> {
+        self.steps.iter().filter(|s| !matches!(s.action, Action::Wait { .. })).flat_map(|s| s.objects()).collect()
+    }
+
+    /// Both plans change at least one same object.
+    pub fn overlaps(&self, other: &Plan) -> bool {
+        let mine = self.changed_objects();
+        other.changed_objects().iter().any(|o| mine.contains(o))
+    }
+
     pub fn nothing_to_do(&self) -> bool {
         self.steps.is_empty()
     }

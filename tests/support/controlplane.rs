@@ -203,6 +203,18 @@ impl ControlPlane {
         Client::try_from(self.config(ADMIN_TOKEN)).expect("admin client")
     }
 
+    /// Writes a kubeconfig for the admin user (group system:masters) to
+    /// `path`, for a lifeboat process started by a test (`KUBECONFIG=path`).
+    pub fn write_admin_kubeconfig(&self, path: &Path) {
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url, "insecure-skip-tls-verify": true}}],
+            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&kubeconfig).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     /// A client authenticated as `system:serviceaccount:<ns>:<name>` (the
     /// ServiceAccount is created if needed), for least-privilege tests.
     pub async fn service_account_client(&self, ns: &str, name: &str) -> Client {

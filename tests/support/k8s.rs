@@ -112,3 +112,17 @@ pub async fn volsync_synced(client: &Client, ns: &str, rs: &str, at: DateTime<Ut
                         "conditions": [{"type": "Synchronizing", "status": "False", "reason": "WaitingForSchedule", "message": "", "lastTransitionTime": rfc3339(at)}]});
     set_status(client, "volsync.backube/v1alpha1", "ReplicationSource", Some(ns), rs, status).await;
 }
+
+/// The snapshot `lifeboat serve` would build now from its watches of the
+/// harness's apiserver (waits until every watch has listed once).
+pub async fn live_snapshot(client: &Client, config: &lifeboat::config::Config) -> lifeboat::snapshot::Snapshot {
+    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
+    lifeboat::cli::wait_ready(&hub, std::time::Duration::from_secs(60)).await.unwrap();
+    lifeboat::snapshot::Snapshot::build(hub.live.as_ref().unwrap().snapshot(), config, &Default::default())
+}
+
+/// A pod as the kubelet reports it once its one container runs and is ready.
+pub fn running(mut pod: Value) -> Value {
+    pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-25T00:00:00Z"}}}]});
+    pod
+}

@@ -1,8 +1,9 @@
 pub mod controlplane;
+pub mod fake_discord;
 pub mod fixtures;
 pub mod k8s;
-pub mod metrics;
-pub mod fake_discord;
 pub mod kubelet;
+pub mod metrics;
+pub mod process;
 pub mod example_cluster;
 pub mod players;

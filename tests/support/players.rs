@@ -68,15 +68,18 @@ impl Cluster {
             .collect()
     }
 
-    async fn api(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
+    /// None once the test is over (its runtime shutting down).
+    async fn api(&self, api_version: &str, kind: &str, ns: &str) -> Option<Api<DynamicObject>> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let (resource, _): (ApiResource, _) = kube::discovery::pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await.unwrap();
-        Api::namespaced_with(self.client.clone(), ns, &resource)
+        let (resource, _): (ApiResource, _) = kube::discovery::pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await.ok()?;
+        Some(Api::namespaced_with(self.client.clone(), ns, &resource))
     }
 
     async fn delete_pod(&self, ns: &str, name: &str, now: bool) {
         let params = if now { DeleteParams { grace_period_seconds: Some(0), ..Default::default() } } else { DeleteParams::default() };
-        let _ = self.api("v1", "Pod", ns).await.delete(name, &params).await;
+        if let Some(api) = self.api("v1", "Pod", ns).await {
+            let _ = api.delete(name, &params).await;
+        }
     }
 }
 
@@ -188,7 +191,8 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
     {
         let c = c.clone();
         let node = c.healthy_nodes[0].clone();
-        let db_up = c.api("discovery.k8s.io/v1", "EndpointSlice", &c.database_ns).await.get_opt("postgres-rw-1").await.unwrap().is_some();
+        let Some(slices) = c.api("discovery.k8s.io/v1", "EndpointSlice", &c.database_ns).await else { return };
+        let db_up = slices.get_opt("postgres-rw-1").await.ok().flatten().is_some();
         let replica_sets = c.list("apps/v1", "ReplicaSet").await;
         for d in c.list("apps/v1", "Deployment").await {
             let (ns, name) = (ns_of(&d), name_of(&d));
@@ -409,6 +413,12 @@ impl Players {
     /// Fails the test if a player died (a write the apiserver refused).
     pub fn assert_alive(&self) {
         assert!(!self.handle.is_finished(), "a player died: see its panic above");
+    }
+
+    /// Stops the players before the test's runtime goes away.
+    pub async fn stop(&mut self) {
+        self.handle.abort();
+        let _ = (&mut self.handle).await;
     }
 }
 

@@ -13,11 +13,7 @@ const SWITCHOVER_TIMEOUT: u64 = 600;
 const HEALTHY_TIMEOUT: u64 = 1800;
 
 pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluster_name: &str) -> Result<Plan, PlanError> {
-    let cluster = state
-        .cnpg_clusters
-        .iter()
-        .find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == cluster_name)
-        .ok_or_else(|| PlanError::NotFound(format!("Cluster {ns}/{cluster_name}")))?;
+    let cluster = super::find_named(&state.cnpg_clusters, "Cluster", ns, cluster_name)?;
     let cluster_ref = ObjectRef::cnpg_cluster(ns, cluster_name);
     let mut plan = Plan::new("cnpg-instance-lost", cluster_ref.to_string());
     let finding = findings.cnpg.iter().find(|c| c.namespace == ns && c.cluster == cluster_name);

@@ -64,11 +64,7 @@ fn lost_instance(state: &ClusterState, findings: &Findings, ns: &str, pod: &str)
 }
 
 pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, mdb_name: &str) -> Result<Plan, PlanError> {
-    let mdb = state
-        .mariadbs
-        .iter()
-        .find(|m| namespace(&m.metadata) == ns && name(&m.metadata) == mdb_name)
-        .ok_or_else(|| PlanError::NotFound(format!("MariaDB {ns}/{mdb_name}")))?;
+    let mdb = super::find_named(&state.mariadbs, "MariaDB", ns, mdb_name)?;
     let mdb_ref = ObjectRef::namespaced("k8s.mariadb.com/v1alpha1", "MariaDB", ns, mdb_name);
     let mut plan = Plan::new(PLAYBOOK, mdb_ref.to_string());
 

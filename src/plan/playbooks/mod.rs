@@ -35,6 +35,15 @@ pub enum PlanError {
     NotFound(String),
 }
 
+/// The object named `ns/name` among `objects`, or NotFound naming its kind.
+pub(crate) fn find_named<'a, T: kube::Resource>(objects: &'a [std::sync::Arc<T>], kind: &str, ns: &str, wanted: &str) -> Result<&'a T, PlanError> {
+    objects
+        .iter()
+        .find(|o| crate::cluster::namespace(o.meta()) == ns && crate::cluster::name(o.meta()) == wanted)
+        .map(|o| o.as_ref())
+        .ok_or_else(|| PlanError::NotFound(format!("{kind} {ns}/{wanted}")))
+}
+
 pub const PLAYBOOKS: &[&str] = &[
     "cnpg-instance-lost",
     "mariadb-instance-lost",

@@ -101,6 +101,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     phases.push(PhaseParts { name: "garage", title: "Garage metadata (S3 backs everything else)".into(), parts: parts_of(&[Category::Garage])? });
     phases.push(PhaseParts { name: "databases", title: "Databases (CNPG, MariaDB)".into(), parts: parts_of(&[Category::CnpgInstance, Category::MariadbInstance])? });
     phases.push(PhaseParts { name: "apps", title: "Apps from VolSync snapshots and S3 backups".into(), parts: parts_of(&[Category::VolsyncApp, Category::S3BackupApp])? });
+    phases.push(PhaseParts { name: "oidc", title: "Kanidm credentials and its OIDC clients after its restore".into(), parts: kanidm_after_restore(state, findings, &phases)? });
     // The restored apps are scaled back up by their parts; the run is done
     // when they are Ready too, so they are watched with the waiting ones.
     let restored: Vec<ObjectRef> = phases
@@ -123,6 +124,20 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         phases[0].parts.clear();
     }
     Ok(compose(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase))
+}
+
+/// After Kanidm's database came back from its S3 backup, the admin
+/// passwords in its Secret no longer match: reset them and bounce the OIDC
+/// clients (`kanidm-credential-reset`).
+fn kanidm_after_restore(state: &ClusterState, findings: &Findings, phases: &[PhaseParts]) -> Result<Vec<Part>, PlanError> {
+    let kanidm = &findings.config.kanidm;
+    let data_prefix = format!("PersistentVolumeClaim {}/kanidm-data-{}-{}-", kanidm.namespace, kanidm.name, kanidm.replica_group);
+    let restored = phases.iter().flat_map(|p| &p.parts).any(|part| part.plan.playbook == "s3-restore" && !part.plan.nothing_to_do() && part.plan.target.starts_with(&data_prefix));
+    if !restored {
+        return Ok(vec![]);
+    }
+    let plan = plan_playbook("kanidm-credential-reset", state, findings, &Trigger::default())?;
+    Ok(vec![Part { key: "kanidm-credential-reset".into(), plan }])
 }
 
 /// The node is still lost; optionally a human confirms it is gone for good

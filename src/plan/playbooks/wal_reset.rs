@@ -21,11 +21,7 @@ const ARCHIVING_TIMEOUT: u64 = 900;
 const BACKUP_TIMEOUT: u64 = 3600;
 
 pub fn archive_reset(state: &ClusterState, findings: &Findings, ns: &str, cluster_name: &str) -> Result<Plan, PlanError> {
-    let cluster = state
-        .cnpg_clusters
-        .iter()
-        .find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == cluster_name)
-        .ok_or_else(|| PlanError::NotFound(format!("Cluster {ns}/{cluster_name}")))?;
+    let cluster = super::find_named(&state.cnpg_clusters, "Cluster", ns, cluster_name)?;
     let cluster_ref = ObjectRef::cnpg_cluster(ns, cluster_name);
     let mut plan = Plan::new("wal-archive-reset", cluster_ref.to_string());
     let finding = findings.cnpg.iter().find(|c| c.namespace == ns && c.cluster == cluster_name);
