@@ -115,7 +115,7 @@ pub struct NodeLossConfig {
     /// Taint the node `node.kubernetes.io/out-of-service` once confirmed, so
     /// the control plane detaches its volumes and deletes its pods.
     pub out_of_service_taint: bool,
-    /// How long apps that only wait on a database are watched.
+    /// How long apps that only wait on a database, and the restored apps, are watched until Ready.
     pub watch_timeout: Dur,
     /// `once`: one approval for the whole run; `perPhase`: the run pauses
     /// before each phase that changes something until that phase is approved
