@@ -370,7 +370,8 @@ mod e2e {
     }
 
     /// The human: once the run waits for the confirmation, annotates the
-    /// Node (and, with `then_it_returns`, the node comes back right after).
+    /// Node (with `then_it_returns`, the node has just come back Ready: the
+    /// confirmation and the node's return race in a real cluster too).
     fn human_confirms(s: &Scene, id: &str, then_it_returns: bool) -> tokio::task::JoinHandle<()> {
         let (journal, client, node, id) = (s.journal.clone(), s.client.clone(), s.example.lost_node(), id.to_string());
         tokio::spawn(async move {
@@ -381,11 +382,13 @@ mod e2e {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let nodes = api_for(&client, "v1", "Node", None).await;
-            nodes.patch(&node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}}))).await.unwrap();
             if then_it_returns {
+                // Back before the annotation lands, so no step can see the
+                // confirmation without also seeing the node Ready.
                 mark_node_ready(&client, &node).await;
             }
+            let nodes = api_for(&client, "v1", "Node", None).await;
+            nodes.patch(&node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}}))).await.unwrap();
         })
     }
 
