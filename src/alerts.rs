@@ -102,6 +102,10 @@ pub struct Intake {
     pub counters: Arc<IntakeCounters>,
     /// Serializes journal lookups and run creation within this process.
     journal_lock: tokio::sync::Mutex<()>,
+    /// Alert instances (fingerprint, start) known to have a run, and its id:
+    /// a repeated firing delivery of one of them is a duplicate without a
+    /// journal read. Filled from every journal listing and every run created.
+    known: std::sync::Mutex<std::collections::HashMap<(String, DateTime<Utc>), String>>,
 }
 
 impl Intake {
@@ -114,7 +118,7 @@ impl Intake {
             None => format!("Bearer {credentials}"),
         };
         let counters = hub.intake.clone();
-        Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()) }
+        Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()), known: Default::default() }
     }
 
     pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &std::path::Path) -> anyhow::Result<Self> {
@@ -208,20 +212,30 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
         .collect();
     // Lookup and create under one lock: the copies of a notification an HA
     // pair sends at the same moment must not both find no run and both create one.
-    let needs_journal = intents.iter().flatten().any(|(_, plan)| !matches!(plan, Some(Err(_))));
+    let known: Vec<Option<String>> = {
+        let known = intake.known.lock().expect("known alerts lock");
+        alerts.iter().zip(&intents).map(|(alert, intent)| intent.as_ref().filter(|(_, plan)| matches!(plan, Some(Ok(_)))).and_then(|_| known.get(&alert_key(alert)).cloned())).collect()
+    };
+    let needs_journal = intents.iter().zip(&known).any(|(intent, known)| known.is_none() && intent.as_ref().is_some_and(|(_, plan)| !matches!(plan, Some(Err(_)))));
     let (_guard, mut runs) = if needs_journal {
         let guard = intake.journal_lock.lock().await;
-        (Some(guard), intake.journal.list().await?)
+        let runs = intake.journal.list().await?;
+        remember(intake, &runs);
+        (Some(guard), runs)
     } else {
         (None, vec![])
     };
     let mut results = Vec::with_capacity(alerts.len());
-    for (alert, intent) in alerts.iter().zip(intents) {
+    for ((alert, intent), known) in alerts.iter().zip(intents).zip(known) {
         let alertname = alert.labels.get("alertname").map_or("", String::as_str);
         let result = match intent {
             None => {
                 intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
                 json!({"alertname": alertname, "result": "unrouted"})
+            }
+            Some(_) if known.is_some() => {
+                intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                json!({"alertname": alertname, "result": "duplicate", "run": known})
             }
             // The target is gone or the trigger incomplete: state wins over the alert.
             Some((_, Some(Err(reason)))) => json!({"alertname": alertname, "result": "nothing to do", "reason": reason}),
@@ -230,6 +244,19 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
         results.push(result);
     }
     Ok(results)
+}
+
+fn alert_key(alert: &Alert) -> (String, DateTime<Utc>) {
+    (alert.fingerprint.clone(), alert.starts_at)
+}
+
+fn remember(intake: &Intake, runs: &[RunRecord]) {
+    let mut known = intake.known.lock().expect("known alerts lock");
+    for run in runs {
+        if let Some(a) = &run.spec.trigger.alert {
+            known.entry((a.fingerprint.clone(), a.starts_at)).or_insert_with(|| run.id.clone());
+        }
+    }
 }
 
 /// The playbook trigger from the alert's labels, per the route's params.
@@ -284,6 +311,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         Ok(run) => {
             intake.counters.runs_created.fetch_add(1, Ordering::Relaxed);
             let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
+            remember(intake, std::slice::from_ref(&run));
             runs.insert(0, run);
             Ok(result)
         }
