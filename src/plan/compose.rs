@@ -61,7 +61,8 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
         let mut steps = vec![];
         for part in phase.parts {
             for f in &part.plan.findings {
-                findings.push(format!("{}: {f}", part.plan.target));
+                // Prefixed with the part's target, unless the finding already names it first.
+                findings.push(if f.starts_with(&part.plan.target) { f.clone() } else { format!("{}: {f}", part.plan.target) });
             }
             for f in &part.plan.follow_ups {
                 if !plan.follow_ups.contains(f) {
