@@ -362,7 +362,7 @@ where
                 continue;
             }
             let deps: Vec<Option<bool>> = step.needs.iter().map(|n| done[index[n.as_str()]]).collect();
-            if deps.iter().any(|d| *d == Some(false)) {
+            if deps.contains(&Some(false)) {
                 started[i] = true;
                 done[i] = Some(false); // stays NotRun: its branch stopped
             } else if deps.iter().all(|d| *d == Some(true)) {
