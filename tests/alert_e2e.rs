@@ -24,7 +24,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use chrono::Utc;
 use kube::Client;
 use lifeboat::config::Config;
 use lifeboat::journal::{Journal, Phase, RunRecord, StepState};
@@ -32,8 +31,8 @@ use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
+use support::cnpg::*;
 use support::fake_discord::{FakeDiscord, Message, BOT_TOKEN, CHANNEL_ID};
-use support::fixtures::*;
 use support::k8s::*;
 use support::process::{find_binary, free_ports, Process};
 
@@ -52,59 +51,12 @@ fn running(mut pod: Value, ready: bool) -> Value {
     pod
 }
 
-/// A 3-instance CNPG cluster `postgres` in a fresh namespace whose primary
-/// postgres-1 lives on a node NotReady for 10 minutes (as tests/playbook_cnpg.rs).
+/// The cnpg-instance-lost scene (tests/support/cnpg.rs) in a fresh namespace.
 /// Returns (namespace, healthy node).
 async fn lost_primary_scene(client: &Client, prefix: &str) -> (String, String) {
     let ns = control_plane().namespace(client, prefix).await;
-    let (healthy, doomed) = (format!("{ns}-a"), format!("{ns}-b"));
-    node_ready(client, &healthy).await;
-    node_ready(client, &doomed).await;
-    for (i, node) in [(1, &doomed), (2, &healthy), (3, &healthy)] {
-        let instance = format!("postgres-{i}");
-        let pv = format!("{ns}-pv-{i}");
-        create(client, pv_pinned(&pv, "kubernetes.io/hostname", node, &ns, &instance), None).await;
-        create(client, pvc(&ns, &instance, &pv, json!({"cnpg.io/cluster": "postgres", "cnpg.io/pvcRole": "PG_DATA"})), None).await;
-        let labels = json!({"cnpg.io/cluster": "postgres", "cnpg.io/instanceName": instance, "cnpg.io/instanceRole": if i == 1 {"primary"} else {"replica"}});
-        create(client, running(pod(&ns, &instance, node, &[&instance], labels, None), true), None).await;
-    }
-    let mut cluster = cnpg_cluster(&ns, "postgres", "postgres-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z")], "postgres-r2");
-    cluster["spec"]["storage"] = json!({"size": "1Gi"});
-    cluster["status"]["instanceNames"] = json!(["postgres-1", "postgres-2", "postgres-3"]);
-    create(client, cluster, None).await;
-    mark_node_not_ready(client, &doomed, Utc::now() - chrono::Duration::minutes(10)).await;
+    let (healthy, _) = lost_primary_cluster(client, &ns).await;
     (ns, healthy)
-}
-
-/// Plays CloudNativePG: follows a promotion, and re-creates a deleted instance
-/// on the healthy node with the -rw Service routing to the new primary.
-async fn play_cnpg(client: Client, ns: String, healthy: String) {
-    let mut recreated = false;
-    loop {
-        let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
-        let target = cluster["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
-        if cluster["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
-            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
-        }
-        let pvc_gone = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await.get_opt("postgres-1").await.unwrap().is_none();
-        if pvc_gone && !recreated {
-            let pv = format!("{ns}-pv-4");
-            create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, "postgres-4"), None).await;
-            create(&client, pvc(&ns, "postgres-4", &pv, json!({"cnpg.io/cluster": "postgres"})), None).await;
-            create(&client, running(pod(&ns, "postgres-4", &healthy, &["postgres-4"], json!({"cnpg.io/cluster": "postgres"}), None), true), None).await;
-            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres", json!({
-                "readyInstances": 3, "instances": 3, "instanceNames": ["postgres-2", "postgres-3", "postgres-4"],
-                "danglingPVC": [], "phase": "Cluster in healthy state"})).await;
-            create(&client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres-rw", "namespace": ns},
-                "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}}}), None).await;
-            create(&client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "postgres-rw-1", "namespace": ns, "labels": {"kubernetes.io/service-name": "postgres-rw"}},
-                "addressType": "IPv4", "ports": [{"port": 5432}],
-                "endpoints": [{"addresses": ["10.0.0.12"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": target, "namespace": ns}}]}), None).await;
-            recreated = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The shipped rules with every `for:` shortened to 2s: the real durations

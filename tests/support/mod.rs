@@ -1,4 +1,5 @@
 pub mod controlplane;
+pub mod cnpg;
 pub mod fake_discord;
 pub mod fixtures;
 pub mod k8s;
