@@ -9,6 +9,21 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every check this script runs must exist: a missing one is a broken
+# checkout, not something to skip.
+for script in scripts/install-test-deps.sh scripts/build-control-plane.sh scripts/fetch-crds.sh scripts/build-helm.sh \
+    rules/check.sh deploy/check.sh rules/e2e.sh; do
+    if [ ! -x "$script" ]; then
+        echo "missing or not executable: $script (scripts/test.sh runs it)" >&2
+        exit 1
+    fi
+done
+
+step "format (files listed in scripts/rustfmt-files; rustfmt.toml)"
+# Only the listed files: the rest of the tree predates rustfmt.toml.
+mapfile -t formatted < <(grep -v '^#' scripts/rustfmt-files | grep .)
+rustfmt --check --edition 2021 "${formatted[@]}"
+
 step "test dependencies"
 scripts/install-test-deps.sh
 
@@ -29,25 +44,26 @@ scripts/build-control-plane.sh
 # sed reads everything: `head` would SIGPIPE the writer and fail under pipefail.
 "target/control-plane/v1.35.4/bin/etcd" --version | sed -n 1p
 
+step "upstream CRDs (from the operators' Go modules; cached)"
+scripts/fetch-crds.sh
 if [ -d ../shared/crds ]; then
-    echo "CRDs: upstream, from ../shared/crds"
+    echo "CRDs: ../shared/crds first, then target/upstream-crds, then stand-ins (tests/support/crds.rs)"
 else
-    echo "CRDs: ../shared/crds absent; using the stand-ins in tests/crds"
+    echo "CRDs: target/upstream-crds, then stand-ins for kinds no served module carries (docs/development.md)"
 fi
 
 step "build"
 cargo build --locked --bins
 export LIFEBOAT_BIN="$PWD/target/debug/lifeboat"
 
-if [ -x scripts/build-helm.sh ]; then
-    step "helm (from its Go module; cached)"
-    scripts/build-helm.sh
-fi
+step "helm (from its Go module; cached)"
+# LIFEBOAT_HELM points both the build (its output) and the chart check at one binary.
+export HELM="${HELM:-${LIFEBOAT_HELM:-$PWD/target/tools/helm}}"
+export LIFEBOAT_HELM="$HELM"
+scripts/build-helm.sh
 for check in rules/check.sh deploy/check.sh rules/e2e.sh; do
-    if [ -x "$check" ]; then
-        step "$check"
-        "$check"
-    fi
+    step "$check"
+    "$check"
 done
 
 step "cargo test"

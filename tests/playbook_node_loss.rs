@@ -448,6 +448,7 @@ mod e2e {
         s.players.assert_alive();
         let done = s.journal.get(&run.id).await.unwrap().unwrap();
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        support::graph::assert_run_followed_needs(&done);
 
         // The journal explains every step.
         assert_eq!(done.status.steps.len(), plan.steps.len());
@@ -579,6 +580,7 @@ mod e2e {
         assert_eq!(flux_state(&s).await, flux_before, "resumed at the end");
         let done = s.journal.get(&run.id).await.unwrap().unwrap();
         assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded && st.detail.is_some()), "{:#?}", done.status.steps);
+        support::graph::assert_run_followed_needs(&done);
         s.players.stop().await;
     }
 }

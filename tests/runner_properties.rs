@@ -2,6 +2,8 @@
 //! outcomes (the step work itself is a stand-in here; the API-facing steps
 //! are tested against the real apiserver in playbook_*.rs).
 
+mod support;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -43,7 +45,14 @@ fn plans() -> impl Strategy<Value = (Plan, Vec<bool>)> {
     })
 }
 
-fn run(plan: &Plan, outcomes: &[bool], limits: &RunLimits) -> (RunReport, Vec<String>, usize) {
+/// What the stand-in step work saw, in order.
+#[derive(Clone, Debug, PartialEq)]
+enum Event {
+    Started(String),
+    Finished(String),
+}
+
+fn run(plan: &Plan, outcomes: &[bool], limits: &RunLimits) -> (RunReport, Vec<Event>, usize) {
     let mut report = lifeboat::act::runner::fresh_report(plan);
     let order = RefCell::new(Vec::new());
     let in_flight = AtomicUsize::new(0);
@@ -56,9 +65,10 @@ fn run(plan: &Plan, outcomes: &[bool], limits: &RunLimits) -> (RunReport, Vec<St
         async move {
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            order.borrow_mut().push(format!("s{i}"));
+            order.borrow_mut().push(Event::Started(format!("s{i}")));
             tokio::time::sleep(Duration::from_millis(1 + (i as u64 % 3))).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
+            order.borrow_mut().push(Event::Finished(format!("s{i}")));
             if ok {
                 StepStatus::Succeeded { detail: "ok".into() }
             } else {
@@ -78,7 +88,8 @@ proptest! {
         let limits = RunLimits { concurrency, ..RunLimits::default() };
         let (report, order, peak) = run(&plan, &outcomes, &limits);
         prop_assert!(peak <= concurrency, "{} steps at once with concurrency {}", peak, concurrency);
-        let position: HashMap<&str, usize> = order.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let position: HashMap<&str, usize> = order.iter().enumerate().filter_map(|(i, e)| match e { Event::Started(s) => Some((s.as_str(), i)), _ => None }).collect();
+        let finished: HashMap<&str, usize> = order.iter().enumerate().filter_map(|(i, e)| match e { Event::Finished(s) => Some((s.as_str(), i)), _ => None }).collect();
         let succeeded = |id: &str| report.steps.iter().any(|s| s.id == id && matches!(s.status, StepStatus::Succeeded { .. }));
         for (i, step) in plan.steps.iter().enumerate() {
             let ran = position.contains_key(step.id.as_str());
@@ -86,13 +97,14 @@ proptest! {
             prop_assert_eq!(ran, needs_ok, "step {} ran={} needs_ok={}", step.id, ran, needs_ok);
             if ran {
                 for n in &step.needs {
-                    prop_assert!(position[n.as_str()] < position[step.id.as_str()], "{} started before its dependency {}", step.id, n);
+                    prop_assert!(finished[n.as_str()] < position[step.id.as_str()], "{} started before its dependency {} finished", step.id, n);
                 }
                 prop_assert_eq!(matches!(report.steps[i].status, StepStatus::Succeeded { .. }), outcomes[i]);
             } else {
                 prop_assert_eq!(&report.steps[i].status, &StepStatus::NotRun);
             }
         }
+        support::graph::assert_report_followed_needs(&plan, &report);
         let all_ok = report.steps.iter().all(|s| matches!(s.status, StepStatus::Succeeded { .. }));
         prop_assert_eq!(report.outcome == Outcome::Succeeded, all_ok);
         // Every step that did not succeed is in the commands left to run by hand.

@@ -1,12 +1,14 @@
 //! A real Kubernetes control plane for the tests: upstream etcd and
 //! kube-apiserver (built by scripts/build-control-plane.sh), started once per
-//! test binary on free loopback ports, with the real upstream CRDs from
-//! ../shared/crds (or LIFEBOAT_CRDS_DIR), falling back to tests/crds when
-//! neither exists. Tests isolate themselves by namespace.
+//! test binary on free loopback ports and shared by its tests, which isolate
+//! themselves by namespace. The CRDs come from the best source for each
+//! (tests/support/crds.rs: ../shared/crds, the operators' Go modules, then
+//! stand-ins).
 //!
 //! The processes are started from a thread that lives as long as the test
 //! binary, with PR_SET_PDEATHSIG, so they die with the binary even when a
-//! test panics or the run is interrupted.
+//! test panics or the run is interrupted. A start that fails keeps its
+//! directory (logs) and the error shows the logs' last lines.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -24,18 +26,26 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use super::crds;
+
 pub const KUBE_VERSION: &str = "v1.35.4";
 const ADMIN_TOKEN: &str = "lifeboat-test-admin-token";
+/// How long the apiserver may take to answer /readyz. Generous: up to eight
+/// test runs share two cores here; a start that exceeds it shows its logs.
+const READY_WITHIN: Duration = Duration::from_secs(120);
 
 pub struct ControlPlane {
     pub url: String,
-    /// Where the CRDs came from (upstream or the fallback stand-ins).
+    /// The best CRD source in use (../shared/crds, the module CRDs, or tests/crds
+    /// when only stand-ins were found); each CRD's own file is in `crds`.
     pub crd_source: PathBuf,
+    /// Installed CRD name -> the file it came from.
+    pub crd_origins: std::collections::BTreeMap<String, PathBuf>,
     pub held_back: Vec<String>,
     pub dir: PathBuf,
 }
 
-static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
 /// The binary's control plane with every CRD installed.
 pub fn control_plane() -> &'static ControlPlane {
@@ -44,23 +54,27 @@ pub fn control_plane() -> &'static ControlPlane {
 
 /// The binary's control plane; the named CRDs (e.g. `mariadbs.k8s.mariadb.com`)
 /// are left out so a test can install them later. The first call decides.
+/// A failed start fails every test of the binary at once, with the same error.
 pub fn control_plane_holding_back(held_back: &[&str]) -> &'static ControlPlane {
-    PLANE.get_or_init(|| {
+    let started = PLANE.get_or_init(|| {
         let held_back: Vec<String> = held_back.iter().map(|s| s.to_string()).collect();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("control-plane".into())
-            .spawn(move || {
-                let started = start(held_back);
-                tx.send(started).expect("report control plane");
-                // Children die with this thread (PDEATHSIG): keep it alive.
-                loop {
-                    std::thread::park();
+            .spawn(move || match start(held_back) {
+                Ok((plane, _children)) => {
+                    tx.send(Ok(plane)).expect("report control plane");
+                    // Children die with this thread (PDEATHSIG): keep it alive.
+                    loop {
+                        std::thread::park();
+                    }
                 }
+                Err(e) => tx.send(Err(e)).expect("report control plane"),
             })
             .expect("spawn control-plane thread");
-        rx.recv().expect("control plane thread").unwrap_or_else(|e| panic!("starting the control plane: {e}"))
-    })
+        rx.recv().expect("control plane thread")
+    });
+    started.as_ref().unwrap_or_else(|e| panic!("starting the control plane: {e}"))
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -70,20 +84,9 @@ pub fn bin_dir() -> PathBuf {
     root.join("bin")
 }
 
-/// Upstream CRDs when available, else the project's stand-ins.
-pub fn crd_source() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LIFEBOAT_CRDS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/crds");
-    if shared.is_dir() {
-        return shared;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crds")
-}
-
 /// The data dirs outlive their test binary (it exits without destructors, its
-/// processes killed by PDEATHSIG); each run removes those of finished runs.
+/// processes killed by PDEATHSIG); each run removes those of finished runs,
+/// except the ones of failed starts (marked [`FAILED_MARK`]), kept for their logs.
 fn remove_dirs_of_finished_runs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for entry in entries.flatten() {
@@ -91,17 +94,64 @@ fn remove_dirs_of_finished_runs() {
         let Some(pid) = name.strip_prefix("lifeboat-cp-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if !Path::new(&format!("/proc/{pid}")).exists() && !entry.path().join(FAILED_MARK).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
 
+const FAILED_MARK: &str = "FAILED-START";
+/// Starts whose etcd or apiserver exits at once (a port taken between choosing
+/// it and binding it) are retried on new ports this many times.
+const ATTEMPTS: usize = 3;
+
+/// A free loopback port below the kernel's ephemeral range
+/// (/proc/sys/net/ipv4/ip_local_port_range starts at 32768): a port from
+/// `bind(:0)` is an ephemeral one, and once released any outgoing connection
+/// on this busy machine may take it before etcd or the apiserver binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20000 + (h.finish() % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
-fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<(), String> {
+/// `n` distinct free ports.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let mut ports = [0; N];
+    for i in 0..N {
+        ports[i] = loop {
+            let p = free_port();
+            if !ports[..i].contains(&p) {
+                break p;
+            }
+        };
+    }
+    ports
+}
+
+/// A child killed when dropped (a failed start leaves nothing running).
+struct Child(std::process::Child, &'static str);
+
+impl Child {
+    fn exited(&mut self) -> Option<String> {
+        self.0.try_wait().ok().flatten().map(|status| format!("{} exited ({status})", self.1))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(name: &'static str, bin: &Path, args: &[String], log: &Path) -> Result<Child, String> {
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut cmd = Command::new(bin);
     cmd.args(args).stdin(Stdio::null()).stdout(log_file.try_clone().map_err(|e| e.to_string())?).stderr(log_file);
@@ -112,11 +162,17 @@ fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<(), String> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| format!("starting {}: {e} (run scripts/build-control-plane.sh)", bin.display()))?;
-    Ok(())
+    let child = cmd.spawn().map_err(|e| format!("starting {}: {e} (run scripts/build-control-plane.sh)", bin.display()))?;
+    Ok(Child(child, name))
 }
 
-fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
+/// A running control plane and its processes (they stop when this is dropped).
+pub struct Started {
+    pub plane: ControlPlane,
+    children: Vec<Child>,
+}
+
+fn start(held_back: Vec<String>) -> Result<(ControlPlane, Vec<Child>), String> {
     let bins = bin_dir();
     for b in ["etcd", "kube-apiserver"] {
         if !bins.join(b).is_file() {
@@ -124,10 +180,46 @@ fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
         }
     }
     remove_dirs_of_finished_runs();
-    let prefix = format!("lifeboat-cp-{}-", std::process::id());
-    let dir = tempfile::Builder::new().prefix(&prefix).tempdir().map_err(|e| e.to_string())?.keep();
-    let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
-    spawn(
+    let mut failures = vec![];
+    for attempt in 1..=ATTEMPTS {
+        let prefix = format!("lifeboat-cp-{}-", std::process::id());
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir().map_err(|e| e.to_string())?.keep();
+        match start_in(&dir, free_ports(), held_back.clone()) {
+            Ok(started) => return Ok((started.plane, started.children)),
+            // A process that exited at once: most likely a port taken meanwhile.
+            Err(e) if e.starts_with(EXITED) && attempt < ATTEMPTS => failures.push(e),
+            Err(e) => {
+                failures.push(e);
+                break;
+            }
+        }
+    }
+    Err(failures.join("\n\nand before that:\n"))
+}
+
+const EXITED: &str = "exited early: ";
+
+/// Starts etcd and kube-apiserver in `dir` on `[etcd client, etcd peer,
+/// apiserver]` ports and installs the CRDs. A failure leaves `dir` (marked
+/// failed, kept by later runs) and says what failed with the logs' last lines.
+pub fn start_in(dir: &Path, ports: [u16; 3], held_back: Vec<String>) -> Result<Started, String> {
+    launch(&bin_dir(), dir, ports, held_back).map_err(|e| {
+        let _ = std::fs::write(dir.join(FAILED_MARK), &e);
+        format!("{e}\n{}\n{}\n(the directory {} is kept)", log_tail(&dir.join("etcd.log"), 20), log_tail(&dir.join("kube-apiserver.log"), 40), dir.display())
+    })
+}
+
+/// The last `lines` lines of a log, headed by its path.
+fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    format!("----- last lines of {}\n{}", log.display(), all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+fn launch(bins: &Path, dir: &Path, [client_port, peer_port, api_port]: [u16; 3], held_back: Vec<String>) -> Result<Started, String> {
+    let began = Instant::now();
+    let etcd = spawn(
+        "etcd",
         &bins.join("etcd"),
         &[
             "--name=lifeboat-test".into(),
@@ -153,7 +245,9 @@ fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
     std::fs::File::create(&tokens)
         .and_then(|mut f| writeln!(f, "{ADMIN_TOKEN},lifeboat-admin,lifeboat-admin-uid,\"system:masters\""))
         .map_err(|e| e.to_string())?;
-    spawn(
+    let keys_made = began.elapsed();
+    let apiserver = spawn(
+        "kube-apiserver",
         &bins.join("kube-apiserver"),
         &[
             format!("--etcd-servers=http://127.0.0.1:{client_port}"),
@@ -169,24 +263,37 @@ fn start(held_back: Vec<String>) -> Result<ControlPlane, String> {
             // No controller-manager creates the default ServiceAccount.
             "--disable-admission-plugins=ServiceAccount".into(),
             "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
         ],
         &dir.join("kube-apiserver.log"),
     )?;
-    let plane = ControlPlane { url: format!("https://127.0.0.1:{api_port}"), crd_source: crd_source(), held_back, dir };
+    let mut children = vec![etcd, apiserver];
+    let crds = crds::all()?;
+    let stand_ins: Vec<String> = crds::stand_ins(&crds).into_iter().map(String::from).collect();
+    let crd_source = crds::upstream_dirs().into_iter().next().unwrap_or_else(crds::stand_in_dir);
+    let crd_origins = crds.iter().map(|c| (c.name.clone(), c.origin.clone())).collect();
+    let plane = ControlPlane { url: format!("https://127.0.0.1:{api_port}"), crd_source, crd_origins, held_back, dir: dir.to_path_buf() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        plane.wait_ready().await?;
+    let (apiserver_ready, crds_ready) = runtime.block_on(async {
+        plane.wait_ready(&mut children).await?;
+        let apiserver_ready = began.elapsed();
         let client = plane.admin_client();
-        for crd in all_crds(&plane.crd_source)? {
-            let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            if !plane.held_back.contains(&name) {
-                apply_crd(&client, crd).await?;
-            }
-        }
-        Ok::<(), String>(())
+        let install: Vec<Value> = crds.into_iter().filter(|c| !plane.held_back.contains(&c.name)).map(|c| c.manifest).collect();
+        apply_crds(&client, install).await?;
+        Ok::<_, String>((apiserver_ready, began.elapsed()))
     })?;
-    eprintln!("control plane {KUBE_VERSION} at {} (CRDs from {}, logs in {})", plane.url, plane.crd_source.display(), plane.dir.display());
-    Ok(plane)
+    eprintln!(
+        "control plane {KUBE_VERSION} at {} ready in {:.1}s (keys {:.1}s, apiserver ready at {:.1}s, CRDs established at {:.1}s); CRDs from {}{}; logs in {}",
+        plane.url,
+        crds_ready.as_secs_f64(),
+        keys_made.as_secs_f64(),
+        apiserver_ready.as_secs_f64(),
+        crds_ready.as_secs_f64(),
+        plane.crd_source.display(),
+        if stand_ins.is_empty() { String::new() } else { format!(", stand-ins for {}", stand_ins.join(", ")) },
+        plane.dir.display()
+    );
+    Ok(Started { plane, children })
 }
 
 impl ControlPlane {
@@ -232,21 +339,31 @@ impl ControlPlane {
         Client::try_from(self.config(&token)).expect("service account client")
     }
 
-    async fn wait_ready(&self) -> Result<(), String> {
+    /// Until /readyz answers ok, then makes sure `default` exists: the
+    /// apiserver's system-namespaces controller creates it once at start and
+    /// retries only every minute (kubernetes v1.35.4,
+    /// pkg/controlplane/controller/systemnamespaces), so a first attempt lost
+    /// to a loaded machine would cost a minute. Fails at once, naming it, if
+    /// etcd or the apiserver exits.
+    async fn wait_ready(&self, children: &mut [Child]) -> Result<(), String> {
         let client = self.admin_client();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + READY_WITHIN;
         loop {
+            if let Some(exited) = children.iter_mut().find_map(Child::exited) {
+                return Err(format!("{EXITED}{exited} before the apiserver was ready"));
+            }
             let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
-            if let Ok(body) = client.request_text(request).await {
-                if body.trim() == "ok" {
-                    let namespaces: Api<Namespace> = Api::all(client.clone());
-                    if namespaces.get("default").await.is_ok() {
-                        return Ok(());
-                    }
+            if client.request_text(request).await.is_ok_and(|body| body.trim() == "ok") {
+                let namespaces: Api<Namespace> = Api::all(client.clone());
+                let default: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+                match namespaces.create(&PostParams::default(), &default).await {
+                    Ok(_) => return Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+                    Err(_) => {}
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("kube-apiserver not ready after 90s; see {}", self.dir.join("kube-apiserver.log").display()));
+                return Err(format!("kube-apiserver not ready after {}s", READY_WITHIN.as_secs()));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -254,12 +371,8 @@ impl ControlPlane {
 
     /// Installs one CRD (by name) from the CRD source, e.g. a held-back one.
     pub async fn install_crd(&self, client: &Client, name: &str) {
-        let crd = all_crds(&self.crd_source)
-            .expect("CRDs load")
-            .into_iter()
-            .find(|c| c["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no CRD {name} in {}", self.crd_source.display()));
-        apply_crd(client, crd).await.expect("CRD installs");
+        let crd = crds::all().expect("CRDs load").into_iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no CRD {name} in any CRD source"));
+        apply_crds(client, vec![crd.manifest]).await.expect("CRD installs");
     }
 
     /// A fresh namespace named `<prefix>-<n>`.
@@ -273,56 +386,33 @@ impl ControlPlane {
     }
 }
 
-/// The operators' CRDs from `source` plus lifeboat's own (deploy/crds).
-fn all_crds(source: &Path) -> Result<Vec<Value>, String> {
-    let mut crds = load_crds(source)?;
-    crds.extend(load_crds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds"))?);
-    Ok(crds)
-}
-
-fn load_crds(source: &Path) -> Result<Vec<Value>, String> {
-    let files: Vec<PathBuf> = if source.is_dir() {
-        let mut f: Vec<PathBuf> = std::fs::read_dir(source)
-            .map_err(|e| format!("{}: {e}", source.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        f.sort();
-        f
-    } else {
-        vec![source.to_path_buf()]
-    };
-    let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).map_err(|e| format!("{}: {e}", file.display()))?;
-            if value["kind"] == "CustomResourceDefinition" {
-                out.push(value);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Server-side apply (several upstream CRDs exceed the client-side
-/// last-applied annotation limit), then wait until Established and served.
-async fn apply_crd(client: &Client, crd: Value) -> Result<(), String> {
-    let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+/// Server-side applies every CRD (several upstream CRDs exceed the
+/// client-side last-applied annotation limit), then waits until all are
+/// Established and served, all at once: one apiserver round of OpenAPI
+/// rebuilding instead of one per CRD.
+async fn apply_crds(client: &Client, crds: Vec<Value>) -> Result<(), String> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(&name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&crd))
-        .await
-        .map_err(|e| format!("applying CRD {name}: {e}"))?;
-    let group = crd["spec"]["group"].as_str().unwrap_or_default().to_string();
-    let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
-    let versions: Vec<String> = crd["spec"]["versions"]
-        .as_array()
-        .map(|v| v.iter().filter(|v| v["served"] == true).filter_map(|v| v["name"].as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    for crd in &crds {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        api.patch(name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(crd))
+            .await
+            .map_err(|e| format!("applying CRD {name}: {e}"))?;
+    }
+    futures::future::try_join_all(crds.iter().map(|crd| wait_served(client, crd))).await?;
+    Ok(())
+}
+
+async fn wait_served(client: &Client, crd: &Value) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    let group = crd["spec"]["group"].as_str().unwrap_or_default();
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
+    let versions: Vec<&str> =
+        crd["spec"]["versions"].as_array().map(|v| v.iter().filter(|v| v["served"] == true).filter_map(|v| v["name"].as_str()).collect()).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let established = api
-            .get(&name)
+            .get(name)
             .await
             .ok()
             .and_then(|c| c.status)
@@ -330,10 +420,7 @@ async fn apply_crd(client: &Client, crd: Value) -> Result<(), String> {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
         let mut served = established;
         for v in &versions {
-            served &= client
-                .list_api_group_resources(&format!("{group}/{v}"))
-                .await
-                .is_ok_and(|l| l.resources.iter().any(|r| r.name == plural));
+            served &= client.list_api_group_resources(&format!("{group}/{v}")).await.is_ok_and(|l| l.resources.iter().any(|r| r.name == plural));
         }
         if served {
             return Ok(());

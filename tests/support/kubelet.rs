@@ -24,9 +24,12 @@ pub struct FakeKubelet {
 }
 
 impl FakeKubelet {
-    /// Listens on 127.0.0.1 with a self-signed certificate made in `dir`.
-    pub async fn start(dir: &Path) -> Self {
-        let (cert, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
+    /// Listens on 127.0.0.1 with a self-signed certificate made in a new
+    /// directory under `parent` (removed once loaded): kubelets started side
+    /// by side, as parallel tests do, never share a key file.
+    pub async fn start(parent: &Path) -> Self {
+        let dir = tempfile::Builder::new().prefix("lifeboat-kubelet-").tempdir_in(parent).expect("kubelet directory");
+        let (cert, key) = (dir.path().join("kubelet.crt"), dir.path().join("kubelet.key"));
         let ok = Command::new("openssl")
             .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fake-kubelet", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
             .arg(&key)
@@ -39,6 +42,7 @@ impl FakeKubelet {
         assert!(ok.success(), "openssl could not make the kubelet certificate");
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert).unwrap().map(|c| c.unwrap()).collect();
         let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        drop(dir);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()

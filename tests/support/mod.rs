@@ -1,7 +1,10 @@
 pub mod controlplane;
+pub mod crds;
+pub mod deadline;
 pub mod cnpg;
 pub mod fake_discord;
 pub mod fixtures;
+pub mod graph;
 pub mod k8s;
 pub mod kubelet;
 pub mod metrics;

@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 
 use super::example_cluster::ExampleCluster;
 use super::k8s::{create, rfc3339, set_status};
+use super::deadline::{Alarm, Deadline};
 use super::kubelet::FakeKubelet;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -405,26 +406,46 @@ async fn jobs_tick(c: &Cluster, kubelet: &FakeKubelet, job_output: &JobOutput) {
 
 pub type JobOutput = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+/// The running players. A player that panics (e.g. a write the apiserver
+/// refused) fails the test: [`Players::assert_alive`], [`Players::stop`] and
+/// dropping them report its panic, and the test's [`Deadline`] (the players
+/// carry one) ends a test that keeps waiting on the dead player.
 pub struct Players {
     handle: tokio::task::JoinHandle<()>,
+    panicked: Arc<std::sync::Mutex<Option<String>>>,
+    _deadline: Deadline,
 }
 
 impl Players {
-    /// Fails the test if a player died (a write the apiserver refused).
+    /// Fails the test if a player died.
     pub fn assert_alive(&self) {
-        assert!(!self.handle.is_finished(), "a player died: see its panic above");
+        if let Some(what) = self.panicked.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            panic!("a player panicked: {what}");
+        }
+        assert!(!self.handle.is_finished(), "the players stopped");
     }
 
-    /// Stops the players before the test's runtime goes away.
+    /// Stops the players before the test's runtime goes away; fails the test
+    /// if one had panicked.
     pub async fn stop(&mut self) {
         self.handle.abort();
         let _ = (&mut self.handle).await;
+        self.assert_alive_or_stopped();
+    }
+
+    fn assert_alive_or_stopped(&self) {
+        if let Some(what) = self.panicked.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            panic!("a player panicked: {what}");
+        }
     }
 }
 
 impl Drop for Players {
     fn drop(&mut self) {
         self.handle.abort();
+        if !std::thread::panicking() {
+            self.assert_alive_or_stopped();
+        }
     }
 }
 
@@ -432,7 +453,9 @@ impl Drop for Players {
 /// cluster per tick), until the returned value is dropped.
 pub fn spawn_all(c: &Cluster, kubelet: Arc<FakeKubelet>, job_output: JobOutput) -> Players {
     let c = c.clone();
-    let handle = tokio::spawn(async move {
+    let deadline = Deadline::for_this_test();
+    let (alarm, panicked) = (deadline.alarm(), Arc::new(std::sync::Mutex::new(None)));
+    let players = async move {
         let mut serial = 0;
         loop {
             let view = View::read(&c).await;
@@ -443,6 +466,17 @@ pub fn spawn_all(c: &Cluster, kubelet: Arc<FakeKubelet>, job_output: JobOutput) 
             jobs_tick(&c, &kubelet, &job_output).await;
             tokio::time::sleep(TICK).await;
         }
-    });
-    Players { handle }
+    };
+    let handle = tokio::spawn(report_panic(players, alarm, panicked.clone()));
+    Players { handle, panicked, _deadline: deadline }
+}
+
+/// Runs `task`; if it panics, records the panic's message and raises the alarm.
+pub async fn report_panic(task: impl std::future::Future<Output = ()>, alarm: Alarm, panicked: Arc<std::sync::Mutex<Option<String>>>) {
+    use futures::FutureExt;
+    if let Err(payload) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let what = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "(no message)".into());
+        alarm.raise(&format!("a player panicked: {what}"));
+        *panicked.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+    }
 }
