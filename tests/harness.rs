@@ -15,10 +15,14 @@ use support::deadline::Deadline;
 use support::graph::{needs_violations, StepTimes};
 use support::kubelet::FakeKubelet;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubelets_started_side_by_side_in_one_directory_each_serve_their_own_certificate() {
     let parent = tempfile::tempdir().unwrap();
-    let kubelets = futures::future::join_all((0..6).map(|_| FakeKubelet::start(parent.path()))).await;
+    let starts = (0..8).map(|_| {
+        let parent = parent.path().to_path_buf();
+        tokio::spawn(async move { FakeKubelet::start(&parent).await })
+    });
+    let kubelets: Vec<FakeKubelet> = futures::future::join_all(starts).await.into_iter().map(|k| k.expect("kubelet starts")).collect();
     let https = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
     for (i, kubelet) in kubelets.iter().enumerate() {
         kubelet.set_log("ns", &format!("pod-{i}"), "app", &format!("log of kubelet {i}"));
