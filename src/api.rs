@@ -1,6 +1,8 @@
 //! The authenticated HTTP API (`/api/...`): operations a human or a chat bot
-//! triggers. Today: the kill switch. Bearer token from a file (a mounted
-//! Secret); without one the API is off.
+//! triggers: the kill switch and approvals. Bearer token from a file (a
+//! mounted Secret); without one the API is off. An approval is recorded as
+//! `api:<by>` (a validated name) and checked against the approval window
+//! like every other path; a malformed run id or name is a 400.
 
 use std::path::Path;
 use std::sync::Arc;
