@@ -315,6 +315,12 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
             runs.insert(0, run);
             Ok(result)
         }
+        // Another replica got the same notification (Alertmanager HA) and
+        // created the alert's run first: its deterministic name is taken.
+        Err(crate::act::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
+            intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
+        }
         Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
         Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => {
             intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);

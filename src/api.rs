@@ -1,6 +1,8 @@
 //! The authenticated HTTP API (`/api/...`): operations a human or a chat bot
-//! triggers. Today: the kill switch. Bearer token from a file (a mounted
-//! Secret); without one the API is off.
+//! triggers: the kill switch and approvals. Bearer token from a file (a
+//! mounted Secret); without one the API is off. An approval is recorded as
+//! `api:<by>` (a validated name) and checked against the approval window
+//! like every other path; a malformed run id or name is a 400.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,11 +20,13 @@ pub struct ApiContext {
     pub client: kube::Client,
     pub namespace: String,
     token: String,
+    /// `remediation.approvalTtl`: approvals after the window are refused.
+    pub approval_ttl: crate::config::Dur,
 }
 
 impl ApiContext {
     pub fn new(client: kube::Client, namespace: String, token: String) -> Self {
-        Self { client, namespace, token }
+        Self { client, namespace, token, approval_ttl: crate::config::RemediationConfig::default().approval_ttl }
     }
 
     pub fn from_token_file(client: kube::Client, namespace: String, path: &Path) -> anyhow::Result<Self> {
@@ -74,18 +78,36 @@ async fn approve(
     if !api.authorized(&headers) {
         return unauthorized();
     }
+    if let Err(e) = crate::journal::check_id(&id) {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
     let Ok(approval) = serde_json::from_slice::<Approval>(&body) else {
         return (StatusCode::BAD_REQUEST, "body must be JSON {\"hash\": \"<plan hash>\", \"by\": \"<who>\"}\n").into_response();
     };
+    let Some(by) = approver_name(&approval.by) else {
+        return (StatusCode::BAD_REQUEST, format!("\"by\" must name the approver: 1 to {MAX_APPROVER_LEN} letters, digits, '.', '_', '@' or '-' (got {:?})\n", approval.by)).into_response();
+    };
     let journal = crate::journal::Journal::cluster(api.client.clone(), api.namespace.clone());
-    match remediator::approve(&journal, &id, &approval.hash, &approval.by).await {
+    match remediator::approve(&journal, &id, &approval.hash, &by, api.approval_ttl).await {
         Ok(run) => Json(json!({"id": run.id, "phase": run.status.phase, "approvedBy": run.status.approved_by})).into_response(),
         Err(e @ RemediationError::NoSuchRun(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. })) => {
+        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::ApprovalWindowClosed { .. })) => {
             (StatusCode::CONFLICT, format!("{e}\n")).into_response()
         }
+        Err(e @ RemediationError::Journal(crate::journal::JournalError::InvalidId { .. })) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
+}
+
+const MAX_APPROVER_LEN: usize = 64;
+
+/// The approver as recorded: `api:<name>`, so an API caller can never pass
+/// for a Discord (`discord:…`) or CLI approver. None for an unusable name.
+fn approver_name(by: &str) -> Option<String> {
+    let valid = !by.is_empty()
+        && by.len() <= MAX_APPROVER_LEN
+        && by.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+    valid.then(|| format!("api:{by}"))
 }
 
 fn unauthorized() -> Response {

@@ -306,11 +306,14 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
     let discord_config = config.clone();
     let hub = start_hub(config, &source, None).await?;
     let mut leader = None;
+    let mut remediator_task = None;
     if remediation.execute {
         if source.from_dump.is_some() {
             bail!("remediation.execute needs a live cluster, not --from-dump");
         }
-        leader = Some(start_remediation(remediation.clone(), hub.clone()).await?);
+        let (handle, task) = start_remediation(remediation.clone(), hub.clone()).await?;
+        leader = Some(handle);
+        remediator_task = Some(task);
     }
     let mut app = crate::server::router(hub.clone());
     if discord_config.discord.enabled() {
@@ -342,17 +345,54 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
     }
     if let Some(path) = &remediation.api_token_file {
         let client = kube::Client::try_default().await.context("connecting to Kubernetes for the HTTP API")?;
-        let api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
+        let mut api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
+        api.approval_ttl = remediation.approval_ttl;
         app = app.merge(crate::api::routes(Arc::new(api)));
     }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server")?;
+    if let Some(leader) = leader {
+        step_down(leader, remediator_task).await;
+    }
+    Ok(())
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops serve");
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("HTTP server")
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+}
+
+/// How long shutdown waits for the step in progress to end, and then for the
+/// Lease to be vacated: together well inside Kubernetes' default 30s grace.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stops starting steps (resign: the runner's guard refuses the next one and
+/// the run is left to the next leader at that step boundary), waits for the
+/// remediator to get there, then vacates the Lease so a successor takes over
+/// at once instead of after the Lease expires.
+async fn step_down(leader: crate::leader::LeaderHandle, remediator: Option<tokio::task::JoinHandle<()>>) {
+    leader.resign();
+    if let Some(task) = remediator {
+        if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "the step in progress did not end in time; vacating the Lease anyway");
+        }
+    }
+    if tokio::time::timeout(RELEASE_TIMEOUT, leader.release()).await.is_err() {
+        tracing::warn!("vacating the Lease timed out; it expires on its own");
+    }
 }
 
 async fn triage_command(source: SourceArgs, node: Option<String>, output: Output) -> anyhow::Result<ExitCode> {
@@ -403,12 +443,16 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
     let snapshot_config = config.clone();
     let source = SourceArgs { config: None, from_dump: None, now: None };
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let namespace = snapshot_config.remediation.namespace();
+    refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
     let snapshot = current_snapshot(config, &source).await?;
     let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
     print!("{}", plan.render_text());
     if plan.nothing_to_do() {
         return Ok(ExitCode::SUCCESS);
     }
+    let journal = crate::journal::Journal::cluster(client.clone(), namespace.clone());
+    refuse_if_collides(&journal, &plan).await?;
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!("not a terminal: pass --yes to execute without confirmation");
@@ -421,10 +465,10 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
             return Ok(ExitCode::from(1));
         }
     }
+    // Again after the confirmation, which may have taken a while.
+    refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
+    refuse_if_collides(&journal, &plan).await?;
     let limits = crate::act::runner::RunLimits::from_config(&snapshot_config.remediation);
-    if limits.kill_switch.load(std::sync::atomic::Ordering::SeqCst) {
-        bail!("remediation.killSwitch is set in the config: nothing may run");
-    }
     let report = crate::act::runner::execute(&client, &plan, &plan.hash(), &limits).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     let ok = matches!(report.outcome, crate::act::runner::Outcome::Succeeded | crate::act::runner::Outcome::NothingToDo);
@@ -437,9 +481,47 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `lifeboat run` honours the kill switch like the leader does: the config
+/// flag and the cluster's ConfigMap (unreadable counts as engaged).
+async fn refuse_if_kill_switch(client: &kube::Client, config: &crate::config::RemediationConfig) -> anyhow::Result<()> {
+    if config.kill_switch {
+        bail!("remediation.killSwitch is set in the config: nothing may run");
+    }
+    let namespace = config.namespace();
+    if crate::act::kill_switch::engaged(client, &namespace).await {
+        bail!(
+            "the kill switch is engaged (ConfigMap {namespace}/{}, or it cannot be read): nothing may run; `lifeboat kill-switch off` releases it",
+            crate::act::kill_switch::NAME
+        );
+    }
+    Ok(())
+}
+
+/// `lifeboat run` refuses to run beside an unfinished journaled run on the
+/// same target or objects (the check the intake and `submit` make).
+async fn refuse_if_collides(journal: &crate::journal::Journal, plan: &crate::plan::Plan) -> anyhow::Result<()> {
+    let active = match journal.find_active(plan).await {
+        Ok(active) => active,
+        // No journal in this cluster: nothing can be running from it.
+        Err(crate::journal::JournalError::CrdMissing { .. }) => None,
+        Err(e) => return Err(anyhow::Error::new(e).context("checking the journal for an unfinished run on the same objects")),
+    };
+    if let Some(run) = active {
+        bail!(
+            "run {} ({} for {}) is still {:?} and touches the same target or objects: one active run at a time there (approve, abort or wait for it; `lifeboat runs show {}`)",
+            run.id,
+            run.spec.playbook,
+            run.spec.target,
+            run.status.phase,
+            run.id
+        );
+    }
+    Ok(())
+}
+
 async fn approve_command(id: String, hash: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
-    let (_, journal) = args.open().await?;
-    let run = crate::act::remediator::approve(&journal, &id, &hash, &by).await?;
+    let (config, journal) = args.open().await?;
+    let run = crate::act::remediator::approve(&journal, &id, &hash, &by, config.remediation.approval_ttl).await?;
     println!("{} approved by {by} (plan {hash})", run.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -499,7 +581,10 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
 }
 
 /// Leader election plus the remediator loop: only the Lease holder executes.
-async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hub>) -> anyhow::Result<crate::leader::LeaderHandle> {
+async fn start_remediation(
+    config: crate::config::RemediationConfig,
+    hub: Arc<Hub>,
+) -> anyhow::Result<(crate::leader::LeaderHandle, tokio::task::JoinHandle<()>)> {
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let namespace = config.namespace();
     let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
@@ -516,7 +601,7 @@ async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hu
     let journal = remediator.journal.clone();
     let stats_leader = leader.clone();
     let handle = leader.clone();
-    tokio::spawn(remediator.run_forever(Some(leader)));
+    let task = tokio::spawn(remediator.run_forever(Some(leader)));
     tokio::spawn(async move {
         loop {
             match journal.list().await {
@@ -529,7 +614,7 @@ async fn start_remediation(config: crate::config::RemediationConfig, hub: Arc<Hu
             tokio::time::sleep(Duration::from_secs(15)).await;
         }
     });
-    Ok(handle)
+    Ok((handle, task))
 }
 
 async fn kill_switch_command(state: SwitchState, reason: String, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -143,6 +143,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn set_leading(&self, until: Option<Instant>) {
+        // A resigned replica never claims leadership again, whatever the election task still does.
+        let until = until.filter(|_| !self.stopped.load(Ordering::SeqCst));
         *lock(&self.valid_until) = until;
         let now_leading = until.is_some();
         self.leading.send_if_modified(|v| {
@@ -200,6 +202,36 @@ impl LeaderHandle {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Resolves with true once this replica is leader, or with false once it
+    /// resigned or the election was stopped.
+    pub async fn wait_until_leader_or_stopped(&self) -> bool {
+        let mut changes = self.shared.leading.subscribe();
+        loop {
+            if self.is_leader() {
+                return true;
+            }
+            if self.is_stopped() {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), changes.changed()).await;
+        }
+    }
+
+    /// Stops claiming leadership at once, without touching the Lease yet
+    /// (shutdown: [`is_leader`](Self::is_leader) is false from here on, so
+    /// the remediator stops at its next step boundary; then
+    /// [`release`](Self::release) vacates the Lease).
+    pub fn resign(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.set_leading(None);
+        tracing::info!(identity = %self.shared.identity, "resigned: no longer acting as leader");
+    }
+
+    /// Whether the election was stopped (resign, release, abort).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
     }
 
     /// Leadership transitions (true: became leader; false: stepped down).

@@ -49,3 +49,30 @@ fn submit_approve_abort_through_a_directory_journal() {
     // Aborted is terminal: the target is free for a new run.
     assert!(lifeboat(&submit).status.success());
 }
+
+/// `lifeboat approve` honours `remediation.approvalTtl` (issue 12, item 4):
+/// a run requested long ago is no longer approvable, whoever asks.
+#[test]
+fn approve_refuses_a_run_past_its_approval_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("runs");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node-loss");
+    let submit = ["submit", "cnpg-instance-lost", "--namespace", "database", "--name", "postgres", "--from-dump", example, "--journal-dir", journal_dir.to_str().unwrap()];
+    let out = lifeboat(&submit);
+    assert!(out.status.success(), "{}", text(&out));
+    let words: Vec<String> = text(&out).lines().find(|l| l.starts_with("approve with: ")).expect("approval hint").split_whitespace().map(String::from).collect();
+    let (id, hash) = (&words[4], &words[6]);
+    // The same run, as if requested three days ago (the file is the record).
+    let file = journal_dir.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    record["spec"]["requestedAt"] = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339().into();
+    std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let config = dir.path().join("lifeboat.yaml");
+    std::fs::write(&config, "remediation:\n  approvalTtl: 1h\n").unwrap();
+    let late = lifeboat(&["approve", id, "--hash", hash, "--by", "alice", "--config", config.to_str().unwrap(), "--journal-dir", journal_dir.to_str().unwrap()]);
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(text(&late).contains("approval window"), "{}", text(&late));
+    let shown = lifeboat(&["runs", "show", id, "--journal-dir", journal_dir.to_str().unwrap()]);
+    assert!(text(&shown).contains("AwaitingApproval"), "{}", text(&shown));
+}

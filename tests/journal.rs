@@ -451,10 +451,16 @@ async fn file_journal_behaves_like_a_journal_and_survives_a_reload() {
     let names: Vec<String> = std::fs::read_dir(&journal_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.iter().filter(|n| n.contains(".tmp-") && !n.contains("00000000")).count(), 0, "no temporary file is left: {names:?}");
 
-    // A file that is not a record is reported with its path, not skipped.
+    // A file that is not a record is skipped by the listing (the other runs
+    // go on) and reported with its path; reading it by id names it.
     std::fs::write(journal_dir.join("broken-1.json"), b"not json").unwrap();
-    let e = reloaded.list().await.expect_err("a corrupt record");
+    assert_eq!(reloaded.list().await.unwrap(), before);
+    let listing = reloaded.list_all().await.unwrap();
+    assert_eq!(listing.undecodable.len(), 1);
+    let e = &listing.undecodable[0];
     assert!(matches!(e, JournalError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("broken-1.json"), "{e}");
+    let e = reloaded.get("broken-1").await.expect_err("a corrupt record");
     assert!(e.to_string().contains("broken-1.json"), "{e}");
 }
 

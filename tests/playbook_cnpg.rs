@@ -246,11 +246,11 @@ mod journaled {
         let again = submit(&journal, &config, &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await;
         assert!(matches!(again, Err(RemediationError::TargetBusy { .. })), "{again:?}");
         // An approval must name the plan the approver saw.
-        let wrong = approve(&journal, &run.id, "deadbeefdeadbeefdeadbeef", "alice").await;
+        let wrong = approve(&journal, &run.id, "deadbeefdeadbeefdeadbeef", "alice", lifeboat::config::Dur::hours(1)).await;
         assert!(matches!(wrong, Err(RemediationError::WrongHash { .. })), "{wrong:?}");
         // Not approved yet: nothing runs.
         assert!(remediator(&s, &journal, "a").run_pending(None).await.unwrap().is_empty());
-        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
 
         // Two replicas on one Lease; only the leader may act.
         let lease = |id: &str| LeaderConfig {
@@ -291,7 +291,7 @@ mod journaled {
         let snap = snapshot_of(&s.client).await;
         let config = RemediationConfig::default();
         let run = submit(&journal, &config, &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
-        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
 
         // Replica A follows the promotion only; it dies while waiting for health.
         let promoter = tokio::spawn(play_promotions_only(s.client.clone(), s.ns.clone()));
@@ -335,7 +335,7 @@ mod journaled {
         let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
         let snap = snapshot_of(&s.client).await;
         let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
-        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         // No operator: the promotion is requested and then waited for, forever.
         let r = remediator(&s, &journal, "replica-a");
         let running = tokio::spawn(async move { r.run_pending(None).await });
@@ -363,7 +363,7 @@ mod journaled {
         let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
         let snap = snapshot_of(&s.client).await;
         let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
-        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         lifeboat::act::kill_switch::engage(&s.client, &s.ns, "test", "maintenance").await.unwrap();
         assert!(remediator(&s, &journal, "a").run_pending(None).await.unwrap().is_empty(), "nothing starts while engaged");
         assert_eq!(journal.get(&run.id).await.unwrap().unwrap().status.phase, Phase::Approved, "the run waits");
@@ -390,7 +390,7 @@ mod journaled {
         let journal = Arc::new(Journal::cluster(s.client.clone(), s.ns.clone()));
         let snap = snapshot_of(&s.client).await;
         let run = submit(&journal, &RemediationConfig::default(), &snap.state, &snap.findings, "cnpg-instance-lost", trigger(&s), "test").await.unwrap();
-        approve(&journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         let lease = LeaderConfig {
             lease_duration: Duration::from_secs(2),
             renew_interval: Duration::from_millis(500),

@@ -441,7 +441,7 @@ mod e2e {
             old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
         }
 
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         let human = human_confirms(&s, &run.id, false);
         remediator(&s).run_pending(None).await.unwrap();
         human.await.unwrap();
@@ -512,7 +512,7 @@ mod e2e {
         let flux_before = flux_state(&s).await;
         let postgres = uid(&s, "database", "postgres-1").await;
         let storage = uid(&s, "database", "storage-mariadb-0").await;
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         // Confirmed gone, and then the node comes back after all.
         let human = human_confirms(&s, &run.id, true);
         remediator(&s).run_pending(None).await.unwrap();
@@ -545,7 +545,7 @@ mod e2e {
         let mut s = scene("nlgate", ApprovalScope::PerPhase).await;
         let run = submit_node_loss(&s).await;
         let flux_before = flux_state(&s).await;
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         let human = human_confirms(&s, &run.id, false);
         let mut awaited = vec![];
         loop {
@@ -562,7 +562,7 @@ mod e2e {
                 assert_eq!(pg["status"]["targetPrimary"], "postgres-1");
                 assert_eq!(flux_state(&s).await, flux_before);
                 assert_eq!(state_of(&r, "preflight.confirm-gone").state, StepState::Succeeded);
-                let wrong = approve(&s.journal, &run.id, "0123456789abcdef01234567", "bob").await;
+                let wrong = approve(&s.journal, &run.id, "0123456789abcdef01234567", "bob", lifeboat::config::Dur::hours(1)).await;
                 assert!(matches!(wrong, Err(RemediationError::WrongHash { .. })), "{wrong:?}");
             }
             let gate = format!("{phase}.approve");
@@ -572,7 +572,7 @@ mod e2e {
                 assert_eq!(flux_state(&s).await, flux_before);
             }
             awaited.push(phase);
-            approve(&s.journal, &run.id, &run.spec.plan_hash, "alice").await.unwrap();
+            approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
         }
         human.await.unwrap();
         s.players.assert_alive();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use kube::Client;
 
-use super::runner::{resume, RunLimits, RunReport};
+use super::runner::{resume, RunLimits, RunReport, StepGuard};
 use crate::cluster::ClusterState;
-use crate::config::{Mode, RemediationConfig};
+use crate::config::{Dur, Mode, RemediationConfig};
 use crate::inspect::Findings;
 use crate::journal::{Journal, JournalError, Phase, RunRecord, RunTrigger};
 use crate::leader::LeaderHandle;
@@ -33,6 +33,8 @@ pub enum RemediationError {
     NotAwaitingApproval { id: String, phase: Phase },
     #[error("approval names plan {given}, but run {id} is plan {actual}: look at the plan again (`lifeboat runs show {id}`)")]
     WrongHash { id: String, given: String, actual: String },
+    #[error("the approval window of run {id} closed {closed} (remediation.approvalTtl {ttl} from when it reached its approval gate): the cluster may have changed since; submit the run again")]
+    ApprovalWindowClosed { id: String, closed: String, ttl: Dur },
 }
 
 /// Plans `playbook` from the snapshot and records the run (awaiting
@@ -64,28 +66,50 @@ pub async fn record(
     if let Some(active) = active {
         return Err(RemediationError::TargetBusy { id: active.id, target: plan.target.clone(), phase: active.status.phase });
     }
-    let record = RunRecord::new(plan, trigger, config.mode_of(&plan.playbook), requested_by, Utc::now());
+    let mut record = RunRecord::new(plan, trigger, config.mode_of(&plan.playbook), requested_by, Utc::now());
+    if let Some(alert) = &record.spec.trigger.alert {
+        // Every replica names an alert's run alike: the journal lets one create it.
+        record.id = RunRecord::id_for_alert(plan, alert);
+    }
     Ok(journal.create(&record).await?)
 }
 
-/// Records an approval; it binds to the hash the approver saw.
-pub async fn approve(journal: &Journal, id: &str, hash: &str, by: &str) -> Result<RunRecord, RemediationError> {
-    let record = journal.get(id).await?.ok_or_else(|| RemediationError::NoSuchRun(id.into()))?;
-    if record.status.phase != Phase::AwaitingApproval {
-        return Err(RemediationError::NotAwaitingApproval { id: id.into(), phase: record.status.phase });
-    }
-    if record.spec.plan_hash != hash {
-        return Err(RemediationError::WrongHash { id: id.into(), given: hash.into(), actual: record.spec.plan_hash });
-    }
-    Ok(journal
+/// Records an approval; it binds to the hash the approver saw, and only
+/// within the approval window (`ttl` from when the run reached its gate).
+/// Every approval path (CLI, HTTP API, Discord) comes through here, and the
+/// checks are made on the record as it is written (compare-and-swap).
+pub async fn approve(journal: &Journal, id: &str, hash: &str, by: &str, ttl: Dur) -> Result<RunRecord, RemediationError> {
+    journal.get(id).await?.ok_or_else(|| RemediationError::NoSuchRun(id.into()))?;
+    let mut refused = None;
+    let record = journal
         .update_status_with(id, |current| {
-            (current.status.phase == Phase::AwaitingApproval).then(|| {
+            refused = approval_refusal(current, hash, ttl, Utc::now());
+            refused.is_none().then(|| {
                 let mut status = current.status.clone();
                 status.approve(by, hash, Utc::now());
                 status
             })
         })
-        .await?)
+        .await?;
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(record),
+    }
+}
+
+/// Why `record` cannot be approved for `hash` at `now`, if it cannot.
+fn approval_refusal(record: &RunRecord, hash: &str, ttl: Dur, now: chrono::DateTime<Utc>) -> Option<RemediationError> {
+    let id = record.id.clone();
+    if record.status.phase != Phase::AwaitingApproval {
+        return Some(RemediationError::NotAwaitingApproval { id, phase: record.status.phase });
+    }
+    if record.spec.plan_hash != hash {
+        return Some(RemediationError::WrongHash { id, given: hash.into(), actual: record.spec.plan_hash.clone() });
+    }
+    match record.approval_deadline(ttl) {
+        Some(deadline) if now <= deadline => None,
+        deadline => Some(RemediationError::ApprovalWindowClosed { id, closed: deadline.map_or("long ago".into(), |d| format!("at {}", d.to_rfc3339())), ttl }),
+    }
 }
 
 /// Stops a run: before it starts it never will; while running, no further
@@ -143,29 +167,39 @@ impl Remediator {
     }
 
     /// Runs (or resumes) one approved run to its end, journaling every step.
-    pub async fn execute(&self, record: RunRecord, leader: Option<&LeaderHandle>) -> Result<RunRecord, JournalError> {
-        let id = record.id.clone();
-        let plan = record.spec.plan.clone();
-        if let Some(reason) = self.refusal(&record) {
-            return self
-                .journal
-                .update_status_with(&id, |current| {
-                    let mut status = current.status.clone();
-                    status.phase = Phase::Rejected;
-                    status.message = Some(reason.clone());
-                    status.finished_at = Some(Utc::now());
-                    Some(status)
-                })
-                .await;
-        }
+    /// `listed` may be stale (a listing taken before other runs executed):
+    /// the decision is made on the record as it is now, and written with a
+    /// compare-and-swap, so a run aborted (or rejected, or already taken)
+    /// meanwhile never starts: only Approved (or Running, to resume) becomes
+    /// Running, and the refusal checks run on that same current record.
+    pub async fn execute(&self, listed: RunRecord, leader: Option<&LeaderHandle>) -> Result<RunRecord, JournalError> {
+        let id = listed.id.clone();
         let identity = self.identity.clone();
-        self.journal
+        let mut started = false;
+        let record = self
+            .journal
             .update_status_with(&id, |current| {
+                started = false;
+                if !matches!(current.status.phase, Phase::Approved | Phase::Running) {
+                    return None;
+                }
                 let mut status = current.status.clone();
+                if let Some(reason) = self.refusal(current) {
+                    status.phase = Phase::Rejected;
+                    status.message = Some(reason);
+                    status.finished_at = Some(Utc::now());
+                    return Some(status);
+                }
+                started = true;
                 status.start(&identity, Utc::now());
                 Some(status)
             })
             .await?;
+        if !started {
+            tracing::info!(run = %id, phase = ?record.status.phase, "run not started: it is not (or no longer) approved to run");
+            return Ok(record);
+        }
+        let plan = record.spec.plan.clone();
 
         // The run stops at the next step boundary if it is aborted, the kill
         // switch is set, or this instance stops being the leader.
@@ -176,6 +210,8 @@ impl Remediator {
             kill_switch: stop.clone(),
             handing_over: handing_over.clone(),
             approved_phases: record.status.approved_phases.clone(),
+            may_start: leadership_guard(leader, &stop, &handing_over),
+            confirm_node_gone_before_deleting_data: record.spec.mode == Mode::Auto,
             // A remediator that polls faster (tests) makes the run's waits poll as fast.
             poll_interval: defaults.poll_interval.min(self.poll_interval),
             ..defaults
@@ -235,18 +271,45 @@ impl Remediator {
         expired.then(|| format!("approval older than {}: approve again", self.config.approval_ttl))
     }
 
-    /// Runs `run_pending` whenever this instance is the leader.
+    /// Runs `run_pending` whenever this instance is the leader. Returns
+    /// once the election is stopped (`LeaderHandle::resign`, at shutdown)
+    /// and the pass in progress has reached a step boundary.
     pub async fn run_forever(self, leader: Option<LeaderHandle>) {
         loop {
             if let Some(l) = &leader {
-                l.wait_until_leader().await;
+                if !l.wait_until_leader_or_stopped().await {
+                    return;
+                }
             }
             if let Err(error) = self.run_pending(leader.as_ref()).await {
                 tracing::warn!(%error, "remediation pass failed; retrying");
             }
-            tokio::time::sleep(self.poll_interval).await;
+            match &leader {
+                Some(l) => {
+                    let mut changes = l.subscribe();
+                    let _ = tokio::time::timeout(self.poll_interval, changes.wait_for(|leading| !*leading)).await;
+                }
+                None => tokio::time::sleep(self.poll_interval).await,
+            }
         }
     }
+}
+
+/// The runner's synchronous check before every step and inside waits: this
+/// instance still holds the Lease within its renew deadline (shorter than
+/// the Lease, see `leader`). When it does not, the run is handed over: it
+/// stops where it is and the next leader resumes it.
+fn leadership_guard(leader: Option<&LeaderHandle>, stop: &Arc<AtomicBool>, handing_over: &Arc<AtomicBool>) -> StepGuard {
+    let Some(leader) = leader.cloned() else { return StepGuard::default() };
+    let (stop, handing_over) = (stop.clone(), handing_over.clone());
+    StepGuard(Some(Arc::new(move || {
+        if leader.is_leader() {
+            return true;
+        }
+        handing_over.store(true, Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        false
+    })))
 }
 
 /// What stops a run besides an abort: the kill switch (config or

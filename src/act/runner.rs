@@ -41,6 +41,44 @@ pub struct RunLimits {
     pub handing_over: Arc<AtomicBool>,
     /// Phases approved so far (per-phase approval gates).
     pub approved_phases: Vec<String>,
+    /// Checked synchronously right before every step starts and on every
+    /// poll of a wait: false stops the run there (the leader's Lease).
+    pub may_start: StepGuard,
+    /// Deleting a PVC also needs a human's confirmation that its node is gone
+    /// for good (annotation, out-of-service taint or Node deleted): runs
+    /// nobody approved (`auto` mode) must not destroy data on NotReady alone.
+    pub confirm_node_gone_before_deleting_data: bool,
+}
+
+/// The guard callback of [`RunLimits::may_start`] (none: always allowed).
+#[derive(Clone, Default)]
+pub struct StepGuard(pub Option<Guard>);
+
+pub type Guard = Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl StepGuard {
+    pub fn allows(&self) -> bool {
+        self.0.as_ref().is_none_or(|guard| guard())
+    }
+}
+
+impl std::fmt::Debug for StepGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "StepGuard(set)" } else { "StepGuard(none)" })
+    }
+}
+
+impl RunLimits {
+    /// Why a wait must end now, if it must: the kill switch, or the guard.
+    fn stop_requested(&self) -> Option<&'static str> {
+        if self.kill_switch.load(Ordering::SeqCst) {
+            Some("kill switch set while waiting")
+        } else if !self.may_start.allows() {
+            Some("this instance may no longer run steps (leadership lost) while waiting")
+        } else {
+            None
+        }
+    }
 }
 
 impl RunLimits {
@@ -53,6 +91,8 @@ impl RunLimits {
             poll_interval: Duration::from_secs(2),
             handing_over: Arc::new(AtomicBool::new(false)),
             approved_phases: vec![],
+            may_start: StepGuard::default(),
+            confirm_node_gone_before_deleting_data: false,
         }
     }
 }
@@ -352,6 +392,7 @@ where
     let mut started: Vec<bool> = done.iter().map(Option::is_some).collect();
     let mut running = FuturesUnordered::new();
     let mut aborted = false;
+    let mut guard_refused = false;
     loop {
         if !aborted && limits.kill_switch.load(Ordering::SeqCst) {
             aborted = true;
@@ -366,6 +407,13 @@ where
                 started[i] = true;
                 done[i] = Some(false); // stays NotRun: its branch stopped
             } else if deps.iter().all(|d| *d == Some(true)) {
+                // Synchronously, right before the step: no await between this check and its start.
+                if !limits.may_start.allows() {
+                    aborted = true;
+                    guard_refused = true;
+                    tracing::warn!(step = %step.id, "the step guard refused (leadership lost): no further steps start");
+                    continue;
+                }
                 started[i] = true;
                 report.steps[i].started = Some(Utc::now());
                 progress(report);
@@ -380,7 +428,10 @@ where
         report.steps[i].status = status;
         progress(report);
     }
-    if aborted {
+    if aborted && guard_refused {
+        report.outcome = Outcome::Aborted;
+        report.reason = Some("this instance may no longer run steps (leadership lost); steps not yet started were not run".into());
+    } else if aborted {
         report.outcome = Outcome::Aborted;
         report.reason = Some("kill switch set; steps not yet started were not run".into());
     } else if let Some(bad) = report.steps.iter().find(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::NotRun)) {
@@ -551,6 +602,14 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             let Some(checked) = check_pvc_deletable(client, pvc, pinned_node).await? else {
                 return Ok(format!("{pvc} already gone"));
             };
+            if limits.confirm_node_gone_before_deleting_data && node_confirmed_gone(client, pinned_node).await.map_err(StepError::Failed)?.is_none() {
+                return Err(StepError::Refused(format!(
+                    "{pvc}: nobody confirmed node {pinned_node} is gone for good, and this run was not approved by a human (auto mode): \
+                     annotate the Node {}=true, taint it {}, or delete it, then run again",
+                    crate::plan::playbooks::node_loss::CONFIRMED_GONE_ANNOTATION,
+                    crate::plan::playbooks::node_loss::OUT_OF_SERVICE_TAINT
+                )));
+            }
             // Only the claim that was checked: a StatefulSet re-creates a missing
             // claim under the same name at once, and that one must be left alone.
             let uid = checked["metadata"]["uid"].as_str().map(String::from);
@@ -702,8 +761,8 @@ async fn recreate_pod(client: &Client, pod: &ObjectRef, timeout_seconds: u64, li
     delete(client, pod, &DeleteParams::default()).await?;
     let started = std::time::Instant::now();
     loop {
-        if limits.kill_switch.load(Ordering::SeqCst) {
-            return Err(StepError::Refused("kill switch set while waiting".into()));
+        if let Some(why) = limits.stop_requested() {
+            return Err(StepError::Refused(why.into()));
         }
         if let Some(p) = get(client, pod).await.map_err(StepError::Failed)? {
             let replaced = p["metadata"]["uid"].as_str() != old_uid.as_deref() && p["metadata"]["deletionTimestamp"].is_null();
@@ -725,8 +784,8 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
     let started = std::time::Instant::now();
     let mut kicked = false;
     loop {
-        if limits.kill_switch.load(Ordering::SeqCst) {
-            return Err(StepError::Refused("kill switch set while waiting".into()));
+        if let Some(why) = limits.stop_requested() {
+            return Err(StepError::Refused(why.into()));
         }
         if let WaitCondition::ConditionIs { condition, status } = until {
             let current = get(client, object).await.map_err(StepError::Failed)?;

@@ -50,7 +50,7 @@ pub fn verify(key: &VerifyingKey, headers: &HeaderMap, body: &[u8], now_unix: i6
     let Ok(sent_at) = timestamp.parse::<i64>() else {
         return false;
     };
-    if (now_unix - sent_at).abs() > MAX_CLOCK_SKEW_SECS {
+    if now_unix.checked_sub(sent_at).and_then(i64::checked_abs).is_none_or(|skew| skew > MAX_CLOCK_SKEW_SECS) {
         return false;
     }
     let Ok(signature) = hex::decode(signature).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or(()) else {
@@ -204,7 +204,7 @@ async fn decide(ix: Arc<Interactions>, verb: Verb, id: String, hash: String, by:
                     ix.approval_ttl
                 ));
             }
-            remediator::approve(&ix.journal, &id, &hash, &by).await
+            remediator::approve(&ix.journal, &id, &hash, &by, ix.approval_ttl).await
         }
         _ => remediator::abort(&ix.journal, &id, &format!("{by}, rejected in Discord")).await,
     };
@@ -213,7 +213,7 @@ async fn decide(ix: Arc<Interactions>, verb: Verb, id: String, hash: String, by:
             tracing::info!(run = %id, %by, phase = ?run.status.phase, "Discord decision recorded");
             Answer::Update(render::main_message(&run, &context(Utc::now())))
         }
-        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::NoSuchRun(_))) => {
+        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::NoSuchRun(_) | RemediationError::ApprovalWindowClosed { .. })) => {
             Answer::Ephemeral(format!("Refused: {e}"))
         }
         Err(e) => Answer::Ephemeral(format!("Nothing was done: {e}")),

@@ -81,7 +81,8 @@ pub fn parse_custom_id(custom_id: &str) -> Option<(Verb, String, String)> {
 
 /// When the buttons of a run awaiting approval stop working.
 pub fn approval_deadline(run: &RunRecord, ttl: Dur) -> DateTime<Utc> {
-    run.spec.requested_at + ttl.chrono()
+    // Past the end of time: closed.
+    run.approval_deadline(ttl).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut.

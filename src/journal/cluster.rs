@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, Post
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use super::{sort_newest_first, status_merge_patch, JournalError, RunRecord, RunSpec, RunStatus, GROUP, KIND, PLURAL, VERSION};
+use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, GROUP, KIND, PLURAL, VERSION};
 use crate::act::write::{patch_status_locked, WriteError, FIELD_MANAGER};
 
 /// Attempts of a status write that keeps conflicting (409) before giving up.
@@ -147,14 +147,20 @@ impl ClusterJournal {
         }
     }
 
-    pub async fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+    pub async fn list(&self) -> Result<Listing, JournalError> {
         let list = match self.api().list(&ListParams::default()).await {
             Ok(list) => list,
             Err(e) => return Err(self.map_error("listing RemediationRuns".into(), e, None).await),
         };
-        let mut records = list.items.into_iter().map(|o| self.decode(o)).collect::<Result<Vec<_>, _>>()?;
-        sort_newest_first(&mut records);
-        Ok(records)
+        let mut listing = Listing::default();
+        for object in list.items {
+            match self.decode(object) {
+                Ok(record) => listing.records.push(record),
+                Err(e) => listing.undecodable.push(e),
+            }
+        }
+        sort_newest_first(&mut listing.records);
+        Ok(listing)
     }
 
     pub async fn update_status_with<F>(&self, id: &str, mut change: F) -> Result<RunRecord, JournalError>

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{check_id, sort_newest_first, JournalError, RunRecord, RunStatus};
+use super::{check_id, sort_newest_first, JournalError, Listing, RunRecord, RunStatus};
 
 #[derive(Clone, Debug)]
 pub struct FileJournal {
@@ -112,23 +112,27 @@ impl FileJournal {
         self.read(&self.path(id))
     }
 
-    pub fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+    pub fn list(&self) -> Result<Listing, JournalError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
             Err(e) => return Err(Self::io("listing", &self.dir, e)),
         };
-        let mut records = Vec::new();
+        let mut listing = Listing::default();
         for entry in entries {
             let path = entry.map_err(|e| Self::io("listing", &self.dir, e))?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if name.starts_with('.') || !name.ends_with(".json") {
                 continue; // temporary files and anything that is not a record
             }
-            records.extend(self.read(&path)?);
+            match self.read(&path) {
+                Ok(record) => listing.records.extend(record),
+                Err(e @ JournalError::Corrupt { .. }) => listing.undecodable.push(e),
+                Err(e) => return Err(e),
+            }
         }
-        sort_newest_first(&mut records);
-        Ok(records)
+        sort_newest_first(&mut listing.records);
+        Ok(listing)
     }
 
     pub fn update_status_with<F>(&self, id: &str, mut change: F) -> Result<RunRecord, JournalError>

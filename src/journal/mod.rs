@@ -272,20 +272,38 @@ impl RunRecord {
     /// `<playbook>-<first 8 of the plan hash>-<unix milliseconds>`, reduced to a
     /// valid object name.
     pub fn id_for(plan: &Plan, now: DateTime<Utc>) -> String {
-        let playbook: String = plan
-            .playbook
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
-            .collect();
-        let playbook = playbook.trim_matches('-');
-        let playbook = if playbook.is_empty() { "run" } else { &playbook[..playbook.len().min(200)] };
         let hash = plan.hash();
-        format!("{playbook}-{}-{}", &hash[..hash.len().min(8)], now.timestamp_millis())
+        format!("{}-{}-{}", name_prefix(&plan.playbook), &hash[..hash.len().min(8)], now.timestamp_millis())
+    }
+
+    /// The id of the run an alert instance starts for a target:
+    /// `<playbook>-a<first 16 hex of sha256(fingerprint, startsAt, target)>`.
+    /// Deterministic, so every replica receiving the same alert names the
+    /// same object and the apiserver lets only the first create it (409).
+    pub fn id_for_alert(plan: &Plan, alert: &AlertRef) -> String {
+        use sha2::{Digest, Sha256};
+        let key = serde_json::to_vec(&(&alert.fingerprint, alert.starts_at.to_rfc3339(), &plan.playbook, &plan.target)).expect("alert key serializes");
+        let digest = hex::encode(Sha256::digest(&key));
+        format!("{}-a{}", name_prefix(&plan.playbook), &digest[..16])
     }
 
     pub fn is_terminal(&self) -> bool {
         self.status.phase.is_terminal()
+    }
+
+    /// When the current approval gate was reached: the request for the
+    /// run's first approval, and for a per-phase gate the moment the run
+    /// paused there (its last step finished).
+    pub fn gate_reached_at(&self) -> DateTime<Utc> {
+        let paused_at = self.status.awaiting_phase.as_ref().and_then(|_| self.status.steps.iter().filter_map(|s| s.finished_at).max());
+        paused_at.unwrap_or(self.spec.requested_at)
+    }
+
+    /// The end of the approval window (`remediation.approvalTtl` from when
+    /// the gate was reached); None when it cannot be computed (a timestamp
+    /// at the end of time), which counts as closed.
+    pub fn approval_deadline(&self, ttl: crate::config::Dur) -> Option<DateTime<Utc>> {
+        self.gate_reached_at().checked_add_signed(ttl.chrono())
     }
 
     /// The resume point: the first step that has not succeeded (None when
@@ -521,8 +539,20 @@ impl Journal {
         }
     }
 
-    /// Every record, newest (`spec.requestedAt`) first.
+    /// Every readable record, newest (`spec.requestedAt`) first. A record
+    /// that cannot be decoded (written by another lifeboat version, edited by
+    /// hand) is skipped and reported — logged, and counted in
+    /// `lifeboat_journal_undecodable_runs` — so that one bad object stops
+    /// neither remediation, nor the intake, nor notifications; reading or
+    /// changing that one by id still fails, naming it.
     pub async fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let listing = self.list_all().await?;
+        report_undecodable(&self.location(), &listing.undecodable);
+        Ok(listing.records)
+    }
+
+    /// The readable records (newest first) and the errors of those that are not.
+    pub async fn list_all(&self) -> Result<Listing, JournalError> {
         match self {
             Journal::Cluster(j) => j.list().await,
             Journal::File(j) => j.list(),
@@ -555,6 +585,37 @@ impl Journal {
     /// and a per-workload run of the same incident).
     pub async fn find_active(&self, plan: &crate::plan::Plan) -> Result<Option<RunRecord>, JournalError> {
         Ok(self.list().await?.into_iter().find(|r| r.collides_with(plan)))
+    }
+}
+
+/// The playbook name reduced to the start of a valid object name.
+fn name_prefix(playbook: &str) -> String {
+    let playbook: String = playbook.to_lowercase().chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
+    let playbook = playbook.trim_matches('-');
+    if playbook.is_empty() { "run".into() } else { playbook[..playbook.len().min(200)].into() }
+}
+
+/// A listing: the records that decode, and one [`JournalError::Corrupt`] per
+/// record that does not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub records: Vec<RunRecord>,
+    pub undecodable: Vec<JournalError>,
+}
+
+/// Undecodable records at the last listing of each journal location, for
+/// `lifeboat_journal_undecodable_runs` (a process serves one namespace).
+static UNDECODABLE_RUNS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// How many records the last listings skipped because they could not be decoded.
+pub fn undecodable_runs() -> usize {
+    UNDECODABLE_RUNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().sum()
+}
+
+fn report_undecodable(location: &str, errors: &[JournalError]) {
+    UNDECODABLE_RUNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(location.to_string(), errors.len());
+    for error in errors {
+        tracing::warn!(%error, "skipping an undecodable RemediationRun; every other run goes on");
     }
 }
 

@@ -291,6 +291,7 @@ impl prometheus_client::collector::Collector for Collector {
             &ALERTMANAGER_ALERTS,
             vec![(vec![s("run")], load(&intake.runs_created)), (vec![s("duplicate")], load(&intake.duplicates)), (vec![s("unrouted")], load(&intake.unrouted))],
         )?;
+        family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
         if let Some(stats) = hub.remediation.read().expect("stats lock poisoned").clone() {
             family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
             family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
