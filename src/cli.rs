@@ -313,6 +313,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         leader = Some(start_remediation(remediation.clone(), hub.clone()).await?);
     }
     let mut app = crate::server::router(hub.clone());
+    let mut discord_app = None;
     if discord_config.discord.enabled() {
         if source.from_dump.is_some() {
             bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
@@ -324,7 +325,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
             notifier.leader = leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe());
             tokio::spawn(notifier.run_forever());
             if let Some(interactions) = discord.interactions {
-                app = app.merge(crate::discord::interactions::routes(Arc::new(interactions)));
+                discord_app = Some(crate::discord::interactions::routes(Arc::new(interactions)));
                 tracing::info!("Discord bot mode: posting runs with buttons; clicks at {}", crate::discord::interactions::PATH);
             } else {
                 tracing::info!("Discord webhook-only mode: posting runs without buttons");
@@ -345,14 +346,12 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         let api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
         app = app.merge(crate::api::routes(Arc::new(api)));
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, "serving /metrics /healthz /readyz");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("HTTP server")
+    let discord_addr = discord_config.discord.listen.as_deref().map(str::parse).transpose().context("discord.listen address")?;
+    let listeners = crate::server::arrange(crate::server::Listener { addr, app }, discord_app, discord_addr)?;
+    crate::server::serve(listeners, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
 
 async fn triage_command(source: SourceArgs, node: Option<String>, output: Output) -> anyhow::Result<ExitCode> {

@@ -92,7 +92,7 @@ metrics! {
     REMEDIATION_STEPS = "lifeboat_remediation_steps", Gauge, ["playbook", "state"], "Steps of the journaled runs by state (pending, running, succeeded, refused, failed, not_run).";
     REMEDIATION_TIME_IN_PHASE = "lifeboat_remediation_time_in_phase_seconds", Gauge, ["playbook", "phase"], "For runs not finished: seconds since each entered its current phase, summed per playbook and phase (an approval waiting for hours shows here).";
     ALERTMANAGER_REQUESTS = "lifeboat_alertmanager_requests_total", Counter, ["result"], "Webhook requests by result: accepted, or rejected (auth, content type, size, malformed or unknown payload).";
-    ALERTMANAGER_ALERTS = "lifeboat_alertmanager_alerts_total", Counter, ["result"], "Alerts received by what they did: run (a run was recorded), duplicate (repeat, HA pair or busy target), unrouted.";
+    ALERTMANAGER_ALERTS = "lifeboat_alertmanager_alerts_total", Counter, ["result"], "Alerts received by what they did: run (a run was recorded), duplicate (repeat, HA pair or busy target), unrouted, nothing_to_do (no plan), resolved, cleared (a run awaiting approval marked condition cleared).";
     CONFIG_PROBLEM = "lifeboat_backup_config_problem", Gauge, ["kind", "namespace", "name", "problem"], "1 per backup configuration that cannot deliver what it appears to (cron_dialect, no_destination, object_store_missing, invalid_schedule).";
 }
 
