@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -90,6 +90,12 @@ pub struct IntakeCounters {
     pub unrouted: AtomicU64,
     pub duplicates: AtomicU64,
     pub runs_created: AtomicU64,
+    /// Firing alerts whose plan found nothing to do (or could not be made).
+    pub nothing_to_do: AtomicU64,
+    /// Resolved alerts with no run waiting for approval.
+    pub resolved: AtomicU64,
+    /// Resolved alerts whose run awaiting approval is marked "condition cleared".
+    pub cleared: AtomicU64,
 }
 
 pub struct Intake {
@@ -157,7 +163,6 @@ fn base64_encode(bytes: &[u8]) -> String {
 pub fn routes(intake: Arc<Intake>) -> Router {
     Router::new()
         .route("/alertmanager", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(intake)
 }
 
@@ -167,7 +172,8 @@ fn reject(intake: &Intake, status: StatusCode, reason: String) -> Response {
     (status, Json(json!({"error": reason}))).into_response()
 }
 
-async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Credentials and content type are checked before a byte of the body is read.
+async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Response {
     if !intake.authorized(&headers) {
         return reject(&intake, StatusCode::UNAUTHORIZED, "missing or wrong credentials".into());
     }
@@ -175,6 +181,10 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: By
     if content_type.split(';').next().map(str::trim) != Some("application/json") {
         return reject(&intake, StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("content type {content_type:?}: expected application/json"));
     }
+    let body = match crate::server::read_body(&headers, body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => return reject(&intake, e.status(), e.to_string()),
+    };
     let payload: Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return reject(&intake, StatusCode::BAD_REQUEST, format!("not an Alertmanager webhook payload: {e}")),
@@ -229,21 +239,46 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
     for ((alert, intent), known) in alerts.iter().zip(intents).zip(known) {
         let alertname = alert.labels.get("alertname").map_or("", String::as_str);
         let result = match intent {
-            None => {
-                intake.counters.unrouted.fetch_add(1, Ordering::Relaxed);
-                json!({"alertname": alertname, "result": "unrouted"})
-            }
-            Some(_) if known.is_some() => {
-                intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                json!({"alertname": alertname, "result": "duplicate", "run": known})
-            }
+            None => json!({"alertname": alertname, "result": "unrouted"}),
+            Some(_) if known.is_some() => json!({"alertname": alertname, "result": "duplicate", "run": known}),
             // The target is gone or the trigger incomplete: state wins over the alert.
             Some((_, Some(Err(reason)))) => json!({"alertname": alertname, "result": "nothing to do", "reason": reason}),
             Some((route, plan)) => handle(intake, alert, route, plan.and_then(Result::ok), &mut runs).await?,
         };
+        decided(intake, alert, &result);
         results.push(result);
     }
     Ok(results)
+}
+
+/// Logs and counts what became of one alert (its `result` as answered).
+/// Labels other than the alert's name are not logged: they are the
+/// sender's, and the fingerprint identifies the alert.
+fn decided(intake: &Intake, alert: &Alert, result: &serde_json::Value) {
+    let kind = result["result"].as_str().unwrap_or("");
+    let run = result["run"].as_str();
+    let counters = &intake.counters;
+    let counter = match (kind, run) {
+        ("run", _) => &counters.runs_created,
+        ("duplicate" | "target busy", _) => &counters.duplicates,
+        ("unrouted", _) => &counters.unrouted,
+        ("resolved", Some(_)) => &counters.cleared,
+        ("resolved", None) => &counters.resolved,
+        _ => &counters.nothing_to_do,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let alertname = alert.labels.get("alertname").map_or("", String::as_str);
+    let (fingerprint, starts_at) = (alert.fingerprint.as_str(), alert.starts_at.to_rfc3339());
+    let reason = result["reason"].as_str().unwrap_or("");
+    match (kind, run) {
+        ("run", Some(run)) => {
+            let phase = result["phase"].as_str().unwrap_or("");
+            tracing::info!(alertname, fingerprint, starts_at, run, phase, "alert recorded a run")
+        }
+        ("resolved", Some(run)) => tracing::info!(alertname, fingerprint, starts_at, run, "alert resolved: its run awaiting approval is marked condition cleared"),
+        (_, Some(run)) => tracing::info!(alertname, fingerprint, starts_at, run, result = kind, "alert started nothing: it already has a run"),
+        _ => tracing::info!(alertname, fingerprint, starts_at, result = kind, reason, "alert started nothing"),
+    }
 }
 
 fn alert_key(alert: &Alert) -> (String, DateTime<Utc>) {
@@ -300,7 +335,6 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         return Ok(json!({"alertname": alertname, "result": "resolved", "run": runs[index].id}));
     }
     if let Some(index) = existing {
-        intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
         return Ok(json!({"alertname": alertname, "result": "duplicate", "run": runs[index].id}));
     }
     let Some(plan) = plan else { return Ok(json!({"alertname": alertname, "result": "nothing to do"})) };
@@ -309,7 +343,6 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     let config = &intake.hub.config.remediation;
     match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
-            intake.counters.runs_created.fetch_add(1, Ordering::Relaxed);
             let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
             remember(intake, std::slice::from_ref(&run));
             runs.insert(0, run);
@@ -322,10 +355,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
         Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
-        Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => {
-            intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            Ok(json!({"alertname": alertname, "result": "target busy", "run": id}))
-        }
+        Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => Ok(json!({"alertname": alertname, "result": "target busy", "run": id})),
         Err(e) => Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
     }
 }

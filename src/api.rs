@@ -53,11 +53,30 @@ pub fn secrets_equal(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Bodies on the API are small JSON documents.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 pub fn routes(api: Arc<ApiContext>) -> Router {
     Router::new()
         .route("/api/kill-switch", get(status).post(engage).delete(release))
         .route("/api/runs/{id}/approve", axum::routing::post(approve))
+        // Runs before the handlers' extractors: no body is read for a request without the token.
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), token_first))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
+}
+
+/// Refuses a request without the bearer token before its body is read, then
+/// reads the body (capped, with a deadline) for the handler.
+async fn token_first(State(api): State<Arc<ApiContext>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !api.authorized(request.headers()) {
+        return unauthorized();
+    }
+    let (parts, body) = request.into_parts();
+    match crate::server::read_body(&parts.headers, body, MAX_BODY_BYTES).await {
+        Ok(body) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(body))).await,
+        Err(e) => (e.status(), format!("{e}\n")).into_response(),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -316,6 +316,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         remediator_task = Some(task);
     }
     let mut app = crate::server::router(hub.clone());
+    let mut discord_app = None;
     if discord_config.discord.enabled() {
         if source.from_dump.is_some() {
             bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
@@ -327,7 +328,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
             notifier.leader = leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe());
             tokio::spawn(notifier.run_forever());
             if let Some(interactions) = discord.interactions {
-                app = app.merge(crate::discord::interactions::routes(Arc::new(interactions)));
+                discord_app = Some(crate::discord::interactions::routes(Arc::new(interactions)));
                 tracing::info!("Discord bot mode: posting runs with buttons; clicks at {}", crate::discord::interactions::PATH);
             } else {
                 tracing::info!("Discord webhook-only mode: posting runs without buttons");
@@ -349,9 +350,9 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         api.approval_ttl = remediation.approval_ttl;
         app = app.merge(crate::api::routes(Arc::new(api)));
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, "serving /metrics /healthz /readyz");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server")?;
+    let discord_addr = discord_config.discord.listen.as_deref().map(str::parse).transpose().context("discord.listen address")?;
+    let listeners = crate::server::arrange(crate::server::Listener { addr, app }, discord_app, discord_addr)?;
+    crate::server::serve(listeners, shutdown_signal()).await?;
     if let Some(leader) = leader {
         step_down(leader, remediator_task).await;
     }

@@ -190,6 +190,10 @@ pub struct DiscordConfig {
     /// While a run executes, its message is edited at most this often for the elapsed time
     /// (a step starting or ending edits it at once).
     pub edit_interval: Dur,
+    /// Bot mode: serve `POST /discord/interactions` on this address alone
+    /// (e.g. `0.0.0.0:9848`), so only it is exposed to Discord. Unset: on `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 impl Default for DiscordConfig {
@@ -203,6 +207,7 @@ impl Default for DiscordConfig {
             webhook_url_file: None,
             api_base: "https://discord.com/api/v10".into(),
             edit_interval: Dur::secs(15),
+            listen: None,
         }
     }
 }
@@ -247,6 +252,14 @@ impl DiscordConfig {
         }
         if self.edit_interval.0.is_zero() {
             problems.push("discord.editInterval: must be longer than 0s".into());
+        }
+        if let Some(listen) = &self.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                problems.push(format!("discord.listen: {listen:?} is not an address like 0.0.0.0:9848"));
+            }
+            if self.bot_token_file.is_none() {
+                problems.push("discord.listen: only bot mode receives interactions (set discord.botTokenFile)".into());
+            }
         }
         let bot = self.bot_token_file.is_some();
         if bot && self.webhook_url_file.is_some() {
@@ -473,6 +486,9 @@ impl Config {
         let mut problems = Vec::new();
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!("listen: {:?} is not an address like 0.0.0.0:9847", self.listen));
+        }
+        if self.discord.listen.as_deref().is_some_and(|d| d.parse::<std::net::SocketAddr>().ok() == self.listen.parse().ok()) {
+            problems.push(format!("discord.listen: {:?} is also `listen`: give Discord a port of its own", self.listen));
         }
         for (key, value) in [
             ("nodeLostGrace", self.node_lost_grace),

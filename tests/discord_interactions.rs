@@ -64,6 +64,7 @@ async fn setup_with(public_key: &str, answer_within: Duration) -> Setup {
         edit_interval: Dur::secs(15),
         client: client.clone(),
         answer_within,
+        seen: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}/discord/interactions", listener.local_addr().unwrap());
@@ -298,4 +299,81 @@ fn discord_config_is_validated_with_the_key_and_the_reason() {
     let e = DiscordClient::webhook("https://discord.com/api/channels/1/secret-token", "https://discord.com/api/v10").err().unwrap();
     assert!(!e.contains("secret-token"), "{e}");
     assert!(DiscordClient::webhook("https://discord.com/api/webhooks/123/secret-token", "https://discord.com/api/v10").is_ok());
+}
+
+#[tokio::test]
+async fn a_captured_click_sent_again_is_refused() {
+    let mut s = setup().await;
+    let (run, message) = run_with_message(&mut s, Utc::now()).await;
+    // What an eavesdropper (or a misbehaving proxy) holds: the exact signed request.
+    let payload = s.fake.click_payload(&message, &button(&s, &message, "Reject"), APPROVER, &[]);
+    let body = serde_json::to_vec(&payload).unwrap();
+    let now = Utc::now().timestamp().to_string();
+    let signature = FakeDiscord::sign(&s.fake.key, &now, &body);
+    let (code, first) = FakeDiscord::post_raw(&s.endpoint, &body, Some(&signature), Some(&now)).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(phase(&s, &run.id).await, Phase::Aborted);
+    let (code, again) = FakeDiscord::post_raw(&s.endpoint, &body, Some(&signature), Some(&now)).await;
+    assert_eq!(code, 401, "a replay within the signature window: {again}");
+    assert!(again.contains("already answered"), "{again}");
+    // Another interaction (a new id) is still served.
+    let answer = s.fake.click(&s.endpoint, &message, &button(&s, &message, "Show commands"), STRANGER, &[]).await;
+    assert_eq!(answer["type"], 4);
+}
+
+#[test]
+fn remembered_interactions_are_bounded() {
+    use lifeboat::discord::interactions::{Seen, SeenInteractions, MAX_CLOCK_SKEW_SECS, MAX_REMEMBERED};
+    let seen = SeenInteractions::default();
+    let t0 = 1_800_000_000;
+    for i in 0..MAX_REMEMBERED {
+        assert_eq!(seen.check_and_remember(&i.to_string(), t0, t0), Seen::First);
+    }
+    assert_eq!(seen.check_and_remember("0", t0, t0), Seen::Replayed);
+    assert_eq!(seen.check_and_remember("new", t0, t0), Seen::Full, "full within the window: refused, not forgotten");
+    // Past the window the old ids could not pass the timestamp check anyway: forgotten.
+    let later = t0 + 2 * MAX_CLOCK_SKEW_SECS + 1;
+    assert_eq!(seen.check_and_remember("new", later, later), Seen::First);
+    assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
+async fn a_per_phase_gate_needs_a_button_naming_that_phase() {
+    let mut s = setup().await;
+    let (run, message) = run_with_message(&mut s, Utc::now()).await;
+    let first_approval = button(&s, &message, "Approve");
+    // The run was approved, ran, and paused at the gate of phase "restore".
+    s.journal
+        .update_status_with(&run.id, |current| {
+            let mut status = current.status.clone();
+            status.approve("discord:someone (1)", &run.spec.plan_hash, Utc::now());
+            status.phase = Phase::AwaitingApproval;
+            status.awaiting_phase = Some("restore".into());
+            Some(status)
+        })
+        .await
+        .unwrap();
+    // A click on the first approval's button (late, or replayed) does not open the gate.
+    let answer = s.fake.click(&s.endpoint, &message, &first_approval, APPROVER, &[]).await;
+    assert_eq!(answer["type"], 4, "{answer}");
+    let text = answer["data"]["content"].as_str().unwrap();
+    assert!(text.contains("now waits for phase restore"), "{text}");
+    let stored = s.journal.get(&run.id).await.unwrap().unwrap();
+    assert_eq!((stored.status.phase, stored.status.approved_phases.clone()), (Phase::AwaitingApproval, vec![]));
+    // The message, rendered again, carries the gate's own button.
+    let data = lifeboat::discord::render::main_message(
+        &stored,
+        &lifeboat::discord::render::RenderContext {
+            transport: lifeboat::discord::render::Transport::Bot,
+            approval_ttl: Dur::hours(1),
+            edit_interval: Dur::secs(15),
+            now: Utc::now(),
+        },
+    );
+    let gate_button = data["components"][0]["components"][0]["custom_id"].as_str().unwrap().to_string();
+    assert!(gate_button.starts_with("lb:a:") && gate_button.ends_with(":restore") && gate_button != first_approval, "{gate_button}");
+    let answer = s.fake.click(&s.endpoint, &message, &gate_button, APPROVER, &[]).await;
+    assert_eq!(answer["type"], 7, "{answer}");
+    let stored = s.journal.get(&run.id).await.unwrap().unwrap();
+    assert_eq!((stored.status.phase, stored.status.approved_phases), (Phase::Approved, vec!["restore".to_string()]));
 }

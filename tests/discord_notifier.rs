@@ -369,6 +369,7 @@ mod live {
             edit_interval: Dur::secs(1),
             client: bot(fake),
             answer_within: Duration::from_secs(2),
+            seen: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}/discord/interactions", listener.local_addr().unwrap());

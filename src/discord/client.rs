@@ -73,9 +73,9 @@ impl RateLimits {
             self.bucket_of.insert(route.to_string(), bucket);
         }
         let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<u64>().ok());
-        let reset_after = header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok());
+        let reset_after = header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite());
         if let (Some(remaining), Some(reset_after)) = (remaining, reset_after) {
-            let reset_at = now + Duration::from_secs_f64(reset_after.clamp(0.0, 3600.0));
+            let reset_at = now + seconds_from_header(reset_after);
             self.buckets.insert(self.key(route), Bucket { remaining, reset_at });
         }
     }
@@ -87,6 +87,20 @@ impl RateLimits {
             self.buckets.insert(self.key(route), Bucket { remaining: 0, reset_at: now + retry_after });
         }
     }
+}
+
+/// Longest wait Discord's answers may impose on one route.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+
+/// A wait in seconds as Discord sends it (a float), cut to 0..=1 h. Never
+/// panics: NaN, infinities and negatives are input, not Discord's contract,
+/// and a panic here would poison the rate-limit lock and stop every
+/// notification. NaN, unreadable, waits one second like a missing value.
+pub fn seconds_from_header(seconds: f64) -> Duration {
+    if seconds.is_nan() {
+        return Duration::from_secs(1);
+    }
+    Duration::try_from_secs_f64(seconds.clamp(0.0, MAX_RATE_LIMIT_WAIT.as_secs_f64())).unwrap_or(MAX_RATE_LIMIT_WAIT)
 }
 
 pub struct DiscordClient {
@@ -218,10 +232,10 @@ impl DiscordClient {
             let text = response.text().await.unwrap_or_default();
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let retry_after = body["retry_after"].as_f64().unwrap_or(1.0).clamp(0.0, 3600.0);
+                let retry_after = seconds_from_header(body["retry_after"].as_f64().unwrap_or(1.0));
                 let global = body["global"].as_bool().unwrap_or(false);
-                tracing::info!(%route, retry_after, global, "Discord rate limit hit; waiting");
-                self.limits.lock().expect("rate limits lock").limited(route, Duration::from_secs_f64(retry_after), global, Instant::now());
+                tracing::info!(%route, retry_after_ms = retry_after.as_millis() as u64, global, "Discord rate limit hit; waiting");
+                self.limits.lock().expect("rate limits lock").limited(route, retry_after, global, Instant::now());
                 if attempts >= self.max_attempts {
                     return Err(DiscordError::RateLimited { route: route.into(), attempts });
                 }

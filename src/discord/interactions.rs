@@ -9,11 +9,12 @@
 //! or an ephemeral message (type 4, flags 64) for a refusal; when the journal
 //! is slow, a deferred update (type 6) and the result as a follow-up.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -27,12 +28,19 @@ use super::render::{self, RenderContext, Transport, Verb};
 use crate::act::remediator::{self, RemediationError};
 use crate::config::{DiscordApprovers, Dur};
 use crate::journal::{Journal, Phase};
+use crate::plan::shell::quote;
 
 pub const PATH: &str = "/discord/interactions";
 /// Signed requests older (or newer) than this are refused: a captured
 /// request cannot be replayed later.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 const EPHEMERAL: u64 = 64;
+/// Interactions are small (the clicked message is at most ~6000 characters
+/// of embeds and 2000 of content); anything larger is not from Discord.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Interaction ids remembered at once; Discord's rate limits keep a real
+/// channel far below this.
+pub const MAX_REMEMBERED: usize = 10_000;
 
 /// The application's public key, 64 hex characters.
 pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
@@ -41,25 +49,80 @@ pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
 }
 
+/// The signature headers, when present, well-formed and recent: what can be
+/// checked before the body is read.
+struct SignatureHeaders<'a> {
+    signature: [u8; 64],
+    timestamp: &'a str,
+    sent_at: i64,
+}
+
+fn signature_headers(headers: &HeaderMap, now_unix: i64) -> Option<SignatureHeaders<'_>> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (signature, timestamp) = (header("x-signature-ed25519")?, header("x-signature-timestamp")?);
+    let sent_at = timestamp.parse::<i64>().ok()?;
+    // abs_diff: a timestamp near i64::MIN must not overflow a subtraction.
+    if now_unix.abs_diff(sent_at) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
+        return None;
+    }
+    let signature = hex::decode(signature).ok().and_then(|b| <[u8; 64]>::try_from(b).ok())?;
+    Some(SignatureHeaders { signature, timestamp, sent_at })
+}
+
 /// Whether the request is signed by `key`, and recent.
 pub fn verify(key: &VerifyingKey, headers: &HeaderMap, body: &[u8], now_unix: i64) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(signature), Some(timestamp)) = (header("x-signature-ed25519"), header("x-signature-timestamp")) else {
-        return false;
-    };
-    let Ok(sent_at) = timestamp.parse::<i64>() else {
-        return false;
-    };
-    if now_unix.checked_sub(sent_at).and_then(i64::checked_abs).is_none_or(|skew| skew > MAX_CLOCK_SKEW_SECS) {
-        return false;
-    }
-    let Ok(signature) = hex::decode(signature).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or(()) else {
-        return false;
-    };
+    signature_headers(headers, now_unix).is_some_and(|h| verify_signed(key, &h, body))
+}
+
+fn verify_signed(key: &VerifyingKey, headers: &SignatureHeaders, body: &[u8]) -> bool {
+    let SignatureHeaders { signature, timestamp, .. } = headers;
     let mut message = Vec::with_capacity(timestamp.len() + body.len());
     message.extend_from_slice(timestamp.as_bytes());
     message.extend_from_slice(body);
-    key.verify_strict(&message, &Signature::from_bytes(&signature)).is_ok()
+    key.verify_strict(&message, &Signature::from_bytes(signature)).is_ok()
+}
+
+/// Interaction ids already answered, with their signature time: a signed
+/// request captured and sent again within the clock-skew window is refused.
+/// Entries older than the window are forgotten (a replay that late fails the
+/// timestamp check), so memory is bounded by the traffic of ten minutes, and
+/// by [`MAX_REMEMBERED`] beyond which new interactions are refused.
+#[derive(Default)]
+pub struct SeenInteractions {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    First,
+    Replayed,
+    /// Too many to remember: refused rather than forgotten.
+    Full,
+}
+
+impl SeenInteractions {
+    pub fn check_and_remember(&self, interaction_id: &str, sent_at: i64, now_unix: i64) -> Seen {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains_key(interaction_id) {
+            return Seen::Replayed;
+        }
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, at| now_unix.saturating_sub(*at) <= 2 * MAX_CLOCK_SKEW_SECS);
+        }
+        if seen.len() >= MAX_REMEMBERED {
+            return Seen::Full;
+        }
+        seen.insert(interaction_id.to_string(), sent_at);
+        Seen::First
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub struct Interactions {
@@ -75,10 +138,12 @@ pub struct Interactions {
     /// How long to wait for the journal before answering "deferred" (Discord
     /// allows 3 s); zero always defers.
     pub answer_within: Duration,
+    /// Interactions already answered (replay protection).
+    pub seen: SeenInteractions,
 }
 
 pub fn routes(interactions: Arc<Interactions>) -> Router {
-    Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(crate::alerts::MAX_BODY_BYTES)).with_state(interactions)
+    Router::new().route(PATH, post(receive)).with_state(interactions)
 }
 
 /// What a click comes to.
@@ -103,14 +168,44 @@ fn ephemeral(text: String) -> Value {
     json!({"content": render::clip(&text, render::MAX_CONTENT), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}})
 }
 
-async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !verify(&ix.public_key, &headers, &body, Utc::now().timestamp()) {
-        tracing::info!("Discord interaction with a missing or bad signature refused");
-        return (StatusCode::UNAUTHORIZED, "invalid request signature\n").into_response();
+fn bad_signature() -> Response {
+    tracing::info!("Discord interaction with a missing or bad signature refused");
+    (StatusCode::UNAUTHORIZED, "invalid request signature\n").into_response()
+}
+
+async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: Body) -> Response {
+    let now = Utc::now().timestamp();
+    // What can be refused without the body is refused before reading it.
+    let Some(signed) = signature_headers(&headers, now) else {
+        return bad_signature();
+    };
+    let body = match crate::server::read_body(&headers, body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::info!(error = %e, "Discord interaction body refused");
+            return (e.status(), format!("{e}\n")).into_response();
+        }
+    };
+    if !verify_signed(&ix.public_key, &signed, &body) {
+        return bad_signature();
     }
     let Ok(interaction) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON\n").into_response();
     };
+    let Some(interaction_id) = interaction["id"].as_str() else {
+        return (StatusCode::BAD_REQUEST, "interaction without an id\n").into_response();
+    };
+    match ix.seen.check_and_remember(interaction_id, signed.sent_at, now) {
+        Seen::First => {}
+        Seen::Replayed => {
+            tracing::warn!(interaction = %interaction_id, "a Discord interaction delivered again refused (replay)");
+            return (StatusCode::UNAUTHORIZED, "interaction already answered\n").into_response();
+        }
+        Seen::Full => {
+            tracing::warn!(remembered = MAX_REMEMBERED, "too many Discord interactions in the replay window; refusing");
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many interactions, try again\n").into_response();
+        }
+    }
     match interaction["type"].as_u64() {
         Some(1) => Json(json!({"type": 1})).into_response(),
         Some(3) => Json(click(ix, interaction).await).into_response(),
@@ -120,9 +215,10 @@ async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: 
 
 async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
     let custom_id = interaction["data"]["custom_id"].as_str().unwrap_or_default();
-    let Some((verb, run_id, hash)) = render::parse_custom_id(custom_id) else {
+    let Some(button) = render::parse_custom_id(custom_id) else {
         return Answer::Ephemeral("This is not a lifeboat button.".into()).immediate();
     };
+    let (verb, run_id) = (button.verb, button.run_id.clone());
     if let (Some(expected), Some(channel)) = (&ix.channel_id, interaction["channel_id"].as_str()) {
         if expected != channel {
             return Answer::Ephemeral("lifeboat only takes decisions in its own channel.".into()).immediate();
@@ -141,7 +237,7 @@ async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
         .immediate();
     }
     let by = format!("discord:{name} ({user_id})");
-    let mut task = tokio::spawn(decide(ix.clone(), verb, run_id, hash, by));
+    let mut task = tokio::spawn(decide(ix.clone(), button, by));
     let answered = match ix.answer_within.is_zero() {
         true => Err(()),
         false => tokio::time::timeout(ix.answer_within, &mut task).await.map_err(|_| ()),
@@ -170,7 +266,8 @@ async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
     }
 }
 
-async fn decide(ix: Arc<Interactions>, verb: Verb, id: String, hash: String, by: String) -> Answer {
+async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> Answer {
+    let render::Button { verb, run_id: id, plan_hash: hash, phase } = button;
     let run = match ix.journal.get(&id).await {
         Ok(Some(run)) => run,
         Ok(None) => return Answer::Ephemeral(format!("There is no run `{id}` (any more).")),
@@ -183,14 +280,23 @@ async fn decide(ix: Arc<Interactions>, verb: Verb, id: String, hash: String, by:
     if run.status.phase != Phase::AwaitingApproval {
         let what = if verb == Verb::Approve { "approve" } else { "reject" };
         return Answer::Ephemeral(format!(
-            "Run `{id}` is {:?}: there is nothing to {what} (use `lifeboat abort {id}` to stop a run).",
-            run.status.phase
+            "Run `{id}` is {:?}: there is nothing to {what} (use `lifeboat abort {}` to stop a run).",
+            run.status.phase,
+            quote(&id)
         ));
     }
     if hash != run.spec.plan_hash {
         return Answer::Ephemeral(format!(
-            "Refused: this message shows plan `{hash}`, but run `{id}` is plan `{}`. The plan changed; review it again (`lifeboat runs show {id}`).",
-            run.spec.plan_hash
+            "Refused: this message shows plan `{hash}`, but run `{id}` is plan `{}`. The plan changed; review it again (`lifeboat runs show {}`).",
+            run.spec.plan_hash,
+            quote(&id)
+        ));
+    }
+    if phase != run.status.awaiting_phase {
+        let shown = phase.as_deref().map_or("the run's first approval".to_string(), |p| format!("phase {p}"));
+        let waiting = run.status.awaiting_phase.as_deref().map_or("its first approval".to_string(), |p| format!("phase {p}"));
+        return Answer::Ephemeral(format!(
+            "Refused: this button decides {shown}, but run `{id}` now waits for {waiting}. Use the buttons of its current message."
         ));
     }
     let now = Utc::now();

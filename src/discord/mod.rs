@@ -65,6 +65,7 @@ impl Discord {
                     edit_interval: d.edit_interval,
                     client: client.clone(),
                     answer_within: std::time::Duration::from_secs(2),
+                    seen: Default::default(),
                 })
             }
         };

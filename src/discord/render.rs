@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Dur;
 use crate::journal::{Mode as RunMode, Phase, RunRecord, StepState};
+use crate::plan::shell::quote;
 
 pub const MAX_CONTENT: usize = 2000;
 pub const MAX_DESCRIPTION: usize = 4096;
@@ -38,8 +39,9 @@ pub struct RenderContext {
     pub now: DateTime<Utc>,
 }
 
-/// What a button does. Encoded in its `custom_id` with the run id and the
-/// plan hash the message showed, so an approval binds to that plan.
+/// What a button does. Encoded in its `custom_id` with the run id, the
+/// plan hash the message showed, and (for a per-phase gate) the phase, so
+/// an approval binds to that plan and that gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
     Approve,
@@ -57,15 +59,31 @@ impl Verb {
     }
 }
 
-/// `lb:<verb>:<run id>:<plan hash>`, or None when it would not fit in 100 characters.
+/// A lifeboat button, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Button {
+    pub verb: Verb,
+    pub run_id: String,
+    pub plan_hash: String,
+    /// The approval gate the button decides: None for the run's first
+    /// approval, else the phase the run was paused for when it was shown.
+    pub phase: Option<String>,
+}
+
+/// `lb:<verb>:<run id>:<plan hash>`, with `:<phase>` appended while the run
+/// waits at a per-phase gate (Approve and Reject), or None when it would
+/// not fit in 100 characters.
 pub fn custom_id(verb: Verb, run: &RunRecord) -> Option<String> {
-    let id = format!("lb:{}:{}:{}", verb.code(), run.id, run.spec.plan_hash);
+    let mut id = format!("lb:{}:{}:{}", verb.code(), run.id, run.spec.plan_hash);
+    if let (Some(phase), false) = (&run.status.awaiting_phase, verb == Verb::Commands) {
+        id = format!("{id}:{phase}");
+    }
     (id.len() <= MAX_CUSTOM_ID).then_some(id)
 }
 
-/// The verb, run id and plan hash of a lifeboat button.
-pub fn parse_custom_id(custom_id: &str) -> Option<(Verb, String, String)> {
-    let mut parts = custom_id.splitn(4, ':');
+/// The verb, run id, plan hash and gate of a lifeboat button.
+pub fn parse_custom_id(custom_id: &str) -> Option<Button> {
+    let mut parts = custom_id.splitn(5, ':');
     if parts.next()? != "lb" {
         return None;
     }
@@ -75,8 +93,12 @@ pub fn parse_custom_id(custom_id: &str) -> Option<(Verb, String, String)> {
         "c" => Verb::Commands,
         _ => return None,
     };
-    let (id, hash) = (parts.next()?, parts.next()?);
-    (!id.is_empty() && !hash.is_empty()).then(|| (verb, id.to_string(), hash.to_string()))
+    let (run_id, plan_hash) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let phase = match parts.next() {
+        Some("") => return None,
+        phase => phase.map(str::to_string),
+    };
+    (!run_id.is_empty() && !plan_hash.is_empty()).then_some(Button { verb, run_id, plan_hash, phase })
 }
 
 /// When the buttons of a run awaiting approval stop working.
@@ -305,9 +327,11 @@ pub fn main_message(run: &RunRecord, ctx: &RenderContext) -> Value {
     }
     if ctx.transport == Transport::Webhook && status.phase == Phase::AwaitingApproval && run.spec.mode == RunMode::Approve {
         let how = format!(
-            "This channel has no buttons. Approve the plan you reviewed with\n`lifeboat approve {id} --hash {hash}`\nor `POST /api/runs/{id}/approve` with `{{\"hash\": \"{hash}\", \"by\": \"<you>\"}}` (bearer token of remediation.apiTokenFile).\nReject: `lifeboat abort {id}`",
-            id = run.id,
-            hash = run.spec.plan_hash
+            "This channel has no buttons. Approve the plan you reviewed with\n`lifeboat approve {id} --hash {hash}`\nor `POST /api/runs/{path_id}/approve` with `{{\"hash\": \"{json_hash}\", \"by\": \"<you>\"}}` (bearer token of remediation.apiTokenFile).\nReject: `lifeboat abort {id}`",
+            id = quote(&run.id),
+            hash = quote(&run.spec.plan_hash),
+            path_id = run.id,
+            json_hash = run.spec.plan_hash
         );
         embeds.push(json!({"title": "How to approve", "description": clip(&how, 1000), "color": colour(status.phase)}));
     }
@@ -318,7 +342,7 @@ pub fn main_message(run: &RunRecord, ctx: &RenderContext) -> Value {
         let room = (MAX_EMBEDS_TOTAL - 50).saturating_sub(others).min(MAX_DESCRIPTION);
         let full = embeds[i]["description"].as_str().unwrap_or_default().to_string();
         if full.chars().count() > room {
-            let note = format!("\n… see `lifeboat runs show {}`", run.id);
+            let note = format!("\n… see `lifeboat runs show {}`", quote(&run.id));
             let cut = clip(&full, room.saturating_sub(note.chars().count()));
             embeds[i]["description"] = json!(format!("{cut}{note}"));
         }
@@ -450,7 +474,7 @@ fn final_summary(run: &RunRecord) -> Reply {
 /// The ephemeral answer to "Show commands": the plan as kubectl/flux commands.
 pub fn commands_text(run: &RunRecord) -> String {
     let mut out = format!("Commands of run `{}` (plan `{}`):\n```sh\n", run.id, run.spec.plan_hash);
-    let tail = format!("```\nAll of it: `lifeboat runs show {}`", run.id);
+    let tail = format!("```\nAll of it: `lifeboat runs show {}`", quote(&run.id));
     let mut body = String::new();
     for (i, step) in run.spec.plan.steps.iter().enumerate() {
         let _ = writeln!(body, "# {}. {}\n{}", i + 1, step.title, step.command());

@@ -93,7 +93,7 @@ metrics! {
     REMEDIATION_TIME_IN_PHASE = "lifeboat_remediation_time_in_phase_seconds", Gauge, ["playbook", "phase"], "For runs not finished: seconds since each entered its current phase, summed per playbook and phase (an approval waiting for hours shows here).";
     JOURNAL_UNDECODABLE = "lifeboat_journal_undecodable_runs", Gauge, [], "RemediationRuns the last journal listing skipped because they could not be decoded (written by another lifeboat version or edited by hand): every other run goes on; fix or move these aside (the log names them).";
     ALERTMANAGER_REQUESTS = "lifeboat_alertmanager_requests_total", Counter, ["result"], "Webhook requests by result: accepted, or rejected (auth, content type, size, malformed or unknown payload).";
-    ALERTMANAGER_ALERTS = "lifeboat_alertmanager_alerts_total", Counter, ["result"], "Alerts received by what they did: run (a run was recorded), duplicate (repeat, HA pair or busy target), unrouted.";
+    ALERTMANAGER_ALERTS = "lifeboat_alertmanager_alerts_total", Counter, ["result"], "Alerts received by what they did: run (a run was recorded), duplicate (repeat, HA pair or busy target), unrouted, nothing_to_do (no plan), resolved, cleared (a run awaiting approval marked condition cleared).";
     CONFIG_PROBLEM = "lifeboat_backup_config_problem", Gauge, ["kind", "namespace", "name", "problem"], "1 per backup configuration that cannot deliver what it appears to (cron_dialect, no_destination, object_store_missing, invalid_schedule).";
 }
 

@@ -289,7 +289,14 @@ impl prometheus_client::collector::Collector for Collector {
         family(
             &mut enc,
             &ALERTMANAGER_ALERTS,
-            vec![(vec![s("run")], load(&intake.runs_created)), (vec![s("duplicate")], load(&intake.duplicates)), (vec![s("unrouted")], load(&intake.unrouted))],
+            vec![
+                (vec![s("run")], load(&intake.runs_created)),
+                (vec![s("duplicate")], load(&intake.duplicates)),
+                (vec![s("unrouted")], load(&intake.unrouted)),
+                (vec![s("nothing_to_do")], load(&intake.nothing_to_do)),
+                (vec![s("resolved")], load(&intake.resolved)),
+                (vec![s("cleared")], load(&intake.cleared)),
+            ],
         )?;
         family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
         if let Some(stats) = hub.remediation.read().expect("stats lock poisoned").clone() {

@@ -55,7 +55,7 @@ pub fn validate_pattern(pattern: &str) -> Result<(), String> {
 }
 
 fn ns_flag(object: &ObjectRef) -> String {
-    object.namespace.as_ref().map_or(String::new(), |ns| format!(" -n {ns}"))
+    object.ns_flag()
 }
 
 /// The main container: the first of the pod template.
@@ -65,35 +65,44 @@ pub fn main_container(manifest: &serde_json::Value) -> String {
 
 /// `kubectl` for a RunJob step: create, wait, read the output.
 pub fn run_job_command(job: &ObjectRef, manifest: &serde_json::Value, timeout_seconds: u64, success_marker: &str, output: &JobOutput) -> String {
+    use super::shell::quote as q;
     let ns = ns_flag(job);
-    let name = &job.name;
-    let container = main_container(manifest);
+    let job_name = q(&format!("job/{}", job.name)).into_owned();
+    let name = q(&job.name);
+    let container = q(&main_container(manifest)).into_owned();
+    let yaml = serde_yaml::to_string(manifest).unwrap_or_default();
+    let end = super::shell::heredoc_delimiter(&yaml);
     let mut cmd = format!(
-        "kubectl create -f - <<'EOF'\n{}EOF\nkubectl wait{ns} job/{name} --for=condition=Complete --timeout={timeout_seconds}s  # fails fast on condition Failed\n",
-        serde_yaml::to_string(manifest).unwrap_or_default()
+        "kubectl create -f - <<'{end}'\n{yaml}{end}\nkubectl wait{ns} {job_name} --for=condition=Complete --timeout={timeout_seconds}s  # fails fast on condition Failed\n"
     );
     match output {
         JobOutput::SecretKey { secret, key, pattern } => {
             let sed = pattern.replace("{}", "\\([^\"]*\\)");
             let _ = writeln!(
                 cmd,
-                "VALUE=$(kubectl logs{ns} job/{name} -c {container} | sed -n 's/.*{sed}.*/\\1/p' | tail -1)  # the log must also say {success_marker:?}; never echo VALUE"
+                "VALUE=$(kubectl logs{ns} {job_name} -c {container} | sed -n {} | tail -1)  # the log must also say {}; never echo VALUE",
+                q(&format!("s/.*{sed}.*/\\1/p")),
+                super::shell::comment(success_marker)
             );
+            // One word: '{"data":{' "<key as JSON>" ':"' "$(…)" '"}}' side by side.
+            let json_key = serde_json::to_string(key).unwrap_or_default();
             let _ = writeln!(
                 cmd,
-                "kubectl patch secret {}{} --type=merge -p \"{{\\\"data\\\":{{\\\"{key}\\\":\\\"$(printf '%s' \"$VALUE\" | base64 -w0)\\\"}}}}\"",
-                secret.name,
-                ns_flag(secret)
+                "kubectl patch secret {}{} --type=merge -p '{{\"data\":{{'{}':\"'\"$(printf '%s' \"$VALUE\" | base64 -w0)\"'\"}}}}'",
+                q(&secret.name),
+                ns_flag(secret),
+                q(&json_key)
             );
             let _ = write!(cmd, "kubectl delete job {name}{ns}  # its pod log holds the value");
         }
-        _ => cmd.push_str(&format!("kubectl logs{ns} job/{name} -c {container} | grep -F {success_marker:?}")),
+        _ => cmd.push_str(&format!("kubectl logs{ns} {job_name} -c {container} | grep -F -- {}", q(success_marker))),
     }
     cmd
 }
 
 pub fn rollout_restart_command(object: &ObjectRef) -> String {
-    format!("kubectl rollout restart {} {}{}", object.kind.to_lowercase(), object.name, ns_flag(object))
+    let q = super::shell::quote;
+    format!("kubectl rollout restart {} {}{}", q(&object.kind.to_lowercase()), q(&object.name), ns_flag(object))
 }
 
 #[cfg(test)]

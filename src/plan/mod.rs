@@ -5,6 +5,7 @@
 pub mod compose;
 pub mod job;
 pub mod playbooks;
+pub mod shell;
 
 use std::fmt::Write as _;
 
@@ -42,8 +43,9 @@ impl ObjectRef {
             None => self.kind.to_lowercase(),
         }
     }
-    fn ns_flag(&self) -> String {
-        self.namespace.as_ref().map_or(String::new(), |ns| format!(" -n {ns}"))
+    /// ` -n <namespace>` (quoted), or nothing for a cluster-scoped object.
+    pub(crate) fn ns_flag(&self) -> String {
+        self.namespace.as_ref().map_or(String::new(), |ns| format!(" -n {}", shell::quote(ns)))
     }
 }
 
@@ -233,118 +235,112 @@ impl Step {
         matches!(self.action, Action::DeletePvc { .. })
     }
 
-    /// The equivalent command a human would run.
+    /// The equivalent command a human would run. Every interpolated value
+    /// is shell-quoted ([`shell::quote`]).
     pub fn command(&self) -> String {
+        use shell::quote as q;
         match &self.action {
-            Action::PromoteCnpg { cluster, pod } => format!("kubectl cnpg promote {}{} {pod}", cluster.name, cluster.ns_flag()),
-            Action::ForceDeletePod { pod } => format!("kubectl delete pod {}{} --force --grace-period=0", pod.name, pod.ns_flag()),
+            Action::PromoteCnpg { cluster, pod } => format!("kubectl cnpg promote {}{} {}", q(&cluster.name), cluster.ns_flag(), q(pod)),
+            Action::ForceDeletePod { pod } => format!("kubectl delete pod {}{} --force --grace-period=0", q(&pod.name), pod.ns_flag()),
             Action::DeletePvc { pvc, .. } => format!(
                 "kubectl delete pvc {name}{ns} --wait=false && kubectl patch pvc {name}{ns} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'  # the patch only if it stays Terminating",
-                name = pvc.name,
+                name = q(&pvc.name),
                 ns = pvc.ns_flag()
             ),
-            Action::Delete { object } => format!("kubectl delete {} {}{}", object.kubectl_resource(), object.name, object.ns_flag()),
-            Action::RestartPod { pod } => format!("kubectl delete pod {}{}", pod.name, pod.ns_flag()),
-            Action::SuspendFlux { object, .. } => format!("flux suspend {} {}{}", flux_kind(object), object.name, object.ns_flag()),
-            Action::ResumeFlux { object } => format!("flux resume {} {}{}", flux_kind(object), object.name, object.ns_flag()),
+            Action::Delete { object } => format!("kubectl delete {} {}{}", q(&object.kubectl_resource()), q(&object.name), object.ns_flag()),
+            Action::RestartPod { pod } => format!("kubectl delete pod {}{}", q(&pod.name), pod.ns_flag()),
+            Action::SuspendFlux { object, .. } => format!("flux suspend {} {}{}", flux_kind(object), q(&object.name), object.ns_flag()),
+            Action::ResumeFlux { object } => format!("flux resume {} {}{}", flux_kind(object), q(&object.name), object.ns_flag()),
             Action::Scale { object, replicas } => {
-                format!("kubectl scale {} {}{} --replicas={replicas}", object.kubectl_resource(), object.name, object.ns_flag())
+                format!("kubectl scale {} {}{} --replicas={replicas}", q(&object.kubectl_resource()), q(&object.name), object.ns_flag())
             }
             Action::MergePatch { object, patch } => {
-                format!("kubectl patch {} {}{} --type=merge -p '{}'", object.kubectl_resource(), object.name, object.ns_flag(), patch)
+                format!("kubectl patch {} {}{} --type=merge -p {}", q(&object.kubectl_resource()), q(&object.name), object.ns_flag(), q(&patch.to_string()))
             }
+            // The revert is named in a comment, where only comment quoting holds.
             Action::TemporaryPatch { object, patch, revert } => format!(
-                "kubectl patch {res} {name}{ns} --type=merge -p '{patch}'  # undone when the run ends: kubectl patch {res} {name}{ns} --type=merge -p '{revert}'",
-                res = object.kubectl_resource(),
-                name = object.name,
-                ns = object.ns_flag()
+                "kubectl patch {res} {name}{ns} --type=merge -p {patch}  # undone when the run ends: kubectl patch {c_res} {c_name}{c_ns} --type=merge -p {revert}",
+                res = q(&object.kubectl_resource()),
+                name = q(&object.name),
+                ns = object.ns_flag(),
+                patch = q(&patch.to_string()),
+                c_res = shell::comment(&object.kubectl_resource()),
+                c_name = shell::comment(&object.name),
+                c_ns = object.namespace.as_deref().map_or(String::new(), |ns| format!(" -n {}", shell::comment(ns))),
+                revert = shell::comment(&revert.to_string()),
             ),
-            Action::Apply { manifest, .. } => format!(
-                "kubectl apply --server-side --field-manager=lifeboat -f - <<'EOF'\n{}EOF",
-                serde_yaml::to_string(manifest).unwrap_or_default()
-            ),
+            Action::Apply { manifest, .. } => {
+                let yaml = serde_yaml::to_string(manifest).unwrap_or_default();
+                let end = shell::heredoc_delimiter(&yaml);
+                format!("kubectl apply --server-side --field-manager=lifeboat -f - <<'{end}'\n{yaml}{end}")
+            }
             Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => format!(
-                "kubectl edit {} {}{}  # spec.plugins[name={plugin}].parameters.{parameter}: {value}",
-                cluster.kubectl_resource(),
-                cluster.name,
-                cluster.ns_flag()
+                "kubectl edit {} {}{}  # spec.plugins[name={}].parameters.{}: {}",
+                q(&cluster.kubectl_resource()),
+                q(&cluster.name),
+                cluster.ns_flag(),
+                shell::comment(plugin),
+                shell::comment(parameter),
+                shell::comment(value)
             ),
-            Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {node} {key}={value}:{effect}"),
-            Action::ApprovalGate { phase } => format!("lifeboat approve RUN --hash PLAN_HASH  # lets phase {phase} start"),
+            Action::TaintNode { node, key, value, effect } => format!("kubectl taint node {} {}", q(node), q(&format!("{key}={value}:{effect}"))),
+            Action::ApprovalGate { phase } => format!("lifeboat approve RUN --hash PLAN_HASH  # lets phase {} start", shell::comment(phase)),
             Action::RecreatePod { pod, timeout_seconds } => format!(
                 "kubectl delete pod {name}{ns} && kubectl wait pod {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s",
-                name = pod.name,
+                name = q(&pod.name),
                 ns = pod.ns_flag()
             ),
             Action::RunJob { job, manifest, timeout_seconds, success_marker, output } => {
                 job::run_job_command(job, manifest, *timeout_seconds, success_marker, output)
             }
             Action::RolloutRestart { object } => job::rollout_restart_command(object),
-            Action::VerifyGarage { admin_url, min_buckets, .. } => format!(
-                "curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/GetClusterHealth && curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/ListBuckets  # healthy, at least {min_buckets} bucket(s)",
-                url = admin_url.trim_end_matches('/')
-            ),
-            Action::Wait { object, until, timeout_seconds } => match until {
-                WaitCondition::WorkloadReady => format!(
-                    "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
-                    object.kind.to_lowercase(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::NodeConfirmedGone => format!(
-                    "kubectl annotate node {} lifeboat.dev/confirmed-gone=true  # a human, once the node is known to be gone for good (waits {timeout_seconds}s)",
-                    object.name
-                ),
-                WaitCondition::CnpgBackupCompleted => format!(
-                    "kubectl wait {} {}{} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::CnpgPrimaryIs { pod } => format!(
-                    "kubectl wait {} {}{} --for=jsonpath='{{.status.currentPrimary}}'={pod} --timeout={timeout_seconds}s",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::ServiceHasEndpoints => format!(
-                    "kubectl get endpointslices{} -l kubernetes.io/service-name={}  # until an endpoint is ready (timeout {timeout_seconds}s)",
-                    object.ns_flag(),
-                    object.name
-                ),
-                WaitCondition::ConditionIs { condition, status } => format!(
-                    "kubectl wait {} {}{} --for=condition={condition}={status} --timeout={timeout_seconds}s",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::VolsyncManualSyncDone { token } => format!(
-                    "kubectl wait {} {}{} --for=jsonpath='{{.status.lastManualSync}}'={token} --timeout={timeout_seconds}s && kubectl get {} {}{} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag(),
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::ClaimUnused => format!(
-                    "kubectl get pods{} -o jsonpath='{{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}'  # until empty (timeout {timeout_seconds}s)",
-                    object.ns_flag(),
-                    object.name
-                ),
-                WaitCondition::NoReplicas => format!(
-                    "kubectl wait {} {}{} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-                WaitCondition::CnpgHealthy => format!(
-                    "kubectl wait {} {}{} --for=condition=Ready --timeout={timeout_seconds}s",
-                    object.kubectl_resource(),
-                    object.name,
-                    object.ns_flag()
-                ),
-            },
+            Action::VerifyGarage { admin_url, min_buckets, .. } => {
+                let url = admin_url.trim_end_matches('/');
+                format!(
+                    "curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {} && curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {}  # healthy, at least {min_buckets} bucket(s)",
+                    q(&format!("{url}/v2/GetClusterHealth")),
+                    q(&format!("{url}/v2/ListBuckets"))
+                )
+            }
+            Action::Wait { object, until, timeout_seconds } => {
+                let (res, name, ns) = (q(&object.kubectl_resource()).into_owned(), q(&object.name), object.ns_flag());
+                match until {
+                    WaitCondition::WorkloadReady => {
+                        format!("kubectl rollout status {} {name}{ns} --timeout={timeout_seconds}s", q(&object.kind.to_lowercase()))
+                    }
+                    WaitCondition::NodeConfirmedGone => format!(
+                        "kubectl annotate node {name} lifeboat.dev/confirmed-gone=true  # a human, once the node is known to be gone for good (waits {timeout_seconds}s)"
+                    ),
+                    WaitCondition::CnpgBackupCompleted => {
+                        format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.phase}}'=completed --timeout={timeout_seconds}s")
+                    }
+                    WaitCondition::CnpgPrimaryIs { pod } => {
+                        format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.currentPrimary}}'={} --timeout={timeout_seconds}s", q(pod))
+                    }
+                    WaitCondition::ServiceHasEndpoints => format!(
+                        "kubectl get endpointslices{ns} -l {}  # until an endpoint is ready (timeout {timeout_seconds}s)",
+                        q(&format!("kubernetes.io/service-name={}", object.name))
+                    ),
+                    WaitCondition::ConditionIs { condition, status } => {
+                        format!("kubectl wait {res} {name}{ns} {} --timeout={timeout_seconds}s", q(&format!("--for=condition={condition}={status}")))
+                    }
+                    WaitCondition::VolsyncManualSyncDone { token } => format!(
+                        "kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.lastManualSync}}'={} --timeout={timeout_seconds}s && kubectl get {res} {name}{ns} -o jsonpath='{{.status.latestMoverStatus.result}}'  # must be Successful",
+                        q(token)
+                    ),
+                    WaitCondition::ClaimUnused => format!(
+                        "kubectl get pods{ns} -o {}  # until empty (timeout {timeout_seconds}s)",
+                        q(&format!(
+                            "jsonpath={{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}",
+                            object.name
+                        ))
+                    ),
+                    WaitCondition::NoReplicas => {
+                        format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s")
+                    }
+                    WaitCondition::CnpgHealthy => format!("kubectl wait {res} {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s"),
+                }
+            }
         }
     }
 }

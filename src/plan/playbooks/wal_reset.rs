@@ -112,7 +112,10 @@ pub fn archive_reset(state: &ClusterState, findings: &Findings, ns: &str, cluste
 
     let commit = format!("commit `serverName: {next}` (spec.plugins[{BARMAN_CLOUD_PLUGIN}].parameters of {cluster_ref}) to Git");
     plan.follow_ups.push(match &flux {
-        Some(owner) => format!("{commit}, then `flux resume {} {} -n {}`", owner.kind.to_lowercase(), owner.name, owner.namespace),
+        Some(owner) => {
+            let q = crate::plan::shell::quote;
+            format!("{commit}, then `flux resume {} {} -n {}`", q(&owner.kind.to_lowercase()), q(&owner.name), q(&owner.namespace))
+        }
         None => format!("{commit} wherever this Cluster is declared, or the next apply reverts it"),
     });
     Ok(plan)

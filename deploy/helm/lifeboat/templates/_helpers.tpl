@@ -102,3 +102,10 @@ app.kubernetes.io/part-of: lifeboat
 {{- $port := regexFind "[0-9]+$" (toString .Values.config.listen) }}
 {{- required "config.listen must end in a port, e.g. 0.0.0.0:9847" $port }}
 {{- end }}
+
+{{/* Discord's own port: the port of config.discord.listen, or empty. */}}
+{{- define "lifeboat.discordPort" -}}
+{{- with (.Values.config.discord | default dict).listen }}
+{{- required "config.discord.listen must end in a port, e.g. 0.0.0.0:9848" (regexFind "[0-9]+$" (toString .)) }}
+{{- end }}
+{{- end }}
