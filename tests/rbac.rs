@@ -430,6 +430,52 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
     assert!(!lifeboat::act::kill_switch::engaged(&r.sa, &r.ns).await);
 }
 
+/// Plays the StatefulSet/Deployment controllers: status.replicas follows spec.
+async fn play_workloads(client: Client, ns: String) {
+    loop {
+        for kind in ["Deployment", "StatefulSet"] {
+            let api = api_for(&client, "apps/v1", kind, Some(&ns)).await;
+            for w in api.list(&ListParams::default()).await.unwrap().items {
+                let w = serde_json::to_value(w).unwrap();
+                let (spec, status) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["replicas"].as_i64().unwrap_or(0));
+                if spec != status {
+                    set_status(&client, "apps/v1", kind, Some(&ns), w["metadata"]["name"].as_str().unwrap(), json!({"replicas": spec, "readyReplicas": spec})).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The real kanidm-credential-reset plan (its Jobs as the playbook builds
+/// them, with the config's defaults) runs as the ServiceAccount of a chart
+/// rendered with default values: the chart's allow-list and the playbook agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
+    let r = release("rbac-kanidm").await;
+    let (_, live) = scene(&r).await;
+    let ns = r.scene.as_str();
+    create(&r.admin, deployment(ns, "StatefulSet", "kanidm-default", 1), None).await;
+    create(&r.admin, kustomization(ns, "kanidm", false, "True"), None).await;
+    let mut config = Config { discovery_interval: Dur::secs(1), ..Config::default() };
+    config.kanidm.namespace = ns.to_string();
+    config.kanidm.domain = Some("idm.example.com".into());
+    config.kanidm.oidc_clients = vec![format!("Deployment/{ns}/web")];
+    let snapshot = live_snapshot(&r.admin, &config).await;
+    let plan = lifeboat::plan::playbooks::plan("kanidm-credential-reset", &snapshot.state, &snapshot.findings, &Default::default()).expect("plans");
+    let jobs = plan.steps.iter().filter(|s| matches!(s.action, Action::RunJob { .. })).count();
+    assert_eq!(jobs, 2, "{}", plan.render_text());
+
+    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_workloads(r.admin.clone(), ns.to_string()))];
+    let limits = RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() };
+    let report = execute(&r.sa, &plan, &plan.hash(), &limits).await;
+    players.iter().for_each(|p| p.abort());
+    let failed: Vec<String> = report.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| format!("{}: {:?}", s.id, s.status)).collect();
+    assert!(failed.is_empty(), "kanidm-credential-reset as lifeboat's ServiceAccount:\n{}", failed.join("\n"));
+    let secret = get(&r.admin, "v1", "Secret", Some(ns), "kanidm-admin-passwords").await;
+    assert_eq!(secret["data"]["IDM_ADMIN_PASSWORD"], json!("cHctZnJvbS10aGUtbG9n"));
+}
+
 // --- Escalations -------------------------------------------------------------------
 
 fn dry_post() -> PostParams {
