@@ -19,7 +19,10 @@
 #      exactly the watched kinds; no write verb exists unless
 #      remediation.enabled; nothing grants Secrets (but patch of the Secrets
 #      named in remediation.secrets by -remediate), wildcards, pods
-#      create or nodes writes; no Secret object and no inline secret value;
+#      create or nodes writes (but patch by -remediate-nodes); the write
+#      rules are bound exactly in remediation.namespaces; the admission policy
+#      and its binding exist with remediation (fail closed, matching lifeboat's
+#      ServiceAccount); no Secret object and no inline secret value;
 #      the PrometheusRule equals rules/lifeboat.rules.yaml (minus
 #      disabledAlerts, plus additionalRuleLabels)
 #   5. `lifeboat check-config` accepts every rendered config.yaml
@@ -127,6 +130,8 @@ template() {
     must_fail "is set by the chart" --set config.garage.adminTokenFile=/token --set config.garage.adminUrl=http://g:3903
     must_fail "is set by the chart" --set config.discord.botTokenFile=/token
     must_fail "needs remediation.enabled" --set secrets.discord.existingSecret=discord
+    must_fail "use secrets.apiToken.existingSecret" --set config.remediation.apiTokenFile=/token
+    must_fail "use secrets.webhookCredentials.existingSecret" --set config.remediation.webhookCredentialsFile=/creds
     must_fail "use bot (buttons) or webhook" --set secrets.discord.existingSecret=discord --set remediation.enabled=true --set secrets.discord.mode=chat
     return $ok
 }
@@ -176,7 +181,7 @@ def grants(rules):
                     out.add((g, res, v))
     return out
 
-def check_render(name, docs, remediation, expect_rule):
+def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()):
     where = name
     kinds = sorted(d["kind"] for d in docs)
     if by_kind(docs, "Secret"):
@@ -224,6 +229,11 @@ def check_render(name, docs, remediation, expect_rule):
     for path, m in mounts.items():
         if path.startswith("/etc/lifeboat/secrets/") and not m.get("readOnly"):
             err(where, f"secret mount {path} is not readOnly")
+    cfg = yaml.safe_load(next((d for d in docs if d["kind"] == "ConfigMap"), {}).get("data", {}).get("config.yaml", "{}")) or {}
+    for key in ("apiTokenFile", "webhookCredentialsFile"):
+        path = (cfg.get("remediation") or {}).get(key)
+        if path and not any(path.startswith(m + "/") and mounts[m].get("readOnly") for m in mounts):
+            err(where, f"config.remediation.{key} {path} is not inside a read-only mount")
     svc = by_kind(docs, "Service")
     if len(svc) != 1 or not any(p.get("name") == "http-metrics" and p.get("port") == 9847 for p in svc[0]["spec"]["ports"]):
         err(where, "Service with port 9847 named http-metrics missing")
@@ -252,13 +262,44 @@ def check_render(name, docs, remediation, expect_rule):
                 err(rw, "grants access to Secrets (only -remediate may patch Secrets named in remediation.secrets)")
             if g == "" and res == "pods" and v == "create":
                 err(rw, "grants pods create")
-            if g == "" and res.startswith("nodes") and v in WRITE_VERBS:
-                err(rw, f"grants {v} on {res}")
+            if g == "" and res.startswith("nodes") and v in WRITE_VERBS and not (
+                    role["metadata"]["name"].endswith("-remediate-nodes") and (res, v) == ("nodes", "patch")):
+                err(rw, f"grants {v} on {res} (only -remediate-nodes may patch nodes, for the out-of-service taint)")
             if v in WRITE_VERBS and not remediation:
                 err(rw, f"write verb {v} on {g}/{res} although remediation.enabled is false")
     rem = [r for r in roles if r["metadata"]["name"].endswith("-remediate")]
     if remediation and len(rem) != 2:
         err(where, f"remediation.enabled: want ClusterRole and Role <fullname>-remediate, got {[r['kind'] for r in rem]}")
+    nodes = [r for r in roles if r["metadata"]["name"].endswith("-remediate-nodes")]
+    for r in nodes:
+        if grants(r["rules"]) != {("", "nodes", "patch")}:
+            err(where, f"{r['metadata']['name']} grants more than patch on nodes: {sorted(grants(r['rules']))}")
+    # The write ClusterRole is bound per namespace (remediation.namespaces).
+    for b in by_kind(docs, "ClusterRoleBinding"):
+        if remediation_namespaces and b["roleRef"]["name"].endswith("-remediate"):
+            err(where, f"ClusterRoleBinding {b['metadata']['name']} binds the write rules cluster-wide although remediation.namespaces is set")
+    bound = sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")
+                   if b["roleRef"]["kind"] == "ClusterRole" and b["roleRef"]["name"].endswith("-remediate"))
+    if bound != sorted(remediation_namespaces):
+        err(where, f"the write rules are bound in {bound}, want exactly remediation.namespaces {sorted(remediation_namespaces)}")
+    # The admission policy narrows every write of lifeboat's ServiceAccount.
+    vaps = by_kind(docs, "ValidatingAdmissionPolicy")
+    vapbs = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    if not remediation and (vaps or vapbs):
+        err(where, "admission policy rendered although remediation.enabled is false")
+    if remediation:
+        sa = by_kind(docs, "ServiceAccount")[0]["metadata"]
+        user = f"system:serviceaccount:{sa['namespace']}:{sa['name']}"
+        if len(vaps) != 1 or len(vapbs) != 1:
+            err(where, "remediation.enabled: want one ValidatingAdmissionPolicy and one binding")
+        else:
+            spec = vaps[0]["spec"]
+            if spec.get("failurePolicy") != "Fail":
+                err(where, "the admission policy must fail closed (failurePolicy: Fail)")
+            if not any(user in c["expression"] for c in spec.get("matchConditions", [])):
+                err(where, f"the admission policy does not match {user}")
+            if vapbs[0]["spec"].get("policyName") != vaps[0]["metadata"]["name"] or vapbs[0]["spec"].get("validationActions") != ["Deny"]:
+                err(where, f"the binding must Deny with policy {vaps[0]['metadata']['name']}: {vapbs[0]['spec']}")
     if not remediation and rem:
         err(where, "remediation disabled but a -remediate role is rendered")
     for r in rem:
@@ -267,8 +308,10 @@ def check_render(name, docs, remediation, expect_rule):
             if not got <= {("coordination.k8s.io", "leases"), ("lifeboat.dev", "remediationruns"), ("lifeboat.dev", "remediationruns/status"), ("", "configmaps")}:
                 err(where, f"namespaced Role grants more than leases, remediationruns and the kill-switch ConfigMap: {sorted(got)}")
             for rule in r["rules"]:
-                if "configmaps" in rule.get("resources", []) and (rule.get("resourceNames") != ["lifeboat-kill-switch"] or rule.get("verbs") != ["get"]):
-                    err(where, f"the Role may only get the ConfigMap lifeboat-kill-switch, not {rule}")
+                # create cannot be limited by resourceNames: the admission policy names it.
+                named = rule.get("resourceNames") == ["lifeboat-kill-switch"] and set(rule.get("verbs")) <= {"get", "delete"}
+                if "configmaps" in rule.get("resources", []) and not (named or (rule.get("verbs") == ["create"] and vaps)):
+                    err(where, f"the Role may only get/delete/create the ConfigMap lifeboat-kill-switch, not {rule}")
     for b in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
         sa = by_kind(docs, "ServiceAccount")
         for s in b["subjects"]:
@@ -302,7 +345,8 @@ def check_render(name, docs, remediation, expect_rule):
 default = load(default_file)
 full = load(full_file)
 check_render("default", default, remediation=False, expect_rule=None)
-check_render("all-features", full, remediation=True, expect_rule=({"LifeboatWatchDown"}, {"team": "homelab"}))
+check_render("all-features", full, remediation=True, expect_rule=({"LifeboatWatchDown"}, {"team": "homelab"}),
+             remediation_namespaces=yaml.safe_load(open(f"{root}/deploy/helm/lifeboat/ci/all-features-values.yaml"))["remediation"]["namespaces"])
 if not by_kind(full, "ServiceMonitor"):
     err("all-features", "ServiceMonitor missing")
 if by_kind(default, "ServiceMonitor"):
@@ -446,6 +490,8 @@ RESOURCES = {
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules", True),
     "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "ValidatingAdmissionPolicy": ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings", False),
 }
 
 def path_of(obj):
@@ -470,7 +516,7 @@ def create(obj, source, dry_run):
 def docs(path):
     return [d for d in yaml.safe_load_all(open(path)) if d]
 
-for ns in ("lifeboat", "monitoring", "database"):
+for ns in ("lifeboat", "monitoring", "database", "identity", "media"):
     create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, "setup", dry_run=False)
 
 manifest_files = sorted(glob.glob(f"{manifests}/*.yaml") + glob.glob(f"{manifests}/optional/*.yaml"))
@@ -543,7 +589,6 @@ for who in (READONLY, REMEDIATE):
         (who, "list", "secrets", "", None, None, False),
         (who, "list", "configmaps", "", None, None, False),
         (who, "create", "pods", "", "database", None, False),
-        (who, "patch", "nodes", "", None, None, False),
         (who, "delete", "nodes", "", None, None, False),
         (who, "delete", "deployments", "apps", "database", None, False),
         (who, "update", "deployments", "apps", "database", None, False),
@@ -554,6 +599,7 @@ for who in (READONLY, REMEDIATE):
         (who, "create", "pods", "", "database", "exec", False),
     ]
 WRITES = [
+    ("patch", "nodes", "", None), ("get", "backups", "postgresql.cnpg.io", None), ("patch", "backups", "postgresql.cnpg.io", None),
     ("delete", "persistentvolumeclaims", "", None), ("patch", "persistentvolumeclaims", "", None),
     ("create", "persistentvolumeclaims", "", None), ("delete", "pods", "", None), ("get", "pods", "", "log"),
     ("patch", "deployments", "apps", "scale"), ("patch", "statefulsets", "apps", "scale"),
@@ -573,6 +619,16 @@ for v in ("get", "create", "update"):
     cases.append((READONLY, v, "leases", "coordination.k8s.io", "lifeboat", None, False))
 cases += [
     (REMEDIATE, "delete", "leases", "coordination.k8s.io", "monitoring", None, False),
+    # Writes only in remediation.namespaces (database, identity), not in media.
+    (REMEDIATE, "delete", "persistentvolumeclaims", "", "identity", None, True),
+    (REMEDIATE, "delete", "persistentvolumeclaims", "", "media", None, False),
+    (REMEDIATE, "create", "jobs", "batch", "media", None, False),
+    (REMEDIATE, "patch", "kustomizations", "kustomize.toolkit.fluxcd.io", "media", None, False),
+    (REMEDIATE, "delete", "nodes", "", None, None, False),
+    (REMEDIATE, "update", "nodes", "", None, None, False),
+    # The kill switch (create is narrowed to its name by the admission policy).
+    (REMEDIATE, "create", "configmaps", "", "monitoring", None, True),
+    (REMEDIATE, "create", "configmaps", "", "database", None, False),
     (REMEDIATE, "create", "remediationruns", "lifeboat.dev", "monitoring", None, True),
     (REMEDIATE, "patch", "remediationruns", "lifeboat.dev", "monitoring", "status", True),
     (REMEDIATE, "create", "remediationruns", "lifeboat.dev", "database", None, False),
@@ -586,6 +642,10 @@ named = [
     (REMEDIATE, "patch", "secrets", "", "identity", None, True, "kanidm-admin-passwords"),
     (REMEDIATE, "get", "secrets", "", "identity", None, False, "kanidm-admin-passwords"),
     (REMEDIATE, "patch", "secrets", "", "identity", None, False, "kanidm-tls"),
+    (REMEDIATE, "get", "configmaps", "", "monitoring", None, True, "lifeboat-kill-switch"),
+    (REMEDIATE, "delete", "configmaps", "", "monitoring", None, True, "lifeboat-kill-switch"),
+    (REMEDIATE, "delete", "configmaps", "", "monitoring", None, False, "lb-lifeboat"),
+    (REMEDIATE, "patch", "secrets", "", "media", None, False, "kanidm-admin-passwords"),
     (READONLY, "patch", "secrets", "", "identity", None, False, "kanidm-admin-passwords"),
 ]
 wrong = 0

@@ -6,7 +6,7 @@
 #   deploy/manifests/kustomization.yaml      kubectl apply -k deploy/manifests
 #   deploy/manifests/namespace.yaml
 #   deploy/manifests/lifeboat.yaml           SA, read-only RBAC, ConfigMap, Service, Deployment
-#   deploy/manifests/optional/remediation-rbac.yaml   opt-in write RBAC (remediation.enabled)
+#   deploy/manifests/optional/remediation-rbac.yaml   opt-in write RBAC and admission policy (remediation.enabled)
 #   deploy/manifests/optional/servicemonitor.yaml     prometheus-operator ServiceMonitor
 #   deploy/manifests/optional/prometheusrule.yaml     prometheus-operator PrometheusRule
 #
@@ -34,7 +34,7 @@ render() { # render <out dir>
     tpl() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@"; }
     { echo "$header"; tpl; } >"$out/lifeboat.yaml"
     { echo "$header"; echo "# Opt-in: the write permissions of the remediation playbooks (remediation.enabled=true)."
-      tpl --set remediation.enabled=true --show-only templates/rbac-remediate.yaml; } >"$out/optional/remediation-rbac.yaml"
+      tpl --set remediation.enabled=true --show-only templates/rbac-remediate.yaml --show-only templates/rbac-admission.yaml; } >"$out/optional/remediation-rbac.yaml"
     { echo "$header"; echo "# Needs the prometheus-operator CRDs; add the labels your Prometheus selects on."
       tpl --set serviceMonitor.enabled=true --show-only templates/servicemonitor.yaml; } >"$out/optional/servicemonitor.yaml"
     { echo "# Copied by deploy/generate.sh from deploy/crds/remediationrun.yaml: the journal of remediation runs."

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod process;
 pub mod example_cluster;
 pub mod players;
+pub mod chart;

@@ -42,6 +42,8 @@ app.kubernetes.io/part-of: lifeboat
 {{- define "lifeboat.garageAdminTokenDir" -}}/etc/lifeboat/secrets/garage-admin{{- end }}
 {{- define "lifeboat.discordDir" -}}/etc/lifeboat/secrets/discord{{- end }}
 {{- define "lifeboat.garageBackupDir" -}}/var/lib/lifeboat/garage-meta-backup{{- end }}
+{{- define "lifeboat.apiTokenDir" -}}/etc/lifeboat/secrets/api{{- end }}
+{{- define "lifeboat.webhookCredentialsDir" -}}/etc/lifeboat/secrets/alertmanager{{- end }}
 
 {{/* The config file: .Values.config plus the paths of what the chart mounts. */}}
 {{- define "lifeboat.config" -}}
@@ -93,6 +95,21 @@ app.kubernetes.io/part-of: lifeboat
 {{- end }}
 {{- if $discord }}
 {{- $_ := set $config "discord" $discord }}
+{{- end }}
+{{- $remediation := default (dict) (get $config "remediation") }}
+{{- range $k, $v := dict "apiTokenFile" "secrets.apiToken.existingSecret" "webhookCredentialsFile" "secrets.webhookCredentials.existingSecret" }}
+{{- if hasKey $remediation $k }}
+{{- fail (printf "config.remediation.%s is set by the chart; use %s instead" $k $v) }}
+{{- end }}
+{{- end }}
+{{- with .Values.secrets.apiToken.existingSecret }}
+{{- $_ := set $remediation "apiTokenFile" (printf "%s/%s" (include "lifeboat.apiTokenDir" $) $.Values.secrets.apiToken.key) }}
+{{- end }}
+{{- with .Values.secrets.webhookCredentials.existingSecret }}
+{{- $_ := set $remediation "webhookCredentialsFile" (printf "%s/%s" (include "lifeboat.webhookCredentialsDir" $) $.Values.secrets.webhookCredentials.key) }}
+{{- end }}
+{{- if $remediation }}
+{{- $_ := set $config "remediation" $remediation }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
