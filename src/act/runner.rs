@@ -474,9 +474,9 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
             Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
-            Precondition::CnpgPrimaryUnchanged { cluster, pod } => {
+            Precondition::CnpgPrimaryUnchanged { cluster, pod, promote_to } => {
                 let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
-                super::cnpg::primary_unchanged(&c["status"], pod)
+                super::cnpg::primary_unchanged(&c["status"], pod) || c["status"]["targetPrimary"].as_str() == Some(promote_to)
             }
         };
         if !holds {

@@ -193,8 +193,9 @@ pub enum Precondition {
     /// ReplicationDestination "completes" a restore without running it).
     NotPaused { object: ObjectRef },
     /// `pod` is still both `currentPrimary` and `targetPrimary` of the CNPG
-    /// cluster: no failover of the operator's own has started.
-    CnpgPrimaryUnchanged { cluster: ObjectRef, pod: String },
+    /// cluster (no failover of the operator's own has started), or
+    /// `targetPrimary` is already `promote_to` (this plan's own promotion).
+    CnpgPrimaryUnchanged { cluster: ObjectRef, pod: String, promote_to: String },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -502,6 +503,8 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
         Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
-        Precondition::CnpgPrimaryUnchanged { cluster, pod } => format!("{pod} is still both current and target primary of {cluster} (no failover started)"),
+        Precondition::CnpgPrimaryUnchanged { cluster, pod, promote_to } => {
+            format!("{pod} is still both current and target primary of {cluster} (no failover started), or {promote_to} is already the target")
+        }
     }
 }

@@ -202,7 +202,7 @@ fn promote(plan: &mut Plan, cluster_ref: &ObjectRef, ns: &str, lost_primary: &st
         preconditions: vec![
             Precondition::NodeStillLost { node: primary_node.to_string() },
             Precondition::PodReady { pod: ObjectRef::pod(ns, promote_to) },
-            Precondition::CnpgPrimaryUnchanged { cluster: cluster_ref.clone(), pod: lost_primary.to_string() },
+            Precondition::CnpgPrimaryUnchanged { cluster: cluster_ref.clone(), pod: lost_primary.to_string(), promote_to: promote_to.to_string() },
         ],
         recovery_source: None,
     });
