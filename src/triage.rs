@@ -44,7 +44,7 @@ impl Category {
     pub fn action(self) -> &'static str {
         match self {
             Category::Garage => "restore the meta PVC from the backup-sync mirror (garage-meta-restore) before anything that needs S3",
-            Category::CnpgInstance => "switch over if it is the primary, then delete the pod and PVC so CNPG re-creates the instance (cnpg-instance-lost)",
+            Category::CnpgInstance => "let CNPG fail over if it is the primary (promote only if it is stuck), then delete the PVCs and the pod so CNPG re-creates the instance (cnpg-instance-lost)",
             Category::MariadbInstance => "delete the storage-/galera- PVCs and the pod so the operator re-provisions (mariadb-instance-lost)",
             Category::VolsyncApp => "restore from the VolSync snapshot into a re-created PVC (volsync-restore)",
             Category::S3BackupApp => "restore from the app's S3 backup with its restore Job (s3-restore)",
@@ -156,11 +156,23 @@ fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node
                 None => "no WAL archive",
             };
             let ready = cluster.map_or(String::new(), |c| format!("{}/{} instances ready", c.ready_instances, c.instances));
+            let object = state.cnpg_clusters.iter().find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == provider);
+            // The same survivors the cnpg-instance-lost plan counts, so the two never disagree.
+            if object.is_some_and(|c| crate::plan::playbooks::cnpg::surviving_replicas(state, findings, c).is_empty()) {
+                let mut w = make(
+                    Category::CnpgInstance,
+                    format!("Cluster {provider} (instance {pvc})"),
+                    format!("object store only: no replica survives ({ready}) + {archiving}"),
+                    Some("do not delete its PVCs: recover the Cluster from its object store".to_string()),
+                );
+                w.action = crate::plan::playbooks::cnpg::NO_REPLICA_ACTION;
+                return w;
+            }
             make(
                 Category::CnpgInstance,
                 format!("Cluster {provider} (instance {pvc})"),
                 format!("replicas ({ready}) + {archiving}"),
-                is_primary.then(|| "this instance is the current primary: switch over before deleting its PVC".to_string()),
+                is_primary.then(|| "this instance is the current primary: CNPG fails over by itself; cnpg-instance-lost promotes only if it is stuck".to_string()),
             )
         }
         Source::Galera => {

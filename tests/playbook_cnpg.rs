@@ -7,13 +7,14 @@ mod support;
 use std::time::Duration;
 
 use kube::Client;
-use lifeboat::act::runner::{execute, Outcome, RunLimits, StepStatus};
+use lifeboat::act::runner::{execute, Outcome, RunLimits, RunReport, StepReport, StepStatus};
 use lifeboat::config::Config;
 use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::plan::Plan;
 use lifeboat::snapshot::Snapshot;
 use support::controlplane::control_plane;
 use support::cnpg::*;
+use support::fixtures::{cnpg_cluster, condition, object_store, pod, pv_pinned, pvc};
 use support::k8s::*;
 
 struct Scene {
@@ -41,6 +42,15 @@ async fn live_plan(scene: &Scene) -> Plan {
     plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).expect("plans")
 }
 
+/// The step `id` of a report.
+fn step<'a>(report: &'a RunReport, id: &str) -> &'a StepReport {
+    report.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}: {report:#?}"))
+}
+
+fn position(plan: &Plan, id: &str) -> usize {
+    plan.steps.iter().position(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}: {}", plan.render_text()))
+}
+
 fn fast() -> RunLimits {
     RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() }
 }
@@ -59,7 +69,11 @@ async fn recovers_a_lost_primary_end_to_end() {
     let s = scene("cnpg-e2e").await;
     let plan = live_plan(&s).await;
     let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-    assert_eq!(ids, vec!["promote", "wait-primary", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy", "verify-rw-endpoints"]);
+    assert_eq!(ids, vec![
+        "promote", "wait-primary", "wait-archiving", "base-backup", "wait-backup",
+        "mark-pvc-postgres-1", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy", "verify-rw-endpoints",
+    ]);
+    assert!(plan.findings.iter().any(|f| f.contains("it is stuck")), "{}", plan.render_text());
 
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
@@ -73,7 +87,10 @@ async fn recovers_a_lost_primary_end_to_end() {
     assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none(), "the lost instance's PVC is gone");
     assert!(pvcs.get_opt("postgres-2").await.unwrap().is_some() && pvcs.get_opt("postgres-3").await.unwrap().is_some());
     let pods = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await;
-    assert!(pods.get_opt("postgres-1").await.unwrap().is_none());
+    assert!(pods.get_opt("postgres-1").await.unwrap().is_none(), "no pod re-attached to the lost instance's PVC");
+    assert!(step(&report, "mark-pvc-postgres-1").finished <= step(&report, "delete-pod-postgres-1").started, "the PVC went before the pod");
+    let backup = get(&s.client, "postgresql.cnpg.io/v1", "Backup", Some(&s.ns), "postgres-after-postgres-1-lost").await;
+    assert_eq!(backup["status"]["phase"], "completed", "a base backup on the new timeline");
 
     // Idempotent: running the same plan again (as a resumed run would)
     // changes nothing: promote is a no-op, the deletes find nothing.
@@ -81,8 +98,10 @@ async fn recovers_a_lost_primary_end_to_end() {
     let again = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
     let details: Vec<String> = again.steps.iter().map(|st| match &st.status { StepStatus::Succeeded { detail } => detail.clone(), other => format!("{other:?}") }).collect();
-    assert!(details[0].contains("already the target primary"), "{details:?}");
-    assert!(details[2].contains("already gone") && details[3].contains("already gone"), "{details:?}");
+    assert!(details[position(&plan, "promote")].contains("already the target primary"), "{details:?}");
+    for id in ["mark-pvc-postgres-1", "delete-pod-postgres-1", "delete-pvc-postgres-1"] {
+        assert!(details[position(&plan, id)].contains("already gone"), "{details:?}");
+    }
     let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
     assert_eq!(cluster["metadata"]["resourceVersion"], version, "nothing written");
 }
@@ -149,8 +168,8 @@ async fn a_wait_that_never_converges_fails_and_reports_what_is_left() {
     assert!(matches!(&report.steps[0].status, StepStatus::Succeeded { .. }));
     assert!(matches!(&report.steps[1].status, StepStatus::Failed { error } if error.contains("timed out")), "{report:#?}");
     let left = report.remaining_commands();
-    assert_eq!(left.len(), 5);
-    assert!(left[1].contains("kubectl delete pod postgres-1") && left[1].contains("--force"));
+    assert_eq!(left.len(), plan.steps.len() - 1);
+    assert!(left.iter().any(|c| c.contains("kubectl delete pod postgres-1") && c.contains("--force")), "{left:#?}");
     assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_some());
 }
 
@@ -175,8 +194,8 @@ async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
     // Kill the first instance once its destructive steps are journaled as done.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = journal.lock().unwrap().steps.iter().filter(|st| matches!(st.status, StepStatus::Succeeded { .. })).count();
-        if done == 4 {
+        let done = journal.lock().unwrap().steps.iter().any(|st| st.id == "delete-pvc-postgres-1" && matches!(st.status, StepStatus::Succeeded { .. }));
+        if done {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "first run did not get to wait-healthy: {:#?}", journal.lock().unwrap());
@@ -185,8 +204,8 @@ async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
     first.abort();
     promoter.abort();
     let saved = journal.lock().unwrap().clone();
-    let deleted_at = saved.steps[3].finished;
-    let promoted_at = saved.steps[0].finished;
+    let deleted_at = step(&saved, "delete-pvc-postgres-1").finished;
+    let promoted_at = step(&saved, "promote").finished;
 
     // CNPG re-creates the instance; a second lifeboat resumes from the journal.
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
@@ -194,10 +213,199 @@ async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
     let resumed = resume(&s.client, &plan, &plan.hash(), &fast(), saved, &|_| {}).await;
     operator.abort();
     assert_eq!(resumed.outcome, Outcome::Succeeded, "{resumed:#?}");
-    assert_eq!(resumed.steps[3].finished, deleted_at, "the PVC deletion was not run again");
-    assert_eq!(resumed.steps[0].finished, promoted_at, "promote not run again");
-    assert!(resumed.steps[4].started.unwrap() > deleted_at.unwrap(), "only the wait ran in the second instance");
+    assert_eq!(step(&resumed, "delete-pvc-postgres-1").finished, deleted_at, "the PVC deletion was not run again");
+    assert_eq!(step(&resumed, "promote").finished, promoted_at, "promote not run again");
+    assert!(step(&resumed, "wait-healthy").started.unwrap() > deleted_at.unwrap(), "only the wait ran in the second instance");
     assert_eq!(writes_before["status"]["targetPrimary"], "postgres-2");
+}
+
+fn shorten_waits(plan: &mut Plan, seconds: u64) {
+    for st in &mut plan.steps {
+        if let lifeboat::plan::Action::Wait { timeout_seconds, .. } = &mut st.action {
+            *timeout_seconds = seconds;
+        }
+    }
+}
+
+/// The primary's node went NotReady a minute ago (lost after a 30s grace):
+/// CNPG has not had the time to fail over yet.
+async fn fresh_loss(prefix: &str) -> (Scene, Plan) {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, prefix).await;
+    let (healthy, doomed) = lost_primary_cluster_since(&client, &ns, chrono::Utc::now() - chrono::Duration::minutes(1)).await;
+    let s = Scene { client, ns, healthy, doomed };
+    let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), node_lost_grace: lifeboat::config::Dur::secs(30), ..Config::default() };
+    let snapshot = live_snapshot(&s.client, &config).await;
+    let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some("postgres".into()), node: None };
+    let plan = plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).expect("plans");
+    (s, plan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cnpg_fails_over_by_itself_to_the_most_advanced_replica_and_lifeboat_only_waits() {
+    let (s, mut plan) = fresh_loss("cnpg-own-failover").await;
+    assert!(!plan.steps.iter().any(|st| st.id == "promote"), "lifeboat must not pick a primary: {}", plan.render_text());
+    assert_eq!(plan.steps[0].id, "wait-failover", "{}", plan.render_text());
+    assert!(plan.findings.iter().any(|f| f.contains("fails over by itself")), "{}", plan.render_text());
+    // postgres-3 received more WAL than postgres-2: CNPG elects it, not the first by name.
+    report_lsn(&s.client, &s.ns, "postgres-2", "0/3000000").await;
+    report_lsn(&s.client, &s.ns, "postgres-3", "0/5000000").await;
+    shorten_waits(&mut plan, 60);
+    let operator = tokio::spawn(play_cnpg_with(s.client.clone(), s.ns.clone(), s.healthy.clone(), Failover::Automatic));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    operator.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!((cluster["status"]["currentPrimary"].as_str(), cluster["status"]["targetPrimary"].as_str()), (Some("postgres-3"), Some("postgres-3")));
+    assert!(matches!(&step(&report, "wait-failover").status, StepStatus::Succeeded { detail } if detail.contains("to postgres-3")), "{report:#?}");
+    assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_in_progress_is_waited_for_and_never_overridden() {
+    let s = scene("cnpg-in-progress").await;
+    // CNPG already elected postgres-3; its promotion has not finished.
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", serde_json::json!({"targetPrimary": "postgres-3", "phase": "Failing over"})).await;
+    let mut plan = live_plan(&s).await;
+    assert!(!plan.steps.iter().any(|st| st.id == "promote"), "{}", plan.render_text());
+    assert!(plan.findings.iter().any(|f| f.contains("already failing over")), "{}", plan.render_text());
+    shorten_waits(&mut plan, 60);
+    let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    operator.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["status"]["currentPrimary"], "postgres-3", "CNPG's choice stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_is_refused_once_cnpg_started_its_own_failover_after_planning() {
+    let s = scene("cnpg-late-failover").await;
+    let plan = live_plan(&s).await;
+    assert!(plan.steps.iter().any(|st| st.id == "promote"), "stuck: lifeboat promotes: {}", plan.render_text());
+    // Between approval and execution CNPG starts failing over (PendingFailoverMarker).
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", serde_json::json!({"targetPrimary": "pending"})).await;
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    assert!(matches!(&step(&report, "promote").status, StepStatus::Refused { reason } if reason.contains("no failover started")), "{report:#?}");
+    let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
+    assert_eq!(cluster["status"]["targetPrimary"], "pending", "lifeboat wrote nothing over CNPG's failover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cnpg_reattaches_a_pod_to_a_pvc_left_behind() {
+    // Why the PVCs go first: with the pod deleted first, CNPG re-creates it
+    // on the dangling claim (Pending: its node is gone).
+    let s = scene("cnpg-reattach").await;
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", serde_json::json!({"currentPrimary": "postgres-2", "targetPrimary": "postgres-2"})).await;
+    let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
+    let pods = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await;
+    let old_uid = pods.get("postgres-1").await.unwrap().metadata.uid;
+    pods.delete("postgres-1", &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let reattached = loop {
+        if let Some(p) = pods.get_opt("postgres-1").await.unwrap().filter(|p| p.metadata.uid != old_uid) {
+            break serde_json::to_value(p).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "CNPG did not re-attach the PVC");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    operator.abort();
+    assert_eq!(reattached["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "postgres-1");
+    assert!(reattached["spec"]["nodeName"].is_null(), "Pending: its PVC's node is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_deletes_every_pvc_of_the_instance_before_its_pod() {
+    let s = scene("cnpg-pvc-order").await;
+    for (claim, role) in [("postgres-1-wal", "PG_WAL"), ("postgres-1-tbs-idx", "PG_TABLESPACE")] {
+        let pv = format!("{}-{claim}", s.ns);
+        create(&s.client, pv_pinned(&pv, "kubernetes.io/hostname", &s.doomed, &s.ns, claim), None).await;
+        create(&s.client, pvc(&s.ns, claim, &pv, serde_json::json!({"cnpg.io/cluster": "postgres", "cnpg.io/instanceName": "postgres-1", "cnpg.io/pvcRole": role})), None).await;
+    }
+    let plan = live_plan(&s).await;
+    let pod_step = &plan.steps[position(&plan, "delete-pod-postgres-1")];
+    for claim in ["postgres-1", "postgres-1-wal", "postgres-1-tbs-idx"] {
+        let mark = format!("mark-pvc-{claim}");
+        assert!(pod_step.needs.contains(&mark), "{claim} before the pod: {}", plan.render_text());
+        assert!(plan.steps[position(&plan, &format!("delete-pvc-{claim}"))].needs.contains(&pod_step.id));
+    }
+}
+
+async fn rw_slice(s: &Scene, target: &str, conditions: serde_json::Value) {
+    create(&s.client, serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres-rw", "namespace": s.ns},
+        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}}}), None).await;
+    create(&s.client, serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "postgres-rw-1", "namespace": s.ns, "labels": {"kubernetes.io/service-name": "postgres-rw"}},
+        "addressType": "IPv4", "ports": [{"port": 5432}],
+        "endpoints": [{"addresses": ["10.0.0.12"], "conditions": conditions, "targetRef": {"kind": "Pod", "name": target, "namespace": s.ns}}]}), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_rw_needs_a_ready_endpoint_on_the_current_primary() {
+    let s = scene("cnpg-rw").await;
+    let mut verify = live_plan(&s).await;
+    verify.steps.retain(|st| st.id == "verify-rw-endpoints");
+    verify.steps[0].needs.clear();
+    shorten_waits(&mut verify, 1);
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", serde_json::json!({"currentPrimary": "postgres-2", "targetPrimary": "postgres-2"})).await;
+    let outcome = |report: RunReport| report.steps[0].status.clone();
+    // The slice still points at the old primary: ready, but not the primary.
+    rw_slice(&s, "postgres-1", serde_json::json!({"ready": true})).await;
+    let failed = outcome(execute(&s.client, &verify, &verify.hash(), &fast()).await);
+    assert!(matches!(&failed, StepStatus::Failed { error } if error.contains("postgres-2")), "{failed:?}");
+    // The primary, but terminating.
+    rw_slice(&s, "postgres-2", serde_json::json!({"ready": true, "terminating": true})).await;
+    assert!(matches!(outcome(execute(&s.client, &verify, &verify.hash(), &fast()).await), StepStatus::Failed { .. }));
+    // The primary, explicitly not ready.
+    rw_slice(&s, "postgres-2", serde_json::json!({"ready": false})).await;
+    assert!(matches!(outcome(execute(&s.client, &verify, &verify.hash(), &fast()).await), StepStatus::Failed { .. }));
+    // The primary, `ready` unset: the EndpointSlice API reads nil as ready.
+    rw_slice(&s, "postgres-2", serde_json::json!({})).await;
+    let ok = outcome(execute(&s.client, &verify, &verify.hash(), &fast()).await);
+    assert!(matches!(&ok, StepStatus::Succeeded { detail } if detail.contains("on postgres-2")), "{ok:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_instance_cluster_is_recovered_from_its_object_store_and_triage_says_so() {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "cnpg-single").await;
+    let doomed = format!("{ns}-b");
+    node_ready(&client, &doomed).await;
+    let pv = format!("{ns}-pv-1");
+    create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &doomed, &ns, "postgres-1"), None).await;
+    create(&client, pvc(&ns, "postgres-1", &pv, serde_json::json!({"cnpg.io/cluster": "postgres", "cnpg.io/pvcRole": "PG_DATA"})), None).await;
+    create(&client, running(pod(&ns, "postgres-1", &doomed, &["postgres-1"], serde_json::json!({"cnpg.io/cluster": "postgres"}), None)), None).await;
+    let mut cluster = cnpg_cluster(&ns, "postgres", "postgres-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z")], "postgres-r2");
+    cluster["spec"]["instances"] = serde_json::json!(1);
+    cluster["spec"]["storage"] = serde_json::json!({"size": "1Gi"});
+    cluster["status"]["instanceNames"] = serde_json::json!(["postgres-1"]);
+    create(&client, cluster, None).await;
+    create(&client, object_store(&ns, "cnpg-garage", "postgres-r2", "2026-11-01T00:00:00Z", "2026-11-24T00:00:00Z"), None).await;
+    mark_node_not_ready(&client, &doomed, chrono::Utc::now() - chrono::Duration::minutes(10)).await;
+
+    let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
+    let snapshot = live_snapshot(&client, &config).await;
+    let report = lifeboat::triage::triage(&snapshot.state, &snapshot.findings, None);
+    let workload = report.workloads.iter().find(|w| w.namespace == ns && w.workload.contains("postgres")).expect("the instance is triaged");
+    assert_eq!(workload.action, lifeboat::plan::playbooks::cnpg::NO_REPLICA_ACTION, "{workload:#?}");
+    assert!(!workload.action.contains("delete the PVCs"), "{workload:#?}");
+    let trigger = Trigger { namespace: Some(ns.clone()), name: Some("postgres".into()), node: None };
+    let plan = plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).unwrap();
+    assert!(plan.steps.is_empty(), "nothing is deleted: {}", plan.render_text());
+    assert!(plan.findings.iter().any(|f| f.contains(lifeboat::plan::playbooks::cnpg::NO_REPLICA_ACTION)), "{}", plan.render_text());
+    let follow_up = plan.follow_ups.iter().find(|f| f.contains("bootstrap")).unwrap_or_else(|| panic!("{}", plan.render_text()));
+    let manifest: serde_json::Value = serde_yaml::from_str(&follow_up[follow_up.find("apiVersion").unwrap()..]).unwrap();
+    assert_eq!(manifest["spec"]["bootstrap"]["recovery"]["source"], "origin");
+    assert_eq!(manifest["spec"]["externalClusters"][0]["plugin"]["parameters"], serde_json::json!({"barmanObjectName": "cnpg-garage", "serverName": "postgres-r2"}));
+    assert_eq!(manifest["spec"]["plugins"][0]["parameters"]["serverName"], "postgres-r3", "a new archive");
+    // The manifest is a valid Cluster for the real CRD (server-side dry run).
+    let clusters = api_for(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns)).await;
+    let mut fresh = manifest.clone();
+    fresh["metadata"]["name"] = serde_json::json!("postgres-recovered");
+    let params = kube::api::PatchParams { dry_run: true, ..kube::api::PatchParams::apply("lifeboat-test") };
+    clusters.patch("postgres-recovered", &params, &kube::api::Patch::Apply(&fresh)).await.expect("the recovery Cluster is valid");
 }
 
 mod journaled {
@@ -279,7 +487,7 @@ mod journaled {
         assert_eq!(done.status.leader.as_deref(), Some(leader_id));
         assert_eq!(done.status.approved_by.as_deref(), Some("alice"));
         assert!(done.status.steps.iter().all(|st| st.state == StepState::Succeeded));
-        assert_eq!(done.status.progress(), "6/6");
+        assert_eq!(done.status.progress(), "10/10");
         one.abort();
         two.abort();
     }
@@ -300,7 +508,7 @@ mod journaled {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let journaled = loop {
             let r = journal.get(&run.id).await.unwrap().unwrap();
-            if r.status.steps.iter().filter(|st| st.state == StepState::Succeeded).count() == 4 {
+            if r.status.steps.iter().any(|st| st.id == "delete-pvc-postgres-1" && st.state == StepState::Succeeded) {
                 break r;
             }
             assert!(tokio::time::Instant::now() < deadline, "{:#?}", r.status);
@@ -309,7 +517,8 @@ mod journaled {
         first.abort();
         promoter.abort();
         assert_eq!(journaled.status.phase, Phase::Running);
-        let pvc_deleted_at = journaled.status.steps[3].finished_at;
+        let pvc_step = journaled.status.steps.iter().position(|st| st.id == "delete-pvc-postgres-1").unwrap();
+        let pvc_deleted_at = journaled.status.steps[pvc_step].finished_at;
 
         // Replica B becomes leader and resumes; CNPG finishes re-creating the instance.
         let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
@@ -319,7 +528,7 @@ mod journaled {
         let done = journal.get(&run.id).await.unwrap().unwrap();
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
         assert_eq!(done.status.leader.as_deref(), Some("replica-b"));
-        assert_eq!(done.status.steps[3].finished_at, pvc_deleted_at, "the PVC deletion was not repeated");
+        assert_eq!(done.status.steps[pvc_step].finished_at, pvc_deleted_at, "the PVC deletion was not repeated");
 
         // Abort: a second run for the target, aborted before it is executed, never runs.
         let snap = snapshot_of(&s.client).await;
@@ -352,7 +561,7 @@ mod journaled {
         tokio::time::timeout(Duration::from_secs(30), running).await.expect("the run stops after an abort").unwrap().unwrap();
         let done = journal.get(&run.id).await.unwrap().unwrap();
         assert_eq!(done.status.phase, Phase::Aborted, "{:#?}", done.status);
-        assert!(done.status.steps[2..].iter().all(|st| st.state == StepState::NotRun), "{:#?}", done.status.steps);
+        assert!(done.status.steps.iter().filter(|st| st.id.contains("pvc") || st.id.starts_with("delete")).all(|st| st.state == StepState::NotRun), "{:#?}", done.status.steps);
         let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
         assert!(pvcs.get_opt("postgres-1").await.unwrap().is_some(), "nothing destructive ran");
     }

@@ -119,7 +119,7 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     }
     // Data is deleted only with the node still lost and a recovery source named.
     let deletions: Vec<_> = p.steps.iter().filter(|s| s.destroys_data()).collect();
-    assert_eq!(deletions.len(), 8, "postgres-1, storage-/galera-mariadb-0, forgejo + its cache, sonarr, radarr, kanidm data");
+    assert_eq!(deletions.len(), 9, "postgres-1 (marked before its pod, then seen gone), storage-/galera-mariadb-0, forgejo + its cache, sonarr, radarr, kanidm data");
     for s in deletions {
         assert!(s.recovery_source.is_some(), "{}", s.id);
         assert!(s.preconditions.iter().any(|c| matches!(c, Precondition::NodeStillLost { node } if node == NODE)), "{}", s.id);

@@ -29,7 +29,7 @@ use lifeboat::plan::job::JobOutput;
 use lifeboat::plan::{Action, ObjectRef, Plan, RecoverySource, Step, WaitCondition};
 use serde_json::{json, Value};
 use support::chart::{denied_by_policy, install_permissions, render, wait_policy_enforced};
-use support::controlplane::{control_plane, crd_source};
+use support::controlplane::control_plane;
 use support::fixtures::*;
 use support::k8s::*;
 
@@ -608,24 +608,15 @@ async fn crafted_escalations_are_refused() {
 
 /// `spec` (or a nested object) properties of a CRD's storage version.
 fn crd_properties(group: &str, plural: &str, path: &[&str]) -> BTreeSet<String> {
-    let dir = crd_source();
-    let files: Vec<std::path::PathBuf> = if dir.is_dir() { std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect() } else { vec![dir.clone()] };
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
-        let text = std::fs::read_to_string(file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let crd: Value = serde::Deserialize::deserialize(doc).unwrap();
-            if crd["kind"] != "CustomResourceDefinition" || crd["spec"]["group"] != group || crd["spec"]["names"]["plural"] != plural {
-                continue;
-            }
-            let version = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["storage"] == true).unwrap();
-            let mut schema = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-            for p in path {
-                schema = &schema["properties"][*p];
-            }
-            return schema["properties"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-        }
+    let name = format!("{plural}.{group}");
+    let crds = support::crds::all().unwrap();
+    let crd = &crds.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no CRD {name} among the harness's CRDs")).manifest;
+    let version = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["storage"] == true).unwrap();
+    let mut schema = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    for p in path {
+        schema = &schema["properties"][*p];
     }
-    panic!("no CRD {plural}.{group} in {}", dir.display())
+    schema["properties"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
 #[test]

@@ -1,7 +1,53 @@
-//! CloudNativePG writes, as `kubectl cnpg promote` performs them (see FACTS).
+//! CloudNativePG writes, as `kubectl cnpg promote` performs them (see FACTS),
+//! and the reads that tell whether the operator's own failover happened.
 
 use chrono::{DateTime, Utc};
+use kube::api::DeleteParams;
+use kube::Client;
 use serde_json::{json, Value};
+
+use super::runner::{check_pvc_deletable, delete, get, StepError};
+use crate::plan::ObjectRef;
+
+/// The value CNPG puts in `targetPrimary` while it waits for the WAL
+/// receivers to stop, before it names the new primary
+/// (cloudnative-pg v1.30.0 api/v1 `PendingFailoverMarker`).
+pub const PENDING_FAILOVER_MARKER: &str = "pending";
+
+/// `Some(detail)` once CNPG has moved the primary away from `from`:
+/// `currentPrimary` names another instance and `targetPrimary` agrees.
+pub fn failed_over(status: &Value, from: &str) -> Option<String> {
+    let current = status["currentPrimary"].as_str().filter(|c| !c.is_empty())?;
+    let target = status["targetPrimary"].as_str()?;
+    (current != from && current == target && target != PENDING_FAILOVER_MARKER).then(|| format!("CNPG failed over from {from} to {current}"))
+}
+
+/// `pod` is still both current and target primary: no failover started.
+pub fn primary_unchanged(status: &Value, pod: &str) -> bool {
+    status["currentPrimary"].as_str() == Some(pod) && status["targetPrimary"].as_str() == Some(pod)
+}
+
+/// Marks a PVC of an instance whose pod still exists for deletion, after the
+/// runner's own checks (pinned to `pinned_node`, which is not Ready). The
+/// claim's uid is a precondition, so a claim re-created under that name is
+/// left alone. Done once the claim is gone or Terminating.
+pub(super) async fn mark_pvc_for_deletion(client: &Client, pvc: &ObjectRef, pinned_node: &str) -> Result<String, StepError> {
+    let Some(claim) = check_pvc_deletable(client, pvc, pinned_node).await? else {
+        return Ok(format!("{pvc} already gone"));
+    };
+    if claim["metadata"]["deletionTimestamp"].is_string() {
+        return Ok(format!("{pvc} already marked for deletion"));
+    }
+    let uid = claim["metadata"]["uid"].as_str().map(String::from);
+    let precondition = kube::api::Preconditions { uid: uid.clone(), resource_version: None };
+    let detail = delete(client, pvc, &DeleteParams { preconditions: Some(precondition), ..Default::default() }).await?;
+    match get(client, pvc).await.map_err(StepError::Failed)? {
+        Some(c) if c["metadata"]["deletionTimestamp"].is_string() => Ok(format!("{detail}: Terminating until its pod is deleted")),
+        Some(c) if c["metadata"]["uid"].as_str() != uid.as_deref() => Ok(format!("{detail} (a new claim of that name exists)")),
+        Some(_) => Err(StepError::Failed(format!("{pvc} was deleted but is not marked for deletion"))),
+        None => Ok(detail),
+    }
+}
 
 /// The status merge patch that asks CNPG to promote `pod`: `targetPrimary`
 /// (never `currentPrimary`: the operator sets that once promotion happened),

@@ -456,7 +456,7 @@ async fn run_step(client: &Client, step: &Step, limits: &RunLimits) -> StepStatu
     .await
 }
 
-enum StepError {
+pub(super) enum StepError {
     Refused(String),
     Failed(String),
 }
@@ -488,7 +488,7 @@ pub(super) async fn api(client: &Client, object: &ObjectRef) -> Result<Api<Dynam
     })
 }
 
-async fn get(client: &Client, object: &ObjectRef) -> Result<Option<Value>, String> {
+pub(super) async fn get(client: &Client, object: &ObjectRef) -> Result<Option<Value>, String> {
     let api = api(client, object).await?;
     match api.get_opt(&object.name).await {
         Ok(found) => Ok(found.map(|o| serde_json::to_value(o).expect("object serializes"))),
@@ -525,6 +525,10 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
             Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
+            Precondition::CnpgPrimaryUnchanged { cluster, pod, promote_to } => {
+                let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
+                super::cnpg::primary_unchanged(&c["status"], pod) || c["status"]["targetPrimary"].as_str() == Some(promote_to)
+            }
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -535,7 +539,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
 
 /// The runner's own invariant: the PVC's volume must be pinned to the node
 /// the plan named, and that node must not be Ready.
-async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planned_node: &str) -> Result<Option<Value>, StepError> {
+pub(super) async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planned_node: &str) -> Result<Option<Value>, StepError> {
     let Some(claim) = get(client, pvc).await.map_err(StepError::Failed)? else { return Ok(None) };
     let Some(volume) = claim["spec"]["volumeName"].as_str() else {
         return Err(StepError::Refused(format!("{pvc} is not bound: cannot prove which node holds its data")));
@@ -567,7 +571,7 @@ async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planned_node: &st
     Ok(Some(claim))
 }
 
-async fn delete(client: &Client, object: &ObjectRef, params: &DeleteParams) -> Result<String, StepError> {
+pub(super) async fn delete(client: &Client, object: &ObjectRef, params: &DeleteParams) -> Result<String, StepError> {
     let api = api(client, object).await.map_err(StepError::Failed)?;
     match api.delete(&object.name, params).await {
         Ok(_) => Ok(format!("deleted {object}")),
@@ -699,11 +703,17 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             api.patch(&object.name, &params, &kube::api::Patch::Apply(manifest)).await.map_err(|e| StepError::Failed(format!("applying {object}: {e}")))?;
             Ok(format!("applied {object}"))
         }
+        Action::MarkPvcForDeletion { pvc, pinned_node } => super::cnpg::mark_pvc_for_deletion(client, pvc, pinned_node).await,
     }
 }
 
-/// `Some(detail)` once an EndpointSlice of the Service has a ready address.
-async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<String>, String> {
+/// `Some(detail)` once an EndpointSlice of the Service has a ready address
+/// (with `target_pod`, only an endpoint whose `targetRef` is that pod counts).
+/// As the EndpointSlice API defines its conditions (k8s.io/api
+/// discovery/v1 EndpointConditions, v1.35): a missing `ready` means ready and
+/// a missing `terminating` means not terminating; a terminating endpoint is
+/// never counted, whatever its `ready` says.
+async fn ready_endpoints(client: &Client, service: &ObjectRef, target_pod: Option<&str>) -> Result<Option<String>, String> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), service.namespace.as_deref().unwrap_or_default());
     let params = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={}", service.name));
@@ -713,9 +723,12 @@ async fn ready_endpoints(client: &Client, service: &ObjectRef) -> Result<Option<
         .iter()
         .flat_map(|s| s.endpoints.iter())
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter(|e| !e.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false))
+        .filter(|e| target_pod.is_none_or(|pod| e.target_ref.as_ref().is_some_and(|r| r.kind.as_deref() == Some("Pod") && r.name.as_deref() == Some(pod))))
         .flat_map(|e| e.addresses.iter().cloned())
         .collect();
-    Ok((!ready.is_empty()).then(|| format!("{service} has ready endpoints: {}", ready.join(", "))))
+    let to = target_pod.map_or(String::new(), |pod| format!(" on {pod}"));
+    Ok((!ready.is_empty()).then(|| format!("{service} has ready endpoints{to}: {}", ready.join(", "))))
 }
 
 /// As the pvc-protection controller decides it: only a scheduled pod uses a
@@ -778,11 +791,8 @@ async fn recreate_pod(client: &Client, pod: &ObjectRef, timeout_seconds: u64, li
     }
 }
 
-const KICK_AFTER: Duration = Duration::from_secs(60);
-
 async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeout_seconds: u64, limits: &RunLimits) -> Result<String, StepError> {
     let started = std::time::Instant::now();
-    let mut kicked = false;
     loop {
         if let Some(why) = limits.stop_requested() {
             return Err(StepError::Refused(why.into()));
@@ -811,11 +821,26 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             continue;
         }
         if *until == WaitCondition::ServiceHasEndpoints {
-            if let Some(detail) = ready_endpoints(client, object).await.map_err(StepError::Failed)? {
+            if let Some(detail) = ready_endpoints(client, object, None).await.map_err(StepError::Failed)? {
                 return Ok(detail);
             }
             if started.elapsed() >= Duration::from_secs(timeout_seconds) {
                 return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} has no ready endpoint")));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
+        if let WaitCondition::ServiceRoutesToCnpgPrimary { cluster } = until {
+            let cluster_ref = ObjectRef::cnpg_cluster(object.namespace.as_deref().unwrap_or_default(), cluster);
+            let primary = get(client, &cluster_ref).await.map_err(StepError::Failed)?.and_then(|c| c["status"]["currentPrimary"].as_str().map(String::from));
+            if let Some(primary) = &primary {
+                if let Some(detail) = ready_endpoints(client, object, Some(primary)).await.map_err(StepError::Failed)? {
+                    return Ok(detail);
+                }
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                let primary = primary.unwrap_or_else(|| "no currentPrimary".into());
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: {object} has no ready endpoint on {cluster_ref}'s primary ({primary})")));
             }
             tokio::time::sleep(limits.poll_interval).await;
             continue;
@@ -844,7 +869,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
         let current = get(client, object).await.map_err(StepError::Failed)?.ok_or_else(|| StepError::Failed(format!("{object} disappeared")))?;
         let status = &current["status"];
         match until {
-            WaitCondition::ServiceHasEndpoints | WaitCondition::ClaimUnused | WaitCondition::NodeConfirmedGone | WaitCondition::ConditionIs { .. } => {
+            WaitCondition::ServiceHasEndpoints
+            | WaitCondition::ClaimUnused
+            | WaitCondition::NodeConfirmedGone
+            | WaitCondition::ConditionIs { .. }
+            | WaitCondition::ServiceRoutesToCnpgPrimary { .. } => {
                 unreachable!("handled above")
             }
             WaitCondition::WorkloadReady => {
@@ -861,15 +890,7 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             },
             WaitCondition::CnpgPrimaryIs { pod } => {
                 if status["currentPrimary"].as_str() == Some(pod) {
-                    return Ok(format!("{pod} is the current primary{}", if kicked { " (after one restart)" } else { "" }));
-                }
-                // The runbook's step 4: a replica that still believes it follows the
-                // old primary waits forever; restarting it makes it re-read the cluster.
-                let waiting = status["phase"].as_str().is_some_and(|p| p.contains("Waiting for the new primary"));
-                if waiting && !kicked && started.elapsed() >= KICK_AFTER {
-                    let pod_ref = ObjectRef::pod(object.namespace.as_deref().unwrap_or_default(), pod);
-                    delete(client, &pod_ref, &DeleteParams::default()).await?;
-                    kicked = true;
+                    return Ok(format!("{pod} is the current primary"));
                 }
             }
             WaitCondition::NoReplicas => {
@@ -889,6 +910,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                 let healthy = status["phase"].as_str() == Some("Cluster in healthy state");
                 if ready >= instances && dangling == 0 && healthy {
                     return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
+                }
+            }
+            WaitCondition::CnpgFailedOver { from } => {
+                if let Some(detail) = super::cnpg::failed_over(status, from) {
+                    return Ok(detail);
                 }
             }
         }

@@ -452,6 +452,36 @@ pub struct CnpgClusterSpec {
     pub plugins: Vec<CnpgPlugin>,
     #[serde(default)]
     pub backup: Option<CnpgBackupSpec>,
+    /// Seconds CNPG waits before it fails over on its own.
+    #[serde(default)]
+    pub failover_delay: Option<i64>,
+    #[serde(default)]
+    pub postgresql: Option<CnpgPostgresql>,
+    #[serde(default)]
+    pub image_name: Option<String>,
+    #[serde(default)]
+    pub storage: Option<serde_json::Value>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgPostgresql {
+    #[serde(default)]
+    pub synchronous: Option<CnpgSynchronous>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgSynchronous {
+    #[serde(default)]
+    pub failover_quorum: Option<bool>,
+}
+/// One instance in `status.instancesReportedState`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgReportedState {
+    #[serde(default)]
+    pub is_primary: bool,
+    #[serde(default, rename = "timeLineID")]
+    pub timeline_id: Option<i64>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -489,7 +519,7 @@ pub struct CnpgClusterStatus {
     pub dangling_pvc: Vec<String>,
     #[serde(default, rename = "healthyPVC")]
     pub healthy_pvc: Vec<String>,
-    #[serde(default)]
+    #[serde(default, rename = "timelineID")]
     pub timeline_id: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -499,6 +529,11 @@ pub struct CnpgClusterStatus {
     pub last_successful_backup: Option<Time>,
     #[serde(default)]
     pub last_failed_backup: Option<Time>,
+    /// Pod names by health (`healthy`, `replicating`, `failed`).
+    #[serde(default)]
+    pub instances_status: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub instances_reported_state: BTreeMap<String, CnpgReportedState>,
 }
 lean_kind!(CnpgCluster, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
 

@@ -123,6 +123,12 @@ pub enum Action {
     /// Per-phase approval: the run pauses here (awaiting approval again)
     /// until a human approves the same plan hash for this phase.
     ApprovalGate { phase: String },
+    /// Delete a PVC whose instance pod still exists on the lost node, before
+    /// that pod (CloudNativePG's own order: its PVC group first, so the
+    /// operator cannot re-attach a new pod to the dangling claim). Done once
+    /// the claim is marked for deletion; `kubernetes.io/pvc-protection` keeps
+    /// it until the pod is deleted, and a later `DeletePvc` step sees it gone.
+    MarkPvcForDeletion { pvc: ObjectRef, pinned_node: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,6 +161,12 @@ pub enum WaitCondition {
     ClaimUnused,
     /// A scaled-down workload reports no replicas left (`status.replicas` 0).
     NoReplicas,
+    /// CNPG finished a failover away from `from`: `currentPrimary` is another
+    /// instance and equals `targetPrimary` (not the `pending` marker).
+    CnpgFailedOver { from: String },
+    /// The Service's EndpointSlices have a ready endpoint whose `targetRef`
+    /// is the pod named by the CNPG Cluster's `status.currentPrimary`.
+    ServiceRoutesToCnpgPrimary { cluster: String },
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -182,6 +194,10 @@ pub enum Precondition {
     /// The object exists and its `spec.paused` is not true (a paused kopia
     /// ReplicationDestination "completes" a restore without running it).
     NotPaused { object: ObjectRef },
+    /// `pod` is still both `currentPrimary` and `targetPrimary` of the CNPG
+    /// cluster (no failover of the operator's own has started), or
+    /// `targetPrimary` is already `promote_to` (this plan's own promotion).
+    CnpgPrimaryUnchanged { cluster: ObjectRef, pod: String, promote_to: String },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -228,11 +244,12 @@ impl Step {
             | Action::MergePatch { object, .. }
             | Action::TemporaryPatch { object, .. }
             | Action::Apply { object, .. } => vec![object],
+            Action::MarkPvcForDeletion { pvc, .. } => vec![pvc],
         }
     }
 
     pub fn destroys_data(&self) -> bool {
-        matches!(self.action, Action::DeletePvc { .. })
+        matches!(self.action, Action::DeletePvc { .. } | Action::MarkPvcForDeletion { .. })
     }
 
     /// The equivalent command a human would run. Every interpolated value
@@ -339,7 +356,19 @@ impl Step {
                         format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s")
                     }
                     WaitCondition::CnpgHealthy => format!("kubectl wait {res} {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s"),
+                    WaitCondition::CnpgFailedOver { from } => format!(
+                        "kubectl get {res} {name}{ns} -o jsonpath='{{.status.currentPrimary}} {{.status.targetPrimary}}'  # until both name the same instance other than {} (timeout {timeout_seconds}s)",
+                        shell::comment(from)
+                    ),
+                    WaitCondition::ServiceRoutesToCnpgPrimary { cluster } => format!(
+                        "kubectl get endpointslices{ns} -l {} -o wide  # until a ready endpoint's targetRef is the currentPrimary of Cluster {} (timeout {timeout_seconds}s)",
+                        q(&format!("kubernetes.io/service-name={}", object.name)),
+                        shell::comment(cluster)
+                    ),
                 }
+            }
+            Action::MarkPvcForDeletion { pvc, .. } => {
+                format!("kubectl delete pvc {}{} --wait=false  # stays Terminating until its pod is deleted", q(&pvc.name), pvc.ns_flag())
             }
         }
     }
@@ -468,5 +497,8 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
         Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
+        Precondition::CnpgPrimaryUnchanged { cluster, pod, promote_to } => {
+            format!("{pod} is still both current and target primary of {cluster} (no failover started), or {promote_to} is already the target")
+        }
     }
 }

@@ -9,9 +9,8 @@
 //!   an init container waiting for Postgres starts once `postgres-rw` has an
 //!   endpoint; a StatefulSet re-creates its missing claims from its
 //!   templates; `readyReplicas` counts Ready pods.
-//! * CloudNativePG: `currentPrimary` follows `targetPrimary`; an instance
-//!   whose PVC and pod are gone is re-created as a new instance, then the
-//!   cluster is healthy and `<cluster>-rw` routes to the primary.
+//! * CloudNativePG: see tests/support/cnpg.rs (played stalled: the
+//!   example's operator had not failed over by itself).
 //! * mariadb-operator: Ready once every member pod is Ready.
 //! * VolSync: a paused source stops its mover (its pods go); a destination
 //!   whose manual trigger differs from `lastManualSync` restores into its
@@ -277,49 +276,19 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
     }
 }
 
-const CNPG: &str = "postgresql.cnpg.io/v1";
-
+/// CloudNativePG, played by tests/support/cnpg.rs. The example cluster's
+/// operator did not fail over by itself (its Cluster still names the lost
+/// primary), so it is played stalled.
 async fn cnpg_tick(c: &Cluster, view: &View) {
-    {
-        for cluster in c.list(CNPG, "Cluster").await {
-            let (ns, name) = (ns_of(&cluster), name_of(&cluster));
-            let status = &cluster["status"];
-            let target = status["targetPrimary"].as_str().unwrap_or_default().to_string();
-            if !target.is_empty() && status["currentPrimary"].as_str() != Some(target.as_str()) {
-                set_status(&c.client, CNPG, "Cluster", Some(&ns), &name, json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
-                continue;
-            }
-            let instances: Vec<String> = status["instanceNames"].as_array().map_or(vec![], |a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
-            let gone: Vec<&String> = instances.iter().filter(|i| !view.pvcs.contains_key(&(ns.clone(), (*i).clone())) && !view.pods_in(&ns).any(|p| &name_of(p) == *i)).collect();
-            if gone.is_empty() {
-                continue;
-            }
-            // A new instance (serial after the highest), cloned from the primary.
-            let next = instances.iter().filter_map(|i| i.rsplit('-').next().and_then(|n| n.parse::<u32>().ok())).max().unwrap_or(0) + 1;
-            let instance = format!("{name}-{next}");
-            let labels = json!({"cnpg.io/cluster": name, "cnpg.io/instanceName": instance, "cnpg.io/instanceRole": "replica", "cnpg.io/podRole": "instance"});
-            create(&c.client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": instance, "namespace": ns, "labels": {"cnpg.io/cluster": name, "cnpg.io/pvcRole": "PG_DATA"}},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cluster["spec"]["storage"]["size"].as_str().unwrap_or("1Gi")}}}}), None).await;
-            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": instance, "namespace": ns, "labels": labels},
-                "spec": {"nodeName": c.healthy_nodes[0], "containers": [{"name": "postgres", "image": cluster["spec"]["imageName"].as_str().unwrap_or("ghcr.io/cloudnative-pg/postgresql:17")}],
-                         "volumes": [{"name": "pgdata", "persistentVolumeClaim": {"claimName": instance}}]}});
-            pod["status"] = running_status(&pod);
-            create(&c.client, pod, None).await;
-            let names: Vec<String> = instances.iter().filter(|i| !gone.contains(i)).cloned().chain([instance]).collect();
-            let now = rfc3339(Utc::now());
-            let mut conditions: Vec<Value> = status["conditions"].as_array().cloned().unwrap_or_default();
-            conditions.retain(|x| x["type"] != "Ready");
-            conditions.push(json!({"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready", "lastTransitionTime": now}));
-            set_status(&c.client, CNPG, "Cluster", Some(&ns), &name, json!({
-                "instanceNames": names, "instances": names.len(), "readyInstances": names.len(), "danglingPVC": [], "phase": "Cluster in healthy state", "conditions": conditions})).await;
-            // The -rw Service routes to the primary again.
-            create(&c.client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("{name}-rw"), "namespace": ns},
-                "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": name, "cnpg.io/instanceRole": "primary"}}}), None).await;
-            create(&c.client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": format!("{name}-rw-1"), "namespace": ns, "labels": {"kubernetes.io/service-name": format!("{name}-rw")}},
-                "addressType": "IPv4", "ports": [{"port": 5432}],
-                "endpoints": [{"addresses": ["10.0.0.12"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": target, "namespace": ns}}]}), None).await;
-        }
+    let world = super::cnpg::World {
+        pods: view.pods.iter().collect(),
+        pvcs: view.pvcs.values().collect(),
+        pvs: view.pvs.values().collect(),
+        nodes_ready: &view.nodes_ready,
+        healthy_node: &c.healthy_nodes[0],
+    };
+    for cluster in c.list("postgresql.cnpg.io/v1", "Cluster").await {
+        super::cnpg::reconcile(&c.client, &cluster, &world, super::cnpg::Failover::Stalled).await;
     }
 }
 

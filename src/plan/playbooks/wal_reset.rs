@@ -122,7 +122,7 @@ pub fn archive_reset(state: &ClusterState, findings: &Findings, ns: &str, cluste
 }
 
 /// serverNames the ObjectStore already holds archives for: never reuse one.
-fn used_server_names(state: &ClusterState, ns: &str, store: &str) -> Vec<String> {
+pub(super) fn used_server_names(state: &ClusterState, ns: &str, store: &str) -> Vec<String> {
     state
         .object_stores
         .iter()
