@@ -131,7 +131,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, mdb_na
             _ => "a Ready Galera member is synced with the primary component".into(),
         });
         let source = RecoverySource { description: format!("Galera SST from the surviving members (donor e.g. {})", ready[0]), evidence };
-        let deletions = delete_lost_storage(&mut plan, ns, &lost, Some(ready[0]), &source, &[]);
+        let deletions = delete_lost_storage(&mut plan, ns, &lost, Some(ready[0]), &source);
         let waits = wait_for_members(&mut plan, ns, &deletions);
         wait_galera_ready(&mut plan, &mdb_ref, waits, READY_TIMEOUT, None);
         return Ok(plan);
@@ -208,7 +208,7 @@ fn leave_recovery_to_the_operator(plan: &mut Plan, mdb: &MariaDb, mdb_ref: &Obje
         description: format!("the survivors {}: mariadb-operator bootstraps from the most advanced one, then the new member SST-syncs from it", join(survivors)),
         evidence,
     };
-    let deletions = delete_lost_storage(plan, ns, lost, None, &source, &[]);
+    let deletions = delete_lost_storage(plan, ns, lost, None, &source);
     let waits = wait_for_members(plan, ns, &deletions);
     // The operator's own bounds: seqno recovery, one bootstrap attempt, each member's sync.
     let members = mdb.spec.replicas.unwrap_or(1).max(1) as u64;
@@ -254,10 +254,9 @@ fn recovery_stuck(mdb: &MariaDb, instances: &[String], now: chrono::DateTime<chr
 }
 
 /// Force-delete each lost member's pod and delete its pinned PVCs (with
-/// `donor` re-checked Ready before each deletion when there is one). `after`
-/// are steps the deletions wait for. Returns, per member, the steps its
-/// re-provisioning waits for.
-fn delete_lost_storage(plan: &mut Plan, ns: &str, lost: &[LostInstance], donor: Option<&str>, source: &RecoverySource, after: &[String]) -> Vec<(String, Vec<String>)> {
+/// `donor` re-checked Ready before each deletion when there is one). Returns,
+/// per member, the steps its re-provisioning waits for.
+fn delete_lost_storage(plan: &mut Plan, ns: &str, lost: &[LostInstance], donor: Option<&str>, source: &RecoverySource) -> Vec<(String, Vec<String>)> {
     let mut out = vec![];
     for l in lost {
         let pod_step = format!("delete-pod-{}", l.pod);
@@ -266,7 +265,7 @@ fn delete_lost_storage(plan: &mut Plan, ns: &str, lost: &[LostInstance], donor: 
             id: pod_step.clone(),
             title: format!("Force-delete pod {} (its node {} is gone)", l.pod, l.node),
             action: Action::ForceDeletePod { pod: ObjectRef::pod(ns, &l.pod) },
-            needs: after.to_vec(),
+            needs: vec![],
             preconditions: nodes.iter().map(|n| Precondition::NodeStillLost { node: n.to_string() }).collect(),
             recovery_source: None,
         });
@@ -372,7 +371,7 @@ fn force_bootstrap(plan: &mut Plan, state: &ClusterState, mdb: &MariaDb, mdb_ref
         description: format!("Galera SST from {bootstrap}, the force-bootstrapped primary component"),
         evidence: vec![format!("{bootstrap} chosen as bootstrap pod (see findings)"), format!("{bootstrap} keeps its storage on a live node")],
     };
-    let deletions = delete_lost_storage(plan, ns, lost, None, &source, &first);
+    let deletions = delete_lost_storage(plan, ns, lost, None, &source);
     let lost_nodes: BTreeSet<&str> = lost.iter().flat_map(|l| std::iter::once(l.node.as_str()).chain(l.pvcs.iter().map(|(_, n)| n.as_str()))).collect();
     let recovery = |enabled: Option<bool>, pod: serde_json::Value| {
         let mut r = serde_json::json!({"forceClusterBootstrapInPod": pod});
