@@ -584,9 +584,12 @@ async fn quorum_loss_with_the_operators_recovery_on_is_left_to_it_once_the_lost_
     operator.abort();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.bootstrap, Some(("mariadb-2".to_string(), false, false)), "the operator chose the most advanced survivor itself");
-    assert!(!seen.force_ever_set, "lifeboat never set forceClusterBootstrapInPod while the operator's recovery was on");
+    let (bootstrap, force_ever_set) = {
+        let seen = seen.lock().unwrap();
+        (seen.bootstrap.clone(), seen.force_ever_set)
+    };
+    assert_eq!(bootstrap, Some(("mariadb-2".to_string(), false, false)), "the operator chose the most advanced survivor itself");
+    assert!(!force_ever_set, "lifeboat never set forceClusterBootstrapInPod while the operator's recovery was on");
     let mdb = get(&s.client, MDB, "MariaDB", Some(&s.ns), "mariadb").await;
     assert_eq!(mdb["spec"]["galera"]["recovery"], json!({"enabled": true, "minClusterSize": 1}), "the spec is untouched");
     assert_eq!(mdb["status"]["galeraRecovery"]["podsRestarted"], true, "{}", mdb["status"]);
