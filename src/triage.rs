@@ -55,6 +55,10 @@ impl Category {
     }
 }
 
+const SINGLE_MARIADB: &str = "a MariaDB without Galera keeps its only copy on this PVC: never delete it";
+const SINGLE_MARIADB_ACTION: &str =
+    "do NOT delete its PVCs (no other copy): bring the node back, or restore from its S3 backup (a Restore of its Backup, k8s.mariadb.com)";
+
 #[derive(Clone, Debug, Serialize)]
 pub struct AffectedWorkload {
     pub category: Category,
@@ -183,7 +187,14 @@ fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node
                 Some(false) => "Galera NOT ready: quorum may be lost (force bootstrap)",
                 None => "Galera state unknown",
             };
-            make(Category::MariadbInstance, format!("MariaDB {provider} (instance {pod})"), format!("Galera peers: {quorum}"), None)
+            let workload = format!("MariaDB {provider} (instance {pod})");
+            if mdb.is_some_and(|m| !m.galera) {
+                // No Galera: no other member holds this data (matches mariadb-instance-lost, which deletes nothing here).
+                let mut w = make(Category::MariadbInstance, workload, "none in the cluster (single instance, no Galera): its S3 Backup".into(), Some(SINGLE_MARIADB.into()));
+                w.action = SINGLE_MARIADB_ACTION;
+                return w;
+            }
+            make(Category::MariadbInstance, workload, format!("Galera peers: {quorum}"), None)
         }
         Source::Volsync => {
             let rs = findings.volsync.iter().find(|v| v.namespace == ns && v.name == provider);

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use lifeboat::plan::{Action, Plan, Precondition, WaitCondition};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
+use support::galera::{Galera, View as GaleraView};
 use support::fixtures::*;
 use support::k8s::*;
 
@@ -62,7 +64,7 @@ fn instance(ns: &str, i: usize, node: &str, ready: bool) -> Vec<Value> {
 fn mariadb(ns: &str, galera_ready: Option<&str>, recovered: Value) -> Value {
     let mut m = meta(Some(ns), "mariadb");
     m["labels"] = json!({"kustomize.toolkit.fluxcd.io/name": "mariadb-cluster", "kustomize.toolkit.fluxcd.io/namespace": ns});
-    let mut conditions = vec![condition("Ready", "False", "StatefulSetNotReady", "2026-11-25T11:20:09Z")];
+    let mut conditions = vec![condition("Ready", "False", "StatefulSetNotReady", "2026-11-25T11:20:09Z"), condition("GaleraConfigured", "True", "GaleraConfigured", "2025-12-20T14:02:52Z")];
     if let Some(status) = galera_ready {
         conditions.push(condition("GaleraReady", status, if status == "True" { "GaleraReady" } else { "GaleraNotReady" }, "2026-11-25T11:20:09Z"));
     }
@@ -74,6 +76,18 @@ fn mariadb(ns: &str, galera_ready: Option<&str>, recovered: Value) -> Value {
            "spec": {"replicas": 3, "storage": {"size": "1Gi"}, "rootPasswordSecretKeyRef": {"name": "mariadb", "key": "root-password"},
                     "galera": {"enabled": true, "primary": {"podIndex": 1}, "recovery": {"enabled": true, "minClusterSize": 1}}},
            "status": status})
+}
+
+/// Turns mariadb-operator's own Galera recovery off (`spec.galera.recovery.enabled: false`).
+fn recovery_off(objects: &mut [Value]) {
+    for o in objects.iter_mut().filter(|o| o["kind"] == "MariaDB") {
+        o["spec"]["galera"]["recovery"]["enabled"] = json!(false);
+    }
+}
+
+fn with_recovery_off(mut objects: Vec<Value>) -> Vec<Value> {
+    recovery_off(&mut objects);
+    objects
 }
 
 /// mariadb-0 on the lost node `lost`; mariadb-1 and mariadb-2 on `live` with the given readiness.
@@ -146,38 +160,128 @@ mod pure {
     }
 
     #[test]
-    fn quorum_loss_bootstraps_from_the_highest_seqno_with_flux_suspended() {
+    fn quorum_loss_with_the_operators_recovery_on_deletes_the_lost_storage_first_and_forces_nothing() {
+        // mariadb-operator picks a bootstrap pod only once every member reports a seqno,
+        // and mariadb-0 (Pending on a claim pinned to the lost node) never does.
         let recovered = json!({"mariadb-1": {"seqno": 100, "uuid": "u1"}, "mariadb-2": {"seqno": 250, "uuid": "u1"}});
         let plan = plan_for(objects("db", "live", "dead", false, Some("False"), recovered));
+        assert_eq!(ids(&plan), vec!["delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "wait-ready"]);
+        assert!(
+            plan.steps.iter().all(|s| !matches!(s.action, Action::SuspendFlux { .. } | Action::MergePatch { .. } | Action::TemporaryPatch { .. })),
+            "the operator's recovery is on and not stuck: the CR is not touched"
+        );
+        for step in plan.steps.iter().filter(|s| s.destroys_data()) {
+            assert_eq!(step.needs, vec!["delete-pod-mariadb-0"], "no wait comes before the storage goes");
+            assert_eq!(step.preconditions, vec![Precondition::NodeStillLost { node: "dead".into() }]);
+            let source = step.recovery_source.as_ref().unwrap();
+            assert!(source.description.contains("mariadb-1, mariadb-2") && source.evidence.iter().any(|e| e.contains("mariadb-2") && e.contains("seqno 250")), "{source:?}");
+        }
+        let text = findings_text(&plan);
+        assert!(text.contains("recovery (spec.galera.recovery.enabled) is on") && text.contains("lifeboat does not force a bootstrap"), "{text}");
+        let wait = plan.steps.iter().find(|s| s.id == "wait-galera-ready").unwrap();
+        assert!(matches!(&wait.action, Action::Wait { timeout_seconds, .. } if *timeout_seconds >= 300 + 600 + 3 * 300), "the operator's own bounds: {wait:?}");
+        assert!(wait.title.contains("plan again") && wait.title.contains("clusterBootstrapTimeout (600s)"), "{}", wait.title);
+    }
+
+    #[test]
+    fn quorum_loss_with_the_recovery_off_turns_it_on_with_the_highest_seqno_after_the_lost_storage_is_gone() {
+        let recovered = json!({"mariadb-1": {"seqno": 100, "uuid": "u1"}, "mariadb-2": {"seqno": 250, "uuid": "u1"}});
+        let plan = plan_for(with_recovery_off(objects("db", "live", "dead", false, Some("True"), recovered)));
         assert_eq!(
             ids(&plan),
             vec![
-                "suspend-flux", "force-bootstrap", "wait-bootstrap-pod", "delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0",
+                "suspend-flux", "delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "force-bootstrap", "wait-bootstrap-pod",
                 "wait-pod-mariadb-0", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"
             ]
         );
         let text = findings_text(&plan);
         assert!(text.contains("bootstrap pod mariadb-2: highest Galera seqno 250"), "{text}");
-        let force = &plan.steps[1];
+        assert!(text.contains("quorum lost: the survivors mariadb-1, mariadb-2 run but none is Ready"), "{text}");
+        assert!(text.contains("acts on forceClusterBootstrapInPod only inside that recovery"), "{text}");
+        let force = plan.steps.iter().find(|s| s.id == "force-bootstrap").unwrap();
         assert!(matches!(&force.action, Action::TemporaryPatch { patch, revert, .. }
-            if patch["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"] == "mariadb-2"
-            && revert["spec"]["galera"]["recovery"].as_object().unwrap()["forceClusterBootstrapInPod"].is_null()));
-        assert_eq!(force.needs, vec!["suspend-flux"]);
+            if patch["spec"]["galera"]["recovery"] == json!({"enabled": true, "forceClusterBootstrapInPod": "mariadb-2"})
+            && revert["spec"]["galera"]["recovery"] == json!({"enabled": false, "forceClusterBootstrapInPod": null})), "{force:?}");
+        assert_eq!(force.needs, vec!["suspend-flux", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0"], "the lost member's storage goes before the bootstrap");
         assert!(force.preconditions.contains(&Precondition::NodeStillLost { node: "dead".into() }), "a returning node may hold newer data");
-        // Storage goes only once the bootstrapped member is Ready.
-        let delete = plan.steps.iter().find(|s| s.id == "delete-pvc-storage-mariadb-0").unwrap();
-        assert!(delete.needs.contains(&"wait-bootstrap-pod".to_string()));
-        assert!(delete.preconditions.contains(&Precondition::PodReady { pod: lifeboat::plan::ObjectRef::pod("db", "mariadb-2") }));
+        for id in ["delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0"] {
+            let delete = plan.steps.iter().find(|s| s.id == id).unwrap();
+            assert_eq!(delete.needs, vec!["delete-pod-mariadb-0"]);
+            assert_eq!(delete.preconditions, vec![Precondition::NodeStillLost { node: "dead".into() }]);
+        }
         assert!(plan.steps.iter().any(|s| s.title.contains("restore from the S3 backup")), "a pointer for when the bootstrap fails");
         let unset = plan.steps.iter().find(|s| s.id == "unset-force-bootstrap").unwrap();
-        assert!(matches!(&unset.action, Action::MergePatch { patch, .. } if patch["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].is_null()));
+        assert!(matches!(&unset.action, Action::MergePatch { patch, .. } if patch["spec"]["galera"]["recovery"] == json!({"enabled": false, "forceClusterBootstrapInPod": null})));
         assert_eq!(plan.steps.last().unwrap().needs, vec!["unset-force-bootstrap"]);
+    }
+
+    #[test]
+    fn a_stuck_operator_recovery_is_forced_and_one_in_progress_is_left_alone() {
+        // No member on a lost node; GaleraReady False since 11:20, the plan is made at 12:00.
+        let all_live = |recovery: Value| {
+            let mut all = instance("db", 0, "live", false);
+            all.extend(instance("db", 1, "live", false));
+            all.extend(instance("db", 2, "live", false));
+            let mut m = mariadb("db", Some("False"), Value::Null);
+            m["status"]["galeraRecovery"] = recovery;
+            all.push(m);
+            all
+        };
+        let positions = json!({"mariadb-0": {"seqno": 7, "uuid": "u"}, "mariadb-1": {"seqno": 9, "uuid": "u"}, "mariadb-2": {"seqno": 8, "uuid": "u"}});
+        let plan = plan_for(all_live(json!({"recovered": positions})));
+        assert_eq!(ids(&plan), vec!["suspend-flux", "force-bootstrap", "wait-bootstrap-pod", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"]);
+        let text = findings_text(&plan);
+        assert!(text.contains("the operator's recovery is stuck: GaleraReady has been False for 2391s (longer than clusterBootstrapTimeout, 600s) and no bootstrap pod was chosen"), "{text}");
+        assert!(text.contains("bootstrap pod mariadb-1"), "{text}");
+        assert!(matches!(&plan.steps[1].action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"] == json!({"forceClusterBootstrapInPod": "mariadb-1"})), "the recovery is already on");
+        assert!(plan.steps[1].preconditions.is_empty(), "no lost node to re-check");
+
+        // A bootstrap the operator started five minutes ago is in progress: not stuck.
+        let plan = plan_for(all_live(json!({"recovered": positions, "bootstrap": {"time": "2026-11-25T11:55:00Z", "pod": "mariadb-1"}})));
+        assert!(plan.nothing_to_do(), "{:#?}", plan.steps);
+        assert!(findings_text(&plan).contains("not stuck: it started bootstrapping from mariadb-1 300s ago"), "{}", findings_text(&plan));
+        // One that should have been reset long ago: stuck.
+        let plan = plan_for(all_live(json!({"recovered": positions, "bootstrap": {"time": "2026-11-25T11:30:00Z", "pod": "mariadb-1"}})));
+        assert!(findings_text(&plan).contains("stuck: its bootstrap from mariadb-1 started 1800s ago"), "{}", findings_text(&plan));
+        assert_eq!(plan.steps[1].id, "force-bootstrap");
+        // GaleraReady False for less than clusterBootstrapTimeout (set to 1h here): still collecting seqnos.
+        let mut all = all_live(Value::Null);
+        set(&mut all, "MariaDB", "mariadb", |m| m["spec"]["galera"]["recovery"]["clusterBootstrapTimeout"] = json!("1h0m0s"));
+        let plan = plan_for(all);
+        assert!(plan.nothing_to_do());
+        assert!(findings_text(&plan).contains("not longer than clusterBootstrapTimeout (3600s)"), "{}", findings_text(&plan));
+        // Healthy: nothing to do.
+        let mut all = instance("db", 0, "live", true);
+        all.extend(instance("db", 1, "live", true));
+        all.extend(instance("db", 2, "live", true));
+        all.push(mariadb("db", Some("True"), Value::Null));
+        assert!(plan_for(all).nothing_to_do());
+    }
+
+    #[test]
+    fn a_mariadb_without_galera_is_never_deleted_and_triage_says_so_too() {
+        let mut all = instance("db", 0, "dead", false);
+        let mut m = mariadb("db", None, Value::Null);
+        m["spec"]["replicas"] = json!(1);
+        m["spec"].as_object_mut().unwrap().remove("galera");
+        all.push(m);
+        let plan = plan_for(all.clone());
+        assert!(plan.nothing_to_do(), "{:#?}", plan.steps);
+        let text = findings_text(&plan);
+        assert!(text.contains("does not run Galera") && text.contains("no other copy") && text.contains("kubectl get backups.k8s.mariadb.com -n db"), "{text}");
+
+        let (state, findings) = snapshot(all);
+        let report = lifeboat::triage::triage(&state, &findings, None);
+        let mariadb = report.workloads.iter().find(|w| w.workload == "MariaDB mariadb (instance mariadb-0)").expect("triage lists the instance");
+        assert!(!mariadb.action.contains("delete the storage"), "{mariadb:?}");
+        assert!(mariadb.action.contains("do NOT delete its PVCs") && mariadb.action.contains("S3 backup"), "{mariadb:?}");
+        assert!(mariadb.recovery_source.contains("single instance") && !mariadb.recovery_source.contains("Galera peers"), "{mariadb:?}");
     }
 
     #[test]
     fn seqno_choice_warns_about_unknown_members_and_more_advanced_lost_ones() {
         let recovered = json!({"mariadb-0": {"seqno": 900, "uuid": "u1"}, "mariadb-1": {"seqno": 300, "uuid": "u1"}});
-        let plan = plan_for(objects("db", "live", "dead", false, Some("False"), recovered));
+        let plan = plan_for(with_recovery_off(objects("db", "live", "dead", false, Some("False"), recovered)));
         let text = findings_text(&plan);
         assert!(text.contains("bootstrap pod mariadb-1: highest Galera seqno 300"), "{text}");
         assert!(text.contains("no seqno for mariadb-2"), "{text}");
@@ -186,7 +290,7 @@ mod pure {
 
     #[test]
     fn grastate_seqno_counts_when_recovery_did_not_run_and_minus_one_does_not() {
-        let mut all = objects("db", "live", "dead", false, Some("False"), Value::Null);
+        let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "MariaDB", "mariadb", |m| {
             m["status"]["galeraRecovery"] = json!({"state": {
                 "mariadb-1": {"seqno": -1, "uuid": "u1", "safeToBootstrap": false, "version": "2.1"},
@@ -198,23 +302,24 @@ mod pure {
 
     #[test]
     fn without_seqnos_the_original_primary_then_the_configured_one_is_chosen() {
-        let plan = plan_for(objects("db", "live", "dead", false, Some("False"), Value::Null));
+        let plan = plan_for(with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null)));
         assert!(findings_text(&plan).contains("bootstrap pod mariadb-1: no Galera seqno is readable (status.galeraRecovery), so the original primary"), "{}", findings_text(&plan));
 
-        let mut all = objects("db", "live", "dead", false, Some("False"), Value::Null);
+        let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "MariaDB", "mariadb", |m| {
             m["status"]["currentPrimary"] = json!("mariadb-0");
             m["spec"]["galera"]["primary"]["podIndex"] = json!(2);
         });
         let plan = plan_for(all);
         assert!(findings_text(&plan).contains("bootstrap pod mariadb-2: no Galera seqno is readable and the current primary is not a survivor, so the configured primary"), "{}", findings_text(&plan));
-        assert!(matches!(&plan.steps[1].action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"] == "mariadb-2"));
+        let force = plan.steps.iter().find(|s| s.id == "force-bootstrap").unwrap();
+        assert!(matches!(&force.action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"] == "mariadb-2"));
     }
 
     #[test]
     fn no_safe_bootstrap_choice_plans_nothing() {
         // The primary is the lost member and no seqno is known.
-        let mut all = objects("db", "live", "dead", false, Some("False"), Value::Null);
+        let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "MariaDB", "mariadb", |m| {
             m["status"]["currentPrimary"] = json!("mariadb-0");
             m["spec"]["galera"]["primary"]["podIndex"] = json!(0);
@@ -225,7 +330,7 @@ mod pure {
         assert!(text.contains("no bootstrap pod can be chosen safely") && text.contains("restore from the S3 backup"), "{text}");
         // Survivors from different cluster histories: seqnos are not comparable.
         let recovered = json!({"mariadb-1": {"seqno": 100, "uuid": "u1"}, "mariadb-2": {"seqno": 250, "uuid": "u2"}});
-        let plan = plan_for(objects("db", "live", "dead", false, Some("False"), recovered));
+        let plan = plan_for(with_recovery_off(objects("db", "live", "dead", false, Some("False"), recovered)));
         assert!(plan.nothing_to_do());
         assert!(findings_text(&plan).contains("different cluster UUIDs"), "{}", findings_text(&plan));
     }
@@ -253,32 +358,14 @@ mod pure {
     }
 
     #[test]
-    fn quorum_loss_without_a_lost_member_still_bootstraps() {
-        let mut all = instance("db", 0, "live", false);
-        all.extend(instance("db", 1, "live", false));
-        all.extend(instance("db", 2, "live", false));
-        all.push(mariadb("db", Some("False"), json!({"mariadb-0": {"seqno": 7, "uuid": "u"}, "mariadb-1": {"seqno": 9, "uuid": "u"}, "mariadb-2": {"seqno": 8, "uuid": "u"}})));
-        let plan = plan_for(all);
-        assert_eq!(ids(&plan), vec!["suspend-flux", "force-bootstrap", "wait-bootstrap-pod", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"]);
-        assert!(plan.steps[1].preconditions.is_empty(), "no lost node to re-check");
-        assert!(findings_text(&plan).contains("bootstrap pod mariadb-1"));
-        // Healthy: nothing to do.
-        let mut all = instance("db", 0, "live", true);
-        all.extend(instance("db", 1, "live", true));
-        all.extend(instance("db", 2, "live", true));
-        all.push(mariadb("db", Some("True"), Value::Null));
-        assert!(plan_for(all).nothing_to_do());
-    }
-
-    #[test]
     fn a_flux_object_already_suspended_by_someone_is_left_alone() {
-        let mut all = objects("db", "live", "dead", false, Some("False"), Value::Null);
+        let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "Kustomization", "mariadb-cluster", |k| k["spec"]["suspend"] = json!(true));
         let plan = plan_for(all);
         assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::SuspendFlux { .. } | Action::ResumeFlux { .. })));
         assert!(findings_text(&plan).contains("already suspended"));
         // A HelmRelease owner is suspended the same way.
-        let mut all = objects("db", "live", "dead", false, Some("False"), Value::Null);
+        let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "MariaDB", "mariadb", |m| m["metadata"]["labels"] = json!({"helm.toolkit.fluxcd.io/name": "mariadb", "helm.toolkit.fluxcd.io/namespace": "db"}));
         let plan = plan_for(all);
         assert!(matches!(&plan.steps[0].action, Action::SuspendFlux { object, keep_suspended: false } if object.kind == "HelmRelease" && object.api_version == "helm.toolkit.fluxcd.io/v2"));
@@ -304,13 +391,22 @@ struct Scene {
 }
 
 async fn scene(prefix: &str, survivors_ready: bool, galera_ready: &str, recovered: Value) -> Scene {
+    scene_with(prefix, survivors_ready, galera_ready, recovered, true).await
+}
+
+/// `recovery`: mariadb-operator's own Galera recovery on or off.
+async fn scene_with(prefix: &str, survivors_ready: bool, galera_ready: &str, recovered: Value, recovery: bool) -> Scene {
     let cp = control_plane();
     let client = cp.admin_client();
     let ns = cp.namespace(&client, prefix).await;
     let (live, dead) = (format!("{ns}-live"), format!("{ns}-dead"));
     node_ready(&client, &live).await;
     node_ready(&client, &dead).await;
-    for object in objects(&ns, &live, &dead, survivors_ready, Some(galera_ready), recovered) {
+    let mut all = objects(&ns, &live, &dead, survivors_ready, Some(galera_ready), recovered);
+    if !recovery {
+        recovery_off(&mut all);
+    }
+    for object in all {
         create(&client, object, None).await;
     }
     mark_node_not_ready(&client, &dead, Utc::now() - chrono::Duration::minutes(10)).await;
@@ -335,10 +431,6 @@ fn short_waits(plan: &mut Plan) {
     }
 }
 
-async fn force_flag(client: &Client, ns: &str) -> Value {
-    get(client, MDB, "MariaDB", Some(ns), "mariadb").await["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].clone()
-}
-
 async fn flux_suspended(client: &Client, ns: &str) -> bool {
     get(client, KS, "Kustomization", Some(ns), "mariadb-cluster").await["spec"]["suspend"] == true
 }
@@ -350,52 +442,28 @@ async fn exists(client: &Client, kind: &str, ns: &str, name: &str) -> bool {
 /// What the test saw mariadb-operator do.
 #[derive(Default)]
 struct Seen {
-    /// (bootstrap pod named by forceClusterBootstrapInPod, Flux suspended at that moment)
-    bootstrap: Option<(String, bool)>,
+    /// (bootstrap pod, forced by forceClusterBootstrapInPod, Flux suspended at that moment)
+    bootstrap: Option<(String, bool, bool)>,
+    /// forceClusterBootstrapInPod was set at some point.
+    force_ever_set: bool,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Galera {
-    /// Survivors hold quorum: the lost member is simply re-provisioned.
-    Quorum,
-    /// Quorum lost: nothing is Ready until a force bootstrap.
-    Bootstrap,
-    /// Quorum lost and the bootstrap never converges.
-    Broken,
+/// The Galera data on the scene's original volumes: mariadb-N's seqno.
+fn disks(ns: &str, seqnos: &[(usize, i64)]) -> Galera {
+    let disks = seqnos.iter().map(|(i, seqno)| (format!("{ns}-storage-mariadb-{i}"), ("c0ffee".to_string(), *seqno))).collect();
+    Galera { disks, broken: None }
 }
 
-/// Plays mariadb-operator, the StatefulSet controller, the scheduler and the
-/// kubelet: a deleted member pod comes back (Pending while its old PVCs
-/// exist, as a StatefulSet re-creates it at once); once its PVCs are gone it
-/// gets fresh ones on the live node and turns Ready (SST done). On a force
-/// bootstrap the named pod turns Ready, then the other survivors join.
-/// GaleraReady and Ready turn True when every member is Ready.
-async fn play_operator(client: Client, ns: String, live: String, mode: Galera, seen: Arc<Mutex<Seen>>, mark_node_ready_on_bootstrap: Option<String>) {
+/// Plays the StatefulSet controller, the scheduler and the kubelet for the
+/// three members — a deleted member pod comes back at once, Pending while its
+/// old PVCs exist; once they are gone it gets fresh ones on the live node and
+/// runs (not Ready until Galera syncs it) — and mariadb-operator with the
+/// Galera player (support/galera.rs, mariadb-operator v25.10.4).
+async fn play_operator(client: Client, ns: String, live: String, galera: Galera, seen: Arc<Mutex<Seen>>) {
     let pods = api_for(&client, "v1", "Pod", Some(&ns)).await;
     let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await;
-    let mut bootstrapped = mode == Galera::Quorum;
     let mut generation = 0;
     loop {
-        let force = force_flag(&client, &ns).await;
-        // With a node to bring back: only once the lost member's old pod is gone,
-        // so the node returns after that deletion and before the PVC deletions.
-        let old_pod_gone = match &mark_node_ready_on_bootstrap {
-            Some(node) => pods.get_opt("mariadb-0").await.unwrap().is_none_or(|p| p.data["spec"]["nodeName"] != node.as_str()),
-            None => true,
-        };
-        if let (Some(pod), false, Galera::Bootstrap, true) = (force.as_str(), bootstrapped, mode, old_pod_gone) {
-            let suspended = flux_suspended(&client, &ns).await;
-            seen.lock().unwrap().bootstrap = Some((pod.to_string(), suspended));
-            if let Some(node) = &mark_node_ready_on_bootstrap {
-                mark_node_ready(&client, node).await;
-            }
-            set_status(&client, "v1", "Pod", Some(&ns), pod, pod_status(true)).await;
-            bootstrapped = true;
-        } else if let (Some(pod), Galera::Broken) = (force.as_str(), mode) {
-            let suspended = flux_suspended(&client, &ns).await;
-            seen.lock().unwrap().bootstrap.get_or_insert((pod.to_string(), suspended));
-        }
-        let mut all_ready = true;
         for i in 0..3 {
             let name = format!("mariadb-{i}");
             let claims = [format!("storage-{name}"), format!("galera-{name}")];
@@ -407,7 +475,6 @@ async fn play_operator(client: Client, ns: String, live: String, mode: Galera, s
                     let mut p = pod(&ns, &name, "", &[&claims[0], &claims[1]], json!({"app.kubernetes.io/instance": "mariadb"}), Some(("StatefulSet", "mariadb")));
                     p["spec"].as_object_mut().unwrap().remove("nodeName");
                     create(&client, p, None).await;
-                    all_ready = false;
                 }
                 None => {
                     generation += 1;
@@ -417,38 +484,47 @@ async fn play_operator(client: Client, ns: String, live: String, mode: Galera, s
                         create(&client, pvc(&ns, claim, &pv, json!({})), None).await;
                     }
                     let mut p = pod(&ns, &name, &live, &[&claims[0], &claims[1]], json!({"app.kubernetes.io/instance": "mariadb"}), Some(("StatefulSet", "mariadb")));
-                    p["status"] = pod_status(bootstrapped && mode != Galera::Broken);
+                    p["status"] = pod_status(false);
                     create(&client, p, None).await;
-                    all_ready = false;
                 }
                 Some(p) if p["spec"]["nodeName"].is_null() && claims_gone => {
                     // Pending on claims that are gone: re-created with new ones.
                     pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
-                    all_ready = false;
                 }
-                Some(p) => {
-                    let on_live = p["spec"]["nodeName"] == live.as_str();
-                    let ready = p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                    if on_live && !ready && bootstrapped && mode != Galera::Broken {
-                        set_status(&client, "v1", "Pod", Some(&ns), &name, pod_status(true)).await; // joined the cluster
-                    }
-                    all_ready &= on_live && (ready || (bootstrapped && mode != Galera::Broken));
-                }
+                Some(_) => {}
             }
         }
-        if all_ready && mode != Galera::Broken {
-            let now = rfc3339(Utc::now());
-            set_status(&client, MDB, "MariaDB", Some(&ns), "mariadb", json!({"conditions": [
-                condition("Ready", "True", "StatefulSetReady", &now), condition("GaleraReady", "True", "GaleraReady", &now)]})).await;
+        let mdb = get(&client, MDB, "MariaDB", Some(&ns), "mariadb").await;
+        seen.lock().unwrap().force_ever_set |= mdb["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].is_string();
+        let pod_list: Vec<Value> = pods.list(&Default::default()).await.unwrap().items.into_iter().map(|p| serde_json::to_value(p).unwrap()).collect();
+        let claims: BTreeMap<String, String> = pvcs
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| Some((c.metadata.name.clone()?, c.data["spec"]["volumeName"].as_str()?.to_string())))
+            .collect();
+        let nodes = api_for(&client, "v1", "Node", None).await.list(&Default::default()).await.unwrap().items;
+        let nodes_ready: BTreeMap<String, bool> = nodes
+            .into_iter()
+            .map(|n| {
+                let ready = n.data["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                (n.metadata.name.unwrap_or_default(), ready)
+            })
+            .collect();
+        let view = GaleraView { pods: &pod_list, claims: &claims, nodes_ready: &nodes_ready };
+        if let Some((pod, forced)) = galera.tick(&client, &mdb, &view).await.bootstrap_started {
+            let suspended = flux_suspended(&client, &ns).await;
+            seen.lock().unwrap().bootstrap.get_or_insert((pod, forced, suspended));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn spawn_operator(s: &Scene, mode: Galera, node_back_on_bootstrap: bool) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Seen>>) {
+fn spawn_operator(s: &Scene, galera: Galera) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let node = node_back_on_bootstrap.then(|| s.dead.clone());
-    (tokio::spawn(play_operator(s.client.clone(), s.ns.clone(), s.live.clone(), mode, seen.clone(), node)), seen)
+    (tokio::spawn(play_operator(s.client.clone(), s.ns.clone(), s.live.clone(), galera, seen.clone())), seen)
 }
 
 fn detail(status: &StepStatus) -> String {
@@ -463,7 +539,7 @@ async fn replaces_a_lost_member_while_the_survivors_hold_quorum() {
     let s = scene("mdb-e2e", true, "True", Value::Null).await;
     let plan = live_plan(&s).await;
     assert_eq!(ids(&plan), vec!["delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "wait-ready"]);
-    let (operator, _) = spawn_operator(&s, Galera::Quorum, false);
+    let (operator, _) = spawn_operator(&s, disks(&s.ns, &[(0, 10), (1, 10), (2, 10)]));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     operator.abort();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
@@ -486,77 +562,89 @@ async fn replaces_a_lost_member_while_the_survivors_hold_quorum() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quorum_loss_force_bootstraps_from_the_highest_seqno_then_unsets_and_resumes_flux() {
-    let recovered = json!({"mariadb-1": {"seqno": 1200, "uuid": "c0ffee"}, "mariadb-2": {"seqno": 1250, "uuid": "c0ffee"}});
-    let s = scene("mdb-quorum", false, "False", recovered).await;
+async fn quorum_loss_with_the_operators_recovery_on_is_left_to_it_once_the_lost_storage_is_gone() {
+    // The operator's health check already cleared status.galeraRecovery.
+    let s = scene("mdb-recovery", false, "False", Value::Null).await;
+    let (operator, seen) = spawn_operator(&s, disks(&s.ns, &[(0, 1300), (1, 1200), (2, 1250)]));
+    // The operator collects the survivors' seqnos but cannot choose a bootstrap pod:
+    // mariadb-0 is Pending on a claim pinned to the lost node and reports none.
+    let recovery = loop {
+        let mdb = get(&s.client, MDB, "MariaDB", Some(&s.ns), "mariadb").await;
+        let recovery = mdb["status"]["galeraRecovery"].clone();
+        if !recovery["recovered"]["mariadb-1"].is_null() && !recovery["recovered"]["mariadb-2"].is_null() {
+            break recovery;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(recovery["bootstrap"].is_null() && recovery["recovered"]["mariadb-0"].is_null(), "{recovery}");
+    // lifeboat plans from what the operator reported.
     let plan = live_plan(&s).await;
-    assert!(plan.findings.iter().any(|f| f.contains("bootstrap pod mariadb-2: highest Galera seqno 1250")), "{:#?}", plan.findings);
-    assert_eq!(plan.steps[0].id, "suspend-flux");
-    let (operator, seen) = spawn_operator(&s, Galera::Bootstrap, false);
+    assert_eq!(ids(&plan), vec!["delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "wait-ready"]);
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     operator.abort();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
 
-    let (pod, suspended) = seen.lock().unwrap().bootstrap.clone().expect("the operator saw a force bootstrap");
-    assert_eq!(pod, "mariadb-2", "the member with the highest seqno");
-    assert!(suspended, "Flux was suspended while forceClusterBootstrapInPod was set");
+    let (bootstrap, force_ever_set) = {
+        let seen = seen.lock().unwrap();
+        (seen.bootstrap.clone(), seen.force_ever_set)
+    };
+    assert_eq!(bootstrap, Some(("mariadb-2".to_string(), false, false)), "the operator chose the most advanced survivor itself");
+    assert!(!force_ever_set, "lifeboat never set forceClusterBootstrapInPod while the operator's recovery was on");
     let mdb = get(&s.client, MDB, "MariaDB", Some(&s.ns), "mariadb").await;
-    assert!(mdb["spec"]["galera"]["recovery"].get("forceClusterBootstrapInPod").is_none(), "unset after the bootstrap: {}", mdb["spec"]);
-    assert_eq!(mdb["spec"]["galera"]["recovery"]["enabled"], true, "the rest of the spec is untouched");
-    assert!(!flux_suspended(&s.client, &s.ns).await, "Flux resumed");
-    assert!(report.flux_left_suspended.is_empty());
-    assert!(report.reason.is_none(), "the explicit step unset it; nothing left for the runner to revert: {report:#?}");
+    assert_eq!(mdb["spec"]["galera"]["recovery"], json!({"enabled": true, "minClusterSize": 1}), "the spec is untouched");
+    assert_eq!(mdb["status"]["galeraRecovery"]["podsRestarted"], true, "{}", mdb["status"]);
+    assert!(!flux_suspended(&s.client, &s.ns).await);
     assert_eq!(get(&s.client, "v1", "Pod", Some(&s.ns), "mariadb-0").await["spec"]["nodeName"], s.live.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bootstrap_that_never_converges_stops_unsets_the_flag_resumes_flux_and_points_to_the_backup() {
+async fn quorum_loss_with_the_recovery_off_turns_it_on_to_force_the_bootstrap_then_off_again() {
+    // With its recovery off the operator never reports the lost quorum: GaleraReady stays True.
+    let recovered = json!({"mariadb-1": {"seqno": 1200, "uuid": "c0ffee"}, "mariadb-2": {"seqno": 1250, "uuid": "c0ffee"}});
+    let s = scene_with("mdb-quorum", false, "True", recovered, false).await;
+    let plan = live_plan(&s).await;
+    assert!(plan.findings.iter().any(|f| f.contains("bootstrap pod mariadb-2: highest Galera seqno 1250")), "{:#?}", plan.findings);
+    assert_eq!(plan.steps[0].id, "suspend-flux");
+    let (operator, seen) = spawn_operator(&s, disks(&s.ns, &[(0, 1300), (1, 1200), (2, 1250)]));
+    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
+    operator.abort();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+
+    let (pod, forced, suspended) = seen.lock().unwrap().bootstrap.clone().expect("the operator saw a force bootstrap");
+    assert_eq!(pod, "mariadb-2", "the member with the highest seqno");
+    assert!(forced && suspended, "forced, with Flux suspended");
+    let mdb = get(&s.client, MDB, "MariaDB", Some(&s.ns), "mariadb").await;
+    assert_eq!(mdb["spec"]["galera"]["recovery"], json!({"enabled": false, "minClusterSize": 1}), "field unset, recovery back off: {}", mdb["spec"]);
+    assert!(!flux_suspended(&s.client, &s.ns).await, "Flux resumed");
+    assert!(report.flux_left_suspended.is_empty());
+    assert!(report.reason.is_none(), "the explicit step restored it; nothing left for the runner to revert: {report:#?}");
+    assert_eq!(get(&s.client, "v1", "Pod", Some(&s.ns), "mariadb-0").await["spec"]["nodeName"], s.live.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_that_never_converges_stops_restores_the_recovery_settings_resumes_flux_and_points_to_the_backup() {
     let recovered = json!({"mariadb-1": {"seqno": 5, "uuid": "c0ffee"}, "mariadb-2": {"seqno": 3, "uuid": "c0ffee"}});
-    let s = scene("mdb-broken", false, "False", recovered).await;
+    let s = scene_with("mdb-broken", false, "True", recovered, false).await;
     let mut plan = live_plan(&s).await;
     short_waits(&mut plan);
-    let (operator, seen) = spawn_operator(&s, Galera::Broken, false);
+    let mut galera = disks(&s.ns, &[(1, 5), (2, 3)]);
+    galera.broken = Some("mariadb-1".into());
+    let (operator, seen) = spawn_operator(&s, galera);
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     operator.abort();
     assert_eq!(report.outcome, Outcome::Stopped, "{report:#?}");
-    assert_eq!(seen.lock().unwrap().bootstrap.clone(), Some(("mariadb-1".to_string(), true)), "bootstrap was requested from mariadb-1 with Flux suspended");
+    assert_eq!(seen.lock().unwrap().bootstrap.clone(), Some(("mariadb-1".to_string(), true, true)), "bootstrap forced in mariadb-1 with Flux suspended");
     let wait = report.steps.iter().find(|st| st.id == "wait-bootstrap-pod").unwrap();
     assert!(matches!(&wait.status, StepStatus::Failed { error } if error.contains("timed out") && error.contains("Ready=False")), "{report:#?}");
     let reason = report.reason.clone().unwrap();
     assert!(reason.contains("restore from the S3 backup") && reason.contains("backups.k8s.mariadb.com"), "{reason}");
     assert!(reason.contains("reverted the temporary patch"), "{reason}");
-    // Never left set (LifeboatMariadbForceBootstrapLeftSet), Flux running again, no storage deleted.
-    assert!(force_flag(&s.client, &s.ns).await.is_null());
+    // Never left set (LifeboatMariadbForceBootstrapLeftSet), the recovery back off, Flux running again.
+    let mdb = get(&s.client, MDB, "MariaDB", Some(&s.ns), "mariadb").await;
+    assert_eq!(mdb["spec"]["galera"]["recovery"], json!({"enabled": false, "minClusterSize": 1}), "{}", mdb["spec"]);
     assert!(!flux_suspended(&s.client, &s.ns).await);
-    for claim in ["storage-mariadb-0", "galera-mariadb-0"] {
-        assert!(exists(&s.client, "PersistentVolumeClaim", &s.ns, claim).await, "{claim} kept");
-    }
     let not_run: Vec<&str> = report.steps.iter().filter(|st| st.status == StepStatus::NotRun).map(|st| st.id.as_str()).collect();
-    assert_eq!(not_run, vec!["delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_returns_mid_run_stops_the_pvc_deletions() {
-    let recovered = json!({"mariadb-1": {"seqno": 10, "uuid": "c0ffee"}, "mariadb-2": {"seqno": 20, "uuid": "c0ffee"}});
-    let s = scene("mdb-node-back", false, "False", recovered).await;
-    let plan = live_plan(&s).await;
-    // The lost node comes back while the bootstrap runs.
-    let (operator, seen) = spawn_operator(&s, Galera::Bootstrap, true);
-    let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
-    operator.abort();
-    assert!(seen.lock().unwrap().bootstrap.is_some());
-    assert_eq!(report.outcome, Outcome::Stopped, "{report:#?}");
-    for id in ["delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0"] {
-        let st = report.steps.iter().find(|st| st.id == id).unwrap();
-        assert!(matches!(&st.status, StepStatus::Refused { reason } if reason.contains("still missing or not Ready")), "{report:#?}");
-    }
-    for claim in ["storage-mariadb-0", "galera-mariadb-0"] {
-        let c = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), claim).await;
-        assert_eq!(c["spec"]["volumeName"], format!("{}-{claim}", s.ns), "{claim}: the original claim is kept");
-        assert!(c["metadata"]["deletionTimestamp"].is_null());
-    }
-    assert!(force_flag(&s.client, &s.ns).await.is_null(), "the runner unset the bootstrap flag");
-    assert!(!flux_suspended(&s.client, &s.ns).await, "and resumed Flux");
+    assert_eq!(not_run, vec!["wait-galera-ready", "unset-force-bootstrap", "resume-flux"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

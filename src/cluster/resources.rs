@@ -790,6 +790,15 @@ pub struct GaleraRecovery {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub force_cluster_bootstrap_in_pod: Option<String>,
+    /// Go durations (`10m`); unset means mariadb-operator's defaults.
+    #[serde(default)]
+    pub cluster_healthy_timeout: Option<String>,
+    #[serde(default)]
+    pub cluster_bootstrap_timeout: Option<String>,
+    #[serde(default)]
+    pub pod_recovery_timeout: Option<String>,
+    #[serde(default)]
+    pub pod_sync_timeout: Option<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -810,6 +819,19 @@ pub struct GaleraRecoveryStatus {
     pub recovered: BTreeMap<String, GaleraPosition>,
     #[serde(default)]
     pub state: BTreeMap<String, GaleraPosition>,
+    /// When and in which pod the operator started bootstrapping.
+    #[serde(default)]
+    pub bootstrap: Option<GaleraBootstrapStatus>,
+    #[serde(default)]
+    pub pods_restarted: Option<bool>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraBootstrapStatus {
+    #[serde(default)]
+    pub time: Option<Time>,
+    #[serde(default)]
+    pub pod: Option<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

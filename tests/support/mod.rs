@@ -12,3 +12,4 @@ pub mod process;
 pub mod example_cluster;
 pub mod players;
 pub mod chart;
+pub mod galera;

@@ -11,7 +11,7 @@
 //!   templates; `readyReplicas` counts Ready pods.
 //! * CloudNativePG: see tests/support/cnpg.rs (played stalled: the
 //!   example's operator had not failed over by itself).
-//! * mariadb-operator: Ready once every member pod is Ready.
+//! * mariadb-operator: the Galera player in support/galera.rs.
 //! * VolSync: a paused source stops its mover (its pods go); a destination
 //!   whose manual trigger differs from `lastManualSync` restores into its
 //!   destination PVC and reports the token and a Successful result.
@@ -292,24 +292,19 @@ async fn cnpg_tick(c: &Cluster, view: &View) {
     }
 }
 
-const MDB: &str = "k8s.mariadb.com/v1alpha1";
-
+/// mariadb-operator: the Galera player (support/galera.rs), one MariaDB at a time.
 async fn mariadb_tick(c: &Cluster, view: &View) {
-    {
-        for m in c.list(MDB, "MariaDB").await {
-            let (ns, name) = (ns_of(&m), name_of(&m));
-            let replicas = m["spec"]["replicas"].as_i64().unwrap_or(1);
-            let all_ready = (0..replicas).all(|i| view.pods_in(&ns).any(|p| name_of(p) == format!("{name}-{i}") && pod_ready(p)));
-            let ready_now = m["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"));
-            if all_ready && !ready_now {
-                let now = rfc3339(Utc::now());
-                let mut conditions: Vec<Value> = m["status"]["conditions"].as_array().cloned().unwrap_or_default();
-                conditions.retain(|x| x["type"] != "Ready" && x["type"] != "GaleraReady");
-                conditions.push(json!({"type": "Ready", "status": "True", "reason": "StatefulSetReady", "message": "Running", "lastTransitionTime": now}));
-                conditions.push(json!({"type": "GaleraReady", "status": "True", "reason": "GaleraReady", "message": "Galera ready", "lastTransitionTime": now}));
-                set_status(&c.client, MDB, "MariaDB", Some(&ns), &name, json!({"conditions": conditions})).await;
-            }
-        }
+    for m in c.list(super::galera::MDB, "MariaDB").await {
+        let ns = ns_of(&m);
+        let pods: Vec<Value> = view.pods_in(&ns).cloned().collect();
+        let claims: BTreeMap<String, String> = view
+            .pvcs
+            .iter()
+            .filter(|((n, _), _)| *n == ns)
+            .filter_map(|((_, claim), pvc)| Some((claim.clone(), pvc["spec"]["volumeName"].as_str()?.to_string())))
+            .collect();
+        let galera_view = super::galera::View { pods: &pods, claims: &claims, nodes_ready: &view.nodes_ready };
+        super::galera::Galera::default().tick(&c.client, &m, &galera_view).await;
     }
 }
 
