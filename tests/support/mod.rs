@@ -8,3 +8,5 @@ pub mod metrics;
 pub mod process;
 pub mod example_cluster;
 pub mod players;
+pub mod volsync;
+pub mod flux;
