@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cluster::{label, name, namespace, ClusterState};
 use crate::inspect::coverage::Source;
-use crate::inspect::nodes::{NodeFinding, PinnedVolume};
+use crate::inspect::nodes::{NodeFinding, PinnedVolume, TerminatingPod};
 use crate::inspect::Findings;
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,13 +79,17 @@ pub struct TriageReport {
     pub unavailable_nodes: Vec<NodeFinding>,
     pub pinned_volumes: Vec<PinnedVolume>,
     pub workloads: Vec<AffectedWorkload>,
+    /// Pods on network storage (volumes not pinned to a node) stuck
+    /// Terminating on a lost node: force-delete them, or taint the node
+    /// out-of-service, so their claims are released.
+    pub terminating_on_lost_nodes: Vec<TerminatingPod>,
     /// Recovery points that are missing, stale or failing, cluster-wide.
     pub warnings: Vec<String>,
 }
 
 impl TriageReport {
     pub fn anything_wrong(&self) -> bool {
-        !self.unavailable_nodes.is_empty() || !self.workloads.is_empty() || !self.warnings.is_empty()
+        !self.unavailable_nodes.is_empty() || !self.workloads.is_empty() || !self.terminating_on_lost_nodes.is_empty() || !self.warnings.is_empty()
     }
 }
 
@@ -130,7 +134,9 @@ pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>
         w.pvcs.sort();
         w.pvcs.dedup();
     }
-    TriageReport { evaluated_at: state.now, unavailable_nodes, pinned_volumes, workloads, warnings: warnings(findings) }
+    let lost: std::collections::BTreeSet<String> = findings.lost_nodes().filter(|n| only_node.is_none_or(|o| o == n.node)).map(|n| n.node.clone()).collect();
+    let terminating_on_lost_nodes = crate::inspect::nodes::terminating_on_network_storage(state, &crate::inspect::nodes::pinned_nodes(state), &lost);
+    TriageReport { evaluated_at: state.now, unavailable_nodes, pinned_volumes, workloads, terminating_on_lost_nodes, warnings: warnings(findings) }
 }
 
 fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node: &str) -> AffectedWorkload {
@@ -420,6 +426,13 @@ pub fn render_text(report: &TriageReport) -> String {
             let _ = writeln!(out, "      note:     {d}");
         }
         let _ = writeln!(out, "      action:   {}", w.action);
+    }
+    if !report.terminating_on_lost_nodes.is_empty() {
+        let _ = writeln!(out, "\nPODS STUCK TERMINATING ON LOST NODES (network storage)");
+        for p in &report.terminating_on_lost_nodes {
+            let _ = writeln!(out, "  {}/{} on {} (claims {})", p.namespace, p.pod, p.node, p.claims.join(", "));
+        }
+        let _ = writeln!(out, "      action:   force-delete them (node-loss does, once the node is confirmed gone), or taint the node node.kubernetes.io/out-of-service=nodeshutdown:NoExecute");
     }
     let _ = writeln!(out, "\nRECOVERY POINT WARNINGS");
     if report.warnings.is_empty() {

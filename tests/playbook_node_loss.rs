@@ -198,6 +198,42 @@ fn flux_is_suspended_once_before_the_apps_and_resumed_at_the_end() {
     }
 }
 
+/// The example plus an NFS volume (no node affinity), its RWX claim, and a
+/// pod of it that was being deleted when node-01-pve died.
+fn example_with_a_pod_stuck_on_nfs(config: &Config) -> Snapshot {
+    use std::sync::Arc;
+    let (mut state, _) = dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).expect("example loads");
+    let pv = serde_json::json!({"metadata": {"name": "pvc-shared-media"}, "spec": {"claimRef": {"namespace": "media", "name": "shared-media"}, "storageClassName": "nfs", "nfs": {"server": "nas", "path": "/media"}}, "status": {"phase": "Bound"}});
+    let pvc = serde_json::json!({"metadata": {"name": "shared-media", "namespace": "media"}, "spec": {"volumeName": "pvc-shared-media", "storageClassName": "nfs", "accessModes": ["ReadWriteMany"]}, "status": {"phase": "Bound"}});
+    let pod = serde_json::json!({"metadata": {"name": "jellyfin-0", "namespace": "media", "deletionTimestamp": "2026-11-25T12:05:00Z"},
+        "spec": {"nodeName": NODE, "volumes": [{"name": "media", "persistentVolumeClaim": {"claimName": "shared-media"}}], "containers": [{"name": "jellyfin"}]}, "status": {"phase": "Running"}});
+    state.persistent_volumes.push(Arc::new(serde_json::from_value(pv).unwrap()));
+    state.persistent_volume_claims.push(Arc::new(serde_json::from_value(pvc).unwrap()));
+    state.pods.push(Arc::new(serde_json::from_value(pod).unwrap()));
+    state.finish();
+    Snapshot::build(state, config, &Default::default())
+}
+
+#[test]
+fn pods_on_network_storage_stuck_terminating_are_listed_and_force_deleted_after_the_confirmation() {
+    let snap = example_with_a_pod_stuck_on_nfs(&example_config());
+    let report = lifeboat::triage::triage(&snap.state, &snap.findings, Some(NODE));
+    let stuck: Vec<(&str, &str, &[String])> = report.terminating_on_lost_nodes.iter().map(|p| (p.namespace.as_str(), p.pod.as_str(), p.claims.as_slice())).collect();
+    assert_eq!(stuck, vec![("media", "jellyfin-0", &["shared-media".to_string()][..])], "only the pod on network storage: pods on pinned volumes are their playbooks' business");
+    assert!(lifeboat::triage::render_text(&report).contains("media/jellyfin-0 on node-01-pve (claims shared-media)"));
+
+    let p = node_loss(&snap, NODE);
+    let id = "terminating.force-delete-media-jellyfin-0";
+    let delete = p.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("{:?}", ids(&p)));
+    assert_eq!(delete.action, Action::ForceDeletePod { pod: lifeboat::plan::ObjectRef::pod("media", "jellyfin-0") });
+    assert_eq!(delete.preconditions, vec![Precondition::NodeStillLost { node: NODE.into() }]);
+    assert!(ancestors(&p, id).contains("preflight.confirm-gone"), "never before a human confirmed the node is gone");
+    assert_eq!(p.phase_of(id).map(|ph| ph.name.as_str()), Some("release"));
+    assert!(p.findings.iter().any(|f| f.contains("jellyfin-0") && f.contains("out-of-service")), "{:#?}", p.findings);
+    // Without the pod, no such phase.
+    assert!(node_loss(&example_with(&example_config()), NODE).phases.iter().all(|ph| ph.name != "release"));
+}
+
 #[test]
 fn nothing_for_a_node_that_is_ready_unknown_or_within_grace() {
     let snap = example_with(&example_config());

@@ -50,3 +50,55 @@ async fn deletes_orphaned_destinations_only_while_they_stay_orphaned() {
     let report = execute(&client, &replanned, &replanned.hash(), &RunLimits::default()).await;
     assert_eq!(report.outcome, Outcome::NothingToDo);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removes_volumes_stranded_on_a_gone_node_only_while_unbound_and_the_node_stays_gone() {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "stale-pv").await;
+    // `{ns}-gone` has no Node object; `{ns}-up` is Ready.
+    let (gone, up, back) = (format!("{ns}-gone"), format!("{ns}-up"), format!("{ns}-back"));
+    node_ready(&client, &up).await;
+    let pv = |name: &str, node: &str, phase: &str| {
+        let mut pv = pv_pinned(&format!("{ns}-{name}"), "kubernetes.io/hostname", node, &ns, name);
+        pv["status"]["phase"] = serde_json::json!(phase);
+        pv
+    };
+    for (name, node, phase) in [("released", &gone, "Released"), ("available", &gone, "Available"), ("bound", &gone, "Bound"), ("rebound", &gone, "Released"), ("alive", &up, "Released"), ("returning", &back, "Released")] {
+        create(&client, pv(name, node, phase), None).await;
+    }
+
+    let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
+    let snapshot = live_snapshot(&client, &config).await;
+    let mut cleanup = plan("stale-cleanup", &snapshot.state, &snapshot.findings, &Trigger::default()).unwrap();
+    // Cluster-wide: keep this test's volumes (other tests share the apiserver).
+    cleanup.steps.retain(|s| s.id.starts_with(&format!("delete-pv-{ns}-")));
+    let ids: Vec<&str> = cleanup.steps.iter().map(|s| s.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![format!("delete-pv-{ns}-available"), format!("delete-pv-{ns}-rebound"), format!("delete-pv-{ns}-released"), format!("delete-pv-{ns}-returning")]);
+    assert!(cleanup.findings.iter().any(|f| f.contains(&format!("{ns}-released is Released")) && f.contains("no Node object")), "{:#?}", cleanup.findings);
+    // A namespaced cleanup never touches cluster-scoped volumes.
+    let namespaced = plan("stale-cleanup", &snapshot.state, &snapshot.findings, &Trigger { namespace: Some(ns.clone()), ..Default::default() }).unwrap();
+    assert!(namespaced.steps.iter().all(|s| !s.id.starts_with("delete-pv-")));
+
+    // Between planning and running, one volume is bound again.
+    // and the other one's node comes back.
+    set_status(&client, "v1", "PersistentVolume", None, &format!("{ns}-rebound"), serde_json::json!({"phase": "Bound"})).await;
+    node_ready(&client, &back).await;
+    let report = execute(&client, &cleanup, &cleanup.hash(), &RunLimits::default()).await;
+    assert_eq!(report.outcome, Outcome::Stopped);
+    let status = |name: &str| &report.steps.iter().find(|st| st.id == format!("delete-pv-{ns}-{name}")).unwrap().status;
+    for name in ["rebound", "returning"] {
+        assert!(matches!(status(name), StepStatus::Refused { reason } if reason.contains("unbound and node")), "{name}: {report:#?}");
+    }
+    let pvs = api_for(&client, "v1", "PersistentVolume", None).await;
+    for name in ["released", "available"] {
+        let left = pvs.get_opt(&format!("{ns}-{name}")).await.unwrap();
+        assert!(left.is_none_or(|pv| pv.metadata.deletion_timestamp.is_some()), "{name} is deleted (the pv-protection finalizer is the controller's to drop)");
+    }
+    for name in ["rebound", "bound", "alive", "returning"] {
+        let kept = pvs.get_opt(&format!("{ns}-{name}")).await.unwrap().unwrap_or_else(|| panic!("{name} kept"));
+        assert!(kept.metadata.deletion_timestamp.is_none(), "{name}");
+    }
+}

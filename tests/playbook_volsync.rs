@@ -23,6 +23,7 @@ use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
 use support::fixtures::*;
+use support::flux::Applied;
 use support::k8s::*;
 
 const VS: &str = "volsync.backube/v1alpha1";
@@ -144,8 +145,66 @@ fn radarr_with_a_paused_source_restores_with_an_unknown_recovery_point_and_stays
     assert!(p.findings.iter().any(|f| f.contains("UNKNOWN age")), "{:#?}", p.findings);
     assert!(!ids(&p).contains(&"pause-source") && !ids(&p).contains(&"resume-source"), "{:?}", ids(&p));
     let source = step(&p, "delete-pvc-radarr").recovery_source.as_ref().unwrap();
-    assert_eq!(source.evidence.len(), 1, "the paused source's lastSyncTime is not evidence: {source:?}");
+    assert!(!source.evidence.iter().any(|e| e.contains("last backed up")), "the paused source's lastSyncTime is not evidence: {source:?}");
     assert!(source.evidence[0].contains("radarr-dst last restored successfully"));
+}
+
+fn edit_rd(snap: &Snapshot, rd_name: &str, edit: impl FnOnce(&mut lifeboat::cluster::resources::ReplicationDestination)) -> Snapshot {
+    rebuild(snap, |s| {
+        let rd = s.replication_destinations.iter_mut().find(|r| r.metadata.name.as_deref() == Some(rd_name)).unwrap();
+        edit(Arc::make_mut(rd));
+    })
+}
+
+#[test]
+fn the_restore_identity_is_proven_to_be_the_sources_before_anything_is_deleted() {
+    let p = plan_for(&example(), "utils", "forgejo");
+    let delete = step(&p, "delete-pvc-forgejo");
+    let identity = lifeboat::plan::Precondition::KopiaIdentity {
+        destination: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst"),
+        source: Some(lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationSource", "utils", "forgejo")),
+        identity: "forgejo@utils".into(),
+    };
+    assert!(delete.preconditions.contains(&identity), "{:?}", delete.preconditions);
+    assert!(delete.recovery_source.as_ref().unwrap().evidence.iter().any(|e| e.contains("kopia identity forgejo@utils")));
+
+    // Without sourceIdentity the fork restores the destination's own name:
+    // forgejo-dst@utils, which nobody backs up as.
+    let unnamed = edit_rd(&example(), "forgejo-dst", |rd| rd.spec.kopia.as_mut().unwrap().source_identity = None);
+    let refused = plan_for(&unnamed, "utils", "forgejo");
+    assert!(refused.nothing_to_do(), "{:?}", ids(&refused));
+    assert!(refused.findings.iter().any(|f| f.contains("REFUSED") && f.contains("forgejo-dst@utils") && f.contains("forgejo@utils") && f.contains("No eligible snapshots")), "{:#?}", refused.findings);
+    // An explicit username/hostname pair wins over sourceIdentity.
+    let elsewhere = edit_rd(&example(), "forgejo-dst", |rd| {
+        let kopia = rd.spec.kopia.as_mut().unwrap();
+        (kopia.username, kopia.hostname) = (Some("forgejo".into()), Some("old-cluster".into()));
+    });
+    assert!(plan_for(&elsewhere, "utils", "forgejo").nothing_to_do());
+}
+
+#[test]
+fn flux_that_would_re_apply_the_destination_is_kept_suspended_with_the_fix() {
+    let p = plan_for(&example(), "utils", "forgejo");
+    let resume = step(&p, "resume-kustomization-forgejo");
+    assert_eq!(resume.preconditions, vec![lifeboat::plan::Precondition::SsaIfNotPresent {
+        object: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst"),
+    }], "re-checked live before Flux is resumed");
+
+    let unsafe_rd = edit_rd(&example(), "forgejo-dst", |rd| {
+        rd.metadata.labels.as_mut().unwrap().remove("kustomize.toolkit.fluxcd.io/ssa");
+    });
+    let p = plan_for(&unsafe_rd, "utils", "forgejo");
+    assert!(!ids(&p).contains(&"resume-kustomization-forgejo"), "{:?}", ids(&p));
+    assert!(ids(&p).contains(&"resume-helmrelease-forgejo"), "the HelmRelease does not apply the destination");
+    assert!(matches!(step(&p, "suspend-kustomization-forgejo").action, Action::SuspendFlux { keep_suspended: true, .. }));
+    assert!(p.follow_ups.iter().any(|f| f.contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent") && f.contains("flux resume kustomization forgejo -n utils")), "{:#?}", p.follow_ups);
+    assert!(p.findings.iter().any(|f| f.contains("reset spec.trigger.manual") && f.contains("SUSPENDED")), "{:#?}", p.findings);
+
+    // The marker counts as an annotation too, in any case (fluxcd/pkg AnyInMetadata).
+    let annotated = edit_rd(&unsafe_rd, "forgejo-dst", |rd| {
+        rd.metadata.annotations.get_or_insert_with(Default::default).insert("kustomize.toolkit.fluxcd.io/ssa".into(), "ifnotpresent".into());
+    });
+    assert!(ids(&plan_for(&annotated, "utils", "forgejo")).contains(&"resume-kustomization-forgejo"));
 }
 
 #[test]
@@ -190,6 +249,8 @@ struct Scene {
     client: Client,
     ns: String,
     doomed: String,
+    /// The ReplicationDestination as Git (the Kustomization's source) has it.
+    rd_git: Value,
 }
 
 fn deployment(ns: &str, name: &str, replicas: i32) -> Value {
@@ -254,9 +315,14 @@ async fn scene(prefix: &str) -> Scene {
     rd["metadata"]["labels"] = flux.clone();
     rd["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/ssa"] = json!("IfNotPresent");
     rd["spec"]["kopia"]["sourceIdentity"] = json!({"sourceName": "app"});
-    create(&client, rd, None).await;
+    create(&client, rd.clone(), None).await;
     mark_node_not_ready(&client, &doomed, Utc::now() - chrono::Duration::minutes(10)).await;
-    Scene { client, ns, doomed }
+    let mut rd_git = rd;
+    rd_git.as_object_mut().unwrap().remove("status");
+    for owned in ["uid", "creationTimestamp"] {
+        rd_git["metadata"].as_object_mut().unwrap().remove(owned);
+    }
+    Scene { client, ns, doomed, rd_git }
 }
 
 async fn live_plan(s: &Scene) -> Plan {
@@ -329,9 +395,11 @@ async fn restores_a_pvc_end_to_end() {
     let token = patch["spec"]["trigger"]["manual"].as_str().unwrap().to_string();
 
     let workload = tokio::spawn(play_workload(s.client.clone(), s.ns.clone()));
-    let mover = tokio::spawn(play_volsync(s.client.clone(), s.ns.clone(), "Successful", "Selected snapshot with id: kabc123\nSnapshot restore completed successfully"));
+    let mover = tokio::spawn(support::volsync::play(s.client.clone(), s.ns.clone()));
     let report = execute(&s.client, &p, &p.hash(), &fast()).await;
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    // Flux, resumed, leaves the IfNotPresent destination (and its token) alone.
+    assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&s.rd_git)).await, vec![Applied::Skipped("ReplicationDestination/app-dst".into())]);
     assert!(matches!(status_of(&report, "wait-restore"), StepStatus::Succeeded { detail } if detail.contains(&token) && detail.contains("restore completed")), "{report:#?}");
     assert!(report.flux_left_suspended.is_empty());
 
@@ -485,4 +553,93 @@ async fn the_node_returning_mid_run_stops_it_before_the_pvc_is_deleted() {
     assert_eq!(claim["spec"]["volumeName"], json!(format!("{}-app", s.ns)));
     let rd = get(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst").await;
     assert_eq!(rd["spec"]["trigger"]["manual"], "restore-once", "no restore triggered");
+}
+
+/// Runs the plan with the workload, VolSync and Flux players until it ends.
+async fn run_played(s: &Scene, p: &Plan) -> RunReport {
+    let workload = tokio::spawn(play_workload(s.client.clone(), s.ns.clone()));
+    let mover = tokio::spawn(support::volsync::play(s.client.clone(), s.ns.clone()));
+    let report = execute(&s.client, p, &p.hash(), &fast()).await;
+    workload.abort();
+    mover.abort();
+    report
+}
+
+async fn patch_rd(s: &Scene, patch: Value) {
+    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns)).await.patch("app-dst", &Default::default(), &kube::api::Patch::Merge(patch)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_restoring_another_identity_is_refused_before_the_pvc_is_deleted() {
+    let s = scene("vs-identity").await;
+    // The kopia player shows what would happen: app-dst@<ns> has no snapshots.
+    let mut unnamed = s.rd_git.clone();
+    unnamed["spec"]["kopia"]["sourceIdentity"] = Value::Null;
+    assert_eq!(support::volsync::destination_identity(&unnamed), format!("app-dst@{}", s.ns));
+
+    // Planned without sourceIdentity: refused, nothing deleted.
+    patch_rd(&s, json!({"spec": {"kopia": {"sourceIdentity": null}}})).await;
+    let refused = live_plan(&s).await;
+    assert!(refused.nothing_to_do(), "{:?}", ids(&refused));
+    assert!(refused.findings.iter().any(|f| f.contains("REFUSED") && f.contains(&format!("app-dst@{}", s.ns))), "{:#?}", refused.findings);
+
+    // Planned with it, dropped after approval: the live re-check stops the
+    // run before the claim goes.
+    patch_rd(&s, json!({"spec": {"kopia": {"sourceIdentity": {"sourceName": "app"}}}})).await;
+    let p = live_plan(&s).await;
+    assert!(!p.nothing_to_do());
+    patch_rd(&s, json!({"spec": {"kopia": {"sourceIdentity": null}}})).await;
+    let report = run_played(&s, &p).await;
+    assert_eq!(report.outcome, Outcome::Stopped);
+    assert!(matches!(status_of(&report, "delete-pvc-app"), StepStatus::Refused { reason } if reason.contains("No eligible snapshots") && reason.contains(&format!("app-dst@{}", s.ns))), "{report:#?}");
+    let claim = pvc_value(&s, "app").await.expect("not deleted");
+    assert!(claim["metadata"]["deletionTimestamp"].is_null());
+    assert_eq!(claim["spec"]["volumeName"], json!(format!("{}-app", s.ns)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_is_not_resumed_over_a_destination_it_would_re_apply() {
+    let s = scene("vs-flux-ssa").await;
+    let mut git = s.rd_git.clone();
+    git["metadata"]["labels"].as_object_mut().unwrap().remove("kustomize.toolkit.fluxcd.io/ssa");
+    patch_rd(&s, json!({"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/ssa": null}}})).await;
+    let p = live_plan(&s).await;
+    let Action::MergePatch { patch, .. } = &step(&p, "trigger-restore").action else { panic!() };
+    let token = patch["spec"]["trigger"]["manual"].as_str().unwrap().to_string();
+    let report = run_played(&s, &p).await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    // The restore is done and Flux is held, with the reason and the fix on it.
+    assert_eq!(report.flux_left_suspended, vec![format!("Kustomization {}/app", s.ns)]);
+    let ks = get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "app").await;
+    assert_eq!(ks["spec"]["suspend"], true);
+    let why = ks["metadata"]["annotations"]["lifeboat.dev/kept-suspended"].as_str().unwrap_or_default();
+    assert!(why.contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent") && why.contains("flux resume kustomization app"), "{ks:#}");
+    // Flux does not reconcile; the run's token stays (no second restore over the app).
+    assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&git)).await, vec![Applied::Suspended]);
+    let rd = get(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst").await;
+    assert_eq!(rd["spec"]["trigger"]["manual"], json!(token));
+    assert_eq!(rd["status"]["lastManualSync"], json!(token));
+
+    // What resuming would have done: Git's trigger comes back, so VolSync
+    // sees a new manual trigger and restores again.
+    api_for(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns)).await
+        .patch("app", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
+    assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&git)).await, vec![Applied::Applied("ReplicationDestination/app-dst".into())]);
+    let rd = get(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst").await;
+    assert_eq!(rd["spec"]["trigger"]["manual"], "restore-once");
+    assert_ne!(rd["spec"]["trigger"]["manual"], rd["status"]["lastManualSync"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssa_marker_is_re_checked_live_before_flux_is_resumed() {
+    let s = scene("vs-flux-live").await;
+    let p = live_plan(&s).await;
+    assert!(ids(&p).contains(&"resume-kustomization-app"));
+    // Someone drops the marker while the restore runs.
+    patch_rd(&s, json!({"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/ssa": null}}})).await;
+    let report = run_played(&s, &p).await;
+    assert!(matches!(status_of(&report, "resume-kustomization-app"), StepStatus::Refused { reason } if reason.contains("IfNotPresent")), "{report:#?}");
+    assert!(matches!(status_of(&report, "scale-up-app"), StepStatus::Succeeded { .. }), "the app itself is back");
+    assert_eq!(get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "app").await["spec"]["suspend"], true);
+    assert_eq!(report.flux_left_suspended, vec![format!("Kustomization {}/app", s.ns)]);
 }

@@ -529,6 +529,20 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
                 let c = get(client, cluster).await?.ok_or_else(|| format!("{cluster} does not exist"))?;
                 super::cnpg::primary_unchanged(&c["status"], pod) || c["status"]["targetPrimary"].as_str() == Some(promote_to)
             }
+            Precondition::KopiaIdentity { destination, source, identity } => {
+                let rd = get(client, destination).await?;
+                let rs = match source {
+                    Some(s) => Some(get(client, s).await?.ok_or_else(|| format!("{s} no longer exists"))?),
+                    None => None,
+                };
+                super::volsync::identity_holds(rd.as_ref(), rs.as_ref(), identity)?
+            }
+            Precondition::SsaIfNotPresent { object } => get(client, object).await?.is_some_and(|o| super::volsync::ssa_if_not_present(&o)),
+            Precondition::VolumeOrphanedOnGoneNode { volume, node } => {
+                let pv = get(client, &ObjectRef { api_version: "v1".into(), kind: "PersistentVolume".into(), namespace: None, name: volume.clone() }).await?;
+                let unbound = pv.as_ref().is_some_and(|pv| pv["status"]["phase"] != "Bound");
+                unbound && node_confirmed_gone(client, node).await?.is_some()
+            }
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));

@@ -4,6 +4,7 @@
 use kube::{Api, Client};
 use serde_json::Value;
 
+use crate::inspect::volsync::kopia_identity;
 use crate::plan::ObjectRef;
 
 /// What the kopia mover logs when the repository holds no snapshot for the
@@ -53,6 +54,57 @@ pub fn log_excerpt(logs: &str) -> String {
     }
 }
 
+/// The kopia identity a live ReplicationDestination restores.
+pub fn destination_identity(rd: &Value) -> Option<String> {
+    let kopia = rd["spec"]["kopia"].as_object()?;
+    let field = |k: &str| kopia.get(k).and_then(Value::as_str);
+    let identity = &rd["spec"]["kopia"]["sourceIdentity"];
+    Some(kopia_identity::of_destination(
+        rd["metadata"]["name"].as_str().unwrap_or_default(),
+        rd["metadata"]["namespace"].as_str().unwrap_or_default(),
+        field("username"),
+        field("hostname"),
+        identity["sourceName"].as_str(),
+        identity["sourceNamespace"].as_str(),
+    ))
+}
+
+/// The kopia identity a live ReplicationSource backs up as.
+pub fn source_identity(rs: &Value) -> String {
+    kopia_identity::of_source(
+        rs["metadata"]["name"].as_str().unwrap_or_default(),
+        rs["metadata"]["namespace"].as_str().unwrap_or_default(),
+        rs["spec"]["kopia"]["username"].as_str(),
+        rs["spec"]["kopia"]["hostname"].as_str(),
+    )
+}
+
+/// Whether the live destination still restores the planned identity and
+/// the source still writes it; `Err` says what changed.
+pub fn identity_holds(rd: Option<&Value>, rs: Option<&Value>, planned: &str) -> Result<bool, String> {
+    let rd = rd.ok_or("the ReplicationDestination no longer exists")?;
+    let restores = destination_identity(rd).ok_or("the ReplicationDestination no longer has a kopia section")?;
+    if restores != planned {
+        return Err(format!("the ReplicationDestination now restores kopia identity {restores}, not the planned {planned}: the mover would find \"No eligible snapshots\""));
+    }
+    if let Some(writes) = rs.map(source_identity).filter(|w| w != planned) {
+        return Err(format!("the ReplicationSource now backs up as {writes}, not {planned}: its snapshots are not the ones the plan verified"));
+    }
+    Ok(true)
+}
+
+/// Flux's "apply only if absent" marker: `kustomize.toolkit.fluxcd.io/ssa`
+/// = `IfNotPresent`, as a label or an annotation, compared
+/// case-insensitively (fluxcd/pkg ssa/utils/meta.go `AnyInMetadata`, ssa
+/// v0.77.0; the selector is set in fluxcd/kustomize-controller v1.9.0
+/// internal/controller/kustomization_controller.go).
+pub fn ssa_if_not_present(object: &Value) -> bool {
+    ["labels", "annotations"].iter().any(|m| object["metadata"][m][SSA_KEY].as_str().is_some_and(|v| v.eq_ignore_ascii_case(SSA_IF_NOT_PRESENT)))
+}
+
+pub const SSA_KEY: &str = "kustomize.toolkit.fluxcd.io/ssa";
+pub const SSA_IF_NOT_PRESENT: &str = "IfNotPresent";
+
 /// Names of the pods (terminating ones included) that mount the claim.
 pub async fn claim_users(client: &Client, pvc: &ObjectRef) -> Result<Vec<String>, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
@@ -93,6 +145,26 @@ mod tests {
         assert!(paused.contains("paused"), "{paused}");
         let empty = manual_sync_outcome(&rd(false, "t-2", "Successful", "No eligible snapshots found\n=== No data will be restored ==="), "t-2").unwrap_err();
         assert!(empty.contains("no snapshot"), "{empty}");
+    }
+
+    #[test]
+    fn the_ssa_marker_counts_as_a_label_or_an_annotation_in_any_case() {
+        assert!(ssa_if_not_present(&json!({"metadata": {"labels": {SSA_KEY: "IfNotPresent"}}})));
+        assert!(ssa_if_not_present(&json!({"metadata": {"annotations": {SSA_KEY: "ifnotpresent"}}})));
+        assert!(!ssa_if_not_present(&json!({"metadata": {"labels": {SSA_KEY: "Ignore"}}})));
+        assert!(!ssa_if_not_present(&json!({"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/name": "app"}}})));
+    }
+
+    #[test]
+    fn a_changed_identity_on_either_side_is_named() {
+        let rd = |identity: Value| json!({"metadata": {"name": "app-dst", "namespace": "media"}, "spec": {"kopia": {"sourceIdentity": identity}}});
+        let rs = |user: Option<&str>| json!({"metadata": {"name": "app", "namespace": "media"}, "spec": {"kopia": {"username": user, "hostname": user.map(|_| "nas")}}});
+        assert_eq!(identity_holds(Some(&rd(json!({"sourceName": "app"}))), Some(&rs(None)), "app@media"), Ok(true));
+        let dropped = identity_holds(Some(&rd(Value::Null)), Some(&rs(None)), "app@media").unwrap_err();
+        assert!(dropped.contains("app-dst@media") && dropped.contains("No eligible snapshots"), "{dropped}");
+        let moved = identity_holds(Some(&rd(json!({"sourceName": "app"}))), Some(&rs(Some("svc"))), "app@media").unwrap_err();
+        assert!(moved.contains("svc@nas"), "{moved}");
+        assert!(identity_holds(None, None, "app@media").is_err());
     }
 
     #[test]

@@ -727,6 +727,10 @@ pub struct KopiaDestination {
     pub restore_as_of: Option<String>,
     #[serde(default)]
     pub source_identity: Option<SourceIdentity>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -236,3 +236,77 @@ pub fn blocked_pods(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<
     out.sort_by(|a, b| (&a.namespace, &a.pod, &a.claim).cmp(&(&b.namespace, &b.pod, &b.claim)));
     out
 }
+
+/// How the state shows the node is gone for good, if it does: no Node
+/// object, or the confirmation a human gives (the annotation, or the
+/// out-of-service taint) — the same test the runner makes live.
+pub fn confirmed_gone(state: &ClusterState, node: &str) -> Option<&'static str> {
+    use crate::plan::playbooks::node_loss::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
+    let Some(n) = state.node(node) else { return Some("no Node object") };
+    if n.metadata.annotations.as_ref().and_then(|a| a.get(CONFIRMED_GONE_ANNOTATION)).is_some_and(|v| v == "true") {
+        return Some("annotated lifeboat.dev/confirmed-gone=true");
+    }
+    n.spec.taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT).then_some("tainted node.kubernetes.io/out-of-service")
+}
+
+/// A PersistentVolume pinned to a gone node that no claim holds any more
+/// (Released or Available): the local-PV provisioner deletes a volume by
+/// running a helper pod on its node, so nothing will ever remove it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StrandedVolume {
+    pub persistent_volume: String,
+    pub node: String,
+    pub phase: String,
+    pub gone: &'static str,
+}
+
+pub fn stranded_volumes(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<StrandedVolume> {
+    lost_volumes
+        .iter()
+        .filter_map(|v| {
+            let pv = state.persistent_volumes.iter().find(|pv| name(&pv.metadata) == v.persistent_volume)?;
+            let phase = pv.status.phase.clone().unwrap_or_default();
+            let unbound = phase == "Released" || phase == "Available";
+            let gone = confirmed_gone(state, &v.node)?;
+            unbound.then(|| StrandedVolume { persistent_volume: v.persistent_volume.clone(), node: v.node.clone(), phase, gone })
+        })
+        .collect()
+}
+
+/// A pod being deleted on a lost node whose claims are on network storage
+/// (a volume not pinned to any node, e.g. NFS or another RWX class): its
+/// kubelet never confirms the deletion, so it stays Terminating — and keeps
+/// its RWO claims attached — until it is force-deleted or the node gets the
+/// out-of-service taint (the pod GC then deletes it:
+/// kubernetes/kubernetes pkg/controller/podgc/gc_controller.go
+/// `gcTerminating`, non-graceful node shutdown, GA in v1.28).
+#[derive(Clone, Debug, Serialize)]
+pub struct TerminatingPod {
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    pub claims: Vec<String>,
+}
+
+pub fn terminating_on_network_storage(state: &ClusterState, pinned: &BTreeMap<String, String>, lost: &BTreeSet<String>) -> Vec<TerminatingPod> {
+    let mut out = vec![];
+    for pod in &state.pods {
+        let Some(node) = pod.spec.node_name.as_deref().filter(|n| lost.contains(*n)) else { continue };
+        if pod.metadata.deletion_timestamp.is_none() {
+            continue;
+        }
+        let ns = namespace(&pod.metadata);
+        let claims: Vec<String> = pod
+            .spec
+            .volumes
+            .iter()
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+            .filter(|c| state.pvc(ns, c).and_then(|p| p.spec.volume_name.as_deref()).is_some_and(|pv| !pinned.contains_key(pv)))
+            .collect();
+        if !claims.is_empty() {
+            out.push(TerminatingPod { namespace: ns.to_string(), pod: name(&pod.metadata).to_string(), node: node.to_string(), claims });
+        }
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    out
+}

@@ -174,3 +174,102 @@ fn destination_orphaned(ctx: &Context, rd: &ReplicationDestination) -> bool {
         .unwrap_or(app);
     !has_source && ctx.state.pvc(ns, app_pvc).is_none()
 }
+
+/// The kopia identity (`username@hostname`) snapshots are written under and
+/// looked up by, as the perfectra1n/volsync fork derives it
+/// (internal/controller/mover/kopia/builder.go, v0.17.11:
+/// `generateUsername`, `generateHostname`, `createSourceMover`,
+/// `createDestinationMover`). A restore through an identity that no source
+/// writes finds "No eligible snapshots found" and restores nothing.
+pub mod kopia_identity {
+    /// Used by the fork when sanitising leaves nothing.
+    const DEFAULT: &str = "volsync-default";
+    const MAX_USERNAME: usize = 50;
+
+    /// Letters, digits and `-` are kept; `_` kept (usernames) or turned
+    /// into `-` (hostnames); `.` kept only in hostnames; the rest dropped,
+    /// then leading/trailing separators trimmed.
+    fn sanitize(input: &str, hostname: bool) -> String {
+        let kept: String = input
+            .chars()
+            .filter_map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' => Some(c),
+                '_' => Some(if hostname { '-' } else { '_' }),
+                '.' if hostname => Some('.'),
+                _ => None,
+            })
+            .collect();
+        let trim: &[char] = if hostname { &['-', '.'] } else { &['-', '_'] };
+        kept.trim_matches(trim).to_string()
+    }
+
+    fn explicit(value: Option<&str>) -> Option<&str> {
+        value.filter(|v| !v.is_empty())
+    }
+
+    fn username(explicit_username: Option<&str>, object_name: &str) -> String {
+        if let Some(u) = explicit(explicit_username) {
+            return u.to_string();
+        }
+        match sanitize(object_name, false) {
+            s if s.is_empty() => DEFAULT.into(),
+            s => s.chars().take(MAX_USERNAME).collect(),
+        }
+    }
+
+    fn hostname(explicit_hostname: Option<&str>, namespace: &str, object_name: &str) -> String {
+        if let Some(h) = explicit(explicit_hostname) {
+            return h.to_string();
+        }
+        [sanitize(namespace, true), sanitize(object_name, true)].into_iter().find(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT.into())
+    }
+
+    /// A ReplicationSource writes its snapshots as `username` (else its
+    /// name) `@` `hostname` (else its namespace).
+    pub fn of_source(name: &str, namespace: &str, explicit_username: Option<&str>, explicit_hostname: Option<&str>) -> String {
+        format!("{}@{}", username(explicit_username, name), hostname(explicit_hostname, namespace, name))
+    }
+
+    /// A ReplicationDestination reads snapshots as: explicit `username` and
+    /// `hostname` first; else `sourceIdentity.sourceName` (and
+    /// `sourceNamespace`, default its own); else its *own* name and
+    /// namespace — so `app-dst` without `sourceIdentity` looks for
+    /// `app-dst@<ns>`, which no source named `app` writes.
+    pub fn of_destination(
+        name: &str,
+        namespace: &str,
+        explicit_username: Option<&str>,
+        explicit_hostname: Option<&str>,
+        source_name: Option<&str>,
+        source_namespace: Option<&str>,
+    ) -> String {
+        let source = explicit(source_name).map(|s| (s, explicit(source_namespace).unwrap_or(namespace)));
+        let (user_from, host_ns, host_name) = match source {
+            Some((s, ns)) => (s, ns, s),
+            None => (name, namespace, name),
+        };
+        format!("{}@{}", username(explicit_username, user_from), hostname(explicit_hostname, host_ns, host_name))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sources_write_as_name_at_namespace() {
+            assert_eq!(of_source("forgejo", "utils", None, None), "forgejo@utils");
+            assert_eq!(of_source("my_app.v2", "team_a", None, None), "my_appv2@team-a");
+            assert_eq!(of_source("forgejo", "utils", Some("git"), Some("nas")), "git@nas");
+            assert_eq!(of_source(&"x".repeat(60), "utils", None, None), format!("{}@utils", "x".repeat(50)));
+        }
+
+        #[test]
+        fn destinations_read_as_explicit_then_source_identity_then_themselves() {
+            assert_eq!(of_destination("forgejo-dst", "utils", None, None, Some("forgejo"), None), "forgejo@utils");
+            assert_eq!(of_destination("forgejo-dst", "utils", None, None, Some("forgejo"), Some("old")), "forgejo@old");
+            assert_eq!(of_destination("forgejo-dst", "utils", None, None, None, None), "forgejo-dst@utils");
+            assert_eq!(of_destination("forgejo-dst", "utils", None, None, Some(""), None), "forgejo-dst@utils", "an empty sourceName is not used");
+            assert_eq!(of_destination("forgejo-dst", "utils", Some("git"), Some("nas"), Some("forgejo"), None), "git@nas");
+        }
+    }
+}

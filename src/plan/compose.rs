@@ -106,7 +106,7 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                 title: format!("Resume {object}"),
                 action: Action::ResumeFlux { object: (*object).clone() },
                 needs: vec![],
-                preconditions: vec![],
+                preconditions: flux.resume_preconditions.get(*object).cloned().unwrap_or_default(),
                 recovery_source: None,
             })
             .collect();
@@ -160,6 +160,9 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
 struct FluxUse {
     suspended: std::collections::BTreeSet<ObjectRef>,
     held: std::collections::BTreeSet<ObjectRef>,
+    /// What the parts re-check live before resuming an object (e.g. that a
+    /// ReplicationDestination still carries `ssa: IfNotPresent`).
+    resume_preconditions: std::collections::BTreeMap<ObjectRef, Vec<super::Precondition>>,
 }
 
 /// The part's steps with prefixed ids, minus its Flux suspend/resume steps
@@ -197,7 +200,9 @@ fn prefixed_without_flux(part: &Part, flux: &mut FluxUse) -> Vec<Step> {
                 flux.suspended.insert(object.clone());
                 replaced.insert(&step.id, needs);
             }
-            Action::ResumeFlux { .. } => {
+            Action::ResumeFlux { object } => {
+                let checks = flux.resume_preconditions.entry(object.clone()).or_default();
+                checks.extend(step.preconditions.iter().filter(|p| !checks.contains(p)).cloned().collect::<Vec<_>>());
                 replaced.insert(&step.id, needs);
             }
             _ => {

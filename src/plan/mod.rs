@@ -198,6 +198,18 @@ pub enum Precondition {
     /// cluster (no failover of the operator's own has started), or
     /// `targetPrimary` is already `promote_to` (this plan's own promotion).
     CnpgPrimaryUnchanged { cluster: ObjectRef, pod: String, promote_to: String },
+    /// The kopia ReplicationDestination still restores `identity`
+    /// (`username@hostname`, derived as the perfectra1n fork does), and the
+    /// `source` whose snapshots the plan relies on still writes that same
+    /// identity: otherwise the mover finds "No eligible snapshots".
+    KopiaIdentity { destination: ObjectRef, source: Option<ObjectRef>, identity: String },
+    /// The object carries `kustomize.toolkit.fluxcd.io/ssa: IfNotPresent`
+    /// (label or annotation): Flux, resumed, leaves it as it is.
+    SsaIfNotPresent { object: ObjectRef },
+    /// The PersistentVolume is not bound to a claim and the Node its
+    /// required affinity names is gone (no Node object, or a human confirmed
+    /// it: see `WaitCondition::NodeConfirmedGone`).
+    VolumeOrphanedOnGoneNode { volume: String, node: String },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -500,5 +512,11 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimaryUnchanged { cluster, pod, promote_to } => {
             format!("{pod} is still both current and target primary of {cluster} (no failover started), or {promote_to} is already the target")
         }
+        Precondition::KopiaIdentity { destination, source: Some(source), identity } => {
+            format!("{destination} restores kopia identity {identity}, the identity {source} backs up as")
+        }
+        Precondition::KopiaIdentity { destination, source: None, identity } => format!("{destination} still restores kopia identity {identity}"),
+        Precondition::SsaIfNotPresent { object } => format!("{object} carries kustomize.toolkit.fluxcd.io/ssa: IfNotPresent (Flux will not re-apply it)"),
+        Precondition::VolumeOrphanedOnGoneNode { volume, node } => format!("PersistentVolume {volume} is unbound and node {node} is gone"),
     }
 }

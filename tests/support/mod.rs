@@ -13,3 +13,5 @@ pub mod example_cluster;
 pub mod players;
 pub mod chart;
 pub mod galera;
+pub mod volsync;
+pub mod flux;

@@ -98,6 +98,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         triggers.iter().filter(|(c, _, _)| categories.contains(c)).map(|(_, playbook, t)| part_for(playbook, t)).collect()
     };
     let mut phases = vec![PhaseParts { name: "preflight", title: format!("Make sure {node} is gone for good"), parts: vec![preflight(node, options)] }];
+    phases.push(PhaseParts { name: "release", title: format!("Pods on network storage stuck Terminating on {node}"), parts: release_terminating(node, &report, options) });
     phases.push(PhaseParts { name: "garage", title: "Garage metadata (S3 backs everything else)".into(), parts: parts_of(&[Category::Garage])? });
     phases.push(PhaseParts { name: "databases", title: "Databases (CNPG, MariaDB)".into(), parts: parts_of(&[Category::CnpgInstance, Category::MariadbInstance])? });
     phases.push(PhaseParts { name: "apps", title: "Apps from VolSync snapshots and S3 backups".into(), parts: parts_of(&[Category::VolsyncApp, Category::S3BackupApp])? });
@@ -171,6 +172,36 @@ fn preflight(node: &str, options: &NodeLossConfig) -> Part {
         });
     }
     Part { key: "preflight".into(), plan }
+}
+
+/// Pods on network storage the lost node's kubelet will never finish
+/// deleting: force-deleted once the node is confirmed gone, so their claims
+/// (RWX or NFS, usable from any node) are released for the replacements.
+/// The out-of-service taint makes the pod GC do the same; the explicit
+/// delete does not depend on that option.
+fn release_terminating(node: &str, report: &crate::triage::TriageReport, options: &NodeLossConfig) -> Vec<Part> {
+    if report.terminating_on_lost_nodes.is_empty() {
+        return vec![];
+    }
+    let mut plan = Plan::new(PLAYBOOK, format!("Node {node}"));
+    for p in &report.terminating_on_lost_nodes {
+        plan.findings.push(format!(
+            "pod {}/{} (network-storage claims {}) is stuck Terminating on {node}: force-deleted{}",
+            p.namespace,
+            p.pod,
+            p.claims.join(", "),
+            if options.out_of_service_taint { " (the out-of-service taint would also let the pod GC delete it)" } else { "; or taint the node out-of-service instead" }
+        ));
+        plan.steps.push(Step {
+            id: format!("force-delete-{}-{}", p.namespace, p.pod),
+            title: format!("Force-delete pod {}/{} stuck Terminating on {node} (its claims are on network storage)", p.namespace, p.pod),
+            action: Action::ForceDeletePod { pod: ObjectRef::pod(&p.namespace, &p.pod) },
+            needs: vec![],
+            preconditions: vec![Precondition::NodeStillLost { node: node.into() }],
+            recovery_source: None,
+        });
+    }
+    vec![Part { key: "terminating".into(), plan }]
 }
 
 /// One wait per workload a part scaled back up after restoring its data.

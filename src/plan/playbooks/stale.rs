@@ -1,6 +1,14 @@
 //! `stale-cleanup`: ReplicationDestinations whose app is gone (no source, no
 //! app PVC). Deleting one also garbage-collects its mover Job and cache PVC,
 //! which it owns. No data is deleted: the destination holds none.
+//!
+//! Cluster-wide it also removes PersistentVolumes no claim holds (Released
+//! or Available) whose required node affinity names a node confirmed gone:
+//! the local-PV provisioner deletes a volume through a helper pod on that
+//! node (openebs/dynamic-localpv-provisioner
+//! cmd/provisioner-localpv/app/provisioner_hostpath.go `DeleteHostPath`,
+//! commit e3dfacf), so
+//! they would stay forever. Their data was on the gone node's disk.
 
 use crate::cluster::{name, namespace, ClusterState};
 use crate::inspect::volsync::Role;
@@ -37,8 +45,28 @@ pub fn cleanup(state: &ClusterState, findings: &Findings, only_namespace: Option
             recovery_source: None,
         });
     }
+    if only_namespace.is_none() {
+        stranded_volumes(state, findings, &mut plan);
+    }
     if plan.steps.is_empty() {
-        plan.findings.push("no orphaned ReplicationDestinations".into());
+        plan.findings.push("no orphaned ReplicationDestinations or stranded PersistentVolumes".into());
     }
     plan
+}
+
+fn stranded_volumes(state: &ClusterState, findings: &Findings, plan: &mut Plan) {
+    for v in crate::inspect::nodes::stranded_volumes(state, &findings.lost_volumes) {
+        plan.findings.push(format!(
+            "PersistentVolume {} is {} and pinned to node {}, which is gone ({}): its provisioner cannot delete it",
+            v.persistent_volume, v.phase, v.node, v.gone
+        ));
+        plan.steps.push(Step {
+            id: format!("delete-pv-{}", v.persistent_volume),
+            title: format!("Delete PersistentVolume {} ({}, pinned to gone node {})", v.persistent_volume, v.phase, v.node),
+            action: Action::Delete { object: ObjectRef { api_version: "v1".into(), kind: "PersistentVolume".into(), namespace: None, name: v.persistent_volume.clone() } },
+            needs: vec![],
+            preconditions: vec![Precondition::VolumeOrphanedOnGoneNode { volume: v.persistent_volume.clone(), node: v.node.clone() }],
+            recovery_source: None,
+        });
+    }
 }

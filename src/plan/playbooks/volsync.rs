@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::resources::{PersistentVolumeClaim, ReplicationDestination, ReplicationSource};
 use crate::cluster::{flux_owner, name, namespace, ClusterState, FluxRef};
+use crate::act::volsync::{SSA_IF_NOT_PRESENT, SSA_KEY};
+use crate::inspect::volsync::kopia_identity;
 use crate::inspect::Findings;
 use crate::plan::playbooks::{PlanError, Trigger};
 use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
@@ -155,6 +157,20 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
         plan.findings.push(format!("no snapshot to restore {pvc_ref} from (no backup by an unpaused source, no successful restore through {rd_obj}): deleting nothing"));
         return Ok(plan);
     }
+    // The identity the mover looks snapshots up by must be the one the
+    // source writes them under; else it finds "No eligible snapshots" only
+    // after the claim is gone.
+    let identity_check = match identity_check(rd, rs, &rd_obj, ns) {
+        Ok(Some((check, said))) => {
+            evidence.push(said);
+            Some(check)
+        }
+        Ok(None) => None,
+        Err(refusal) => {
+            plan.findings.push(refusal);
+            return Ok(plan);
+        }
+    };
     let repository = mover.repository.clone().unwrap_or_else(|| "(unnamed)".into());
     let identity = mover.source_identity.as_ref().and_then(|i| i.source_name.clone()).or_else(|| rs_name.clone()).unwrap_or_else(|| claim.to_string());
     let source = RecoverySource {
@@ -232,10 +248,10 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
             Some(_) => suspended.push(flux_ref(f)),
         }
     }
-    if flux_owner(&rd.metadata).is_some() && !label_is(&rd.metadata, "kustomize.toolkit.fluxcd.io/ssa", "IfNotPresent") {
-        plan.findings.push(format!(
-            "{rd_obj} is applied by Flux without ssa: IfNotPresent: when Flux resets spec.trigger.manual it starts another restore over live data"
-        ));
+    let rd_flux = rd_under_flux(rd, &rd_obj, &suspended);
+    if let RdUnderFlux::Reapplied { finding, follow_up, .. } = &rd_flux {
+        plan.findings.push(finding.clone());
+        plan.follow_ups.push(follow_up.clone());
     }
 
     // Mover cache PVCs stuck on the lost node, and pods that can never finish there.
@@ -305,7 +321,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
             title: if is_cache { format!("Delete mover cache PVC {c} pinned to {node} (scratch space, re-created by VolSync)") } else { format!("Delete PVC {c} pinned to {node}") },
             action: Action::DeletePvc { pvc: ObjectRef::pvc(ns, c), pinned_node: node.clone() },
             needs: vec![wait_id],
-            preconditions: vec![still_lost.clone(), rd_ready.clone()],
+            preconditions: if is_cache { vec![still_lost.clone(), rd_ready.clone()] } else { [still_lost.clone(), rd_ready.clone()].into_iter().chain(identity_check.clone()).collect() },
             recovery_source: Some(if is_cache {
                 RecoverySource { description: "none needed: a kopia cache holds no data of its own; VolSync re-creates it".into(), evidence: evidence.clone() }
             } else {
@@ -346,7 +362,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
         format!("Trigger a restore through {rd_obj} (spec.trigger.manual: {token})"),
         Action::MergePatch { object: rd_obj.clone(), patch },
         &["recreate-pvc"],
-        vec![rd_ready.clone()],
+        std::iter::once(rd_ready.clone()).chain(identity_check).collect(),
     ));
     plan.steps.push(step(
         "wait-restore",
@@ -378,13 +394,86 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     let back_refs: Vec<&str> = if back.is_empty() { vec!["wait-restore"] } else { back.iter().map(String::as_str).collect() };
     for f in &suspended {
         let id = format!("resume-{}-{}", f.kind.to_lowercase(), f.name);
-        plan.steps.push(step(&id, format!("Resume {f}"), Action::ResumeFlux { object: f.clone() }, &back_refs, vec![]));
+        // Re-checked live: the destination must still be one Flux leaves alone.
+        let safe = match &rd_flux {
+            RdUnderFlux::Reapplied { owner, .. } if owner == f => continue,
+            RdUnderFlux::Safe { owner } if owner == f => vec![Precondition::SsaIfNotPresent { object: rd_obj.clone() }],
+            _ => vec![],
+        };
+        plan.steps.push(step(&id, format!("Resume {f}"), Action::ResumeFlux { object: f.clone() }, &back_refs, safe));
     }
     Ok(plan)
 }
 
-fn label_is(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str, value: &str) -> bool {
-    crate::cluster::label(meta, key) == Some(value)
+/// The kopia identity check: `Ok(Some((precondition, evidence)))` when the
+/// destination restores what the source writes (or, without a source, what
+/// it restored before), `Err(refusal)` when it does not, `Ok(None)` for a
+/// restic destination (no identity).
+fn identity_check(rd: &ReplicationDestination, rs: Option<&ReplicationSource>, rd_obj: &ObjectRef, ns: &str) -> Result<Option<(Precondition, String)>, String> {
+    let Some(kopia) = &rd.spec.kopia else { return Ok(None) };
+    let identity = kopia.source_identity.as_ref();
+    let restores = kopia_identity::of_destination(
+        name(&rd.metadata),
+        ns,
+        kopia.username.as_deref(),
+        kopia.hostname.as_deref(),
+        identity.and_then(|i| i.source_name.as_deref()),
+        identity.and_then(|i| i.source_namespace.as_deref()),
+    );
+    let Some(rs) = rs else {
+        let said = format!("{rd_obj} restores kopia identity {restores}, the identity of its past successful restore");
+        return Ok(Some((Precondition::KopiaIdentity { destination: rd_obj.clone(), source: None, identity: restores }, said)));
+    };
+    let rs_name = name(&rs.metadata);
+    let source = rs_ref(ns, rs_name);
+    let kopia_rs = rs.spec.kopia.as_ref();
+    let writes = kopia_identity::of_source(rs_name, ns, kopia_rs.and_then(|k| k.username.as_deref()), kopia_rs.and_then(|k| k.hostname.as_deref()));
+    if writes != restores {
+        return Err(format!(
+            "REFUSED: {rd_obj} restores kopia identity {restores}, but {source} backs up as {writes}: the mover would find \"No eligible snapshots\" (with enableFileDeletion after emptying the volume) once the PVC is gone. Set spec.kopia.sourceIdentity.sourceName: {rs_name} on the destination (or username/hostname to match {writes}) and plan again. Nothing is deleted."
+        ));
+    }
+    let said = format!("{rd_obj} restores kopia identity {restores}, the identity {source} backs up as");
+    Ok(Some((Precondition::KopiaIdentity { destination: rd_obj.clone(), source: Some(source), identity: restores }, said)))
+}
+
+/// How Flux treats the destination once resumed.
+enum RdUnderFlux {
+    /// Not applied by a Flux object this plan suspends.
+    NotManaged,
+    /// Applied by `owner` with `ssa: IfNotPresent`: left alone.
+    Safe { owner: ObjectRef },
+    /// Applied by `owner` without it: resuming re-applies it from Git.
+    Reapplied { owner: ObjectRef, finding: String, follow_up: String },
+}
+
+/// kustomize-controller applies every object of its inventory with
+/// server-side apply on each reconcile; only objects whose *Git* manifest
+/// carries `kustomize.toolkit.fluxcd.io/ssa: IfNotPresent` are skipped once
+/// they exist (fluxcd/pkg ssa/manager_apply.go `shouldSkipApply`, ssa
+/// v0.77.0). The Git manifest is not visible here; the live object carries
+/// the labels and annotations Flux last applied, so it stands for it.
+/// Without the marker, a resume writes Git's `spec.trigger.manual` over
+/// the run's token and VolSync starts another restore into the running
+/// app's volume. lifeboat cannot fix Git, and marking the live object
+/// (e.g. `reconcile: disabled`) would cut it from Git silently, so the
+/// owner stays suspended with the reason and the fix.
+fn rd_under_flux(rd: &ReplicationDestination, rd_obj: &ObjectRef, suspended: &[ObjectRef]) -> RdUnderFlux {
+    let Some(owner) = flux_owner(&rd.metadata).map(|f| flux_ref(&f)).filter(|o| suspended.contains(o)) else { return RdUnderFlux::NotManaged };
+    if crate::act::volsync::ssa_if_not_present(&serde_json::json!({ "metadata": rd.metadata })) {
+        return RdUnderFlux::Safe { owner };
+    }
+    let ns = owner.namespace.clone().unwrap_or_default();
+    let resume = format!("flux resume {} {} -n {ns}", owner.kind.to_lowercase(), owner.name);
+    RdUnderFlux::Reapplied {
+        finding: format!(
+            "{rd_obj} is applied by {owner} without {SSA_KEY}: {SSA_IF_NOT_PRESENT}: resumed, Flux would re-apply it from Git, reset spec.trigger.manual and start another restore over the running app (with enableFileDeletion, emptying its volume first) — {owner} stays SUSPENDED after the run"
+        ),
+        follow_up: format!(
+            "{owner} was left suspended because {rd_obj} lacks {SSA_KEY}: {SSA_IF_NOT_PRESENT}: add that label or annotation to the ReplicationDestination in Git, then `{resume}`"
+        ),
+        owner,
+    }
 }
 
 /// The old claim's request, else the destination's capacity.
