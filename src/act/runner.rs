@@ -474,6 +474,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
             }
             Precondition::Absent { object } => get(client, object).await?.is_none(),
             Precondition::NotPaused { object } => get(client, object).await?.is_some_and(|o| o["spec"]["paused"] != true),
+            Precondition::ImageIs { object, pointer, image } => get(client, object).await?.is_some_and(|o| o.pointer(pointer).and_then(Value::as_str) == Some(image.as_str())),
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -640,6 +641,11 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             api.patch(&object.name, &params, &kube::api::Patch::Apply(manifest)).await.map_err(|e| StepError::Failed(format!("applying {object}: {e}")))?;
             Ok(format!("applied {object}"))
         }
+        Action::SetKanidmReplicas { kanidm, group, replicas } => super::kanidm::set_replicas(client, kanidm, group, *replicas).await.map_err(StepError::from),
+        Action::ExecToSecret { pod, container, command, secret, key, pattern } => {
+            super::kanidm::exec_to_secret(client, pod, container, command, secret, key, pattern).await.map_err(StepError::from)
+        }
+        Action::RepairGarageTables { admin_url, token_file } => super::jobs::repair_garage_tables(admin_url, token_file.as_deref()).await.map_err(StepError::from),
     }
 }
 
@@ -830,6 +836,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                 let healthy = status["phase"].as_str() == Some("Cluster in healthy state");
                 if ready >= instances && dangling == 0 && healthy {
                     return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
+                }
+            }
+            WaitCondition::SpecReplicas { replicas } => {
+                if current["spec"]["replicas"].as_i64() == Some(i64::from(*replicas)) {
+                    return Ok(format!("{object} asks for {replicas} replicas now"));
                 }
             }
         }

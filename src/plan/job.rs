@@ -92,6 +92,27 @@ pub fn run_job_command(job: &ObjectRef, manifest: &serde_json::Value, timeout_se
     cmd
 }
 
+/// `kubectl exec` whose output goes through `sed` into the Secret, never to the terminal.
+pub fn exec_to_secret_command(pod: &ObjectRef, container: &str, command: &[String], secret: &ObjectRef, key: &str, pattern: &str) -> String {
+    let sed = pattern.replace("{}", "\\([^\"]*\\)");
+    let args = command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    format!(
+        "VALUE=$(kubectl exec{ns} {pod} -c {container} -- {args} | sed -n 's/.*{sed}.*/\\1/p' | tail -1)  # never echo VALUE\nkubectl patch secret {secret}{sns} --type=merge -p \"{{\\\"data\\\":{{\\\"{key}\\\":\\\"$(printf '%s' \"$VALUE\" | base64 -w0)\\\"}}}}\"",
+        ns = ns_flag(pod),
+        pod = pod.name,
+        secret = secret.name,
+        sns = ns_flag(secret),
+    )
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
 pub fn rollout_restart_command(object: &ObjectRef) -> String {
     format!("kubectl rollout restart {} {}{}", object.kind.to_lowercase(), object.name, ns_flag(object))
 }

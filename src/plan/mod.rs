@@ -121,6 +121,18 @@ pub enum Action {
     /// Per-phase approval: the run pauses here (awaiting approval again)
     /// until a human approves the same plan hash for this phase.
     ApprovalGate { phase: String },
+    /// Set `spec.replicaGroups[name == group].replicas` of a kaniop `Kanidm`
+    /// (read live, rewritten under a resourceVersion lock): kaniop re-applies
+    /// its StatefulSets' replicas from there, so scaling them directly is undone.
+    SetKanidmReplicas { kanidm: ObjectRef, group: String, replicas: i32 },
+    /// `kubectl exec` into a running pod's container (pods/exec); `pattern`
+    /// (see [`job::extract`]) takes a secret value from what the command
+    /// printed, and it goes straight into `secret` key `key`. The output is
+    /// never shown, logged or journaled.
+    ExecToSecret { pod: ObjectRef, container: String, command: Vec<String>, secret: ObjectRef, key: String, pattern: String },
+    /// Garage's `garage repair -a --yes tables` through the admin API
+    /// (`POST /v2/LaunchRepairOperation?node=*`), token from `token_file`.
+    RepairGarageTables { admin_url: String, token_file: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +165,9 @@ pub enum WaitCondition {
     ClaimUnused,
     /// A scaled-down workload reports no replicas left (`status.replicas` 0).
     NoReplicas,
+    /// The workload's `spec.replicas` is `replicas`: its owner (e.g. kaniop
+    /// from a `Kanidm` replica group) has applied the count.
+    SpecReplicas { replicas: i32 },
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -180,6 +195,10 @@ pub enum Precondition {
     /// The object exists and its `spec.paused` is not true (a paused kopia
     /// ReplicationDestination "completes" a restore without running it).
     NotPaused { object: ObjectRef },
+    /// The object's image at JSON `pointer` (e.g. a kaniop `Kanidm`'s
+    /// `/spec/image`) is exactly `image`: a restore must run the version
+    /// that wrote the backup and will read the database.
+    ImageIs { object: ObjectRef, pointer: String, image: String },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -218,6 +237,9 @@ impl Step {
             Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } => vec![],
             Action::RunJob { job, .. } => vec![job],
             Action::RolloutRestart { object } => vec![object],
+            Action::SetKanidmReplicas { kanidm, .. } => vec![kanidm],
+            Action::ExecToSecret { pod, secret, .. } => vec![pod, secret],
+            Action::RepairGarageTables { .. } => vec![],
             Action::Delete { object }
             | Action::Wait { object, .. }
             | Action::SuspendFlux { object, .. }
@@ -284,6 +306,17 @@ impl Step {
                 "curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/GetClusterHealth && curl -fsS -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" {url}/v2/ListBuckets  # healthy, at least {min_buckets} bucket(s)",
                 url = admin_url.trim_end_matches('/')
             ),
+            Action::SetKanidmReplicas { kanidm, group, replicas } => format!(
+                "kubectl edit {} {}{}  # spec.replicaGroups[name={group}].replicas: {replicas}",
+                kanidm.kubectl_resource(),
+                kanidm.name,
+                kanidm.ns_flag()
+            ),
+            Action::ExecToSecret { pod, container, command, secret, key, pattern } => job::exec_to_secret_command(pod, container, command, secret, key, pattern),
+            Action::RepairGarageTables { admin_url, .. } => format!(
+                "curl -fsS -X POST -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" -d '{{\"repairType\":\"tables\"}}' '{}/v2/LaunchRepairOperation?node=*'  # = garage repair -a --yes tables",
+                admin_url.trim_end_matches('/')
+            ),
             Action::Wait { object, until, timeout_seconds } => match until {
                 WaitCondition::WorkloadReady => format!(
                     "kubectl rollout status {} {}{} --timeout={timeout_seconds}s",
@@ -334,6 +367,12 @@ impl Step {
                 ),
                 WaitCondition::NoReplicas => format!(
                     "kubectl wait {} {}{} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s",
+                    object.kubectl_resource(),
+                    object.name,
+                    object.ns_flag()
+                ),
+                WaitCondition::SpecReplicas { replicas } => format!(
+                    "kubectl wait {} {}{} --for=jsonpath='{{.spec.replicas}}'={replicas} --timeout={timeout_seconds}s",
                     object.kubectl_resource(),
                     object.name,
                     object.ns_flag()
@@ -472,5 +511,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::CnpgPrimary { cluster, pod, is_primary: false } => format!("{pod} is no longer primary of {cluster}"),
         Precondition::Absent { object } => format!("{object} does not exist"),
         Precondition::NotPaused { object } => format!("{object} exists and is not paused"),
+        Precondition::ImageIs { object, pointer, image } => format!("{object} runs image {image} ({pointer}), the restore's image"),
     }
 }
