@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod process;
 pub mod example_cluster;
 pub mod players;
+pub mod kaniop;
