@@ -424,6 +424,11 @@ impl Default for S3RestoreConfig {
 pub struct S3RestoreApp {
     pub template: Option<serde_json::Value>,
     pub success_marker: Option<String>,
+    /// The schedule on which the app itself writes the backup files the
+    /// CronJob ships (Kanidm: `online_backup.schedule`, seconds-first cron,
+    /// kanidm's default `@daily`): the recovery point is its newest run
+    /// before the CronJob's last success.
+    pub online_backup_schedule: Option<String>,
 }
 
 /// `kanidm-credential-reset`: the kaniop-managed Kanidm whose admin

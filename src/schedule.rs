@@ -56,6 +56,13 @@ impl Schedule {
         let runs: Vec<DateTime<Utc>> = self.cron.iter_after(from).take(8).collect();
         runs.windows(2).map(|w| w[1] - w[0]).max()
     }
+
+    /// The newest run at or before `at` (looked for up to a year back).
+    pub fn last_run_until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [Duration::days(8), Duration::days(366)]
+            .iter()
+            .find_map(|back| self.cron.iter_after(at - *back).take_while(|t| *t <= at).last())
+    }
 }
 
 impl FromStr for Schedule {

@@ -158,7 +158,7 @@ pub async fn run_job(
     }
 }
 
-async fn write_secret_key(client: &Client, secret: &ObjectRef, key: &str, value: &str) -> Result<()> {
+pub(crate) async fn write_secret_key(client: &Client, secret: &ObjectRef, key: &str, value: &str) -> Result<()> {
     let ns = secret.namespace.as_deref().unwrap_or_default();
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()));
@@ -254,6 +254,35 @@ pub async fn verify_garage(admin_url: &str, token_file: Option<&str>, min_bucket
         }
         tokio::time::sleep(limits.poll_interval).await;
     }
+}
+
+/// `garage repair -a --yes tables` through the admin API: deuxfleurs-org/garage
+/// v2.x `src/api/admin/api.rs` (`LocalLaunchRepairOperationRequest { repairType }`,
+/// `RepairType::Tables`), `POST /v2/LaunchRepairOperation?node=*`, answered with a
+/// `MultiResponse` (`success`/`error` per node). After a metadata restore the
+/// tables must be re-synced with the other nodes (doc/book/operations/recovering.md).
+pub async fn repair_garage_tables(admin_url: &str, token_file: Option<&str>) -> Result<String> {
+    let Some(path) = token_file else {
+        return Err(JobError::Refused("no Garage admin token file configured (garage.adminTokenFile): cannot launch the table repair".into()));
+    };
+    let token = std::fs::read_to_string(path).map_err(|e| JobError::Refused(format!("cannot read the Garage admin token file {path}: {e}")))?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(failed)?;
+    let url = format!("{}/v2/LaunchRepairOperation?node=*", admin_url.trim_end_matches('/'));
+    let response = http.post(&url).bearer_auth(token.trim()).json(&json!({"repairType": "tables"})).send().await.map_err(|e| failed(format!("LaunchRepairOperation unreachable: {e}")))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("LaunchRepairOperation answered {}", response.status())));
+    }
+    let body: Value = response.json().await.map_err(|e| failed(format!("LaunchRepairOperation: unexpected body: {e}")))?;
+    let nodes = |k: &str| body[k].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let (ok, errors) = (nodes("success"), body["error"].as_object().cloned().unwrap_or_default());
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|(n, e)| format!("{n}: {}", e.as_str().unwrap_or_default())).collect();
+        return Err(failed(format!("table repair refused on {} node(s): {}", errors.len(), list.join("; "))));
+    }
+    if ok.is_empty() {
+        return Err(failed("table repair launched on no node (empty success list)"));
+    }
+    Ok(format!("table repair launched on {} node(s) (garage repair -a --yes tables)", ok.len()))
 }
 
 async fn garage_state(http: &reqwest::Client, base: &str, token: &str) -> std::result::Result<(String, usize), String> {

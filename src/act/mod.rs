@@ -2,6 +2,7 @@
 
 pub mod cnpg;
 pub mod jobs;
+pub mod kanidm;
 pub mod kill_switch;
 pub mod remediator;
 pub mod runner;

@@ -543,6 +543,7 @@ async fn check_preconditions(client: &Client, step: &Step) -> Result<(), String>
                 let unbound = pv.as_ref().is_some_and(|pv| pv["status"]["phase"] != "Bound");
                 unbound && node_confirmed_gone(client, node).await?.is_some()
             }
+            Precondition::ImageIs { object, pointer, image } => get(client, object).await?.is_some_and(|o| o.pointer(pointer).and_then(Value::as_str) == Some(image.as_str())),
         };
         if !holds {
             return Err(format!("precondition no longer holds: {}", describe_precondition(p)));
@@ -718,6 +719,11 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
             Ok(format!("applied {object}"))
         }
         Action::MarkPvcForDeletion { pvc, pinned_node } => super::cnpg::mark_pvc_for_deletion(client, pvc, pinned_node).await,
+        Action::SetKanidmReplicas { kanidm, group, replicas } => super::kanidm::set_replicas(client, kanidm, group, *replicas).await.map_err(StepError::from),
+        Action::ExecToSecret { pod, container, command, secret, key, pattern } => {
+            super::kanidm::exec_to_secret(client, pod, container, command, secret, key, pattern).await.map_err(StepError::from)
+        }
+        Action::RepairGarageTables { admin_url, token_file } => super::jobs::repair_garage_tables(admin_url, token_file.as_deref()).await.map_err(StepError::from),
     }
 }
 
@@ -929,6 +935,11 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             WaitCondition::CnpgFailedOver { from } => {
                 if let Some(detail) = super::cnpg::failed_over(status, from) {
                     return Ok(detail);
+                }
+            }
+            WaitCondition::SpecReplicas { replicas } => {
+                if current["spec"]["replicas"].as_i64() == Some(i64::from(*replicas)) {
+                    return Ok(format!("{object} asks for {replicas} replicas now"));
                 }
             }
         }

@@ -601,7 +601,16 @@ lean_kind!(ScheduledBackup, "postgresql.cnpg.io", "v1", "ScheduledBackup", "sche
 pub struct ObjectStore {
     pub metadata: ObjectMeta,
     #[serde(default)]
+    pub spec: ObjectStoreSpec,
+    #[serde(default)]
     pub status: ObjectStoreStatus,
+}
+/// barman-cloud plugin `ObjectStore.spec.configuration` (the
+/// `BarmanObjectStoreConfiguration` of CNPG's barman-cloud API).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ObjectStoreSpec {
+    #[serde(default)]
+    pub configuration: serde_json::Value,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

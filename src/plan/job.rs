@@ -100,6 +100,24 @@ pub fn run_job_command(job: &ObjectRef, manifest: &serde_json::Value, timeout_se
     cmd
 }
 
+/// `kubectl exec` whose output goes through `sed` into the Secret, never to the terminal.
+pub fn exec_to_secret_command(pod: &ObjectRef, container: &str, command: &[String], secret: &ObjectRef, key: &str, pattern: &str) -> String {
+    let q = super::shell::quote;
+    let sed = pattern.replace("{}", "\\([^\"]*\\)");
+    let args = command.iter().map(|a| q(a)).collect::<Vec<_>>().join(" ");
+    let patch = format!("{{\"data\":{{\"{key}\":\"$(printf '%s' \"$VALUE\" | base64 -w0)\"}}}}");
+    format!(
+        "VALUE=$(kubectl exec{ns} {pod} -c {container} -- {args} | sed -n {sed} | tail -1)  # never echo VALUE\nkubectl patch secret {secret}{sns} --type=merge -p \"{patch}\"",
+        ns = ns_flag(pod),
+        pod = q(&pod.name),
+        container = q(container),
+        sed = q(&format!("s/.*{sed}.*/\\1/p")),
+        secret = q(&secret.name),
+        sns = ns_flag(secret),
+        patch = patch.replace('"', "\\\""),
+    )
+}
+
 pub fn rollout_restart_command(object: &ObjectRef) -> String {
     let q = super::shell::quote;
     format!("kubectl rollout restart {} {}{}", q(&object.kind.to_lowercase()), q(&object.name), ns_flag(object))

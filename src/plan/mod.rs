@@ -129,6 +129,18 @@ pub enum Action {
     /// the claim is marked for deletion; `kubernetes.io/pvc-protection` keeps
     /// it until the pod is deleted, and a later `DeletePvc` step sees it gone.
     MarkPvcForDeletion { pvc: ObjectRef, pinned_node: String },
+    /// Set `spec.replicaGroups[name == group].replicas` of a kaniop `Kanidm`
+    /// (read live, rewritten under a resourceVersion lock): kaniop re-applies
+    /// its StatefulSets' replicas from there, so scaling them directly is undone.
+    SetKanidmReplicas { kanidm: ObjectRef, group: String, replicas: i32 },
+    /// `kubectl exec` into a running pod's container (pods/exec); `pattern`
+    /// (see [`job::extract`]) takes a secret value from what the command
+    /// printed, and it goes straight into `secret` key `key`. The output is
+    /// never shown, logged or journaled.
+    ExecToSecret { pod: ObjectRef, container: String, command: Vec<String>, secret: ObjectRef, key: String, pattern: String },
+    /// Garage's `garage repair -a --yes tables` through the admin API
+    /// (`POST /v2/LaunchRepairOperation?node=*`), token from `token_file`.
+    RepairGarageTables { admin_url: String, token_file: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,6 +179,9 @@ pub enum WaitCondition {
     /// The Service's EndpointSlices have a ready endpoint whose `targetRef`
     /// is the pod named by the CNPG Cluster's `status.currentPrimary`.
     ServiceRoutesToCnpgPrimary { cluster: String },
+    /// The workload's `spec.replicas` is `replicas`: its owner (e.g. kaniop
+    /// from a `Kanidm` replica group) has applied the count.
+    SpecReplicas { replicas: i32 },
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -210,6 +225,10 @@ pub enum Precondition {
     /// required affinity names is gone (no Node object, or a human confirmed
     /// it: see `WaitCondition::NodeConfirmedGone`).
     VolumeOrphanedOnGoneNode { volume: String, node: String },
+    /// The object's image at JSON `pointer` (e.g. a kaniop `Kanidm`'s
+    /// `/spec/image`) is exactly `image`: a restore must run the version
+    /// that wrote the backup and will read the database.
+    ImageIs { object: ObjectRef, pointer: String, image: String },
 }
 
 /// Why deleting data is safe: where the data will come back from, and what
@@ -248,6 +267,9 @@ impl Step {
             Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } => vec![],
             Action::RunJob { job, .. } => vec![job],
             Action::RolloutRestart { object } => vec![object],
+            Action::SetKanidmReplicas { kanidm, .. } => vec![kanidm],
+            Action::ExecToSecret { pod, secret, .. } => vec![pod, secret],
+            Action::RepairGarageTables { .. } => vec![],
             Action::Delete { object }
             | Action::Wait { object, .. }
             | Action::SuspendFlux { object, .. }
@@ -323,6 +345,18 @@ impl Step {
                 job::run_job_command(job, manifest, *timeout_seconds, success_marker, output)
             }
             Action::RolloutRestart { object } => job::rollout_restart_command(object),
+            Action::SetKanidmReplicas { kanidm, group, replicas } => format!(
+                "kubectl edit {} {}{}  # spec.replicaGroups[name={}].replicas: {replicas}",
+                q(&kanidm.kubectl_resource()),
+                q(&kanidm.name),
+                kanidm.ns_flag(),
+                shell::comment(group)
+            ),
+            Action::ExecToSecret { pod, container, command, secret, key, pattern } => job::exec_to_secret_command(pod, container, command, secret, key, pattern),
+            Action::RepairGarageTables { admin_url, .. } => format!(
+                "curl -fsS -X POST -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" -d '{{\"repairType\":\"tables\"}}' {}  # = garage repair -a --yes tables",
+                q(&format!("{}/v2/LaunchRepairOperation?node=*", admin_url.trim_end_matches('/')))
+            ),
             Action::VerifyGarage { admin_url, min_buckets, .. } => {
                 let url = admin_url.trim_end_matches('/');
                 format!(
@@ -366,6 +400,9 @@ impl Step {
                     ),
                     WaitCondition::NoReplicas => {
                         format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.status.replicas}}'=0 --timeout={timeout_seconds}s")
+                    }
+                    WaitCondition::SpecReplicas { replicas } => {
+                        format!("kubectl wait {res} {name}{ns} --for=jsonpath='{{.spec.replicas}}'={replicas} --timeout={timeout_seconds}s")
                     }
                     WaitCondition::CnpgHealthy => format!("kubectl wait {res} {name}{ns} --for=condition=Ready --timeout={timeout_seconds}s"),
                     WaitCondition::CnpgFailedOver { from } => format!(
@@ -518,5 +555,6 @@ pub fn describe_precondition(p: &Precondition) -> String {
         Precondition::KopiaIdentity { destination, source: None, identity } => format!("{destination} still restores kopia identity {identity}"),
         Precondition::SsaIfNotPresent { object } => format!("{object} carries kustomize.toolkit.fluxcd.io/ssa: IfNotPresent (Flux will not re-apply it)"),
         Precondition::VolumeOrphanedOnGoneNode { volume, node } => format!("PersistentVolume {volume} is unbound and node {node} is gone"),
+        Precondition::ImageIs { object, pointer, image } => format!("{object} runs image {image} ({pointer}), the restore's image"),
     }
 }

@@ -15,3 +15,4 @@ pub mod chart;
 pub mod galera;
 pub mod volsync;
 pub mod flux;
+pub mod kaniop;

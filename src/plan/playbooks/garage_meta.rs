@@ -4,7 +4,15 @@
 //! (only when the newest snapshot in the backup is known); run a Job that
 //! wipes the PVC and copies the config files, the snapshots and the chosen
 //! snapshot's `data.mdb` as the live `db.lmdb/data.mdb`; scale back to 1;
-//! verify through the admin API that buckets are back.
+//! verify through the admin API that buckets are back; launch the table
+//! repair (`garage repair -a --yes tables`, deuxfleurs-org/garage
+//! doc/book/operations/recovering.md); then resume Flux. If the run stops,
+//! Flux stays suspended: it would start Garage on a wiped volume.
+//!
+//! Writes after the snapshot are lost, WAL archives of the CNPG clusters
+//! that archive into this Garage included: the plan's follow-ups name them
+//! (from their ObjectStore / barmanObjectStore endpoints) and their fresh
+//! base backups.
 
 use chrono::DateTime;
 use serde_json::json;
@@ -83,6 +91,11 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         vec![],
     ));
     last = vec!["wait-scaled-down".into()];
+    if let Some(f) = &flux {
+        // The restore Job wipes the volume; a PVC on a lost node is deleted first.
+        plan.steps.push(super::s3_restore::hold_flux(f, "wait-scaled-down", still_lost.iter().cloned().collect()));
+        last = vec!["hold-flux".into()];
+    }
     if let (Some(l), Some(pvc)) = (lost, pvc) {
         let Some(newest) = findings.garage.newest_snapshot else {
             plan.steps.clear();
@@ -126,10 +139,6 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
     ));
     plan.steps.push(step("scale-up", format!("Scale {workload} back to 1 (Garage runs single-replica)"), Action::Scale { object: workload, replicas: 1 }, &["restore".to_string()], vec![]));
     let mut after = "scale-up".to_string();
-    if let Some(f) = flux {
-        plan.steps.push(step("resume-flux", format!("Resume {f}"), Action::ResumeFlux { object: f }, &["scale-up".to_string()], vec![]));
-        after = "resume-flux".into();
-    }
     let min_buckets = findings.garage.bucket_count.unwrap_or(1);
     match (&garage.admin_url, findings.garage.bucket_count) {
         (Some(_), Some(n)) => plan.findings.push(format!("the admin API last listed {n} bucket(s): the restore must bring them all back")),
@@ -141,12 +150,75 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
             "verify",
             format!("Verify through the Garage admin API: cluster healthy, at least {min_buckets} bucket(s) listed"),
             Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets, timeout_seconds: VERIFY_TIMEOUT },
-            &[after],
+            &[after.clone()],
             vec![],
         )),
         None => plan.findings.push("garage.adminUrl not set: check `garage bucket list` by hand afterwards".into()),
     }
+    match &garage.admin_url {
+        Some(url) => {
+            let needs = if plan.steps.iter().any(|s| s.id == "verify") { "verify".to_string() } else { after };
+            plan.steps.push(step(
+                "repair-tables",
+                "Launch Garage's table repair on every node (garage repair -a --yes tables): the restored metadata re-syncs with the other nodes".into(),
+                Action::RepairGarageTables { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()) },
+                &[needs],
+                vec![],
+            ));
+            after = "repair-tables".into();
+        }
+        None => plan.follow_ups.push(format!("run `garage repair -a --yes tables` in the Garage pod ({ns}): the restored metadata must re-sync with the other nodes")),
+    }
+    if let Some(f) = flux {
+        plan.steps.push(step("resume-flux", format!("Resume {f}"), Action::ResumeFlux { object: f }, &[after], vec![]));
+    }
+    let lost_since = format!("everything written to Garage after {which} is lost");
+    for (cluster, via) in clusters_archiving_into(state, garage) {
+        plan.follow_ups.push(format!(
+            "{lost_since}, WAL archives and base backups of CNPG Cluster {cluster} included ({via}): take a fresh base backup now (`kubectl cnpg backup {}{}`) and check its ContinuousArchiving condition",
+            cluster.name,
+            cluster.namespace.as_deref().map_or(String::new(), |n| format!(" -n {n}"))
+        ));
+    }
     Ok(plan)
+}
+
+/// The CNPG clusters whose WAL archive endpoint is this Garage: the
+/// barman-cloud plugin's ObjectStore `spec.configuration.endpointURL`, or
+/// the in-tree `spec.backup.barmanObjectStore.endpointURL`, naming the
+/// Garage admin URL's host, or a Service host in Garage's namespace whose
+/// name contains "garage" (`garage.<ns>.svc.cluster.local`).
+fn clusters_archiving_into(state: &ClusterState, garage: &crate::config::GarageConfig) -> Vec<(ObjectRef, String)> {
+    let admin_host = garage.admin_url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from));
+    let is_garage = |endpoint: &str| {
+        let Some(host) = reqwest::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(String::from)) else { return false };
+        if admin_host.as_deref() == Some(host.as_str()) {
+            return true;
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        labels.len() >= 2 && labels[0].contains("garage") && labels[1] == garage.namespace
+    };
+    let mut out = vec![];
+    for cluster in &state.cnpg_clusters {
+        let (ns, cname) = (namespace(&cluster.metadata), name(&cluster.metadata));
+        let via = match cluster.plugin_object_store() {
+            Some((store, _)) => state
+                .object_stores
+                .iter()
+                .find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == store)
+                .and_then(|s| s.spec.configuration["endpointURL"].as_str().filter(|e| is_garage(e)).map(|e| format!("ObjectStore {ns}/{store} endpointURL {e}"))),
+            None => cluster
+                .spec
+                .backup
+                .as_ref()
+                .and_then(|b| b.barman_object_store.as_ref())
+                .and_then(|b| b["endpointURL"].as_str().filter(|e| is_garage(e)).map(|e| format!("barmanObjectStore endpointURL {e}"))),
+        };
+        if let Some(via) = via {
+            out.push((ObjectRef::cnpg_cluster(ns, cname), via));
+        }
+    }
+    out
 }
 
 fn step(id: &str, title: String, action: Action, needs: &[String], preconditions: Vec<Precondition>) -> Step {

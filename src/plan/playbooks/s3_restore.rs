@@ -1,10 +1,17 @@
 //! `s3-restore`: the runbook's Kanidm pattern, for any app whose only
-//! recovery point is a backup its own CronJob ships to S3. Suspend Flux,
-//! scale the app to 0, force-delete its pods on the lost node, delete the
-//! PVC pinned there (only when the backup CronJob has succeeded at least
-//! once), re-create it without a volume (so it binds on a live node), run
-//! the configured restore Job into it, check its output, scale back up and
-//! resume Flux.
+//! recovery point is a backup its own CronJob ships to S3. Suspend Flux
+//! (held suspended if the run stops: Flux would start the app on the empty
+//! volume), scale the app to 0, force-delete its pods on the lost node, wait
+//! until no pod mounts the PVC, delete it (only when the backup CronJob has
+//! succeeded at least once), re-create it without a volume (so it binds on a
+//! live node), run the configured restore Job into it, check its output,
+//! scale back up and resume Flux.
+//!
+//! A StatefulSet owned by a kaniop `Kanidm` is scaled through the `Kanidm`'s
+//! replica group (kaniop re-applies the StatefulSet's replicas from there),
+//! and the restore must run the `Kanidm`'s exact image, as kaniop's own
+//! `KanidmRestore` demands (pando85/kaniop v0.12.0 `libs/operator/src/kanidm/
+//! restore.rs`: `restoreImage must be the target's pinned Kanidm image`).
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -14,7 +21,7 @@ use crate::cluster::{flux_owner, name, namespace, ClusterState, FluxRef};
 use crate::inspect::coverage::Source;
 use crate::inspect::Findings;
 use crate::plan::job::JobOutput;
-use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step};
+use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
 
 pub const PLAYBOOK: &str = "s3-restore";
 const PLACEHOLDERS: &[&str] = &["namespace", "pvc", "jobName", "app"];
@@ -133,14 +140,6 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         ));
         return Ok(plan);
     };
-    let age = state.now - last_success;
-    plan.findings.push(format!(
-        "recovery point: CronJob {ns}/{cronjob_name} last succeeded {} ({}h{:02}m before this plan){}",
-        last_success.to_rfc3339(),
-        age.num_hours(),
-        age.num_minutes() % 60,
-        if cronjob.is_some_and(|c| c.stale) { "; it is STALE: the restore loses everything since" } else { "" }
-    ));
     let key = format!("{ns}/{pvc_name}");
     let app_config = config.apps.get(&key);
     let Some(template) = app_config.and_then(|a| a.template.as_ref()).or(config.default_template.as_ref()) else {
@@ -150,6 +149,35 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
     let marker = app_config.and_then(|a| a.success_marker.clone()).unwrap_or_else(|| config.success_marker.clone());
 
     let workload = workload_of_claim(state, ns, &pvc_name);
+    let kanidm = workload.as_ref().and_then(|(kind, wname, _)| (kind == "StatefulSet").then(|| kaniop_owner(state, ns, wname)).flatten());
+    // kanidm writes its own backups (online_backup, `@daily` unless set:
+    // kanidm/kanidm server/core/src/config.rs default_online_backup_schedule);
+    // the CronJob only ships the files that exist when it runs.
+    let schedule = app_config.and_then(|a| a.online_backup_schedule.clone()).or_else(|| kanidm.is_some().then(|| "@daily".to_string()));
+    let recovery_point = match &schedule {
+        Some(expr) => match crate::schedule::Schedule::parse(expr, crate::schedule::Dialect::SecondsFirst).map(|s| s.last_run_until(last_success)) {
+            Ok(Some(point)) => point,
+            Ok(None) => {
+                plan.findings.push(format!("the app's backup schedule {expr:?} has no run before the CronJob's last success {}: no recovery point; nothing will be deleted", last_success.to_rfc3339()));
+                return Ok(plan);
+            }
+            Err(e) => {
+                plan.findings.push(format!("the app's backup schedule (s3Restore.apps.{key:?}.onlineBackupSchedule) is unreadable: {e}; nothing will be deleted"));
+                return Ok(plan);
+            }
+        },
+        None => last_success,
+    };
+    let age = state.now - recovery_point;
+    let stale = if cronjob.is_some_and(|c| c.stale) { "; it is STALE: the restore loses everything since" } else { "" };
+    let point = format!("{} ({}h{:02}m before this plan)", recovery_point.to_rfc3339(), age.num_hours(), age.num_minutes() % 60);
+    plan.findings.push(match &schedule {
+        Some(expr) => format!(
+            "recovery point: the newest backup file the restore can find was written by the app's own backup schedule {expr:?} at {point}, before CronJob {ns}/{cronjob_name} last shipped the files ({}){stale}",
+            last_success.to_rfc3339()
+        ),
+        None => format!("recovery point: CronJob {ns}/{cronjob_name} last succeeded {point}{stale}"),
+    });
     let app = cronjob_name.split("-backup").next().filter(|a| !a.is_empty()).unwrap_or(&cronjob_name).to_string();
     let flux = workload
         .as_ref()
@@ -158,8 +186,22 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
     let still_lost = Precondition::NodeStillLost { node: node.clone() };
     let mut last: Vec<String> = vec![];
     let flux_ref = flux.map(|f| ObjectRef::namespaced(flux_api_version(&f.kind), &f.kind, &f.namespace, &f.name));
+    let suffix = incident_suffix(&claim_identity(pvc));
+    let job = job_name(&app, "restore", &suffix);
+    let manifest = render_template(template, &[("namespace", ns), ("pvc", &pvc_name), ("jobName", &job), ("app", &app)]);
+    let mut image_checks = vec![];
+    if let Some((kanidm_name, group)) = &kanidm {
+        let kanidm_ref = kanidm_ref(ns, kanidm_name);
+        plan.findings.push(format!("{kanidm_ref} (kaniop) owns the StatefulSet: it is stopped and started through replica group {group}"));
+        let Some(image) = kanidmd_image(&manifest) else {
+            plan.findings.push(format!("the restore Job for {key} runs no kanidmd container: it cannot restore {kanidm_ref}; nothing will be deleted"));
+            return Ok(plan);
+        };
+        plan.findings.push(format!("the restore runs kanidmd image {image}: it must be exactly {kanidm_ref}'s spec.image (checked live before anything is deleted)"));
+        image_checks.push(Precondition::ImageIs { object: kanidm_ref, pointer: "/spec/image".into(), image });
+    }
     if let Some(f) = &flux_ref {
-        plan.findings.push(format!("{f} applies this app: suspended during the restore"));
+        plan.findings.push(format!("{f} applies this app: suspended during the restore, and held suspended if the run stops once the claim is being replaced"));
         plan.steps.push(Step {
             id: "suspend-flux".into(),
             title: format!("Suspend {f} so it does not fight the restore"),
@@ -177,12 +219,24 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         plan.steps.push(Step {
             id: "scale-down".into(),
             title: format!("Scale {w} to 0"),
-            action: Action::Scale { object: w, replicas: 0 },
+            action: scale(&kanidm, ns, w, 0),
             needs: last.clone(),
             preconditions: vec![still_lost.clone()],
             recovery_source: None,
         });
         last = vec!["scale-down".into()];
+        if kanidm.is_some() {
+            let w = ObjectRef::namespaced("apps/v1", kind, ns, wname);
+            plan.steps.push(Step {
+                id: "wait-stopped".into(),
+                title: format!("Wait until kaniop has scaled {w} to 0 (else its controller re-creates the pod)"),
+                action: Action::Wait { object: w, until: WaitCondition::SpecReplicas { replicas: 0 }, timeout_seconds: CLAIM_RELEASE_TIMEOUT },
+                needs: last.clone(),
+                preconditions: vec![],
+                recovery_source: None,
+            });
+            last = vec!["wait-stopped".into()];
+        }
     } else {
         plan.findings.push(format!("no workload found using {pvc_ref}: nothing to scale"));
     }
@@ -200,16 +254,33 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         });
         pod_steps.push(id);
     }
-    let deletions = if pod_steps.is_empty() { last.clone() } else { pod_steps };
+    let released = if pod_steps.is_empty() { last.clone() } else { pod_steps };
+    plan.steps.push(Step {
+        id: "wait-unused".into(),
+        title: format!("Wait until no pod mounts {pvc_ref}"),
+        action: Action::Wait { object: pvc_ref.clone(), until: WaitCondition::ClaimUnused, timeout_seconds: CLAIM_RELEASE_TIMEOUT },
+        needs: released,
+        preconditions: vec![],
+        recovery_source: None,
+    });
+    let mut evidence = vec![format!("CronJob {ns}/{cronjob_name} last succeeded at {}", last_success.to_rfc3339())];
+    if let Some(expr) = &schedule {
+        evidence.push(format!("newest app backup by schedule {expr:?} before that: {}", recovery_point.to_rfc3339()));
+    }
+    let mut before_delete = "wait-unused";
+    if let Some(f) = &flux_ref {
+        plan.steps.push(hold_flux(f, "wait-unused", vec![still_lost.clone()]));
+        before_delete = "hold-flux";
+    }
     plan.steps.push(Step {
         id: "delete-pvc".into(),
         title: format!("Delete {pvc_ref} pinned to {node}"),
         action: Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: node.clone() },
-        needs: deletions,
-        preconditions: vec![still_lost.clone()],
+        needs: vec![before_delete.into()],
+        preconditions: [still_lost.clone()].into_iter().chain(image_checks.iter().cloned()).collect(),
         recovery_source: Some(RecoverySource {
             description: format!("the app's S3 backup, restored by a Job from template ({marker:?} expected in its output)"),
-            evidence: vec![format!("CronJob {ns}/{cronjob_name} last succeeded at {}", last_success.to_rfc3339())],
+            evidence,
         }),
     });
     let mut new_pvc = json!({
@@ -231,9 +302,6 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         preconditions: vec![],
         recovery_source: None,
     });
-    let suffix = incident_suffix(&claim_identity(pvc));
-    let job = job_name(&app, "restore", &suffix);
-    let manifest = render_template(template, &[("namespace", ns), ("pvc", &pvc_name), ("jobName", &job), ("app", &app)]);
     plan.steps.push(Step {
         id: "restore".into(),
         title: format!("Restore {pvc_ref} from the S3 backup with Job {job}"),
@@ -245,7 +313,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
             output: JobOutput::Nothing,
         },
         needs: vec!["create-pvc".into()],
-        preconditions: vec![],
+        preconditions: image_checks,
         recovery_source: None,
     });
     let mut after = vec!["restore".to_string()];
@@ -254,7 +322,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         plan.steps.push(Step {
             id: "scale-up".into(),
             title: format!("Scale {w} back to {replicas}"),
-            action: Action::Scale { object: w, replicas },
+            action: scale(&kanidm, ns, w, replicas),
             needs: after.clone(),
             preconditions: vec![],
             recovery_source: None,
@@ -272,6 +340,58 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         });
     }
     Ok(plan)
+}
+
+const CLAIM_RELEASE_TIMEOUT: u64 = 300;
+
+/// From here on a stopped run leaves Flux suspended (annotated with why):
+/// resumed, it would start the app on an empty or half-restored volume.
+/// The composed node-loss plan keeps this step as its hold (see `compose`).
+pub fn hold_flux(flux: &ObjectRef, after: &str, preconditions: Vec<Precondition>) -> Step {
+    Step {
+        id: "hold-flux".into(),
+        title: format!("Hold {flux} suspended from here on: if the run stops after this, it stays suspended (Flux would start the app on an empty volume)"),
+        action: Action::SuspendFlux { object: flux.clone(), keep_suspended: true },
+        needs: vec![after.into()],
+        preconditions,
+        recovery_source: None,
+    }
+}
+
+/// The `Kanidm` (kaniop) owning the StatefulSet, and its replica group
+/// (label `kanidm.kaniop.rs/replica-group`, else the name after `<kanidm>-`).
+pub fn kaniop_owner(state: &ClusterState, ns: &str, sts: &str) -> Option<(String, String)> {
+    let set = state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == sts)?;
+    let owner = set.metadata.owner_references.as_ref()?.iter().find(|o| o.kind == "Kanidm" && o.api_version.starts_with("kaniop.rs/"))?;
+    let group = set
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kanidm.kaniop.rs/replica-group").cloned())
+        .or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
+    Some((owner.name.clone(), group))
+}
+
+pub fn kanidm_ref(ns: &str, name: &str) -> ObjectRef {
+    ObjectRef::namespaced("kaniop.rs/v1beta1", "Kanidm", ns, name)
+}
+
+/// Scaling a workload: through its `Kanidm` replica group when kaniop owns it.
+fn scale(kanidm: &Option<(String, String)>, ns: &str, workload: ObjectRef, replicas: i32) -> Action {
+    match kanidm {
+        Some((name, group)) => Action::SetKanidmReplicas { kanidm: kanidm_ref(ns, name), group: group.clone(), replicas },
+        None => Action::Scale { object: workload, replicas },
+    }
+}
+
+/// The image of the Job's container that runs `kanidmd` (init or main).
+fn kanidmd_image(job: &Value) -> Option<String> {
+    let spec = &job["spec"]["template"]["spec"];
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
+        .find(|c| c["command"][0] == "kanidmd")
+        .and_then(|c| c["image"].as_str().map(String::from))
 }
 
 /// `<namespace>/<name>@<creationTimestamp>` (the lean state keeps no uids).
