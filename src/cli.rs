@@ -21,8 +21,39 @@ use crate::snapshot::{Hub, Snapshot};
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = "Recovery-point metrics and node-loss triage for Kubernetes on node-local storage")]
 pub struct Cli {
+    /// Path to the kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    fn connect_options(&self) -> crate::cluster::connect::ConnectOptions {
+        crate::cluster::connect::ConnectOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+/// The name the binary answers to: `kubectl lifeboat` when installed as the
+/// kubectl plugin `kubectl-lifeboat`, else `lifeboat`.
+pub fn display_name(argv0: &std::ffi::OsStr) -> &'static str {
+    let file = std::path::Path::new(argv0).file_name().and_then(|f| f.to_str()).unwrap_or("");
+    if file == "kubectl-lifeboat" {
+        "kubectl lifeboat"
+    } else {
+        "lifeboat"
+    }
+}
+
+/// Parses the command line under the name the binary was invoked as.
+pub fn parse_args() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let matches = Cli::command().bin_name(display_name(&argv0)).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -134,6 +165,22 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// List the playbooks, with the arguments each needs.
+    Playbooks {
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Capture from the live cluster exactly what `--from-dump` reads (kinds whose CRD is absent are skipped and recorded).
+    Dump {
+        /// Directory to write into (created if missing).
+        #[arg(short = 'd', long, value_name = "DIR")]
+        output_dir: PathBuf,
+    },
+    /// Print a shell completion script: `source <(lifeboat completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -151,7 +198,7 @@ impl JournalArgs {
         let journal = match &self.journal_dir {
             Some(dir) => crate::journal::Journal::file(dir.clone()),
             None => {
-                let client = kube::Client::try_default().await.context("connecting to Kubernetes (or use --journal-dir)")?;
+                let client = crate::cluster::connect::client("for the journal (or use --journal-dir)").await?;
                 crate::journal::Journal::cluster(client, config.remediation.namespace())
             }
         };
@@ -163,11 +210,13 @@ impl JournalArgs {
 pub struct PlanArgs {
     /// A playbook name (an unknown one lists them all), e.g. node-loss, cnpg-instance-lost
     pub playbook: String,
-    #[arg(long)]
+    /// Namespace of the object the playbook is about (`lifeboat playbooks` says which need it).
+    #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// The object the playbook is about (e.g. the CNPG Cluster; for s3-restore the PVC or its workload; for garage-meta-restore an optional snapshot timestamp).
     #[arg(long)]
     pub name: Option<String>,
+    /// The lost node (node-loss).
     #[arg(long)]
     pub node: Option<String>,
 }
@@ -189,6 +238,17 @@ pub enum SwitchState {
 pub enum Output {
     Text,
     Json,
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML; false for `Output::Text` (the caller renders text).
+fn print_structured<T: serde::Serialize>(output: Output, value: &T) -> anyhow::Result<bool> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Output::Text => return Ok(false),
+    }
+    Ok(true)
 }
 
 pub fn init_logging() {
@@ -202,6 +262,7 @@ pub fn init_logging() {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    crate::cluster::connect::set_options(cli.connect_options());
     let result = match cli.command {
         Command::Serve { source, listen } => serve_command(source, listen).await.map(|_| ExitCode::SUCCESS),
         Command::Triage { source, node, output } => triage_command(source, node, output).await,
@@ -221,8 +282,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Abort { id, by, journal } => abort_command(id, by, journal).await,
         Command::KillSwitch { state, reason, config } => kill_switch_command(state, reason, config).await,
         Command::CheckConfig { config } => check_config(config),
-        Command::Metrics { output } => {
-            print_catalog(output);
+        Command::Metrics { output } => print_catalog(output).map(|_| ExitCode::SUCCESS),
+        Command::Playbooks { output } => print_playbooks(output).map(|_| ExitCode::SUCCESS),
+        Command::Dump { output_dir } => dump_command(output_dir).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let argv0 = std::env::args_os().next().unwrap_or_default();
+            let name = display_name(&argv0).replace(' ', "-");
+            clap_complete::generate(shell, &mut Cli::command(), name, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -243,16 +310,41 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_catalog(output: Output) {
+fn print_catalog(output: Output) -> anyhow::Result<()> {
     use crate::metrics::catalog::ALL;
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(ALL).expect("catalog serializes"));
-        return;
+    if print_structured(output, &ALL)? {
+        return Ok(());
     }
     println!("| name | type | labels | meaning |\n|---|---|---|---|");
     for m in ALL {
         println!("| `{}` | {:?} | {} | {} |", m.name, m.kind, m.labels.join(", "), m.help);
     }
+    Ok(())
+}
+
+fn print_playbooks(output: Output) -> anyhow::Result<()> {
+    use crate::plan::playbooks::CATALOGUE;
+    if print_structured(output, &CATALOGUE)? {
+        return Ok(());
+    }
+    println!("{:<24} {:<44} WHAT IT DOES", "PLAYBOOK", "ARGUMENTS");
+    for p in CATALOGUE {
+        println!("{:<24} {:<44} {}", p.name, p.arguments, p.summary);
+    }
+    Ok(())
+}
+
+async fn dump_command(dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let client = crate::cluster::connect::client("to capture a dump").await?;
+    let summary = crate::cluster::capture::capture(&client, &dir).await?;
+    for (kind, count, file) in &summary.kinds {
+        eprintln!("{kind:<28} {count:>6} objects  {}", file.display());
+    }
+    for kind in &summary.absent {
+        eprintln!("{kind:<28}   (API not served: CRD absent; recorded in {})", crate::cluster::dump::CAPTURE_FILE);
+    }
+    println!("{}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads a dump into a snapshot-ready state.
@@ -279,9 +371,7 @@ pub async fn start_hub(config: Config, source: &SourceArgs, client: Option<kube:
     }
     let client = match client {
         Some(c) => c,
-        None => kube::Client::try_default()
-            .await
-            .context("connecting to Kubernetes (set KUBECONFIG, run in a pod, or use --from-dump PATH)")?,
+        None => crate::cluster::connect::client("(set --kubeconfig/KUBECONFIG, run in a pod, or use --from-dump PATH)").await?,
     };
     Ok(start_live_hub(config, client))
 }
@@ -321,7 +411,7 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         if source.from_dump.is_some() {
             bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
         }
-        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the Discord notifier")?;
+        let client = crate::cluster::connect::client("for the Discord notifier").await?;
         let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
         if let Some(discord) = crate::discord::Discord::from_config(&discord_config, journal)? {
             let mut notifier = discord.notifier;
@@ -339,13 +429,13 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
         if source.from_dump.is_some() {
             bail!("the Alertmanager webhook records runs in the cluster: it needs a live cluster, not --from-dump");
         }
-        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the webhook journal")?;
+        let client = crate::cluster::connect::client("for the webhook journal").await?;
         let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
         let intake = crate::alerts::Intake::from_file(hub.clone(), journal, remediation.routes.clone(), path)?;
         app = app.merge(crate::alerts::routes(Arc::new(intake)));
     }
     if let Some(path) = &remediation.api_token_file {
-        let client = kube::Client::try_default().await.context("connecting to Kubernetes for the HTTP API")?;
+        let client = crate::cluster::connect::client("for the HTTP API").await?;
         let mut api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
         api.approval_ttl = remediation.approval_ttl;
         app = app.merge(crate::api::routes(Arc::new(api)));
@@ -400,9 +490,8 @@ async fn triage_command(source: SourceArgs, node: Option<String>, output: Output
     let config = Config::load_or_default(source.config.as_deref())?;
     let snapshot = current_snapshot(config, &source).await?;
     let report = crate::triage::triage(&snapshot.state, &snapshot.findings, node.as_deref());
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print!("{}", crate::triage::render_text(&report)),
+    if !print_structured(output, &report)? {
+        print!("{}", crate::triage::render_text(&report));
     }
     Ok(if report.anything_wrong() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -432,9 +521,8 @@ async fn plan_command(target: PlanArgs, source: SourceArgs, output: Output) -> a
     let config = Config::load_or_default(source.config.as_deref())?;
     let snapshot = current_snapshot(config, &source).await?;
     let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"hash": plan.hash(), "plan": plan}))?),
-        Output::Text => print!("{}", plan.render_text()),
+    if !print_structured(output, &serde_json::json!({"hash": plan.hash(), "plan": plan}))? {
+        print!("{}", plan.render_text());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -443,7 +531,7 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
     let config = Config::load_or_default(config.as_deref())?;
     let snapshot_config = config.clone();
     let source = SourceArgs { config: None, from_dump: None, now: None };
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = crate::cluster::connect::client("").await?;
     let namespace = snapshot_config.remediation.namespace();
     refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
     let snapshot = current_snapshot(config, &source).await?;
@@ -554,9 +642,7 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
     let (_, journal) = args.open().await?;
     let Some(id) = id else {
         let runs = journal.list().await?;
-        if output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&runs)?);
-        } else {
+        if !print_structured(output, &runs)? {
             println!("{:<48} {:<20} {:<18} {:<6} TARGET", "ID", "PLAYBOOK", "PHASE", "STEPS");
             for r in &runs {
                 let phase = format!("{:?}", r.status.phase);
@@ -566,8 +652,7 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
         return Ok(ExitCode::SUCCESS);
     };
     let run = journal.get(&id).await?.ok_or_else(|| anyhow::anyhow!("no run {id} in {}", journal.location()))?;
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+    if print_structured(output, &run)? {
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", run.spec.plan.render_text());
@@ -586,7 +671,7 @@ async fn start_remediation(
     config: crate::config::RemediationConfig,
     hub: Arc<Hub>,
 ) -> anyhow::Result<(crate::leader::LeaderHandle, tokio::task::JoinHandle<()>)> {
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = crate::cluster::connect::client("").await?;
     let namespace = config.namespace();
     let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
     let leader = crate::leader::spawn(client.clone(), crate::leader::LeaderConfig::new(namespace.clone(), identity.clone()));
@@ -622,7 +707,7 @@ async fn kill_switch_command(state: SwitchState, reason: String, config: Option<
     use crate::act::kill_switch;
     let config = Config::load_or_default(config.as_deref())?;
     let namespace = config.remediation.namespace();
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = crate::cluster::connect::client("").await?;
     let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     match state {
         SwitchState::On => kill_switch::engage(&client, &namespace, &by, &reason).await?,

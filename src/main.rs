@@ -1,11 +1,25 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use lifeboat::cli::{init_logging, run, Cli};
+use lifeboat::cli::{init_logging, parse_args, run, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        restore_default_sigpipe();
+    }
     init_logging();
     run(cli).await
+}
+
+/// A command whose reader goes away (`lifeboat metrics | head -1`) ends
+/// quietly, as other command-line tools do, instead of panicking in
+/// `println!`. Rust ignores SIGPIPE by default; the server keeps that (its
+/// sockets report EPIPE as an error), the one-shot commands restore it.
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default is async-signal-safe
+    // and happens before any other thread writes to stdout.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::resources::*;
+use super::capture::CaptureInfo;
 use super::ClusterState;
 use crate::for_each_kind;
 
@@ -51,7 +52,10 @@ pub fn load(path: &Path) -> Result<(ClusterState, DumpSummary), DumpError> {
         let text = std::fs::read_to_string(file).map_err(|source| DumpError::Read { path: file.clone(), source })?;
         add_text(&mut state, &mut summary, file, &text)?;
     }
-    finish(&mut state, captured_at(path)?.unwrap_or_else(Utc::now));
+    let capture = read_capture(path)?;
+    let now = capture.as_ref().map_or_else(Utc::now, |c| c.captured_at);
+    let absent = capture.map(|c| c.absent_kinds).unwrap_or_default();
+    finish(&mut state, now, &absent);
     Ok((state, summary))
 }
 
@@ -59,7 +63,7 @@ pub fn load(path: &Path) -> Result<(ClusterState, DumpSummary), DumpError> {
 pub fn parse_str(origin: &str, text: &str, now: DateTime<Utc>) -> Result<ClusterState, DumpError> {
     let mut state = ClusterState::default();
     add_text(&mut state, &mut DumpSummary::default(), Path::new(origin), text)?;
-    finish(&mut state, now);
+    finish(&mut state, now, &[]);
     Ok(state)
 }
 
@@ -145,10 +149,13 @@ impl Item for &RawValue {
     }
 }
 
-fn finish(state: &mut ClusterState, now: DateTime<Utc>) {
-    // A dump holds whatever it holds: every kind counts as listed.
+fn finish(state: &mut ClusterState, now: DateTime<Utc>, absent_kinds: &[String]) {
+    // A dump holds whatever it holds: every kind counts as listed, but for
+    // those `lifeboat dump` found unserved (their operator is not installed).
     for info in ClusterState::all_kinds() {
-        state.listed_kinds.insert(info.label(), true);
+        let label = info.label();
+        let listed = !absent_kinds.contains(&label);
+        state.listed_kinds.insert(label, listed);
     }
     state.now = now;
     state.finish();
@@ -242,21 +249,19 @@ fn add_object(
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Capture {
-    captured_at: DateTime<Utc>,
-}
-
 /// Reads `capture.yaml` beside the dump files, if there is one.
-fn captured_at(path: &Path) -> Result<Option<DateTime<Utc>>, DumpError> {
+fn read_capture(path: &Path) -> Result<Option<CaptureInfo>, DumpError> {
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let file = dir.join(CAPTURE_FILE);
     if !file.exists() {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&file).map_err(|source| DumpError::Read { path: file.clone(), source })?;
-    let capture: Capture =
+    let capture: CaptureInfo =
         serde_yaml::from_str(&text).map_err(|e| DumpError::Capture { path: file.clone(), message: e.to_string() })?;
-    Ok(Some(capture.captured_at))
+    let known: Vec<String> = ClusterState::all_kinds().iter().map(|k| k.label()).collect();
+    if let Some(unknown) = capture.absent_kinds.iter().find(|k| !known.contains(k)) {
+        return Err(DumpError::Capture { path: file, message: format!("absentKinds: unknown kind {unknown:?} (known: {})", known.join(", ")) });
+    }
+    Ok(Some(capture))
 }

@@ -1,6 +1,8 @@
 //! What lifeboat reads: lean typed objects, gathered into one immutable
 //! [`ClusterState`] snapshot, from live watches or from a dump.
 
+pub mod capture;
+pub mod connect;
 pub mod dump;
 pub mod resources;
 pub mod watch;

@@ -56,6 +56,26 @@ pub const PLAYBOOKS: &[&str] = &[
     garage_meta::PLAYBOOK,
 ];
 
+/// What `lifeboat playbooks` lists: each playbook's arguments and purpose.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PlaybookInfo {
+    pub name: &'static str,
+    pub arguments: &'static str,
+    pub summary: &'static str,
+}
+
+pub const CATALOGUE: &[PlaybookInfo] = &[
+    PlaybookInfo { name: "cnpg-instance-lost", arguments: "-n NAMESPACE --name CLUSTER", summary: "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)" },
+    PlaybookInfo { name: "mariadb-instance-lost", arguments: "-n NAMESPACE --name MARIADB", summary: "re-provision a lost MariaDB Galera member; force a bootstrap when quorum is lost" },
+    PlaybookInfo { name: "stale-cleanup", arguments: "[-n NAMESPACE]", summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)" },
+    PlaybookInfo { name: "volsync-restore", arguments: "-n NAMESPACE --name PVC", summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot" },
+    PlaybookInfo { name: "wal-archive-reset", arguments: "-n NAMESPACE --name CLUSTER", summary: "move a CNPG cluster's WAL archive to a new serverName after 'Expected empty archive'" },
+    PlaybookInfo { name: node_loss::PLAYBOOK, arguments: "--node NODE", summary: "the whole recovery from one lost node, in phases, as one plan" },
+    PlaybookInfo { name: s3_restore::PLAYBOOK, arguments: "-n NAMESPACE --name PVC|WORKLOAD", summary: "restore an app's volume from its S3 backup with the configured restore Job" },
+    PlaybookInfo { name: kanidm::PLAYBOOK, arguments: "", summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients" },
+    PlaybookInfo { name: garage_meta::PLAYBOOK, arguments: "[--name SNAPSHOT]", summary: "restore Garage's metadata database from its newest (or the named) snapshot" },
+];
+
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
     let plan = match playbook {
         "cnpg-instance-lost" => {
@@ -94,4 +114,13 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
     };
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_catalogue_lists_every_playbook_once() {
+        let listed: Vec<&str> = super::CATALOGUE.iter().map(|p| p.name).collect();
+        assert_eq!(listed, super::PLAYBOOKS);
+    }
 }
