@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses, only when missing:
 # promtool + prometheus (rules tests, end-to-end), alertmanager (end-to-end),
-# PyYAML (rules generator), openssl and curl (control-plane harness).
+# PyYAML (rules generator), openssl and curl (control-plane harness), umoci
+# and ca-certificates (scripts/build-image.sh).
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ command -v prometheus-alertmanager >/dev/null || [ -x /usr/bin/prometheus-alertm
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v umoci >/dev/null || need+=(umoci)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "[install-test-deps] all present"

@@ -12,7 +12,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # Every check this script runs must exist: a missing one is a broken
 # checkout, not something to skip.
 for script in scripts/install-test-deps.sh scripts/build-control-plane.sh scripts/fetch-crds.sh scripts/build-helm.sh \
-    rules/check.sh deploy/check.sh rules/e2e.sh; do
+    scripts/build-image.sh rules/check.sh deploy/check.sh rules/e2e.sh; do
     if [ ! -x "$script" ]; then
         echo "missing or not executable: $script (scripts/test.sh runs it)" >&2
         exit 1
@@ -66,5 +66,9 @@ for check in rules/check.sh deploy/check.sh rules/e2e.sh; do
     "$check"
 done
 
+step "container image (static release binary + umoci; tests/image.rs runs it)"
+export LIFEBOAT_IMAGE_ARCHIVE="$PWD/$(scripts/build-image.sh | tail -n1)"
+
 step "cargo test"
-cargo test --locked
+# Every test binary runs even after one fails: CI reports all failures at once.
+cargo test --locked --no-fail-fast

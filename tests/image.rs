@@ -90,8 +90,10 @@ async fn the_image_archive_serves_the_example_from_its_own_root_filesystem() {
     let manifests = index["manifests"].as_array().expect("index.json manifests");
     assert_eq!(manifests.len(), 1, "one image in the archive: {index}");
     assert!(manifests[0]["annotations"]["org.opencontainers.image.ref.name"].is_string(), "the image is tagged: {index}");
+    // The descriptor carries the media type (the manifest's own field is optional, and umoci omits it).
+    assert_eq!(manifests[0]["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     let manifest = json_blob(&layout, manifests[0]["digest"].as_str().unwrap());
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(manifest["schemaVersion"], 2);
 
     let config = json_blob(&layout, manifest["config"]["digest"].as_str().unwrap());
     assert_eq!(config["os"], "linux");

@@ -83,8 +83,13 @@ fn rename(value: &mut Value, key: &str, prefix: &str, namespaces: &BTreeSet<Stri
 
 /// Creates the example's objects under `prefix`; returns once all exist.
 pub async fn load(client: &Client, prefix: &str) -> ExampleCluster {
+    load_except(client, prefix, &[]).await
+}
+
+/// [`load`] without the objects of `skipped_api_versions` (their CRDs held back).
+pub async fn load_except(client: &Client, prefix: &str, skipped_api_versions: &[&str]) -> ExampleCluster {
     let mut objects = objects();
-    objects.retain(|o| o["apiVersion"] != "kaniop.rs/v1beta1");
+    objects.retain(|o| o["apiVersion"] != "kaniop.rs/v1beta1" && !skipped_api_versions.iter().any(|v| o["apiVersion"] == *v));
     let namespaces: BTreeSet<String> = objects.iter().filter_map(|o| o["metadata"]["namespace"].as_str().map(String::from)).collect();
     let mut nodes: BTreeSet<String> = objects.iter().filter(|o| o["kind"] == "Node").map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect();
     nodes.insert("node-04-pve".into()); // no Node object, but a PV is pinned to it
