@@ -198,27 +198,21 @@ async fn an_undecodable_run_is_skipped_reported_and_refused_alone() {
 
 // ------------------------------------------------------------------ item 8
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_that_lost_its_lease_starts_no_further_step() {
-    let s = scene("safety-lease").await;
-    let victim = victim_pod(&s).await;
-    let node = format!("{}-n", s.ns);
-    node_ready(&s.client, &node).await;
-    let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };
+/// Runs `[first, restart-victim needs first]` as the Lease holder, takes
+/// leadership away once `first` is running, then does `after_loss`.
+async fn run_losing_the_lease_during(s: &Scene, first: Step, after_loss: impl std::future::Future<Output = ()>) -> RunRecord {
+    let victim = victim_pod(s).await;
     let plan = Plan {
-        steps: vec![
-            step("confirm", Action::Wait { object: node_ref, until: WaitCondition::NodeConfirmedGone, timeout_seconds: 600 }, &[]),
-            step("restart", Action::RestartPod { pod: victim }, &["confirm"]),
-        ],
+        steps: vec![first, step("restart", Action::RestartPod { pod: victim }, &["first"])],
         ..Plan::new("cnpg-instance-lost", format!("{}/lease", s.ns))
     };
-    let run = recorded(&s, &plan, Mode::Approve).await;
+    let run = recorded(s, &plan, Mode::Approve).await;
     approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", TTL).await.unwrap();
     let leader = leader::spawn(s.client.clone(), LeaderConfig::new(s.ns.clone(), "lease-holder"));
     tokio::time::timeout(Duration::from_secs(60), leader.wait_until_leader()).await.expect("becomes leader");
 
     // The remediator's own poll is long: only the runner's guard can notice in time.
-    let r = remediator(&s, Duration::from_secs(3600));
+    let r = remediator(s, Duration::from_secs(3600));
     let listed = s.journal.get(&run.id).await.unwrap().unwrap();
     let handle = leader.clone();
     let execution = tokio::spawn(async move { r.execute(listed, Some(&handle)).await });
@@ -230,19 +224,46 @@ async fn a_leader_that_lost_its_lease_starts_no_further_step() {
         }
     })
     .await
-    .expect("the wait step starts");
+    .expect("the first step starts");
 
-    // Leadership is gone (as when renewals fail), then the wait's condition comes true.
+    // Leadership is gone (as when renewals fail).
     leader.abort();
-    let nodes = api_for(&s.client, "v1", "Node", None).await;
-    nodes
-        .patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}})))
-        .await
-        .unwrap();
+    after_loss.await;
     let after = tokio::time::timeout(Duration::from_secs(120), execution).await.expect("the run stops").unwrap().unwrap();
-    assert!(untouched(&s, "victim").await, "a step started after leadership was lost: {:?}", after.status);
+    assert!(untouched(s, "victim").await, "a step started after leadership was lost: {:?}", after.status);
     assert!(!after.status.phase.is_terminal(), "the run is left for the next leader: {:?}", after.status);
-    assert!(after.status.steps.iter().all(|st| st.state != StepState::Succeeded || st.id == "confirm"), "{:?}", after.status.steps);
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_lease_starts_no_further_step() {
+    let s = scene("safety-lease").await;
+    let node = format!("{}-n", s.ns);
+    node_ready(&s.client, &node).await;
+    let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };
+    let first = step("first", Action::Wait { object: node_ref, until: WaitCondition::NodeConfirmedGone, timeout_seconds: 600 }, &[]);
+    // ...then the wait's condition comes true: the next step must still not start.
+    let confirm = async {
+        let nodes = api_for(&s.client, "v1", "Node", None).await;
+        nodes
+            .patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}})))
+            .await
+            .unwrap();
+    };
+    let after = run_losing_the_lease_during(&s, first, confirm).await;
+    assert!(after.status.steps.iter().all(|st| st.state != StepState::Succeeded || st.id == "first"), "{:?}", after.status.steps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_lease_stops_waiting_for_a_job() {
+    let s = scene("safety-lease-job").await;
+    // No Job controller runs here: the Job never finishes; only the guard ends the wait.
+    let job = ObjectRef::namespaced("batch/v1", "Job", &s.ns, "restore");
+    let manifest = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "restore", "namespace": s.ns},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "restore", "image": "alpine:3", "command": ["true"]}]}}}});
+    let first = step("first", Action::RunJob { job, manifest, timeout_seconds: 600, success_marker: "done".into(), output: lifeboat::plan::job::JobOutput::Nothing }, &[]);
+    let after = run_losing_the_lease_during(&s, first, async {}).await;
+    assert_ne!(after.status.steps[0].state, StepState::Succeeded, "{:?}", after.status.steps);
 }
 
 // ------------------------------------------------------------------ item 12

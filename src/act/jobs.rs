@@ -12,7 +12,6 @@
 //! into one Secret merge patch inside [`run_job`]: the value is never put in
 //! a detail, an error, a tracing field or an output excerpt.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -122,8 +121,8 @@ pub async fn run_job(
             }
             None => {}
         }
-        if limits.kill_switch.load(Ordering::SeqCst) {
-            return Err(JobError::Refused(format!("kill switch set while waiting for {job_ref} (it keeps running)")));
+        if let Some(why) = limits.stop_requested() {
+            return Err(JobError::Refused(format!("{why}: {job_ref} keeps running")));
         }
         if started.elapsed() >= Duration::from_secs(timeout_seconds) {
             return Err(failed(format!("timed out after {timeout_seconds}s: {job_ref} is neither Complete nor Failed")));
@@ -246,8 +245,8 @@ pub async fn verify_garage(admin_url: &str, token_file: Option<&str>, min_bucket
             Ok((status, buckets)) => format!("cluster {status}, {buckets} bucket(s) listed, expected at least {}", min_buckets.max(1)),
             Err(e) => e,
         };
-        if limits.kill_switch.load(Ordering::SeqCst) {
-            return Err(JobError::Refused("kill switch set while verifying Garage".into()));
+        if let Some(why) = limits.stop_requested() {
+            return Err(JobError::Refused(format!("{why}: Garage not verified")));
         }
         if started.elapsed() >= timeout {
             return Err(failed(format!("Garage not verified after {}s: {last}", timeout.as_secs())));

@@ -70,7 +70,7 @@ impl std::fmt::Debug for StepGuard {
 
 impl RunLimits {
     /// Why a wait must end now, if it must: the kill switch, or the guard.
-    fn stop_requested(&self) -> Option<&'static str> {
+    pub(crate) fn stop_requested(&self) -> Option<&'static str> {
         if self.kill_switch.load(Ordering::SeqCst) {
             Some("kill switch set while waiting")
         } else if !self.may_start.allows() {
