@@ -102,6 +102,13 @@ app.kubernetes.io/part-of: lifeboat
 {{- fail (printf "config.remediation.%s is set by the chart; use %s instead" $k $v) }}
 {{- end }}
 {{- end }}
+{{- /* One switch: remediation.enabled grants the write RBAC and turns execution on. */}}
+{{- if and (hasKey $remediation "execute") (ne (toString $remediation.execute) (toString .Values.remediation.enabled)) }}
+{{- fail (printf "config.remediation.execute is %v but remediation.enabled is %v: remediation.enabled alone turns execution on (it sets config.remediation.execute); remove config.remediation.execute" $remediation.execute .Values.remediation.enabled) }}
+{{- end }}
+{{- if .Values.remediation.enabled }}
+{{- $_ := set $remediation "execute" true }}
+{{- end }}
 {{- with .Values.secrets.apiToken.existingSecret }}
 {{- $_ := set $remediation "apiTokenFile" (printf "%s/%s" (include "lifeboat.apiTokenDir" $) $.Values.secrets.apiToken.key) }}
 {{- end }}
