@@ -37,7 +37,9 @@
 #      /discord/interactions (Exact) to it, the dashboard ConfigMap (labels,
 #      JSON = dashboards/lifeboat.json), the runbook_url base
 #   5. `lifeboat check-config` accepts every rendered config.yaml
-#   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart)
+#   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart, the
+#      chart's CRD and dashboard copies), deploy/chart-readme.sh --check (the
+#      chart README vs values.yaml)
 #   7. against a real kube-apiserver (scripts/build-control-plane.sh binaries;
 #      SKIP when absent, or with DEPLOY_CHECK_APISERVER=0): the prometheus-
 #      operator CRDs from ../shared/crds are installed, every object of
@@ -534,6 +536,7 @@ step "lifeboat check-config accepts every rendered config.yaml" check_config
 
 # --- 6. drift -------------------------------------------------------------------------
 step "plain manifests up to date (deploy/generate.sh --check)" env HELM="$HELM" deploy/generate.sh --check
+step "chart README up to date with values.yaml (deploy/chart-readme.sh --check)" deploy/chart-readme.sh --check
 
 # --- 7. kube-apiserver ------------------------------------------------------------------
 # The HTTPRoute CRD (Gateway API, standard channel) from its Go module
