@@ -173,6 +173,9 @@ template() {
     must_fail "discord.httpRoute needs config.discord.listen" "${bot[@]}" --set discord.httpRoute.enabled=true
     must_fail "discord.ingress exposes Discord's interactions endpoint: it needs bot mode" --set remediation.enabled=true \
         --set secrets.discord.existingSecret=discord --set secrets.discord.mode=webhook --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
+    must_fail "config.discord.listen: only bot mode receives interactions" --set config.discord.listen=0.0.0.0:9848
+    must_fail "config.discord.listen: only bot mode receives interactions" --set remediation.enabled=true \
+        --set secrets.discord.existingSecret=discord --set secrets.discord.mode=webhook --set config.discord.listen=0.0.0.0:9848
     must_fail "discord.httpRoute.parentRefs is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.httpRoute.enabled=true
     must_fail "discord.ingress.host is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
     return $ok

@@ -93,6 +93,9 @@ app.kubernetes.io/part-of: lifeboat
 {{- fail (printf "secrets.discord.mode is %q: use bot (buttons) or webhook (notifications only)" $s.mode) }}
 {{- end }}
 {{- end }}
+{{- if and $discord.listen (not (and .Values.secrets.discord.existingSecret (eq .Values.secrets.discord.mode "bot"))) }}
+{{- fail "config.discord.listen: only bot mode receives interactions (secrets.discord.existingSecret with secrets.discord.mode=bot)" }}
+{{- end }}
 {{- if $discord }}
 {{- $_ := set $config "discord" $discord }}
 {{- end }}
