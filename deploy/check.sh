@@ -6,12 +6,15 @@
 #
 # Steps (each prints PASS/FAIL/SKIP; exit non-zero if any failed):
 #   1. Helm from scripts/build-helm.sh (a no-op when target/tools/helm exists)
-#   2. helm lint --strict, with the default values and with
-#      ci/all-features-values.yaml
-#   3. helm template with both; templates that must refuse bad values do
+#   2. helm lint --strict, with the default values and with every
+#      ci/*-values.yaml (values.schema.json validates each)
+#   3. helm template with each; templates that must refuse bad values do
 #      (a token Secret without adminUrl, an unknown disabledAlerts entry,
 #      config.garage.adminTokenFile or config.discord.*File set by hand,
-#      Discord without remediation.enabled or with an unknown mode)
+#      Discord without remediation.enabled or with an unknown mode, typos
+#      caught by the schema, config.remediation.execute contradicting
+#      remediation.enabled, the Discord Ingress/HTTPRoute without bot mode,
+#      its own port (config.discord.listen), a host or parentRefs)
 #   4. assertions on the rendered objects: pod and container security
 #      (non-root, read-only root fs, no capabilities, seccomp RuntimeDefault,
 #      no privilege escalation), resources, args, port 9847 named
@@ -24,14 +27,27 @@
 #      and its binding exist with remediation (fail closed, matching lifeboat's
 #      ServiceAccount); no Secret object and no inline secret value;
 #      the PrometheusRule equals rules/lifeboat.rules.yaml (minus
-#      disabledAlerts, plus additionalRuleLabels)
+#      disabledAlerts, plus additionalRuleLabels); for the default and every
+#      ci/ render: config.remediation.execute follows remediation.enabled,
+#      replicas (2 with remediation by default), podAntiAffinity on
+#      kubernetes.io/hostname and a PodDisruptionBudget with more than one,
+#      POD_NAME from the downward API, terminationGracePeriodSeconds >= 30,
+#      the extra* values, the Discord port on the Service only with
+#      config.discord.listen, Ingress/HTTPRoute routing exactly
+#      /discord/interactions (Exact) to it, the dashboard ConfigMap (labels,
+#      JSON = dashboards/lifeboat.json), the runbook_url base
 #   5. `lifeboat check-config` accepts every rendered config.yaml
-#   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart)
+#   6. drift: deploy/generate.sh --check (deploy/manifests vs the chart, the
+#      chart's CRD and dashboard copies), deploy/chart-readme.sh --check (the
+#      chart README vs values.yaml)
 #   7. against a real kube-apiserver (scripts/build-control-plane.sh binaries;
 #      SKIP when absent, or with DEPLOY_CHECK_APISERVER=0): the prometheus-
 #      operator CRDs from ../shared/crds are installed, every object of
-#      deploy/manifests and of the all-features render is created with
-#      server-side dry-run (schema, CRD validation), then the RBAC is created
+#      deploy/manifests and of every chart render is created with
+#      server-side dry-run (schema, CRD validation; the Gateway API HTTPRoute
+#      CRD from its Go module, see gateway_api_crd); every Deployment's pod is
+#      created (dry-run) in a namespace enforcing the restricted Pod Security
+#      Standard, and a non-compliant pod is refused there; then the RBAC is created
 #      for real and SubjectAccessReviews prove what each ServiceAccount can and
 #      cannot do (read-only install vs remediation enabled)
 #
@@ -100,16 +116,25 @@ step "helm $( [[ -x $HELM ]] && echo present || echo build) (scripts/build-helm.
 [[ -x $HELM ]] || { echo "deploy/check.sh: no helm at $HELM" >&2; exit 1; }
 
 # --- 2. lint ------------------------------------------------------------------------
+CI_FILES=("$CHART"/ci/*-values.yaml)
 lint() {
-    "$HELM" lint --strict "$CHART" &&
-        "$HELM" lint --strict "$CHART" -f "$CHART/ci/all-features-values.yaml"
+    local f
+    "$HELM" lint --strict "$CHART" || return 1
+    for f in "${CI_FILES[@]}"; do
+        "$HELM" lint --strict "$CHART" -f "$f" || return 1
+    done
 }
-step "helm lint --strict (default values, ci/all-features-values.yaml)" lint
+step "helm lint --strict (default values, every ci/*-values.yaml; values.schema.json)" lint
 
 # --- 3. template ----------------------------------------------------------------------
 template() {
     "$HELM" template lifeboat "$CHART" --namespace lifeboat >"$TMP/default.yaml" || return 1
     "$HELM" template lb "$CHART" --namespace monitoring -f "$CHART/ci/all-features-values.yaml" >"$TMP/full.yaml" || return 1
+    local f
+    mkdir -p "$TMP/ci"
+    for f in "${CI_FILES[@]}"; do
+        "$HELM" template lb "$CHART" --namespace monitoring -f "$f" >"$TMP/ci/$(basename "$f" -values.yaml).yaml" || return 1
+    done
     local ok=0
     must_fail() { # must_fail <expected message part> <helm args...>
         local want=$1
@@ -132,14 +157,34 @@ template() {
     must_fail "needs remediation.enabled" --set secrets.discord.existingSecret=discord
     must_fail "use secrets.apiToken.existingSecret" --set config.remediation.apiTokenFile=/token
     must_fail "use secrets.webhookCredentials.existingSecret" --set config.remediation.webhookCredentialsFile=/creds
-    must_fail "use bot (buttons) or webhook" --set secrets.discord.existingSecret=discord --set remediation.enabled=true --set secrets.discord.mode=chat
+    must_fail "value must be one of 'bot', 'webhook'" --set secrets.discord.existingSecret=discord --set remediation.enabled=true --set secrets.discord.mode=chat
+    # values.schema.json: typos at the top level and in the sections.
+    must_fail "additional properties 'replicas' not allowed" --set replicas=2
+    must_fail "additional properties 'enable' not allowed" --set remediation.enable=true
+    must_fail "additional properties 'nodeLostGrce' not allowed" --set config.nodeLostGrce=10m
+    must_fail "additional properties 'existingSecrets' not allowed" --set secrets.apiToken.existingSecrets=tok
+    must_fail "minimum: got 10, want 30" --set terminationGracePeriodSeconds=10
+    # One switch for remediation: config.remediation.execute may not contradict it.
+    must_fail "remediation.enabled alone turns execution on" --set config.remediation.execute=true
+    must_fail "remediation.enabled alone turns execution on" --set remediation.enabled=true --set config.remediation.execute=false
+    # Discord's endpoint is exposed only in bot mode, only on its own port.
+    local bot=(--set remediation.enabled=true --set secrets.discord.existingSecret=discord)
+    must_fail "discord.ingress needs config.discord.listen" "${bot[@]}" --set discord.ingress.enabled=true --set discord.ingress.host=lb.example.com
+    must_fail "discord.httpRoute needs config.discord.listen" "${bot[@]}" --set discord.httpRoute.enabled=true
+    must_fail "discord.ingress exposes Discord's interactions endpoint: it needs bot mode" --set remediation.enabled=true \
+        --set secrets.discord.existingSecret=discord --set secrets.discord.mode=webhook --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
+    must_fail "config.discord.listen: only bot mode receives interactions" --set config.discord.listen=0.0.0.0:9848
+    must_fail "config.discord.listen: only bot mode receives interactions" --set remediation.enabled=true \
+        --set secrets.discord.existingSecret=discord --set secrets.discord.mode=webhook --set config.discord.listen=0.0.0.0:9848
+    must_fail "discord.httpRoute.parentRefs is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.httpRoute.enabled=true
+    must_fail "discord.ingress.host is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
     return $ok
 }
 step "helm template (default, all features; bad values refused)" template
 
 # --- 4. assertions --------------------------------------------------------------------
 cat >"$TMP/assert.py" <<'PY'
-import sys, yaml
+import glob, json, os, sys, yaml
 
 root, default_file, full_file = sys.argv[1:4]
 errors = []
@@ -229,7 +274,7 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
     for path, m in mounts.items():
         if path.startswith("/etc/lifeboat/secrets/") and not m.get("readOnly"):
             err(where, f"secret mount {path} is not readOnly")
-    cfg = yaml.safe_load(next((d for d in docs if d["kind"] == "ConfigMap"), {}).get("data", {}).get("config.yaml", "{}")) or {}
+    cfg = yaml.safe_load(next((d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {})), {}).get("data", {}).get("config.yaml", "{}")) or {}
     for key in ("apiTokenFile", "webhookCredentialsFile"):
         path = (cfg.get("remediation") or {}).get(key)
         if path and not any(path.startswith(m + "/") and mounts[m].get("readOnly") for m in mounts):
@@ -237,8 +282,8 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
     svc = by_kind(docs, "Service")
     if len(svc) != 1 or not any(p.get("name") == "http-metrics" and p.get("port") == 9847 for p in svc[0]["spec"]["ports"]):
         err(where, "Service with port 9847 named http-metrics missing")
-    cms = by_kind(docs, "ConfigMap")
-    if len(cms) != 1 or "config.yaml" not in cms[0].get("data", {}):
+    cms = [d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d.get("data", {})]
+    if len(cms) != 1:
         err(where, "ConfigMap with config.yaml missing")
     else:
         open(f"{sys.argv[4]}/{name}.config.yaml", "w").write(cms[0]["data"]["config.yaml"])
@@ -342,8 +387,121 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
         elif prs[0]["spec"]["groups"] != want:
             err(where, "PrometheusRule spec differs from rules/lifeboat.rules.yaml (run rules/generate.sh?)")
 
+def check_install(name, docs, values):
+    """HA, Discord exposure, dashboard, runbook links and extras, against the values that rendered them."""
+    where = name
+    get = lambda path, default=None: _get(values, path, default)
+    dep = by_kind(docs, "Deployment")[0]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    remediation = bool(get("remediation.enabled"))
+    cfg = yaml.safe_load(next(d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d.get("data", {}))["data"]["config.yaml"]) or {}
+    if bool((cfg.get("remediation") or {}).get("execute")) != remediation:
+        err(where, f"config remediation.execute is {(cfg.get('remediation') or {}).get('execute')}, remediation.enabled is {remediation}")
+    # HA: replicas, spread across nodes, a PDB, identity, time to step down.
+    replicas = get("replicaCount")
+    want_replicas = replicas if replicas is not None else (2 if remediation else 1)
+    if dep["spec"]["replicas"] != want_replicas:
+        err(where, f"replicas {dep['spec']['replicas']}, want {want_replicas}")
+    anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    if want_replicas > 1:
+        mode = get("podAntiAffinity", "required")
+        selector = dep["spec"]["selector"]["matchLabels"]
+        if mode == "none":
+            terms = [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}]  # the user's choice
+        elif mode == "required":
+            terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+        else:
+            terms = [t["podAffinityTerm"] for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        if not any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector", {}).get("matchLabels") == selector for t in terms):
+            err(where, f"{want_replicas} replicas without {mode} podAntiAffinity on kubernetes.io/hostname over the pod's labels: {anti}")
+        if len(pdbs) != 1 or pdbs[0]["spec"].get("selector", {}).get("matchLabels") != selector or pdbs[0]["spec"].get("maxUnavailable") != 1:
+            err(where, f"{want_replicas} replicas: want one PodDisruptionBudget maxUnavailable 1 over the pod's labels, got {pdbs}")
+    else:
+        if anti:
+            err(where, "one replica with a podAntiAffinity")
+        if pdbs:
+            err(where, "one replica with a PodDisruptionBudget (it could only block drains)")
+    if (pod.get("terminationGracePeriodSeconds") or 0) < 30:
+        err(where, f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds')} < 30: no time to step down")
+    env = {e["name"]: e for e in c.get("env", [])}
+    if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+        err(where, "POD_NAME (the leader identity) is not the downward API's metadata.name")
+    # Extras.
+    if c["args"][3:] != [str(a) for a in get("extraArgs", [])]:
+        err(where, f"args {c['args']} do not end with extraArgs")
+    for e in get("extraEnv", []):
+        if env.get(e["name"]) != e:
+            err(where, f"extraEnv {e['name']} missing")
+    for v in get("extraVolumes", []):
+        if v not in pod.get("volumes", []):
+            err(where, f"extraVolume {v['name']} missing")
+    for m in get("extraVolumeMounts", []):
+        if m not in c.get("volumeMounts", []):
+            err(where, f"extraVolumeMount {m['name']} missing")
+    # Discord: its own port on the Service only when config.discord.listen is set;
+    # Ingress and HTTPRoute route exactly /discord/interactions to it.
+    svc = by_kind(docs, "Service")[0]
+    listen = (get("config.discord") or {}).get("listen")
+    discord_ports = [p for p in svc["spec"]["ports"] if p["name"] == "http-discord"]
+    want_port = int(listen.rsplit(":", 1)[1]) if listen else None
+    if [p["port"] for p in discord_ports] != ([want_port] if listen else []):
+        err(where, f"Service http-discord ports {discord_ports}, config.discord.listen {listen}")
+    ingresses = by_kind(docs, "Ingress")
+    if bool(ingresses) != bool(get("discord.ingress.enabled")):
+        err(where, f"{len(ingresses)} Ingresses, discord.ingress.enabled {get('discord.ingress.enabled')}")
+    for ing in ingresses:
+        paths = [p for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+        want = [{"path": "/discord/interactions", "pathType": "Exact",
+                 "backend": {"service": {"name": svc["metadata"]["name"], "port": {"name": "http-discord"}}}}]
+        if paths != want or ing["spec"].get("defaultBackend"):
+            err(where, f"Ingress {ing['metadata']['name']} routes {paths}, want only {want}")
+    routes = by_kind(docs, "HTTPRoute")
+    if bool(routes) != bool(get("discord.httpRoute.enabled")):
+        err(where, f"{len(routes)} HTTPRoutes, discord.httpRoute.enabled {get('discord.httpRoute.enabled')}")
+    for route in routes:
+        want = [{"matches": [{"path": {"type": "Exact", "value": "/discord/interactions"}, "method": "POST"}],
+                 "backendRefs": [{"name": svc["metadata"]["name"], "port": want_port}]}]
+        if route["spec"]["rules"] != want:
+            err(where, f"HTTPRoute {route['metadata']['name']} rules {route['spec']['rules']}, want only {want}")
+    # Grafana dashboard: the repository's JSON, labelled for the sidecar.
+    dashboards = [d for d in by_kind(docs, "ConfigMap") if "lifeboat.json" in d.get("data", {})]
+    if bool(dashboards) != bool(get("dashboard.enabled")):
+        err(where, f"{len(dashboards)} dashboard ConfigMaps, dashboard.enabled {get('dashboard.enabled')}")
+    for d in dashboards:
+        want_labels = get("dashboard.labels", {"grafana_dashboard": "1"})
+        if any(d["metadata"]["labels"].get(k) != v for k, v in want_labels.items()):
+            err(where, f"dashboard ConfigMap labels {d['metadata']['labels']}, want {want_labels}")
+        if get("dashboard.namespace") and d["metadata"]["namespace"] != get("dashboard.namespace"):
+            err(where, f"dashboard ConfigMap in {d['metadata']['namespace']}, want {get('dashboard.namespace')}")
+        if json.loads(d["data"]["lifeboat.json"]) != json.load(open(f"{root}/dashboards/lifeboat.json")):
+            err(where, "dashboard ConfigMap differs from dashboards/lifeboat.json")
+    # Runbook links.
+    base = get("prometheusRule.runbookUrlBase", "https://github.com/lifeboat-dev/lifeboat/blob/main/README.md#")
+    for pr in by_kind(docs, "PrometheusRule"):
+        for g in pr["spec"]["groups"]:
+            for r in g["rules"]:
+                if r.get("alert") and r.get("annotations", {}).get("runbook_url") != base + r["alert"].lower():
+                    err(where, f"{r['alert']} runbook_url {r.get('annotations', {}).get('runbook_url')}, want {base}{r['alert'].lower()}")
+
+def _get(values, path, default=None):
+    for part in path.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return default
+        values = values[part]
+    return values
+
 default = load(default_file)
 full = load(full_file)
+check_install("default", default, {})
+for path in sorted(glob.glob(f"{sys.argv[4]}/ci/*.yaml")):
+    name = os.path.basename(path)[:-len(".yaml")]
+    values = yaml.safe_load(open(f"{root}/deploy/helm/lifeboat/ci/{name}-values.yaml")) or {}
+    docs = load(path)
+    check_install(f"ci/{name}", docs, values)
+    open(f"{sys.argv[4]}/ci-{name}.config.yaml", "w").write(
+        next(d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d.get("data", {}))["data"]["config.yaml"])
 check_render("default", default, remediation=False, expect_rule=None)
 check_render("all-features", full, remediation=True, expect_rule=({"LifeboatWatchDown"}, {"team": "homelab"}),
              remediation_namespaces=yaml.safe_load(open(f"{root}/deploy/helm/lifeboat/ci/all-features-values.yaml"))["remediation"]["namespaces"])
@@ -366,7 +524,7 @@ check_config() {
         [[ -z ${LIFEBOAT_BIN:-} ]] || { echo "LIFEBOAT_BIN=$LIFEBOAT_BIN is not executable"; return 1; }
         cargo build -q --bin lifeboat || return 1
     fi
-    for cfg in "$TMP"/default.config.yaml "$TMP"/all-features.config.yaml; do
+    for cfg in "$TMP"/*.config.yaml; do
         if "$bin" check-config --config "$cfg" >"$TMP/check-config.out" 2>&1; then
             echo "accepted: $(basename "$cfg")"
         else
@@ -381,8 +539,36 @@ step "lifeboat check-config accepts every rendered config.yaml" check_config
 
 # --- 6. drift -------------------------------------------------------------------------
 step "plain manifests up to date (deploy/generate.sh --check)" env HELM="$HELM" deploy/generate.sh --check
+step "chart README up to date with values.yaml (deploy/chart-readme.sh --check)" deploy/chart-readme.sh --check
 
 # --- 7. kube-apiserver ------------------------------------------------------------------
+# The HTTPRoute CRD (Gateway API, standard channel) from its Go module
+# sigs.k8s.io/gateway-api, fetched through the Go module proxy as
+# scripts/fetch-crds.sh fetches the operators' CRDs (the checksum database
+# verifies the zip); cached in target/deploy-crds. Prints the file's path.
+GATEWAY_API=sigs.k8s.io/gateway-api
+GATEWAY_API_VERSION=v1.6.3
+gateway_api_crd() {
+    local file=gateway.networking.k8s.io_httproutes.yaml
+    local found
+    found=$(grep -l "name: httproutes.gateway.networking.k8s.io" "$CRDS_DIR"/*.yaml 2>/dev/null | head -n1)
+    [[ -n $found ]] && { echo "$found"; return 0; }
+    local dir=$ROOT/target/deploy-crds/gateway-api-$GATEWAY_API_VERSION
+    if [[ ! -s $dir/$file ]]; then
+        command -v go >/dev/null || { echo "no HTTPRoute CRD in $CRDS_DIR and no go to download $GATEWAY_API" >&2; return 1; }
+        local work json moddir
+        work=$(mktemp -d)
+        json=$(cd "$work" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "$GATEWAY_API@$GATEWAY_API_VERSION") ||
+            { echo "go mod download $GATEWAY_API@$GATEWAY_API_VERSION failed: $json" >&2; rm -rf "$work"; return 1; }
+        rm -rf "$work"
+        moddir=$(printf '%s' "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+        mkdir -p "$dir"
+        cp "$moddir/config/crd/standard/$file" "$dir/$file" && chmod u+w "$dir/$file" || return 1
+        printf '%s\n' "$json" >"$dir/SOURCE.json"
+    fi
+    echo "$dir/$file"
+}
+
 apiserver() {
     if [[ ${DEPLOY_CHECK_APISERVER:-1} == 0 ]]; then
         echo "DEPLOY_CHECK_APISERVER=0"
@@ -414,10 +600,12 @@ apiserver() {
         --service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount \
         --enable-priority-and-fairness=false >"$TMP/kube-apiserver.log" 2>&1 &
     PIDS+=($!)
-    python3 - "https://127.0.0.1:$api_port" deploy-check-admin-token "$CRDS_DIR" "$TMP/full.yaml" deploy/manifests <<'PY'
+    local httproute_crd
+    httproute_crd=$(gateway_api_crd) || return 1
+    python3 - "https://127.0.0.1:$api_port" deploy-check-admin-token "$CRDS_DIR" "$TMP/full.yaml" deploy/manifests "$httproute_crd" "$TMP/ci" <<'PY'
 import glob, json, ssl, sys, time, urllib.error, urllib.request, yaml
 
-api, token, crds_dir, full_file, manifests = sys.argv[1:6]
+api, token, crds_dir, full_file, manifests, httproute_crd, ci_dir = sys.argv[1:8]
 ctx = ssl._create_unverified_context()
 errors = []
 
@@ -429,9 +617,12 @@ def call(method, path, body=None, ctype="application/json"):
         with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
             raw = r.read()
             try:
-                return r.status, json.loads(raw or b"{}")
+                out = json.loads(raw or b"{}")
             except ValueError:
-                return r.status, {"text": raw.decode(errors="replace")}
+                out = {"text": raw.decode(errors="replace")}
+            if isinstance(out, dict):
+                out["_warnings"] = r.headers.get_all("Warning") or []
+            return r.status, out
     except urllib.error.HTTPError as e:
         raw = e.read()
         try:
@@ -468,7 +659,10 @@ for path in sorted(glob.glob(f"{crds_dir}/*.yaml")):
 missing = wanted - set(found)
 if missing:
     print(f"CRDs {sorted(missing)} not found in {crds_dir}"); sys.exit(1)
-print(f"prometheus-operator CRDs from {crds_dir}")
+print(f"prometheus-operator CRDs from {crds_dir}, Gateway API HTTPRoute from {httproute_crd}")
+for doc in yaml.safe_load_all(open(httproute_crd)):
+    if doc and doc.get("kind") == "CustomResourceDefinition":
+        found[doc["metadata"]["name"]] = doc
 for name, crd in sorted(found.items()):
     code, body = call("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?fieldManager=deploy-check&force=true",
                       json.dumps(crd).encode(), "application/apply-patch+yaml")
@@ -483,6 +677,10 @@ RESOURCES = {
     "Namespace": ("/api/v1", "namespaces", False), "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "ConfigMap": ("/api/v1", "configmaps", True), "Service": ("/api/v1", "services", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
+    "Pod": ("/api/v1", "pods", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
@@ -500,18 +698,24 @@ def path_of(obj):
         return f"{base}/namespaces/{obj['metadata']['namespace']}/{plural}"
     return f"{base}/{plural}"
 
-def create(obj, source, dry_run):
+def create(obj, source, dry_run, expect_refusal=False):
+    """POSTs obj; returns the apiserver's Warning headers. With expect_refusal, a refusal is the success."""
     if obj["kind"] not in RESOURCES:
         errors.append(f"{source}: {obj['kind']} {obj['metadata']['name']}: kind not known to deploy/check.sh")
-        return
+        return []
     path = path_of(obj) + ("?dryRun=All&fieldValidation=Strict" if dry_run else "?fieldValidation=Strict")
     for _ in range(20):  # a fresh CRD's endpoint can 404 for a moment
         code, body = call("POST", path, obj)
         if code != 404:
             break
         time.sleep(0.5)
-    if code not in (200, 201):
-        errors.append(f"{source}: {'dry-run ' if dry_run else ''}create {obj['kind']} {obj['metadata']['name']}: {code} {body.get('message')}")
+    what = f"{source}: {'dry-run ' if dry_run else ''}create {obj['kind']} {obj['metadata']['name']}"
+    if expect_refusal:
+        if code in (200, 201):
+            errors.append(f"{what}: accepted, want refused")
+    elif code not in (200, 201):
+        errors.append(f"{what}: {code} {body.get('message')}")
+    return body.get("_warnings", []) if isinstance(body, dict) else []
 
 def docs(path):
     return [d for d in yaml.safe_load_all(open(path)) if d]
@@ -533,7 +737,48 @@ full = docs(full_file)
 for obj in full:
     create(obj, "all-features render", dry_run=True)
     count += 1
-print(f"server-side dry-run: {count} objects from {len(manifest_files) - 1} manifest files and the all-features render")
+ci_renders = sorted(glob.glob(f"{ci_dir}/*.yaml"))
+for path in ci_renders:
+    for obj in docs(path):
+        create(obj, f"ci render {path.rsplit('/', 1)[1]}", dry_run=True)
+        count += 1
+print(f"server-side dry-run: {count} objects from {len(manifest_files) - 1} manifest files, the all-features render "
+      f"and {len(ci_renders)} ci/ renders")
+
+# Pod Security Standard "restricted": every Deployment's pods, created (dry-run)
+# in a namespace that enforces it. Enforcement applies to Pods; for the
+# Deployment itself the apiserver only warns, so a warning counts as a failure.
+RESTRICTED = "pss-restricted"
+create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RESTRICTED, "labels": {
+    "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}},
+    "setup", dry_run=False)
+
+def in_restricted(obj):
+    obj = json.loads(json.dumps(obj))
+    obj["metadata"]["namespace"] = RESTRICTED
+    return obj
+
+def pod_of(dep):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": dep["metadata"]["name"] + "-pss", "namespace": RESTRICTED,
+            "labels": dep["spec"]["template"]["metadata"].get("labels", {})}, "spec": dep["spec"]["template"]["spec"]}
+
+pss = 0
+for source, path in [("plain manifests", f"{manifests}/lifeboat.yaml"), ("all-features render", full_file)] + \
+        [(f"ci render {p.rsplit('/', 1)[1]}", p) for p in ci_renders]:
+    for dep in [d for d in docs(path) if d["kind"] == "Deployment"]:
+        warnings = create(in_restricted(dep), f"{source} (restricted namespace)", dry_run=True)
+        for w in warnings:
+            if "PodSecurity" in w:
+                errors.append(f"{source}: Deployment {dep['metadata']['name']} in a restricted namespace: {w}")
+        create(pod_of(dep), f"{source} (restricted namespace)", dry_run=True)
+        pss += 1
+# The check can fail: the same pod without seccompProfile is refused.
+bad = pod_of(next(d for d in docs(full_file) if d["kind"] == "Deployment"))
+bad["spec"]["securityContext"].pop("seccompProfile", None)
+for c in bad["spec"]["containers"]:
+    c["securityContext"].pop("seccompProfile", None)
+create(bad, "negative control: pod without seccompProfile (restricted namespace)", dry_run=True, expect_refusal=True)
+print(f"restricted Pod Security Standard: {pss} Deployments' pods admitted in namespace {RESTRICTED}, one non-compliant pod refused")
 
 # RBAC for real: the plain manifests' read-only install (namespace lifeboat)
 # and the all-features release (namespace monitoring, remediation enabled).

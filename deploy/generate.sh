@@ -13,6 +13,11 @@
 #   deploy/generate.sh           write them
 #   deploy/generate.sh --check   render into a temp dir and diff; exit 1 on drift
 #
+# It also copies into the chart what the chart ships as files (JSON has no
+# comments, so the copy carries no header; --check compares it byte for byte):
+#   deploy/helm/lifeboat/crds/remediationrun.yaml        from deploy/crds/
+#   deploy/helm/lifeboat/files/lifeboat-dashboard.json   from dashboards/lifeboat.json
+#
 # Helm comes from scripts/build-helm.sh (target/tools/helm; override with HELM).
 set -euo pipefail
 
@@ -83,6 +88,10 @@ if [[ ${1:-} == --check ]]; then
         echo "deploy/generate.sh: DRIFT: the chart's crds/remediationrun.yaml differs from deploy/crds; run deploy/generate.sh" >&2
         exit 1
     fi
+    if ! cmp "$CHART/files/lifeboat-dashboard.json" "$ROOT/dashboards/lifeboat.json"; then
+        echo "deploy/generate.sh: DRIFT: the chart's files/lifeboat-dashboard.json differs from dashboards/lifeboat.json; run deploy/generate.sh" >&2
+        exit 1
+    fi
     trap 'rm -rf "$tmp"' EXIT
     render "$tmp/manifests"
     if ! diff -ru "$ROOT/deploy/manifests" "$tmp/manifests"; then
@@ -94,6 +103,7 @@ fi
 
 mkdir -p "$CHART/crds"
 chart_crd "$CHART/crds/remediationrun.yaml"
+cp "$ROOT/dashboards/lifeboat.json" "$CHART/files/lifeboat-dashboard.json"
 rm -rf "$ROOT/deploy/manifests"
 render "$ROOT/deploy/manifests"
 find "$ROOT/deploy/manifests" -type f | sed "s|$ROOT/||" | sort

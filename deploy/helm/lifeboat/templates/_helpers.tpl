@@ -93,6 +93,9 @@ app.kubernetes.io/part-of: lifeboat
 {{- fail (printf "secrets.discord.mode is %q: use bot (buttons) or webhook (notifications only)" $s.mode) }}
 {{- end }}
 {{- end }}
+{{- if and $discord.listen (not (and .Values.secrets.discord.existingSecret (eq .Values.secrets.discord.mode "bot"))) }}
+{{- fail "config.discord.listen: only bot mode receives interactions (secrets.discord.existingSecret with secrets.discord.mode=bot)" }}
+{{- end }}
 {{- if $discord }}
 {{- $_ := set $config "discord" $discord }}
 {{- end }}
@@ -101,6 +104,13 @@ app.kubernetes.io/part-of: lifeboat
 {{- if hasKey $remediation $k }}
 {{- fail (printf "config.remediation.%s is set by the chart; use %s instead" $k $v) }}
 {{- end }}
+{{- end }}
+{{- /* One switch: remediation.enabled grants the write RBAC and turns execution on. */}}
+{{- if and (hasKey $remediation "execute") (ne (toString $remediation.execute) (toString .Values.remediation.enabled)) }}
+{{- fail (printf "config.remediation.execute is %v but remediation.enabled is %v: remediation.enabled alone turns execution on (it sets config.remediation.execute); remove config.remediation.execute" $remediation.execute .Values.remediation.enabled) }}
+{{- end }}
+{{- if .Values.remediation.enabled }}
+{{- $_ := set $remediation "execute" true }}
 {{- end }}
 {{- with .Values.secrets.apiToken.existingSecret }}
 {{- $_ := set $remediation "apiTokenFile" (printf "%s/%s" (include "lifeboat.apiTokenDir" $) $.Values.secrets.apiToken.key) }}
