@@ -718,6 +718,16 @@ async fn crafted_escalations_are_refused() {
     expect("CNPG Cluster: postgresql parameters", patch("postgresql.cnpg.io/v1", "Cluster", "pg", json!({"spec": {"postgresql": {"parameters": {"archive_command": "curl evil"}}}})).await);
     expect("MariaDB: image", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"image": "evil.example/mariadb:1"}})).await);
     expect("MariaDB: another galera field", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"minClusterSize": 3}}}})).await);
+    expect("MariaDB: recovery turned on without a bootstrap pod", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"enabled": true}}}})).await);
+    let recovery = json!({"spec": {"galera": {"recovery": {"enabled": true, "forceClusterBootstrapInPod": "mariadb-1"}}}});
+    api_for(c, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(ns)).await.patch("mariadb", &dry_patch(), &Patch::Merge(&recovery)).await.expect("recovery on with the bootstrap pod is allowed");
+    expect("Kanidm: image", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"image": "evil.example/kanidm:1"}})).await);
+    expect("Kanidm: another spec field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"tlsSecretName": "other-tls"}})).await);
+    expect("Kanidm: another replica group field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1, "role": "write_replica_no_ui"}]}})).await);
+    expect("Kanidm: another replica group", patch(KANIDM, "Kanidm", "kanidm",
+        json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1}, {"name": "extra", "replicas": 1}]}})).await);
+    let stop = json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 0}]}});
+    api_for(c, KANIDM, "Kanidm", Some(ns)).await.patch("kanidm", &dry_patch(), &Patch::Merge(&stop)).await.expect("a replica count is allowed");
     expect("ReplicationDestination: another repository", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"repository": "other-secret"}}})).await);
     expect("ReplicationDestination: another restoreAsOf", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"restoreAsOf": "2020-01-01T00:00:00Z"}}})).await);
     expect("ReplicationSource: another source PVC", patch("volsync.backube/v1alpha1", "ReplicationSource", "rs", json!({"spec": {"sourcePVC": "other"}})).await);
@@ -735,6 +745,41 @@ async fn crafted_escalations_are_refused() {
     let mut clone = base.clone();
     clone["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "data"});
     expect("PVC cloned from another", denied_by_policy(&pvcs.create(&dry_post(), &claim(clone)).await));
+
+    // PersistentVolumes: only an unbound one pinned to a node.
+    let volumes = api_for(c, "v1", "PersistentVolume", None).await;
+    let mut unpinned = pv_pinned(&format!("{ns}-nfs"), "kubernetes.io/hostname", &lost, ns, "deleted-claim");
+    let spec = unpinned["spec"].as_object_mut().unwrap();
+    spec.remove("nodeAffinity");
+    spec.remove("local");
+    spec.insert("nfs".into(), json!({"server": NFS_SERVER, "path": "/exports/data"}));
+    unpinned["status"]["phase"] = json!("Released");
+    create(&r.admin, unpinned, None).await;
+    let dry_delete = DeleteParams { dry_run: true, ..Default::default() };
+    expect("PersistentVolume: a Bound one", denied_by_policy(&volumes.delete(&format!("{ns}-data"), &dry_delete).await));
+    expect("PersistentVolume: one not pinned to a node", denied_by_policy(&volumes.delete(&format!("{ns}-nfs"), &dry_delete).await));
+    volumes.delete(&format!("{ns}-stranded"), &dry_delete).await.expect("a Released volume pinned to a node is allowed");
+
+    // pods/exec, asked without the upgrade to a stream: RBAC and the policy
+    // answer first; a request they let through gets no 403.
+    let exec = |pod: &str, query: &str| {
+        let request = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{pod}/exec?{query}")).body(Vec::new()).unwrap();
+        c.request_text(request)
+    };
+    let recover = "container=kanidm&command=kanidmd&command=recover-account&command=admin&stdout=true";
+    expect("exec: a shell", denied_by_policy(&exec("kanidm-default-0", "container=kanidm&command=sh&command=-c&command=id&stdout=true").await));
+    expect("exec: another user", denied_by_policy(&exec("kanidm-default-0", "container=kanidm&command=kanidmd&command=recover-account&command=someone&stdout=true").await));
+    expect("exec: with stdin", denied_by_policy(&exec("kanidm-default-0", &format!("{recover}&stdin=true")).await));
+    expect("exec: with a terminal", denied_by_policy(&exec("kanidm-default-0", &format!("{recover}&tty=true")).await));
+    expect("exec: another container", denied_by_policy(&exec("kanidm-default-0", &recover.replace("container=kanidm", "container=app")).await));
+    match exec("kanidm-default-0", recover).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => panic!("the playbook's exec is refused: {s:?}"),
+        other => eprintln!("the playbook's exec passes RBAC and the policy: {other:?}"),
+    }
+    match exec("pg-2", recover).await {
+        Err(kube::Error::Api(s)) => assert!(s.code == 403 && !s.message.contains("ValidatingAdmissionPolicy"), "exec outside remediation.execPods: {s:?}"),
+        other => panic!("exec into a pod outside remediation.execPods: {other:?}"),
+    }
 
     let nodes = api_for(c, "v1", "Node", None).await;
     let node_patch = |body: Value| {
@@ -806,7 +851,8 @@ fn the_admission_policy_keeps_every_crd_field_lifeboat_does_not_patch() {
         ("postgresql.cnpg.io", "clusters", &[], &["plugins", "instances"]),
         ("k8s.mariadb.com", "mariadbs", &[], &["galera", "replicas"]),
         ("k8s.mariadb.com", "mariadbs", &["galera"], &["recovery"]),
-        ("k8s.mariadb.com", "mariadbs", &["galera", "recovery"], &["forceClusterBootstrapInPod"]),
+        // `enabled` only together with forceClusterBootstrapInPod (a validation of its own).
+        ("k8s.mariadb.com", "mariadbs", &["galera", "recovery"], &["forceClusterBootstrapInPod", "enabled"]),
         ("volsync.backube", "replicationsources", &[], &["paused"]),
         ("volsync.backube", "replicationdestinations", &[], &["trigger", "kopia", "restic"]),
         ("volsync.backube", "replicationdestinations", &["trigger"], &["manual"]),
