@@ -168,8 +168,9 @@ fn running_pod(ns: &str, name: &str, node: &str) -> Value {
     p
 }
 
-/// The Job the kanidm-credential-reset playbook runs (src/plan/playbooks/kanidm.rs
-/// recover_job): the kanidm image, the data PVC and the TLS Secret.
+/// The Job kanidm-credential-reset used to run (`kanidmd recover-account`
+/// with the kanidm image, the data PVC and the TLS Secret): it now execs
+/// into the running pod instead, and the chart no longer allows this Job.
 fn recover_job(ns: &str, name: &str) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "lifeboat"}},
            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
@@ -205,7 +206,7 @@ async fn play(client: Client, ns: String, node: String) {
             if !job["status"]["conditions"].is_null() || job["metadata"]["deletionTimestamp"].is_string() {
                 continue;
             }
-            let output = if name.contains("recover") { "new_password: \"pw-from-the-log\"" } else { "Garage metadata restored from snapshot s1" };
+            let output = "Garage metadata restored from snapshot s1";
             let pod_name = format!("{name}-x7k2p");
             let container = job["spec"]["template"]["spec"]["containers"][0]["name"].clone();
             let mut spec = job["spec"]["template"]["spec"].clone();
@@ -663,7 +664,7 @@ async fn crafted_escalations_are_refused() {
     let (c, ns) = (&r.sa, r.scene.as_str());
     let jobs = api_for(c, "batch/v1", "Job", Some(ns)).await;
     let job = |f: &dyn Fn(&mut Value)| {
-        let mut j = recover_job(ns, "escalate");
+        let mut j = garage_restore_job(ns, "escalate");
         f(&mut j);
         serde_json::from_value::<kube::api::DynamicObject>(j).unwrap()
     };
@@ -674,19 +675,22 @@ async fn crafted_escalations_are_refused() {
     };
 
     // The playbooks' own Job is allowed: the refusals below are the changes.
-    jobs.create(&dry_post(), &job(&|_| {})).await.expect("the recover-account Job itself is allowed");
-    jobs.create(&dry_post(), &serde_json::from_value(garage_restore_job(ns, "garage")).unwrap()).await.expect("the Garage restore Job is allowed");
-    expect("Job mounting another Secret", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"] = json!("cluster-admin-token"))).await));
+    jobs.create(&dry_post(), &job(&|_| {})).await.expect("the Garage restore Job is allowed");
+    expect("the recover-account Job no playbook runs any more (kanidm image, kanidm-tls)",
+        denied_by_policy(&jobs.create(&dry_post(), &serde_json::from_value(recover_job(ns, "recover")).unwrap()).await));
+    expect("Job mounting another Secret", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
+        j["spec"]["template"]["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "token", "secret": {"secretName": "cluster-admin-token"}}))
+    })).await));
     expect("Job reading another Secret into env", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
         j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "cluster-admin-token", "key": "token"}}}])
     })).await));
     expect("Job as another ServiceAccount", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("flux-system-admin"))).await));
     expect("Job with another image", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/shell:latest"))).await));
     expect("Job with a hostPath", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "kanidm-data", "hostPath": {"path": "/"}})
+        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "hostPath": {"path": "/"}})
     })).await));
     expect("Job with another NFS export", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "kanidm-data", "nfs": {"server": NFS_SERVER, "path": "/"}})
+        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "nfs": {"server": NFS_SERVER, "path": "/"}})
     })).await));
     expect("Job adding a capability", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
         j["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}})
