@@ -9,7 +9,9 @@
 //! * crafted escalations by that ServiceAccount are refused: Jobs with
 //!   another Secret, ServiceAccount or image, a Kustomization patch adding
 //!   `spec.patches`, a pod-template change, a Node change other than the
-//!   taint, and writes outside `remediation.namespaces`;
+//!   taint, a Kanidm change other than replicas, deleting a Bound or
+//!   unpinned PersistentVolume, an exec of anything but `kanidmd
+//!   recover-account`, and writes outside `remediation.namespaces`;
 //! * the policy names every field of the upstream CRDs it must keep as is.
 
 mod support;
