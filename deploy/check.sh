@@ -22,7 +22,9 @@
 #      exactly the watched kinds; no write verb exists unless
 #      remediation.enabled; nothing grants Secrets (but patch of the Secrets
 #      named in remediation.secrets by -remediate), wildcards, pods
-#      create or nodes writes (but patch by -remediate-nodes); the write
+#      create or nodes writes (but patch by -remediate-nodes), no
+#      persistentvolumes writes (but delete by -remediate-volumes), no
+#      pods/exec but on the pods named in remediation.execPods; the write
 #      rules are bound exactly in remediation.namespaces; the admission policy
 #      and its binding exist with remediation (fail closed, matching lifeboat's
 #      ServiceAccount); no Secret object and no inline secret value;
@@ -310,6 +312,9 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
             if g == "" and res.startswith("nodes") and v in WRITE_VERBS and not (
                     role["metadata"]["name"].endswith("-remediate-nodes") and (res, v) == ("nodes", "patch")):
                 err(rw, f"grants {v} on {res} (only -remediate-nodes may patch nodes, for the out-of-service taint)")
+            if g == "" and res == "persistentvolumes" and v in WRITE_VERBS and not (
+                    role["metadata"]["name"].endswith("-remediate-volumes") and v == "delete"):
+                err(rw, f"grants {v} on persistentvolumes (only -remediate-volumes may delete them, for stale-cleanup)")
             if v in WRITE_VERBS and not remediation:
                 err(rw, f"write verb {v} on {g}/{res} although remediation.enabled is false")
     rem = [r for r in roles if r["metadata"]["name"].endswith("-remediate")]
@@ -319,6 +324,17 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
     for r in nodes:
         if grants(r["rules"]) != {("", "nodes", "patch")}:
             err(where, f"{r['metadata']['name']} grants more than patch on nodes: {sorted(grants(r['rules']))}")
+    volumes = [r for r in roles if r["metadata"]["name"].endswith("-remediate-volumes")]
+    if remediation and len(volumes) != 1:
+        err(where, "remediation.enabled: want one ClusterRole <fullname>-remediate-volumes")
+    for r in volumes:
+        if grants(r["rules"]) != {("", "persistentvolumes", "delete")}:
+            err(where, f"{r['metadata']['name']} grants more than delete on persistentvolumes: {sorted(grants(r['rules']))}")
+    for r in roles:
+        for rule in r.get("rules", []):
+            if "pods/exec" in rule.get("resources", []) and not (r["metadata"]["name"].endswith("-remediate") and rule.get("resourceNames")
+                                                                   and rule.get("resources") == ["pods/exec"]):
+                err(where, f"{r['kind']} {r['metadata']['name']} grants pods/exec beyond the pods named in remediation.execPods: {rule}")
     # The write ClusterRole is bound per namespace (remediation.namespaces).
     for b in by_kind(docs, "ClusterRoleBinding"):
         if remediation_namespaces and b["roleRef"]["name"].endswith("-remediate"):
@@ -837,7 +853,8 @@ for who in (READONLY, REMEDIATE):
         (who, "delete", "nodes", "", None, None, False),
         (who, "delete", "deployments", "apps", "database", None, False),
         (who, "update", "deployments", "apps", "database", None, False),
-        (who, "delete", "persistentvolumes", "", None, None, False),
+        (who, "update", "persistentvolumes", "", None, None, False),
+        (who, "patch", "persistentvolumes", "", None, None, False),
         (who, "delete", "clusters", "postgresql.cnpg.io", "database", None, False),
         (who, "create", "clusterrolebindings", "rbac.authorization.k8s.io", None, None, False),
         (who, "get", "leases", "coordination.k8s.io", "database", None, False),
@@ -855,6 +872,7 @@ WRITES = [
     ("patch", "replicationsources", "volsync.backube", None), ("patch", "replicationdestinations", "volsync.backube", None),
     ("delete", "replicationdestinations", "volsync.backube", None),
     ("patch", "deployments", "apps", None), ("patch", "statefulsets", "apps", None), ("delete", "jobs", "batch", None),
+    ("get", "kanidms", "kaniop.rs", None), ("patch", "kanidms", "kaniop.rs", None),
 ]
 for v, r, g, sub in WRITES:
     cases.append((REMEDIATE, v, r, g, "database", sub, True))
@@ -881,6 +899,11 @@ cases += [
     (REMEDIATE, "patch", "clusters", "postgresql.cnpg.io", "database", None, True),
     (REMEDIATE, "delete", "replicationsources", "volsync.backube", "database", None, False),
     (READONLY, "create", "remediationruns", "lifeboat.dev", "lifeboat", None, False),
+    # stale-cleanup deletes PersistentVolumes (cluster-scoped; the policy narrows it).
+    (REMEDIATE, "delete", "persistentvolumes", "", None, None, True),
+    (READONLY, "delete", "persistentvolumes", "", None, None, False),
+    (REMEDIATE, "delete", "kanidms", "kaniop.rs", "identity", None, False),
+    (REMEDIATE, "patch", "kanidms", "kaniop.rs", "media", None, False),
 ]
 # (who, verb, resource, group, namespace, subresource, expected, name)
 named = [
@@ -892,6 +915,12 @@ named = [
     (REMEDIATE, "delete", "configmaps", "", "monitoring", None, False, "lb-lifeboat"),
     (REMEDIATE, "patch", "secrets", "", "media", None, False, "kanidm-admin-passwords"),
     (READONLY, "patch", "secrets", "", "identity", None, False, "kanidm-admin-passwords"),
+    # kanidm-credential-reset: exec only into remediation.execPods.
+    (REMEDIATE, "create", "pods", "", "identity", "exec", True, "kanidm-default-0"),
+    (REMEDIATE, "get", "pods", "", "identity", "exec", True, "kanidm-default-0"),
+    (REMEDIATE, "create", "pods", "", "identity", "exec", False, "kanidm-default-1"),
+    (REMEDIATE, "create", "pods", "", "media", "exec", False, "kanidm-default-0"),
+    (READONLY, "create", "pods", "", "identity", "exec", False, "kanidm-default-0"),
 ]
 wrong = 0
 for who, verb, res, group, ns, sub, want, name in [c + (None,) for c in cases] + named:

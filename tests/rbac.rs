@@ -9,26 +9,32 @@
 //! * crafted escalations by that ServiceAccount are refused: Jobs with
 //!   another Secret, ServiceAccount or image, a Kustomization patch adding
 //!   `spec.patches`, a pod-template change, a Node change other than the
-//!   taint, and writes outside `remediation.namespaces`;
+//!   taint, a Kanidm change other than replicas, deleting a Bound or
+//!   unpinned PersistentVolume, an exec of anything but `kanidmd
+//!   recover-account`, and writes outside `remediation.namespaces`;
 //! * the policy names every field of the upstream CRDs it must keep as is.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lifeboat::act::runner::{execute, Outcome, RunLimits, StepStatus};
 use lifeboat::config::{Config, Dur};
 use lifeboat::plan::job::JobOutput;
-use lifeboat::plan::{Action, ObjectRef, Plan, RecoverySource, Step, WaitCondition};
+use lifeboat::plan::playbooks::kanidm::PASSWORD_PATTERN;
+use lifeboat::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
 use serde_json::{json, Value};
-use support::chart::{denied_by_policy, install_permissions, render, wait_policy_enforced};
+use support::chart::{denied_by_policy, install_permissions, render, wait_policy_enforced, wait_rbac_effective};
+use support::kaniop::{install_crd as install_kanidm_crd, kanidm, play_kaniop, play_kanidmd, KANIDM};
+use support::kubelet::FakeKubelet;
 use support::controlplane::control_plane;
 use support::fixtures::*;
 use support::k8s::*;
@@ -64,6 +70,9 @@ async fn shipped_read_role_is_enough_to_watch_everything() {
         .unwrap();
 
     let client = cp.service_account_client(&ns, "lifeboat").await;
+    // The authorizer sees a new binding only once its informer has: until
+    // then the watches below would get 403 and count it as an error.
+    wait_rbac_effective(&client, &[role, binding]).await;
     let config = Config { discovery_interval: Dur::secs(1), snapshot_interval: Dur::secs(1), ..Config::default() };
     let hub = lifeboat::cli::start_live_hub(config, client.clone());
     lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.expect("every kind lists as the ServiceAccount");
@@ -121,6 +130,7 @@ async fn release(prefix: &str) -> Release {
     install_permissions(&admin, &objects).await;
     let account = objects.iter().find(|o| o["kind"] == "ServiceAccount").expect("the chart renders a ServiceAccount");
     let sa = cp.service_account_client(&ns, account["metadata"]["name"].as_str().unwrap()).await;
+    wait_rbac_effective(&sa, &objects).await;
     wait_policy_enforced(&sa, &ns).await;
     Release { admin, sa, ns, scene, elsewhere }
 }
@@ -149,7 +159,7 @@ fn mariadb(ns: &str) -> Value {
     json!({"apiVersion": "k8s.mariadb.com/v1alpha1", "kind": "MariaDB", "metadata": {"name": "mariadb", "namespace": ns},
            "spec": {"replicas": 3, "image": "docker-registry1.mariadb.com/library/mariadb:11.8", "storage": {"size": "1Gi"},
                     "rootPasswordSecretKeyRef": {"name": "mariadb", "key": "root-password"},
-                    "galera": {"enabled": true, "primary": {"podIndex": 1}, "recovery": {"enabled": true, "minClusterSize": 1}}}})
+                    "galera": {"enabled": true, "primary": {"podIndex": 1}, "recovery": {"enabled": false, "minClusterSize": 1}}}})
 }
 
 fn running_pod(ns: &str, name: &str, node: &str) -> Value {
@@ -160,8 +170,9 @@ fn running_pod(ns: &str, name: &str, node: &str) -> Value {
     p
 }
 
-/// The Job the kanidm-credential-reset playbook runs (src/plan/playbooks/kanidm.rs
-/// recover_job): the kanidm image, the data PVC and the TLS Secret.
+/// The Job kanidm-credential-reset used to run (`kanidmd recover-account`
+/// with the kanidm image, the data PVC and the TLS Secret): it now execs
+/// into the running pod instead, and the chart no longer allows this Job.
 fn recover_job(ns: &str, name: &str) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "lifeboat"}},
            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
@@ -197,7 +208,7 @@ async fn play(client: Client, ns: String, node: String) {
             if !job["status"]["conditions"].is_null() || job["metadata"]["deletionTimestamp"].is_string() {
                 continue;
             }
-            let output = if name.contains("recover") { "new_password: \"pw-from-the-log\"" } else { "Garage metadata restored from snapshot s1" };
+            let output = "Garage metadata restored from snapshot s1";
             let pod_name = format!("{name}-x7k2p");
             let container = job["spec"]["template"]["spec"]["containers"][0]["name"].clone();
             let mut spec = job["spec"]["template"]["spec"].clone();
@@ -217,6 +228,13 @@ async fn play(client: Client, ns: String, node: String) {
                 set_status(&client, "postgresql.cnpg.io/v1", "Backup", Some(&ns), &name, json!({"phase": "completed", "backupId": "20261206T000000"})).await;
             }
         }
+        // CNPG completes the switchover lifeboat asked for, and its -rw
+        // Service follows the new primary.
+        let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "pg").await;
+        if let Some(target) = cluster["status"]["targetPrimary"].as_str().filter(|t| Some(*t) != cluster["status"]["currentPrimary"].as_str()) {
+            create(&client, rw_endpoints(&ns, target), None).await;
+            set_status(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "pg", json!({"currentPrimary": target})).await;
+        }
         if let Ok(Some(p)) = pods.get_opt("pg-1").await {
             if p.metadata.deletion_timestamp.is_some() {
                 let _ = pods.delete("pg-1", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
@@ -225,6 +243,90 @@ async fn play(client: Client, ns: String, node: String) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The EndpointSlice of CNPG's `pg-rw` Service: one ready endpoint, the primary.
+fn rw_endpoints(ns: &str, primary: &str) -> Value {
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "pg-rw-abc", "namespace": ns, "labels": {"kubernetes.io/service-name": "pg-rw"}},
+           "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": primary, "namespace": ns}}]})
+}
+
+/// The running Kanidm pod kaniop's StatefulSet makes: its container is
+/// `kanidm` (what kanidm-credential-reset execs into).
+fn kanidm_pod(ns: &str, node: &str) -> Value {
+    let mut p = running_pod(ns, "kanidm-default-0", node);
+    p["spec"]["containers"][0]["name"] = json!("kanidm");
+    p["status"]["containerStatuses"][0]["name"] = json!("kanidm");
+    p
+}
+
+/// A kubelet on `node` whose Kanidm pods answer `kanidmd recover-account
+/// <user>` with the password `pw-<user>` (tests/support/kaniop.rs).
+async fn kanidmd(r: &Release, node: &str) -> (Arc<FakeKubelet>, tokio::task::JoinHandle<()>) {
+    let kubelet = Arc::new(FakeKubelet::start(&std::env::temp_dir()).await);
+    kubelet.register(&r.admin, node).await;
+    let passwords: support::kaniop::Passwords = Arc::new(|user: &str| format!("pw-{user}"));
+    let player = tokio::spawn(play_kanidmd(r.admin.clone(), r.scene.clone(), "kanidm-default".into(), kubelet.clone(), passwords));
+    // kanidmd answers once the player has seen its pod Ready.
+    while !kubelet.is_running(&r.scene, "kanidm-default-0", "kanidm") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (kubelet, player)
+}
+
+/// Secret `data` as the apiserver stores it (base64).
+fn secret_value(text: &str) -> Value {
+    serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
+}
+
+/// What running a plan as the ServiceAccount did: the steps that did not
+/// succeed, and whether every exec got its answer.
+struct Run {
+    failed: Vec<String>,
+    execs_answered: bool,
+}
+
+/// Runs `plan` with `act::runner::execute` as the ServiceAccount: first
+/// every step but the execs (their dependants wait for what the execs
+/// waited for), then each exec on its own. The stand-in kubelet
+/// (tests/support/kubelet.rs) does not always finish an exec (the apiserver
+/// then reports a timeout over the exec stream): an exec whose stream was
+/// opened was allowed by RBAC and the admission policy, which is what these
+/// tests check; one refused fails before the stream opens ("exec into ...").
+async fn run_as_service_account(r: &Release, plan: &Plan, limits: &RunLimits) -> Run {
+    let is_exec = |s: &Step| matches!(s.action, Action::ExecToSecret { .. });
+    let execs: Vec<&Step> = plan.steps.iter().filter(|s| is_exec(s)).collect();
+    fn resolve(need: &str, execs: &[&Step]) -> Vec<String> {
+        match execs.iter().find(|e| e.id == need) {
+            Some(exec) => exec.needs.iter().flat_map(|n| resolve(n, execs)).collect(),
+            None => vec![need.to_string()],
+        }
+    }
+    let mut rest = plan.clone();
+    rest.steps.retain(|s| !is_exec(s));
+    for s in &mut rest.steps {
+        s.needs = s.needs.iter().flat_map(|n| resolve(n, &execs)).collect::<BTreeSet<_>>().into_iter().collect();
+    }
+    let report = execute(&r.sa, &rest, &rest.hash(), limits).await;
+    let mut failed: Vec<String> = report.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| format!("{}: {:?}", s.id, s.status)).collect();
+    if report.outcome != Outcome::Succeeded {
+        failed.push(format!("outcome {:?}: {:?}", report.outcome, report.reason));
+    }
+    let alone: Vec<Plan> = execs.iter().map(|e| Plan { steps: vec![Step { needs: vec![], ..(*e).clone() }], ..Plan::new(&plan.playbook, plan.target.clone()) }).collect();
+    let hashes: Vec<String> = alone.iter().map(Plan::hash).collect();
+    let reports = futures::future::join_all(alone.iter().zip(&hashes).map(|(p, h)| execute(&r.sa, p, h, limits))).await;
+    let mut execs_answered = true;
+    for (exec, mut report) in execs.into_iter().zip(reports) {
+        match &report.steps.remove(0).status {
+            StepStatus::Succeeded { .. } => {}
+            StepStatus::Failed { error } if error.starts_with('`') => {
+                eprintln!("{}: allowed; the stand-in kubelet did not answer the exec: {error}", exec.id);
+                execs_answered = false;
+            }
+            other => failed.push(format!("{}: {other:?}", exec.id)),
+        }
+    }
+    Run { failed, execs_answered }
 }
 
 /// Everything the plan's steps act on, created as admin in the scene.
@@ -240,6 +342,14 @@ async fn scene(r: &Release) -> (String, String) {
     create(c, pv_pinned(&format!("{ns}-data"), "kubernetes.io/hostname", &lost, ns, "data"), None).await;
     create(c, pvc(ns, "data", &format!("{ns}-data"), json!({})), None).await;
     create(c, pod(ns, "stuck", &lost, &[], json!({"app": "stuck"}), None), None).await;
+    // cnpg-instance-lost: the lost instance's PVC, its pod still there.
+    create(c, pv_pinned(&format!("{ns}-pg-3"), "kubernetes.io/hostname", &lost, ns, "pg-3"), None).await;
+    create(c, pvc(ns, "pg-3", &format!("{ns}-pg-3"), json!({})), None).await;
+    create(c, pod(ns, "pg-3", &lost, &["pg-3"], json!({"cnpg.io/instanceName": "pg-3"}), None), None).await;
+    // stale-cleanup: a volume left Released on the gone node.
+    let mut stranded = pv_pinned(&format!("{ns}-stranded"), "kubernetes.io/hostname", &lost, ns, "deleted-claim");
+    stranded["status"]["phase"] = json!("Released");
+    create(c, stranded, None).await;
     for p in ["restart-me", "pg-1", "pg-2"] {
         create(c, running_pod(ns, p, &live), None).await;
     }
@@ -258,11 +368,16 @@ async fn scene(r: &Release) -> (String, String) {
     for rd in ["rd", "rd-old"] {
         let mut d = replication_destination(ns, rd, Some("restored"));
         d["spec"]["kopia"]["restoreAsOf"] = json!("2026-12-01T00:00:00Z");
+        d["metadata"]["annotations"] = json!({"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent"});
         create(c, d, None).await;
     }
     create(c, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": ns}, "data": {"ADMIN_PASSWORD": "b2xk"}}), None).await;
-    create(c, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "pg-rw-abc", "namespace": ns, "labels": {"kubernetes.io/service-name": "pg-rw"}},
-                     "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true}}]}), None).await;
+    create(c, rw_endpoints(ns, "pg-1"), None).await;
+    // s3-restore of a kaniop Kanidm; kanidm-credential-reset execs into its pod.
+    install_kanidm_crd(c).await;
+    create(c, kanidm(ns, "kanidm", KANIDM_IMAGE, "default", 1), None).await;
+    create(c, deployment(ns, "StatefulSet", "kanidm-default", 1), None).await;
+    create(c, kanidm_pod(ns, &live), None).await;
     (lost, live)
 }
 
@@ -292,6 +407,11 @@ fn rbac_case(action: &Action) -> Option<&'static str> {
         // Talks to the Garage admin API over HTTP, not to Kubernetes.
         Action::VerifyGarage { .. } => return None,
         Action::ApprovalGate { .. } => "ApprovalGate",
+        Action::MarkPvcForDeletion { .. } => "MarkPvcForDeletion",
+        Action::SetKanidmReplicas { .. } => "SetKanidmReplicas",
+        Action::ExecToSecret { .. } => "ExecToSecret",
+        // Garage's admin API over HTTP too.
+        Action::RepairGarageTables { .. } => return None,
     })
 }
 
@@ -309,6 +429,9 @@ fn wait_case(until: &WaitCondition) -> &'static str {
         WaitCondition::VolsyncManualSyncDone { .. } => "VolsyncManualSyncDone",
         WaitCondition::ClaimUnused => "ClaimUnused",
         WaitCondition::NoReplicas => "NoReplicas",
+        WaitCondition::CnpgFailedOver { .. } => "CnpgFailedOver",
+        WaitCondition::ServiceRoutesToCnpgPrimary { .. } => "ServiceRoutesToCnpgPrimary",
+        WaitCondition::SpecReplicas { .. } => "SpecReplicas",
     }
 }
 
@@ -321,10 +444,30 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
     let rd = o("volsync.backube/v1alpha1", "ReplicationDestination", "rd");
     let backup = o("postgresql.cnpg.io/v1", "Backup", "pg-r2-base");
     let wait = |object: ObjectRef, until: WaitCondition| Action::Wait { object, until, timeout_seconds: 60 };
-    let force = |pod: Value| json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": pod}}}});
+    // mariadb-instance-lost with Galera recovery off: turned on with the bootstrap pod, off again with it.
+    let force = |enabled: bool, pod: Value| json!({"spec": {"galera": {"recovery": {"enabled": enabled, "forceClusterBootstrapInPod": pod}}}});
     let secret = o("v1", "Secret", "kanidm-admin-passwords");
+    let source = Some(RecoverySource { description: "test".into(), evidence: vec![] });
     let mut delete_pvc = step("delete-pvc", Action::DeletePvc { pvc: ObjectRef::pvc(ns, "data"), pinned_node: lost.into() }, &[]);
-    delete_pvc.recovery_source = Some(RecoverySource { description: "test".into(), evidence: vec![] });
+    delete_pvc.recovery_source = source.clone();
+    let mut mark_pvc = step("mark-pvc", Action::MarkPvcForDeletion { pvc: ObjectRef::pvc(ns, "pg-3"), pinned_node: lost.into() }, &[]);
+    mark_pvc.recovery_source = source;
+    let with = |mut s: Step, preconditions: Vec<Precondition>| {
+        s.preconditions = preconditions;
+        s
+    };
+    let kanidm_cr = o(KANIDM, "Kanidm", "kanidm");
+    let kanidm_pod = ObjectRef::pod(ns, "kanidm-default-0");
+    let recover = |user: &str, key: &str| Action::ExecToSecret {
+        pod: kanidm_pod.clone(),
+        container: "kanidm".into(),
+        command: vec!["kanidmd".into(), "recover-account".into(), user.into()],
+        secret: secret.clone(),
+        key: key.into(),
+        pattern: PASSWORD_PATTERN.into(),
+    };
+    let stranded = format!("{ns}-stranded");
+    let identity = lifeboat::act::volsync::destination_identity(&replication_destination(ns, "rd", Some("restored"))).expect("a kopia destination");
     let steps = vec![
         // Reads the waits make, first (later steps change what they read).
         step("wait-primary", wait(cluster.clone(), WaitCondition::CnpgPrimaryIs { pod: "pg-1".into() }), &[]),
@@ -343,6 +486,9 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         delete_pvc,
         // cnpg-instance-lost, wal-archive-reset
         step("promote", Action::PromoteCnpg { cluster: cluster.clone(), pod: "pg-2".into() }, &["wait-primary", "wait-healthy"]),
+        step("wait-failover", wait(cluster.clone(), WaitCondition::CnpgFailedOver { from: "pg-1".into() }), &["promote"]),
+        step("wait-rw-primary", wait(o("v1", "Service", "pg-rw"), WaitCondition::ServiceRoutesToCnpgPrimary { cluster: "pg".into() }), &["wait-failover"]),
+        mark_pvc,
         step("server-name", Action::SetCnpgPluginParameter { cluster: cluster.clone(), plugin: "barman-cloud.cloudnative-pg.io".into(), parameter: "serverName".into(), value: "pg-r2".into() }, &["promote"]),
         step("recreate", Action::RecreatePod { pod: ObjectRef::pod(ns, "pg-1"), timeout_seconds: 60 }, &[]),
         step("restart", Action::RestartPod { pod: ObjectRef::pod(ns, "restart-me") }, &[]),
@@ -350,7 +496,7 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
             "metadata": {"name": "pg-r2-base", "namespace": ns}, "spec": {"cluster": {"name": "pg"}, "method": "plugin", "pluginConfiguration": {"name": "barman-cloud.cloudnative-pg.io"}}}) }, &["server-name"]),
         step("wait-backup", wait(backup, WaitCondition::CnpgBackupCompleted), &["base-backup"]),
         // mariadb-instance-lost
-        step("force-bootstrap", Action::TemporaryPatch { object: mdb.clone(), patch: force(json!("mariadb-1")), revert: force(Value::Null) }, &[]),
+        step("force-bootstrap", Action::TemporaryPatch { object: mdb.clone(), patch: force(true, json!("mariadb-1")), revert: force(false, Value::Null) }, &[]),
         step("scale-mariadb", Action::Scale { object: mdb, replicas: 3 }, &["force-bootstrap"]),
         // Flux around every playbook
         step("suspend", Action::SuspendFlux { object: ks, keep_suspended: false }, &[]),
@@ -361,15 +507,29 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         step("pause-source", Action::MergePatch { object: o("volsync.backube/v1alpha1", "ReplicationSource", "rs"), patch: json!({"spec": {"paused": true}}) }, &[]),
         step("recreate-pvc", Action::Apply { object: ObjectRef::pvc(ns, "restored"), manifest: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "restored", "namespace": ns}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}, "storageClassName": "openebs-hostpath"}}) }, &[]),
-        step("trigger", Action::MergePatch { object: rd, patch: json!({"spec": {"trigger": {"manual": "lifeboat-abc123"}, "kopia": {"restoreAsOf": null}}}) }, &[]),
+        with(
+            step("trigger", Action::MergePatch { object: rd.clone(), patch: json!({"spec": {"trigger": {"manual": "lifeboat-abc123"}, "kopia": {"restoreAsOf": null}}}) }, &[]),
+            vec![Precondition::KopiaIdentity { destination: rd.clone(), source: None, identity }, Precondition::SsaIfNotPresent { object: rd }],
+        ),
         step("delete-rd", Action::Delete { object: o("volsync.backube/v1alpha1", "ReplicationDestination", "rd-old") }, &["wait-sync"]),
+        with(
+            step("delete-pv", Action::Delete { object: ObjectRef { api_version: "v1".into(), kind: "PersistentVolume".into(), namespace: None, name: stranded.clone() } }, &[]),
+            vec![Precondition::VolumeOrphanedOnGoneNode { volume: stranded, node: lost.into() }],
+        ),
         // s3-restore / garage-meta-restore / kanidm-credential-reset
         step("scale-down", Action::Scale { object: o("apps/v1", "StatefulSet", "db"), replicas: 0 }, &[]),
         step("scale-web", Action::Scale { object: o("apps/v1", "Deployment", "web"), replicas: 2 }, &["wait-workload"]),
         step("restore-job", Action::RunJob { job: o("batch/v1", "Job", "garage-meta-restore-abc"), manifest: garage_restore_job(ns, "garage-meta-restore-abc"), timeout_seconds: 60,
             success_marker: "Garage metadata restored".into(), output: JobOutput::Capture { label: "snapshot".into(), pattern: "from snapshot {}".into() } }, &[]),
-        step("recover-admin", Action::RunJob { job: o("batch/v1", "Job", "kanidm-lifeboat-recover-admin"), manifest: recover_job(ns, "kanidm-lifeboat-recover-admin"), timeout_seconds: 60,
-            success_marker: "new_password".into(), output: JobOutput::SecretKey { secret, key: "ADMIN_PASSWORD".into(), pattern: "new_password: \"{}\"".into() } }, &[]),
+        // s3-restore of a kaniop Kanidm: stopped through its replica group.
+        with(
+            step("kanidm-stop", Action::SetKanidmReplicas { kanidm: kanidm_cr.clone(), group: "default".into(), replicas: 0 }, &[]),
+            vec![Precondition::ImageIs { object: kanidm_cr, pointer: "/spec/image".into(), image: KANIDM_IMAGE.into() }],
+        ),
+        step("wait-kanidm-stopped", wait(o("apps/v1", "StatefulSet", "kanidm-default"), WaitCondition::SpecReplicas { replicas: 0 }), &["kanidm-stop"]),
+        // kanidm-credential-reset: recover-account by exec, into the Secret.
+        with(step("recover-admin", recover("admin", "ADMIN_PASSWORD"), &[]), vec![Precondition::PodReady { pod: kanidm_pod.clone() }]),
+        with(step("recover-idm-admin", recover("idm_admin", "IDM_ADMIN_PASSWORD"), &["recover-admin"]), vec![Precondition::PodReady { pod: kanidm_pod.clone() }]),
         step("rollout-restart", Action::RolloutRestart { object: o("apps/v1", "Deployment", "web") }, &["scale-web"]),
     ];
     let gated: Vec<Step> = steps
@@ -393,29 +553,39 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
     // Every Action and every WaitCondition has its step (see rbac_case).
     let covered: BTreeSet<&str> = plan.steps.iter().filter_map(|s| rbac_case(&s.action)).collect();
     let waits: BTreeSet<&str> = plan.steps.iter().filter_map(|s| match &s.action { Action::Wait { until, .. } => Some(wait_case(until)), _ => None }).collect();
-    assert_eq!(covered.len(), 18, "every Action but VerifyGarage has a step: {covered:?}");
-    assert_eq!(waits.len(), 10, "every WaitCondition has a step: {waits:?}");
+    assert_eq!(covered.len(), 21, "every Action but VerifyGarage and RepairGarageTables has a step: {covered:?}");
+    assert_eq!(waits.len(), 13, "every WaitCondition has a step: {waits:?}");
 
-    let player = tokio::spawn(play(r.admin.clone(), r.scene.clone(), live));
+    let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
+    let players = [tokio::spawn(play(r.admin.clone(), r.scene.clone(), live)), tokio::spawn(play_kaniop(r.admin.clone(), r.scene.clone())), kanidmd];
     let limits = RunLimits { poll_interval: Duration::from_millis(200), concurrency: 4, max_deletions: 10, max_pvc_deletions: 5, approved_phases: vec!["writes".into()], ..RunLimits::default() };
-    let report = execute(&r.sa, &plan, &plan.hash(), &limits).await;
-    player.abort();
-    let failed: Vec<String> = report.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| format!("{}: {:?}", s.id, s.status)).collect();
-    assert!(failed.is_empty(), "steps refused as lifeboat's ServiceAccount:\n{}", failed.join("\n"));
-    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.reason);
+    let run = run_as_service_account(&r, &plan, &limits).await;
+    players.iter().for_each(|p| p.abort());
+    assert!(run.failed.is_empty(), "steps refused as lifeboat's ServiceAccount:\n{}", run.failed.join("\n"));
 
     // What the writes did (read as admin), including the end-of-run ones:
     // Flux resumed or flagged, the temporary MariaDB patch reverted.
     let (c, ns) = (&r.admin, r.scene.as_str());
     let node = get(c, "v1", "Node", None, &lost).await;
     assert!(node["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/out-of-service")), "{node}");
-    let secret = get(c, "v1", "Secret", Some(ns), "kanidm-admin-passwords").await;
-    assert_eq!(secret["data"]["ADMIN_PASSWORD"], json!("cHctZnJvbS10aGUtbG9n"), "the password from the Job's output");
+    if run.execs_answered {
+        let secret = get(c, "v1", "Secret", Some(ns), "kanidm-admin-passwords").await;
+        assert_eq!(secret["data"]["ADMIN_PASSWORD"], secret_value("pw-admin"), "the password from the exec's output");
+        assert_eq!(secret["data"]["IDM_ADMIN_PASSWORD"], secret_value("pw-idm_admin"), "the password from the exec's output");
+    }
     assert_eq!(get(c, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(ns), "app").await["spec"]["suspend"], json!(false));
     let hr = get(c, "helm.toolkit.fluxcd.io/v2", "HelmRelease", Some(ns), "hr").await;
     assert!(hr["metadata"]["annotations"]["lifeboat.dev/kept-suspended"].is_string(), "{hr}");
     let mdb = get(c, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(ns), "mariadb").await;
     assert!(mdb["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].is_null(), "reverted: {mdb}");
+    assert_eq!(mdb["spec"]["galera"]["recovery"]["enabled"], json!(false), "reverted: {mdb}");
+    let idm = get(c, KANIDM, "Kanidm", Some(ns), "kanidm").await;
+    assert_eq!(idm["spec"]["replicaGroups"], json!([{"name": "default", "replicas": 0}]), "{idm}");
+    let gone_or_terminating = |o: Option<DynamicObject>| o.is_none_or(|o| o.metadata.deletion_timestamp.is_some());
+    let volumes = api_for(c, "v1", "PersistentVolume", None).await;
+    assert!(gone_or_terminating(volumes.get_opt(&format!("{ns}-stranded")).await.unwrap()), "the stranded PersistentVolume is deleted");
+    let claims = api_for(c, "v1", "PersistentVolumeClaim", Some(ns)).await;
+    assert!(gone_or_terminating(claims.get_opt("pg-3").await.unwrap()), "the lost instance's PVC is marked for deletion");
     let pg = get(c, "postgresql.cnpg.io/v1", "Cluster", Some(ns), "pg").await;
     assert_eq!(pg["spec"]["plugins"][0]["parameters"]["serverName"], json!("pg-r2"));
     assert_eq!(pg["status"]["targetPrimary"], json!("pg-2"));
@@ -447,15 +617,15 @@ async fn play_workloads(client: Client, ns: String) {
     }
 }
 
-/// The real kanidm-credential-reset plan (its Jobs as the playbook builds
+/// The real kanidm-credential-reset plan (its execs as the playbook builds
 /// them, with the config's defaults) runs as the ServiceAccount of a chart
-/// rendered with default values: the chart's allow-list and the playbook agree.
+/// rendered with default values: the chart's `remediation.execPods` and
+/// `remediation.secrets`, the policy's exec rule and the playbook agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
     let r = release("rbac-kanidm").await;
     let (_, live) = scene(&r).await;
     let ns = r.scene.as_str();
-    create(&r.admin, deployment(ns, "StatefulSet", "kanidm-default", 1), None).await;
     create(&r.admin, kustomization(ns, "kanidm", false, "True"), None).await;
     let mut config = Config { discovery_interval: Dur::secs(1), ..Config::default() };
     config.kanidm.namespace = ns.to_string();
@@ -463,17 +633,20 @@ async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
     config.kanidm.oidc_clients = vec![format!("Deployment/{ns}/web")];
     let snapshot = live_snapshot(&r.admin, &config).await;
     let plan = lifeboat::plan::playbooks::plan("kanidm-credential-reset", &snapshot.state, &snapshot.findings, &Default::default()).expect("plans");
-    let jobs = plan.steps.iter().filter(|s| matches!(s.action, Action::RunJob { .. })).count();
-    assert_eq!(jobs, 2, "{}", plan.render_text());
+    let execs = plan.steps.iter().filter(|s| matches!(s.action, Action::ExecToSecret { .. })).count();
+    assert_eq!(execs, 2, "{}", plan.render_text());
 
-    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_workloads(r.admin.clone(), ns.to_string()))];
+    let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
+    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_workloads(r.admin.clone(), ns.to_string())), kanidmd];
     let limits = RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() };
-    let report = execute(&r.sa, &plan, &plan.hash(), &limits).await;
+    let run = run_as_service_account(&r, &plan, &limits).await;
     players.iter().for_each(|p| p.abort());
-    let failed: Vec<String> = report.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| format!("{}: {:?}", s.id, s.status)).collect();
-    assert!(failed.is_empty(), "kanidm-credential-reset as lifeboat's ServiceAccount:\n{}", failed.join("\n"));
-    let secret = get(&r.admin, "v1", "Secret", Some(ns), "kanidm-admin-passwords").await;
-    assert_eq!(secret["data"]["IDM_ADMIN_PASSWORD"], json!("cHctZnJvbS10aGUtbG9n"));
+    assert!(run.failed.is_empty(), "kanidm-credential-reset as lifeboat's ServiceAccount:\n{}", run.failed.join("\n"));
+    if run.execs_answered {
+        let secret = get(&r.admin, "v1", "Secret", Some(ns), "kanidm-admin-passwords").await;
+        assert_eq!(secret["data"]["ADMIN_PASSWORD"], secret_value("pw-admin"));
+        assert_eq!(secret["data"]["IDM_ADMIN_PASSWORD"], secret_value("pw-idm_admin"));
+    }
 }
 
 // --- Escalations -------------------------------------------------------------------
@@ -493,7 +666,7 @@ async fn crafted_escalations_are_refused() {
     let (c, ns) = (&r.sa, r.scene.as_str());
     let jobs = api_for(c, "batch/v1", "Job", Some(ns)).await;
     let job = |f: &dyn Fn(&mut Value)| {
-        let mut j = recover_job(ns, "escalate");
+        let mut j = garage_restore_job(ns, "escalate");
         f(&mut j);
         serde_json::from_value::<kube::api::DynamicObject>(j).unwrap()
     };
@@ -504,19 +677,22 @@ async fn crafted_escalations_are_refused() {
     };
 
     // The playbooks' own Job is allowed: the refusals below are the changes.
-    jobs.create(&dry_post(), &job(&|_| {})).await.expect("the recover-account Job itself is allowed");
-    jobs.create(&dry_post(), &serde_json::from_value(garage_restore_job(ns, "garage")).unwrap()).await.expect("the Garage restore Job is allowed");
-    expect("Job mounting another Secret", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"] = json!("cluster-admin-token"))).await));
+    jobs.create(&dry_post(), &job(&|_| {})).await.expect("the Garage restore Job is allowed");
+    expect("the recover-account Job no playbook runs any more (kanidm image, kanidm-tls)",
+        denied_by_policy(&jobs.create(&dry_post(), &serde_json::from_value(recover_job(ns, "recover")).unwrap()).await));
+    expect("Job mounting another Secret", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
+        j["spec"]["template"]["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "token", "secret": {"secretName": "cluster-admin-token"}}))
+    })).await));
     expect("Job reading another Secret into env", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
         j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "cluster-admin-token", "key": "token"}}}])
     })).await));
     expect("Job as another ServiceAccount", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("flux-system-admin"))).await));
     expect("Job with another image", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/shell:latest"))).await));
     expect("Job with a hostPath", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "kanidm-data", "hostPath": {"path": "/"}})
+        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "hostPath": {"path": "/"}})
     })).await));
     expect("Job with another NFS export", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "kanidm-data", "nfs": {"server": NFS_SERVER, "path": "/"}})
+        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "nfs": {"server": NFS_SERVER, "path": "/"}})
     })).await));
     expect("Job adding a capability", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
         j["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}})
@@ -548,6 +724,16 @@ async fn crafted_escalations_are_refused() {
     expect("CNPG Cluster: postgresql parameters", patch("postgresql.cnpg.io/v1", "Cluster", "pg", json!({"spec": {"postgresql": {"parameters": {"archive_command": "curl evil"}}}})).await);
     expect("MariaDB: image", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"image": "evil.example/mariadb:1"}})).await);
     expect("MariaDB: another galera field", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"minClusterSize": 3}}}})).await);
+    expect("MariaDB: recovery turned on without a bootstrap pod", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"enabled": true}}}})).await);
+    let recovery = json!({"spec": {"galera": {"recovery": {"enabled": true, "forceClusterBootstrapInPod": "mariadb-1"}}}});
+    api_for(c, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(ns)).await.patch("mariadb", &dry_patch(), &Patch::Merge(&recovery)).await.expect("recovery on with the bootstrap pod is allowed");
+    expect("Kanidm: image", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"image": "evil.example/kanidm:1"}})).await);
+    expect("Kanidm: another spec field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"tlsSecretName": "other-tls"}})).await);
+    expect("Kanidm: another replica group field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1, "role": "write_replica_no_ui"}]}})).await);
+    expect("Kanidm: another replica group", patch(KANIDM, "Kanidm", "kanidm",
+        json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1}, {"name": "extra", "replicas": 1}]}})).await);
+    let stop = json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 0}]}});
+    api_for(c, KANIDM, "Kanidm", Some(ns)).await.patch("kanidm", &dry_patch(), &Patch::Merge(&stop)).await.expect("a replica count is allowed");
     expect("ReplicationDestination: another repository", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"repository": "other-secret"}}})).await);
     expect("ReplicationDestination: another restoreAsOf", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"restoreAsOf": "2020-01-01T00:00:00Z"}}})).await);
     expect("ReplicationSource: another source PVC", patch("volsync.backube/v1alpha1", "ReplicationSource", "rs", json!({"spec": {"sourcePVC": "other"}})).await);
@@ -565,6 +751,41 @@ async fn crafted_escalations_are_refused() {
     let mut clone = base.clone();
     clone["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "data"});
     expect("PVC cloned from another", denied_by_policy(&pvcs.create(&dry_post(), &claim(clone)).await));
+
+    // PersistentVolumes: only an unbound one pinned to a node.
+    let volumes = api_for(c, "v1", "PersistentVolume", None).await;
+    let mut unpinned = pv_pinned(&format!("{ns}-nfs"), "kubernetes.io/hostname", &lost, ns, "deleted-claim");
+    let spec = unpinned["spec"].as_object_mut().unwrap();
+    spec.remove("nodeAffinity");
+    spec.remove("local");
+    spec.insert("nfs".into(), json!({"server": NFS_SERVER, "path": "/exports/data"}));
+    unpinned["status"]["phase"] = json!("Released");
+    create(&r.admin, unpinned, None).await;
+    let dry_delete = DeleteParams { dry_run: true, ..Default::default() };
+    expect("PersistentVolume: a Bound one", denied_by_policy(&volumes.delete(&format!("{ns}-data"), &dry_delete).await));
+    expect("PersistentVolume: one not pinned to a node", denied_by_policy(&volumes.delete(&format!("{ns}-nfs"), &dry_delete).await));
+    volumes.delete(&format!("{ns}-stranded"), &dry_delete).await.expect("a Released volume pinned to a node is allowed");
+
+    // pods/exec, asked without the upgrade to a stream: RBAC and the policy
+    // answer first; a request they let through gets no 403.
+    let exec = |pod: &str, query: &str| {
+        let request = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{pod}/exec?{query}")).body(Vec::new()).unwrap();
+        c.request_text(request)
+    };
+    let recover = "container=kanidm&command=kanidmd&command=recover-account&command=admin&stdout=true";
+    expect("exec: a shell", denied_by_policy(&exec("kanidm-default-0", "container=kanidm&command=sh&command=-c&command=id&stdout=true").await));
+    expect("exec: another user", denied_by_policy(&exec("kanidm-default-0", "container=kanidm&command=kanidmd&command=recover-account&command=someone&stdout=true").await));
+    expect("exec: with stdin", denied_by_policy(&exec("kanidm-default-0", &format!("{recover}&stdin=true")).await));
+    expect("exec: with a terminal", denied_by_policy(&exec("kanidm-default-0", &format!("{recover}&tty=true")).await));
+    expect("exec: another container", denied_by_policy(&exec("kanidm-default-0", &recover.replace("container=kanidm", "container=app")).await));
+    match exec("kanidm-default-0", recover).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => panic!("the playbook's exec is refused: {s:?}"),
+        other => eprintln!("the playbook's exec passes RBAC and the policy: {other:?}"),
+    }
+    match exec("pg-2", recover).await {
+        Err(kube::Error::Api(s)) => assert!(s.code == 403 && !s.message.contains("ValidatingAdmissionPolicy"), "exec outside remediation.execPods: {s:?}"),
+        other => panic!("exec into a pod outside remediation.execPods: {other:?}"),
+    }
 
     let nodes = api_for(c, "v1", "Node", None).await;
     let node_patch = |body: Value| {
@@ -636,7 +857,8 @@ fn the_admission_policy_keeps_every_crd_field_lifeboat_does_not_patch() {
         ("postgresql.cnpg.io", "clusters", &[], &["plugins", "instances"]),
         ("k8s.mariadb.com", "mariadbs", &[], &["galera", "replicas"]),
         ("k8s.mariadb.com", "mariadbs", &["galera"], &["recovery"]),
-        ("k8s.mariadb.com", "mariadbs", &["galera", "recovery"], &["forceClusterBootstrapInPod"]),
+        // `enabled` only together with forceClusterBootstrapInPod (a validation of its own).
+        ("k8s.mariadb.com", "mariadbs", &["galera", "recovery"], &["forceClusterBootstrapInPod", "enabled"]),
         ("volsync.backube", "replicationsources", &[], &["paused"]),
         ("volsync.backube", "replicationdestinations", &[], &["trigger", "kopia", "restic"]),
         ("volsync.backube", "replicationdestinations", &["trigger"], &["manual"]),

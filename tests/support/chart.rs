@@ -58,6 +58,48 @@ pub async fn install_permissions(admin: &Client, objects: &[Value]) {
     }
 }
 
+/// Polls until every rule that `objects` bind to the ServiceAccount of
+/// `sa_client` is in effect, asked by SelfSubjectAccessReview as that
+/// account (one review per rule, in the binding's namespace or cluster-wide).
+/// The RBAC authorizer reads Roles and bindings from informer caches
+/// (kubernetes v1.35 plugin/pkg/auth/authorizer/rbac), so a binding just
+/// created is not in effect yet and a request made at once can get 403.
+/// Panics after 90 s, naming the rules still denied.
+pub async fn wait_rbac_effective(sa_client: &Client, objects: &[Value]) {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let mut reviews = vec![];
+    for binding in objects.iter().filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding") {
+        let role_kind = binding["roleRef"]["kind"].as_str().unwrap_or_default();
+        let role_name = &binding["roleRef"]["name"];
+        let Some(role) = objects.iter().find(|o| o["kind"] == role_kind && o["metadata"]["name"] == *role_name) else { continue };
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let first = |key: &str| rule[key][0].as_str().map(String::from);
+            let resource = first("resources").unwrap_or_default();
+            let (resource, subresource) = resource.split_once('/').map_or((resource.clone(), None), |(r, s)| (r.to_string(), Some(s.to_string())));
+            reviews.push(json!({"spec": {"resourceAttributes": {
+                "namespace": binding["metadata"]["namespace"], "group": first("apiGroups"), "resource": resource, "subresource": subresource,
+                "verb": first("verbs"), "name": first("resourceNames")}}}));
+        }
+    }
+    let api: Api<SelfSubjectAccessReview> = Api::all(sa_client.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut denied = vec![];
+        for review in &reviews {
+            let review: SelfSubjectAccessReview = serde_json::from_value(review.clone()).unwrap();
+            let answer = api.create(&PostParams::default(), &review).await.expect("SelfSubjectAccessReview");
+            if !answer.status.is_some_and(|s| s.allowed) {
+                denied.push(serde_json::to_string(&review.spec.resource_attributes).unwrap());
+            }
+        }
+        if denied.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "RBAC not in effect after 90s for:\n{}", denied.join("\n"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls until the apiserver enforces the chart's admission policy for the
 /// ServiceAccount (policies are compiled and loaded asynchronously): a
 /// ConfigMap other than the kill switch, which RBAC lets it create in its

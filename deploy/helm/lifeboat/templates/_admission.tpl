@@ -23,18 +23,19 @@ missing parent is "absent", never an error).
 
 {{/*
 What restore Jobs may use, as JSON: the ServiceAccounts, images, Secrets and
-NFS exports the config names (kanidm.image/tlsSecret, garage.restore.image/
-backup, the s3Restore templates' containers, Secret volumes and env) plus
-remediation.jobs.* for anything else. Defaults mirror src/config.rs.
+NFS exports the config names (garage.restore.image/backup, the s3Restore
+templates' containers, Secret volumes and env) plus remediation.jobs.* for
+anything else. Defaults mirror src/config.rs. No playbook runs a Job with
+kanidm.image or kanidm.tlsSecret any more (kanidm-credential-reset execs into
+the running pod), so they are not allowed by default.
 */}}
 {{- define "lifeboat.admission.jobs" -}}
 {{- $c := .Values.config -}}
 {{- $jobs := .Values.remediation.jobs -}}
-{{- $kanidm := default (dict) $c.kanidm -}}
 {{- $garage := default (dict) $c.garage -}}
 {{- $restore := default (dict) $garage.restore -}}
-{{- $images := list (default "docker.io/kanidm/server:1.11.1" $kanidm.image) (default "alpine:3" $restore.image) -}}
-{{- $secrets := list (default "kanidm-tls" $kanidm.tlsSecret) -}}
+{{- $images := list (default "alpine:3" $restore.image) -}}
+{{- $secrets := list -}}
 {{- $nfs := list -}}
 {{- with $restore.backup }}{{ with .nfs }}{{ $nfs = append $nfs (dict "server" .server "path" .path) }}{{ end }}{{ end -}}
 {{- $s3 := default (dict) (get $c "s3Restore") -}}
