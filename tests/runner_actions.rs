@@ -129,7 +129,7 @@ async fn runs_are_approved_over_http_bound_to_the_plan_hash() {
     assert_eq!(r.status(), 200);
     let approved = journal.get(&run.id).await.unwrap().unwrap();
     assert_eq!(approved.status.phase, Phase::Approved);
-    assert_eq!(approved.status.approved_by.as_deref(), Some("alice"));
+    assert_eq!(approved.status.approved_by.as_deref(), Some("api:alice"), "the approver is recorded with the path it came by");
     let again = http.post(&url).bearer_auth(token).json(&json!({"hash": plan.hash(), "by": "bob"})).send().await.unwrap();
     assert_eq!(again.status(), 409, "only a run awaiting approval can be approved");
 }
