@@ -44,7 +44,9 @@ fn finding(
         suspended,
         ready: ready.map(|c| c.status == "True"),
         reason: ready.and_then(|c| c.reason.clone()),
-        // Resumed by hand (`flux resume` keeps annotations): no longer held.
+        // Resumed by hand: no longer held, though the annotation stays
+        // (`flux resume` only sets spec.suspend false and updates the object
+        // as read: fluxcd/flux2 cmd/flux/resume.go, resumeCommand.run).
         kept_suspended: kept.filter(|_| suspended).cloned(),
     }
 }
