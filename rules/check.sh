@@ -25,6 +25,9 @@
 #           (`lifeboat metrics -o json`), or in the allowlist below
 #        c. label matchers on lifeboat_* metrics use only labels the catalog
 #           declares for that metric (plus job/instance)
+#        d. every catalog metric named lifeboat_remediation_*,
+#           lifeboat_alertmanager_* or lifeboat_journal_* is used by at least
+#           one alert or dashboard query
 #      plus dashboard shape: schemaVersion, the ${datasource} variable of type
 #      datasource/prometheus, `namespace` and `cluster` variables, every panel
 #      and target on ${datasource}.
@@ -108,6 +111,7 @@ root, catalog_file, tmp, promtool = sys.argv[1:5]
 mode = sys.argv[5]
 catalog = {m["name"]: set(m["labels"]) for m in json.load(open(catalog_file))}
 ALLOWED = {"up": None, "ALERTS": None, "scrape_duration_seconds": None}
+MUST_BE_SHOWN = ("lifeboat_remediation_", "lifeboat_alertmanager_", "lifeboat_journal_")
 SEVERITIES = {"critical", "warning", "info"}
 PLAYBOOKS = {"node-loss", "cnpg-instance-lost", "wal-archive-reset", "volsync-restore", "garage-meta-restore",
              "stale-cleanup", "mariadb-instance-lost", "none"}
@@ -309,6 +313,12 @@ for p in walk(dash.get("panels", [])):
 if mode == "exprs":
     for where, expr in exprs:
         check_expr(where, expr)
+    # Remediation and the Alertmanager intake are watched only through these:
+    # each of their metrics must be used by an alert or a dashboard panel.
+    used = {tok for _, expr in exprs for tok in re.findall(r"lifeboat_[a-z_]+", expr)}
+    for name in sorted(catalog):
+        if name.startswith(MUST_BE_SHOWN) and name not in used:
+            err(dash_file, f"{name} is used by no alert in {rules_file} and no panel; every {'/'.join(p + '*' for p in MUST_BE_SHOWN)} metric must be")
     # Every expression as a recording rule, one group each so promtool names the origin.
     groups = [{"name": where, "rules": [{"record": f"check:expr_{i}", "expr": expr}]}
               for i, (where, expr) in enumerate(exprs)]

@@ -685,16 +685,14 @@ async fn start_remediation(
     };
     tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
     let journal = remediator.journal.clone();
+    let (stats_client, stats_config) = (remediator.client.clone(), remediator.config.clone());
     let stats_leader = leader.clone();
     let handle = leader.clone();
     let task = tokio::spawn(remediator.run_forever(Some(leader)));
     tokio::spawn(async move {
         loop {
-            match journal.list().await {
-                Ok(records) => {
-                    let stats = crate::act::stats::RemediationStats::from_records(&records, stats_leader.is_leader(), chrono::Utc::now());
-                    *hub.remediation.write().expect("stats lock poisoned") = Some(stats);
-                }
+            match crate::act::stats::refresh(&journal, &stats_client, &stats_config, stats_leader.is_leader()).await {
+                Ok(stats) => *hub.remediation.write().expect("stats lock poisoned") = Some(stats),
                 Err(error) => tracing::warn!(%error, "reading the journal for metrics failed"),
             }
             tokio::time::sleep(Duration::from_secs(15)).await;

@@ -128,3 +128,26 @@ async fn metrics_follow_the_cluster_through_a_node_loss() {
     mark_node_ready(&client, &doomed).await;
     eventually(&base, "node back", |s| value(s, "lifeboat_node_lost", &[("node", &doomed)]).is_none()).await;
 }
+
+/// A Flux object a run left suspended (spec.suspend plus the annotation the
+/// runner writes) is listed until it is resumed, through the live watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_kept_suspended_by_a_run_follows_the_watch() {
+    let cp = control_plane_holding_back(&[HELD_BACK]);
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "exporter-kept").await;
+    let mut held = kustomization(&ns, "postgres", true, "True");
+    held["metadata"]["annotations"] = json!({lifeboat::act::runner::KEPT_SUSPENDED_ANNOTATION: "by lifeboat wal-archive-reset for database/postgres"});
+    create(&client, held, None).await;
+
+    let hub = lifeboat::cli::start_live_hub(test_config(), client.clone());
+    let base = serve(hub.clone()).await;
+    let labels = [("kind", "Kustomization"), ("namespace", ns.as_str()), ("name", "postgres")];
+    eventually(&base, "held suspended", |s| value(s, "lifeboat_remediation_flux_kept_suspended", &labels) == Some(1.0)).await;
+
+    // `flux resume` sets spec.suspend false and leaves the annotation.
+    let api = api_for(&client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&ns)).await;
+    api.patch("postgres", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
+    let s = eventually(&base, "resumed", |s| value(s, "lifeboat_flux_suspended", &labels) == Some(0.0)).await;
+    assert_eq!(value(&s, "lifeboat_remediation_flux_kept_suspended", &labels), None);
+}

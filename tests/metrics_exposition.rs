@@ -112,10 +112,12 @@ fn remediation_metrics_come_from_the_journal() {
     let snap = Snapshot::build(state, &Config::default(), &GarageProbe::default());
     let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
     let plan = lifeboat::plan::playbooks::plan("cnpg-instance-lost", &snap.state, &snap.findings, &trigger).unwrap();
+    let steps = plan.steps.len() as f64;
     let requested = at("2026-11-25T11:00:00Z");
     let waiting = RunRecord::new(&plan, RunTrigger::from(&trigger), Mode::Approve, "alertmanager", requested);
     let mut done = RunRecord::new(&plan, RunTrigger::from(&trigger), Mode::Auto, "alertmanager", requested);
     done.status.phase = lifeboat::journal::Phase::Succeeded;
+    done.status.finished_at = Some(at("2026-11-25T11:50:00Z"));
     let stats = RemediationStats::from_records(&[waiting, done], true, at("2026-11-25T12:00:00Z"));
     assert_eq!(stats.active, 1);
 
@@ -127,14 +129,42 @@ fn remediation_metrics_come_from_the_journal() {
     assert_eq!(value(&s, "lifeboat_remediation_active_runs", &[]), Some(1.0));
     assert_eq!(value(&s, "lifeboat_remediation_runs", &[("playbook", "cnpg-instance-lost"), ("phase", "awaiting_approval")]), Some(1.0));
     assert_eq!(value(&s, "lifeboat_remediation_runs", &[("playbook", "cnpg-instance-lost"), ("phase", "succeeded")]), Some(1.0));
-    assert_eq!(value(&s, "lifeboat_remediation_steps", &[("playbook", "cnpg-instance-lost"), ("state", "pending")]), Some(2.0 * plan.steps.len() as f64), "two runs, no step started");
+    assert_eq!(value(&s, "lifeboat_remediation_steps", &[("playbook", "cnpg-instance-lost"), ("state", "pending")]), Some(2.0 * steps), "two runs of the plan's steps");
     assert_eq!(value(&s, "lifeboat_remediation_time_in_phase_seconds", &[("phase", "awaiting_approval")]), Some(3600.0));
+    assert_eq!(value(&s, "lifeboat_remediation_active_steps", &[("playbook", "cnpg-instance-lost"), ("state", "pending")]), Some(steps), "the waiting run only");
+    assert_eq!(value(&s, "lifeboat_remediation_approval_wait_seconds", &[("playbook", "cnpg-instance-lost")]), Some(3600.0));
+    assert_eq!(value(&s, "lifeboat_remediation_approval_window_seconds", &[]), Some(3600.0), "remediation.approvalTtl, default 1h");
+    assert_eq!(value(&s, "lifeboat_remediation_last_finished_timestamp_seconds", &[("playbook", "cnpg-instance-lost"), ("phase", "succeeded")]), Some(1795607400.0));
+    assert_eq!(value(&s, "lifeboat_remediation_kill_switch_engaged", &[]), Some(0.0));
     for sample in &s {
         let def = catalog::find(&sample.name).unwrap();
         let mut expected: Vec<&str> = def.labels.to_vec();
         expected.sort();
         assert_eq!(sample.labels.keys().map(String::as_str).collect::<Vec<_>>(), expected, "{}", sample.name);
     }
+}
+
+#[test]
+fn flux_objects_a_run_keeps_suspended_are_listed() {
+    let kept = |ns: &str, name: &str, suspended: bool| {
+        let mut k = kustomization(ns, name, suspended, "True");
+        k["metadata"]["annotations"] = json!({
+            "lifeboat.dev/kept-suspended": "by lifeboat wal-archive-reset for database/postgres",
+            "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        });
+        k
+    };
+    let s = render(vec![
+        kept("database", "postgres", true),
+        // Resumed by hand: `flux resume` leaves the annotation behind.
+        kept("apps", "forgejo", false),
+        kustomization("flux-system", "teslamate", true, "True"),
+    ]);
+    let held = |ns: &str, name: &str| value(&s, "lifeboat_remediation_flux_kept_suspended", &[("kind", "Kustomization"), ("namespace", ns), ("name", name)]);
+    assert_eq!(held("database", "postgres"), Some(1.0));
+    assert_eq!(held("apps", "forgejo"), None, "not suspended any more");
+    assert_eq!(held("flux-system", "teslamate"), None, "suspended, but not by a run");
+    assert_eq!(value(&s, "lifeboat_flux_suspended", &[("kind", "Kustomization"), ("namespace", "flux-system"), ("name", "teslamate")]), Some(1.0));
 }
 
 fn state_of_nothing() -> lifeboat::cluster::ClusterState {

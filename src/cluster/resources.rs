@@ -892,13 +892,24 @@ pub struct FluxStatus {
 flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
 
+/// Annotations a finding reads; every other one is dropped from the cache.
+pub const KEPT_ANNOTATIONS: &[&str] = &[crate::act::runner::KEPT_SUSPENDED_ANNOTATION];
+
 /// Drops the metadata no finding reads before an object is cached: managed
-/// fields, annotations (last-applied configuration can be larger than the
-/// rest of the object), uid, resourceVersion, generateName. Writes never use
-/// the cache: they re-read the live object.
+/// fields, annotations other than [`KEPT_ANNOTATIONS`] (last-applied
+/// configuration can be larger than the rest of the object), uid,
+/// resourceVersion, generateName. Writes never use the cache: they re-read
+/// the live object.
 pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
-    meta.annotations = None;
+    meta.annotations = meta
+        .annotations
+        .take()
+        .map(|mut kept| {
+            kept.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
+            kept
+        })
+        .filter(|kept| !kept.is_empty());
     meta.uid = None;
     meta.resource_version = None;
     meta.generate_name = None;

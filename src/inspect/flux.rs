@@ -16,6 +16,10 @@ pub struct FluxFinding {
     /// None when no Ready condition was ever written.
     pub ready: Option<bool>,
     pub reason: Option<String>,
+    /// Why a remediation run left it suspended on purpose (the
+    /// `lifeboat.dev/kept-suspended` annotation), while it is suspended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_suspended: Option<String>,
 }
 
 pub fn inspect(ctx: &Context) -> Vec<FluxFinding> {
@@ -31,12 +35,18 @@ fn finding(
     status: &FluxStatus,
 ) -> FluxFinding {
     let ready = find_condition(&status.conditions, "Ready");
+    let suspended = spec.suspend.unwrap_or(false);
+    let kept = meta.annotations.as_ref().and_then(|a| a.get(crate::act::runner::KEPT_SUSPENDED_ANNOTATION));
     FluxFinding {
         kind,
         namespace: namespace(meta).to_string(),
         name: name(meta).to_string(),
-        suspended: spec.suspend.unwrap_or(false),
+        suspended,
         ready: ready.map(|c| c.status == "True"),
         reason: ready.and_then(|c| c.reason.clone()),
+        // Resumed by hand: no longer held, though the annotation stays
+        // (`flux resume` only sets spec.suspend false and updates the object
+        // as read: fluxcd/flux2 cmd/flux/resume.go, resumeCommand.run).
+        kept_suspended: kept.filter(|_| suspended).cloned(),
     }
 }

@@ -312,7 +312,21 @@ impl prometheus_client::collector::Collector for Collector {
                 &REMEDIATION_TIME_IN_PHASE,
                 stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect(),
             )?;
+            family(&mut enc, &REMEDIATION_ACTIVE_STEPS, pairs(&stats.active_steps))?;
+            family(&mut enc, &REMEDIATION_APPROVAL_WAIT, stats.approval_wait.iter().map(|(p, secs)| (vec![owned(p.clone())], *secs)).collect())?;
+            family(&mut enc, &REMEDIATION_APPROVAL_WINDOW, vec![(vec![], hub.config.remediation.approval_ttl.0.as_secs_f64())])?;
+            family(
+                &mut enc,
+                &REMEDIATION_LAST_FINISHED,
+                stats.last_finished.iter().map(|((a, b), t)| (vec![owned(a.clone()), owned(b.clone())], ts(*t))).collect(),
+            )?;
+            family(&mut enc, &REMEDIATION_KILL_SWITCH, vec![(vec![], flag(stats.kill_switch))])?;
         }
+        family(
+            &mut enc,
+            &REMEDIATION_FLUX_KEPT_SUSPENDED,
+            f.flux.iter().filter(|x| x.kept_suspended.is_some()).map(|x| (fid(x), 1.0)).collect(),
+        )?;
         family(
             &mut enc,
             &CONFIG_PROBLEM,
