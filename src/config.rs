@@ -440,12 +440,6 @@ pub struct KanidmConfig {
     /// The `Kanidm` resource: StatefulSet `<name>-<replicaGroup>`, Secret `<name>-admin-passwords`.
     pub name: String,
     pub replica_group: String,
-    pub image: String,
-    /// `KANIDM_DOMAIN`; the playbook plans nothing until it is set.
-    pub domain: Option<String>,
-    pub tls_secret: String,
-    /// Flux object (`Kind/name` in `namespace`) suspended during the reset.
-    pub flux: Option<String>,
     /// OIDC consumers bounced afterwards, `Kind/namespace/name` (Deployment or StatefulSet).
     pub oidc_clients: Vec<String>,
     pub timeout: Dur,
@@ -457,10 +451,6 @@ impl Default for KanidmConfig {
             namespace: "identity".into(),
             name: "kanidm".into(),
             replica_group: "default".into(),
-            image: "docker.io/kanidm/server:1.11.1".into(),
-            domain: None,
-            tls_secret: "kanidm-tls".into(),
-            flux: Some("Kustomization/kanidm".into()),
             oidc_clients: vec![],
             timeout: Dur::mins(5),
         }
@@ -592,12 +582,6 @@ impl Config {
         }
         if let Err(e) = kind_and_name(&self.garage.restore.workload) {
             problems.push(format!("garage.restore.workload: {e}"));
-        }
-        if self.kanidm.domain.as_deref() == Some("") {
-            problems.push("kanidm.domain: must not be empty (or null)".into());
-        }
-        if let Some(Err(e)) = self.kanidm.flux.as_deref().map(flux_kind_and_name) {
-            problems.push(format!("kanidm.flux: {e}"));
         }
         for client in &self.kanidm.oidc_clients {
             if let Err(e) = oidc_client(client) {

@@ -150,8 +150,11 @@ fn job_playbook_config_is_validated() {
     let ok = "s3Restore:\n  defaultTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: r, image: i, args: ['{{pvc}} ${SHELL_VAR}']}]\n";
     assert!(Config::parse(ok).is_ok(), "shell ${{}} is not a placeholder");
     assert!(Config::parse("s3Restore:\n  sucessMarker: x\n").unwrap_err().contains("sucessMarker"), "unknown keys are refused");
-    let err = Config::parse("kanidm:\n  flux: kustomization/kanidm\n  oidcClients: [Deployment/forgejo]\n").unwrap_err();
-    assert!(err.contains("kanidm.flux") && err.contains("kanidm.oidcClients"), "{err}");
+    let err = Config::parse("kanidm:\n  oidcClients: [Deployment/forgejo]\n").unwrap_err();
+    assert!(err.contains("kanidm.oidcClients"), "{err}");
+    // The keys of the Job-based reset are gone: named, they are refused, not ignored.
+    let err = Config::parse("kanidm:\n  domain: idm.example.com\n").unwrap_err();
+    assert!(err.contains("domain"), "{err}");
     let err = Config::parse("garage:\n  restore:\n    workload: garage\n    backup: {s3: {}}\n").unwrap_err();
     assert!(err.contains("s3") || err.contains("workload"), "{err}");
     let ok = Config::parse("garage:\n  restore:\n    backup: {nfs: {server: nas, path: /mnt/meta-backup}}\n").unwrap();

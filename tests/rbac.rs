@@ -629,7 +629,6 @@ async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
     create(&r.admin, kustomization(ns, "kanidm", false, "True"), None).await;
     let mut config = Config { discovery_interval: Dur::secs(1), ..Config::default() };
     config.kanidm.namespace = ns.to_string();
-    config.kanidm.domain = Some("idm.example.com".into());
     config.kanidm.oidc_clients = vec![format!("Deployment/{ns}/web")];
     let snapshot = live_snapshot(&r.admin, &config).await;
     let plan = lifeboat::plan::playbooks::plan("kanidm-credential-reset", &snapshot.state, &snapshot.findings, &Default::default()).expect("plans");

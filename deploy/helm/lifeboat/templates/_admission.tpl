@@ -25,9 +25,8 @@ missing parent is "absent", never an error).
 What restore Jobs may use, as JSON: the ServiceAccounts, images, Secrets and
 NFS exports the config names (garage.restore.image/backup, the s3Restore
 templates' containers, Secret volumes and env) plus remediation.jobs.* for
-anything else. Defaults mirror src/config.rs. No playbook runs a Job with
-kanidm.image or kanidm.tlsSecret any more (kanidm-credential-reset execs into
-the running pod), so they are not allowed by default.
+anything else. Defaults mirror src/config.rs. kanidm-credential-reset runs no
+Job (it execs into the running pod), so nothing of Kanidm's is allowed here.
 */}}
 {{- define "lifeboat.admission.jobs" -}}
 {{- $c := .Values.config -}}
