@@ -624,7 +624,7 @@ async fn flux_is_not_resumed_over_a_destination_it_would_re_apply() {
     // sees a new manual trigger and restores again.
     api_for(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns)).await
         .patch("app", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
-    assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&git)).await, vec![Applied::Applied("ReplicationDestination/app-dst".into())]);
+    assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&git)).await, vec![Applied::Written("ReplicationDestination/app-dst".into())]);
     let rd = get(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst").await;
     assert_eq!(rd["spec"]["trigger"]["manual"], "restore-once");
     assert_ne!(rd["spec"]["trigger"]["manual"], rd["status"]["lastManualSync"]);

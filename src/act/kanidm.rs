@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
 use super::jobs::JobError;
-use super::write::patch_locked;
+use super::write::{patch_locked_or_refuse, LockedPatch};
 use crate::plan::job::extract;
 use crate::plan::ObjectRef;
 
@@ -35,22 +35,11 @@ pub fn replica_group_patch(current: &Value, group: &str, replicas: i32) -> std::
 
 pub async fn set_replicas(client: &Client, kanidm: &ObjectRef, group: &str, replicas: i32) -> Result<String> {
     let api: Api<DynamicObject> = super::runner::api(client, kanidm).await.map_err(JobError::Failed)?;
-    let mut refused = None;
-    let result = patch_locked(&api, &kanidm.name, 5, |current| {
-        replica_group_patch(&serde_json::to_value(current).expect("serializes"), group, replicas).unwrap_or_else(|e| {
-            refused = Some(e);
-            None
-        })
-    })
-    .await
-    .map_err(|e| JobError::Failed(e.to_string()))?;
-    if let Some(reason) = refused {
-        return Err(JobError::Refused(format!("{kanidm}: {reason}")));
+    match patch_locked_or_refuse(&api, &kanidm.name, |current| replica_group_patch(current, group, replicas)).await.map_err(|e| JobError::Failed(e.to_string()))? {
+        LockedPatch::Patched => Ok(format!("{kanidm}: replica group {group} set to {replicas} (kaniop scales its StatefulSet)")),
+        LockedPatch::AlreadySo => Ok(format!("{kanidm}: replica group {group} already had {replicas}")),
+        LockedPatch::Refused(reason) => Err(JobError::Refused(format!("{kanidm}: {reason}"))),
     }
-    Ok(match result {
-        Some(_) => format!("{kanidm}: replica group {group} set to {replicas} (kaniop scales its StatefulSet)"),
-        None => format!("{kanidm}: replica group {group} already had {replicas}"),
-    })
 }
 
 /// How much of an exec's output is read.

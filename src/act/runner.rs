@@ -678,23 +678,12 @@ async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<
         }
         Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
             let api = api(client, cluster).await.map_err(StepError::Failed)?;
-            let mut missing = None;
-            let result = patch_locked(&api, &cluster.name, 5, |current| {
-                super::cnpg::plugin_parameter_patch(&serde_json::to_value(current).expect("serializes"), plugin, parameter, value)
-                    .unwrap_or_else(|e| {
-                        missing = Some(e);
-                        None
-                    })
-            })
-            .await
-            .map_err(|e| StepError::Failed(e.to_string()))?;
-            if let Some(reason) = missing {
-                return Err(StepError::Refused(format!("{cluster}: {reason}")));
+            let build = |current: &Value| super::cnpg::plugin_parameter_patch(current, plugin, parameter, value);
+            match super::write::patch_locked_or_refuse(&api, &cluster.name, build).await.map_err(|e| StepError::Failed(e.to_string()))? {
+                super::write::LockedPatch::Patched => Ok(format!("{cluster}: {plugin} {parameter} set to {value}")),
+                super::write::LockedPatch::AlreadySo => Ok(format!("{cluster}: {plugin} {parameter} was already {value}")),
+                super::write::LockedPatch::Refused(reason) => Err(StepError::Refused(format!("{cluster}: {reason}"))),
             }
-            Ok(match result {
-                Some(_) => format!("{cluster}: {plugin} {parameter} set to {value}"),
-                None => format!("{cluster}: {plugin} {parameter} was already {value}"),
-            })
         }
         Action::TaintNode { node, key, value, effect } => {
             let node_ref = ObjectRef { api_version: "v1".into(), kind: "Node".into(), namespace: None, name: node.clone() };

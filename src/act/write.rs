@@ -51,6 +51,35 @@ where
     patch_locked_at(api, name, attempts, false, build).await
 }
 
+/// What [`patch_locked_or_refuse`] did.
+pub enum LockedPatch {
+    Patched,
+    /// `build` found nothing to change.
+    AlreadySo,
+    /// `build` refused: the object is not as the plan expects (the reason).
+    Refused(String),
+}
+
+/// [`patch_locked`] whose `build` may refuse, reading the object as JSON.
+pub async fn patch_locked_or_refuse<F>(api: &Api<DynamicObject>, name: &str, mut build: F) -> Result<LockedPatch, WriteError>
+where
+    F: FnMut(&Value) -> Result<Option<Value>, String>,
+{
+    let mut refused = None;
+    let result = patch_locked(api, name, 5, |current| {
+        build(&serde_json::to_value(current).expect("a DynamicObject serializes")).unwrap_or_else(|reason| {
+            refused = Some(reason);
+            None
+        })
+    })
+    .await?;
+    Ok(match (refused, result) {
+        (Some(reason), _) => LockedPatch::Refused(reason),
+        (None, Some(_)) => LockedPatch::Patched,
+        (None, None) => LockedPatch::AlreadySo,
+    })
+}
+
 async fn patch_locked_at<F>(api: &Api<DynamicObject>, name: &str, attempts: u32, status: bool, mut build: F) -> Result<Option<DynamicObject>, WriteError>
 where
     F: FnMut(&DynamicObject) -> Option<Value>,

@@ -40,7 +40,7 @@ fn excluded(object: &Value) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     Suspended,
-    Applied(String),
+    Written(String),
     Skipped(String),
 }
 
@@ -63,7 +63,7 @@ pub async fn reconcile(client: &Client, ns: &str, name: &str, desired: &[Value])
             continue;
         }
         api.patch(object_name, &PatchParams::apply("kustomize-controller").force(), &Patch::Apply(object)).await.unwrap();
-        out.push(Applied::Applied(id));
+        out.push(Applied::Written(id));
     }
     out
 }

@@ -101,7 +101,7 @@ pub async fn play_kanidmd(client: Client, ns: String, sts: String, kubelet: Arc<
         for p in pods.list(&ListParams::default()).await.unwrap().items {
             let p = serde_json::to_value(p).unwrap();
             let pod = p["metadata"]["name"].as_str().unwrap().to_string();
-            if !pod.strip_prefix(&format!("{sts}-")).is_some_and(|o| o.parse::<u32>().is_ok()) {
+            if pod.strip_prefix(&format!("{sts}-")).is_none_or(|o| o.parse::<u32>().is_err()) {
                 continue;
             }
             let running = super::players::pod_ready(&p);
