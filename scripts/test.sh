@@ -40,9 +40,10 @@ done
 
 step "control plane (kube-apiserver + etcd from upstream Go modules; cached)"
 scripts/build-control-plane.sh
-"target/control-plane/v1.35.4/bin/kube-apiserver" --version
+control_plane="${LIFEBOAT_CONTROL_PLANE_DIR:-target/control-plane/v1.35.4}"
+"$control_plane/bin/kube-apiserver" --version
 # sed reads everything: `head` would SIGPIPE the writer and fail under pipefail.
-"target/control-plane/v1.35.4/bin/etcd" --version | sed -n 1p
+"$control_plane/bin/etcd" --version | sed -n 1p
 
 step "upstream CRDs (from the operators' Go modules; cached)"
 scripts/fetch-crds.sh
