@@ -483,8 +483,9 @@ async fn the_node_coming_back_mid_run_refuses_the_pvc_deletion() {
 }
 
 mod credentials {
-    //! kanidm-credential-reset: the passwords go from the Jobs' logs (served
-    //! by the stand-in kubelet through pods/log) into the Secret and nowhere else.
+    //! kanidm-credential-reset: the passwords go from `kanidmd recover-account`,
+    //! run by pods/exec in the live pod (the real apiserver translating to SPDY
+    //! for the stand-in kubelet), into the Secret and nowhere else.
 
     use super::*;
     use k8s_openapi::api::core::v1::Secret;
@@ -563,7 +564,6 @@ mod credentials {
         secret.data.unwrap()[key].0.clone()
     }
 
-    #[ignore = "exec through the apiserver times out at the stand-in kubelet's SPDY answer (unfinished)"]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passwords_go_into_the_secret_and_nowhere_else() {
         let logs = captured_logs();
@@ -656,7 +656,6 @@ mod credentials {
         role
     }
 
-    #[ignore = "needs the stand-in kubelet's SPDY exec (unfinished)"]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_shipped_remediation_rbac_is_enough_and_cannot_read_the_secret() {
         let dir = tempfile::tempdir().unwrap();
