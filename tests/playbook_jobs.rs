@@ -283,7 +283,6 @@ fn restore_prints(ok: bool, output: &str) -> Behaviour {
     Arc::new(move |_: &str| (ok, output.clone()))
 }
 
-#[ignore = "fails at its line 293 assertion on the new flow; not yet diagnosed"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_template() {
     let s = kanidm_scene("s3r-e2e", true).await;

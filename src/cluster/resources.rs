@@ -895,7 +895,9 @@ flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmrele
 /// Drops the metadata no finding reads before an object is cached: managed
 /// fields, annotations (last-applied configuration can be larger than the
 /// rest of the object), uid, resourceVersion, generateName. Writes never use
-/// the cache: they re-read the live object.
+/// the cache: they re-read the live object. An owner keeps its apiVersion:
+/// a kind alone does not say which operator owns the object (s3-restore
+/// stops a StatefulSet through its kaniop.rs `Kanidm`).
 pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     meta.annotations = None;
@@ -905,6 +907,21 @@ pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.generation = None;
     for owner in meta.owner_references.iter_mut().flatten() {
         owner.uid = String::new();
-        owner.api_version = String::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn a_cached_owner_keeps_its_api_version() {
+        let owner = OwnerReference { api_version: "kaniop.rs/v1beta1".into(), kind: "Kanidm".into(), name: "kanidm".into(), uid: "1234".into(), ..Default::default() };
+        let mut meta = ObjectMeta { owner_references: Some(vec![owner]), uid: Some("5678".into()), ..Default::default() };
+        strip_metadata(&mut meta);
+        let owner = &meta.owner_references.unwrap()[0];
+        assert_eq!((owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()), ("kaniop.rs/v1beta1", "Kanidm", ""));
+        assert_eq!(meta.uid, None);
     }
 }
