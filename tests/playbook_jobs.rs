@@ -416,7 +416,7 @@ async fn a_failed_restore_job_stops_the_run_with_its_output_and_flux_stays_suspe
     assert_eq!(flux["spec"]["suspend"], true, "held suspended: {flux:#}");
     assert!(flux["metadata"]["annotations"]["lifeboat.dev/kept-suspended"].as_str().is_some_and(|why| why.contains("s3-restore")), "{flux:#}");
     assert_eq!(report.flux_left_suspended, vec![format!("Kustomization {}/kanidm", s.ns)]);
-    assert!(report.remaining_commands().iter().any(|c| c.contains("--replicas=1")), "the report says how to finish by hand");
+    assert!(report.remaining_commands().iter().any(|c| c.contains("kanidm") && c.contains("replicaGroups[name=default].replicas: 1")), "the report says how to finish by hand (kaniop owns the StatefulSet): {:?}", report.remaining_commands());
 
     // The failed Job is evidence: a resumed run does not re-create it.
     let again = resume(&s.client, &plan, &plan.hash(), &fast(), from_step(&report, "restore"), &|_| {}).await;
@@ -748,6 +748,11 @@ mod garage {
         let pv = format!("{ns}-garage-meta");
         create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &healthy, &ns, "garage-meta"), None).await;
         create(&client, pvc(&ns, "garage-meta", &pv, json!({})), None).await;
+        // The claim holding the snapshots (garage.restore.backup below): the
+        // restore Job's pod mounts it, so without it the pod never starts.
+        let backup_pv = format!("{ns}-garage-meta-backup");
+        create(&client, pv_pinned(&backup_pv, "kubernetes.io/hostname", &healthy, &ns, "garage-meta-backup"), None).await;
+        create(&client, pvc(&ns, "garage-meta-backup", &backup_pv, json!({})), None).await;
         create(&client, workload_object("Deployment", &ns, "garage", json!({"helm.toolkit.fluxcd.io/name": "garage", "helm.toolkit.fluxcd.io/namespace": ns})), None).await;
         create(&client, json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "garage", "namespace": ns},
             "spec": {"interval": "2h", "chartRef": {"kind": "OCIRepository", "name": "garage-app"}}}), None).await;
