@@ -176,10 +176,12 @@ fn data_frame(stream: u32, flags: u8, data: &[u8]) -> Vec<u8> {
 /// the frame) uses the SPDY dictionary only when the zlib header asks for it
 /// (FDICT), so this side sends a plain zlib header once, then each block as
 /// a stored deflate block closed by a sync flush, the empty stored block
-/// `00 00 00 ff ff` (RFC 1951 3.2.4, zlib `Z_SYNC_FLUSH`, as SPDY/3 section
-/// 2.6.10.1 asks). Without it Go's inflater (`compress/flate` `finishBlock`,
-/// `nextBlock`) reads on for the next block header past the frame's end,
-/// keeps the error, and every later header block fails with "compressed
+/// `00 00 00 ff ff` (RFC 1951 3.2.4, zlib `Z_SYNC_FLUSH`, as the SPDY/3
+/// draft's header block compression asks). Go's inflater (go1.26
+/// `compress/flate/inflate.go`) hands out what it has at an empty stored
+/// block (`dataBlock`); after a non-empty one (`finishBlock`, `nextBlock`)
+/// it reads on for the next block header past the frame's end, keeps the
+/// error, and every later header block fails with "compressed
 /// payload size was incorrect": the second stream's reply is lost and
 /// client-go's `CreateStream` gives up after 30 s with "Timeout occurred".
 fn syn_reply(stream: u32, first_block: bool) -> Vec<u8> {
