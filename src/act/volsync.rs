@@ -105,7 +105,12 @@ pub fn ssa_if_not_present(object: &Value) -> bool {
 pub const SSA_KEY: &str = "kustomize.toolkit.fluxcd.io/ssa";
 pub const SSA_IF_NOT_PRESENT: &str = "IfNotPresent";
 
-/// Names of the pods (terminating ones included) that mount the claim.
+/// Names of the pods (terminating ones included) that mount the claim:
+/// those scheduled to a node, as the PVC protection controller counts them
+/// (kubernetes v1.35.4 `pkg/controller/volume/pvcprotection/
+/// pvc_protection_controller.go` `podUsesPVC`). A pod with no node yet, such
+/// as a backup CronJob's pod Pending on the lost node's claim, mounts nothing,
+/// and the kubelet never starts a pod whose claim is being deleted.
 pub async fn claim_users(client: &Client, pvc: &ObjectRef) -> Result<Vec<String>, String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), pvc.namespace.as_deref().unwrap_or_default());
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
@@ -113,7 +118,10 @@ pub async fn claim_users(client: &Client, pvc: &ObjectRef) -> Result<Vec<String>
         .items
         .iter()
         .filter(|p| {
-            p.spec.as_ref().is_some_and(|s| s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name)))
+            p.spec.as_ref().is_some_and(|s| {
+                s.node_name.as_deref().is_some_and(|n| !n.is_empty())
+                    && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+            })
         })
         .map(|p| p.metadata.name.clone().unwrap_or_default())
         .collect())

@@ -899,7 +899,9 @@ pub const KEPT_ANNOTATIONS: &[&str] = &[crate::act::runner::KEPT_SUSPENDED_ANNOT
 /// fields, annotations other than [`KEPT_ANNOTATIONS`] (last-applied
 /// configuration can be larger than the rest of the object), uid,
 /// resourceVersion, generateName. Writes never use the cache: they re-read
-/// the live object.
+/// the live object. An owner keeps its apiVersion: a kind alone does not say
+/// which operator owns the object (s3-restore stops a StatefulSet through its
+/// kaniop.rs `Kanidm`).
 pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     meta.annotations = meta
@@ -916,6 +918,21 @@ pub fn strip_metadata(meta: &mut ObjectMeta) {
     meta.generation = None;
     for owner in meta.owner_references.iter_mut().flatten() {
         owner.uid = String::new();
-        owner.api_version = String::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn a_cached_owner_keeps_its_api_version() {
+        let owner = OwnerReference { api_version: "kaniop.rs/v1beta1".into(), kind: "Kanidm".into(), name: "kanidm".into(), uid: "1234".into(), ..Default::default() };
+        let mut meta = ObjectMeta { owner_references: Some(vec![owner]), uid: Some("5678".into()), ..Default::default() };
+        strip_metadata(&mut meta);
+        let owner = &meta.owner_references.unwrap()[0];
+        assert_eq!((owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()), ("kaniop.rs/v1beta1", "Kanidm", ""));
+        assert_eq!(meta.uid, None);
     }
 }

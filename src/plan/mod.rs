@@ -169,7 +169,8 @@ pub enum WaitCondition {
     /// `latestMoverStatus.result` must be Successful (a bare result can be
     /// left from an earlier sync); fails at once if the object is paused.
     VolsyncManualSyncDone { token: String },
-    /// No pod (not even a terminating one) mounts the PVC, or it is gone.
+    /// No pod scheduled to a node (not even a terminating one) mounts the
+    /// PVC, or it is gone (see `act::volsync::claim_users`).
     ClaimUnused,
     /// A scaled-down workload reports no replicas left (`status.replicas` 0).
     NoReplicas,
@@ -392,9 +393,9 @@ impl Step {
                         q(token)
                     ),
                     WaitCondition::ClaimUnused => format!(
-                        "kubectl get pods{ns} -o {}  # until empty (timeout {timeout_seconds}s)",
+                        "kubectl get pods{ns} -o {}  # until no pod has a node after = (an unscheduled pod mounts nothing; timeout {timeout_seconds}s)",
                         q(&format!(
-                            "jsonpath={{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}} {{end}}",
+                            "jsonpath={{range .items[?(@.spec.volumes[*].persistentVolumeClaim.claimName==\"{}\")]}}{{.metadata.name}}={{.spec.nodeName}} {{end}}",
                             object.name
                         ))
                     ),

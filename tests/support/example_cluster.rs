@@ -10,8 +10,9 @@
 //! * pods lose `status.qosClass` (the apiserver derives it from resources
 //!   the dump leaves out); Jobs lose their generated selector and controller-uid template labels
 //!   (the apiserver generates them);
-//! * the Kanidm CR (kaniop.rs) is left out: no CRD for it is available (its
-//!   StatefulSet keeps the ownerReference);
+//! * the Kanidm CR (kaniop.rs) is served by the stand-in CRD of
+//!   support::kaniop (kaniop ships no CRD manifest); its StatefulSet keeps
+//!   the dump's ownerReference (no garbage collector runs here);
 //! * the lost node went NotReady 40 minutes before *now* (the dump: before
 //!   its capture), so the node-lost grace has passed whatever the clock says.
 #![allow(dead_code)]
@@ -89,7 +90,10 @@ pub async fn load(client: &Client, prefix: &str) -> ExampleCluster {
 /// [`load`] without the objects of `skipped_api_versions` (their CRDs held back).
 pub async fn load_except(client: &Client, prefix: &str, skipped_api_versions: &[&str]) -> ExampleCluster {
     let mut objects = objects();
-    objects.retain(|o| o["apiVersion"] != "kaniop.rs/v1beta1" && !skipped_api_versions.iter().any(|v| o["apiVersion"] == *v));
+    objects.retain(|o| !skipped_api_versions.iter().any(|v| o["apiVersion"] == *v));
+    if objects.iter().any(|o| o["apiVersion"] == super::kaniop::KANIDM) {
+        super::kaniop::install_crd(client).await;
+    }
     let namespaces: BTreeSet<String> = objects.iter().filter_map(|o| o["metadata"]["namespace"].as_str().map(String::from)).collect();
     let mut nodes: BTreeSet<String> = objects.iter().filter(|o| o["kind"] == "Node").map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect();
     nodes.insert("node-04-pve".into()); // no Node object, but a PV is pinned to it

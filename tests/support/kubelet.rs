@@ -171,17 +171,29 @@ fn data_frame(stream: u32, flags: u8, data: &[u8]) -> Vec<u8> {
 }
 
 /// A SYN_REPLY with no headers. Header blocks are one zlib stream per
-/// direction; spdystream's reader (`zlib.NewReaderDict`) uses the SPDY
-/// dictionary only when the zlib header asks for it (FDICT), so this side
-/// sends a plain zlib header once, then each block as a stored deflate block.
+/// direction; spdystream's reader (moby/spdystream v0.5.1 `spdy/read.go`
+/// `uncorkHeaderDecompressor`: `zlib.NewReaderDict` over a reader limited to
+/// the frame) uses the SPDY dictionary only when the zlib header asks for it
+/// (FDICT), so this side sends a plain zlib header once, then each block as
+/// a stored deflate block closed by a sync flush, the empty stored block
+/// `00 00 00 ff ff` (RFC 1951 3.2.4, zlib `Z_SYNC_FLUSH`, as the SPDY/3
+/// draft's header block compression asks). Go's inflater (go1.26
+/// `compress/flate/inflate.go`) hands out what it has at an empty stored
+/// block (`dataBlock`); after a non-empty one (`finishBlock`, `nextBlock`)
+/// it reads on for the next block header past the frame's end, keeps the
+/// error, and every later header block fails with "compressed
+/// payload size was incorrect": the second stream's reply is lost and
+/// client-go's `CreateStream` gives up after 30 s with "Timeout occurred".
 fn syn_reply(stream: u32, first_block: bool) -> Vec<u8> {
     let block = 0u32.to_be_bytes(); // number of header pairs: 0
     let mut compressed = if first_block { vec![0x78, 0x01] } else { vec![] };
-    let len = block.len() as u16;
-    compressed.push(0x00); // not final, stored
-    compressed.extend_from_slice(&len.to_le_bytes());
-    compressed.extend_from_slice(&(!len).to_le_bytes());
-    compressed.extend_from_slice(&block);
+    for data in [&block[..], &[]] {
+        let len = data.len() as u16;
+        compressed.push(0x00); // not final, stored
+        compressed.extend_from_slice(&len.to_le_bytes());
+        compressed.extend_from_slice(&(!len).to_le_bytes());
+        compressed.extend_from_slice(data);
+    }
     let mut frame = vec![0x80, 0x03];
     frame.extend_from_slice(&SYN_REPLY.to_be_bytes());
     frame.push(0);
@@ -202,8 +214,11 @@ fn exit_status(command: &[String], code: i32) -> String {
            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}}).to_string()
 }
 
-/// The kubelet's side of an SPDY exec (kubernetes v1.35 `pkg/kubelet/cri/
-/// streaming/remotecommand/httpstream.go`): answer the upgrade with
+/// The kubelet's side of an SPDY exec (k8s.io/kubelet v0.35.4, staged from
+/// kubernetes v1.35.4, `pkg/cri/streaming/remotecommand/httpstream.go`
+/// `createHTTPStreamStreams`; v1.35 has no gate making the apiserver speak
+/// WebSockets to the kubelet for exec, only `PortForwardWebsockets` for
+/// port-forward): answer the upgrade with
 /// `101`, `Upgrade: SPDY/3.1` and the chosen `X-Stream-Protocol-Version`
 /// (v4.channel.k8s.io), accept the client's streams with SYN_REPLY, and once
 /// all expected streams exist (client-go `remotecommand/v2.go`
@@ -211,6 +226,8 @@ fn exit_status(command: &[String], code: i32) -> String {
 /// if asked, stderr if asked and no tty; the SYN_STREAM header blocks are
 /// not decoded, the order identifies them), run the command, send its
 /// stdout then FIN, and the exit status on the error stream then FIN.
+/// The apiserver's PINGs (every 5 s, `streamtranslator.go`) go unanswered:
+/// client-go only logs a failed ping, and these execs finish sooner.
 async fn serve_exec<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, head: &str, handler: Option<ExecHandler>) {
     let target = head.split_whitespace().nth(1).unwrap_or("");
     let query = target.split_once('?').map_or("", |(_, q)| q);

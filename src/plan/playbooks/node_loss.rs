@@ -111,6 +111,10 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         .flat_map(|part| part.plan.steps.iter())
         .filter_map(|s| match &s.action {
             Action::Scale { object, replicas } if *replicas > 0 => Some(object.clone()),
+            // kaniop scales its StatefulSet `<kanidm>-<group>` from the group.
+            Action::SetKanidmReplicas { kanidm, group, replicas } if *replicas > 0 => {
+                Some(ObjectRef::namespaced("apps/v1", "StatefulSet", kanidm.namespace.as_deref().unwrap_or_default(), &format!("{}-{group}", kanidm.name)))
+            }
             _ => None,
         })
         .collect();
