@@ -626,6 +626,73 @@ mod e2e {
         println!("RECOVERY wall={wall:.2}s sum_of_steps={sum:.2}s parallel_speedup={:.2}x steps={} phases={}", sum / wall.max(0.001), done.status.steps.len(), plan.phases.len());
     }
 
+    /// The OpenEBS hostpath provisioner ran only on the lost node (its pod
+    /// tolerates the unreachable taint, so it was never evicted): triage says
+    /// so, the run force-deletes it, waits for its replacement to lead, and
+    /// only then re-creates claims, which the played provisioner binds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovers_with_the_provisioner_stranded_on_the_lost_node() {
+        use support::provisioner::{self, STRANDED_POD};
+        let mut s = scene("nlprov", ApprovalScope::Once).await;
+        // Kanidm's s3-restore is left out (no restore template: it deletes
+        // nothing): its claim-release wait is not what this test is about.
+        s.config.s3_restore.apps.clear();
+        let openebs = provisioner::install(&s.client, &s.example).await;
+        let provisioning = provisioner::spawn(&Cluster::of(&s.client, &s.example));
+
+        let snap = snapshot(&s).await;
+        let report = lifeboat::triage::triage(&snap.state, &snap.findings, Some(&s.example.lost_node()));
+        let text = lifeboat::triage::render_text(&report);
+        assert!(text.contains(&format!("openebs.io/local pod {openebs}/{STRANDED_POD} on {}", s.example.lost_node())) && text.contains("stays Pending"), "{text}");
+
+        let run = submit_node_loss(&s).await;
+        let plan = &run.spec.plan;
+        let key = format!("provisioner-{openebs}-{STRANDED_POD}");
+        let wait = format!("{key}.ready-elsewhere");
+        assert!(plan.steps.iter().any(|st| st.id == format!("{key}.force-delete")), "{}", plan.render_text());
+        // The lost node's openebs-hostpath claims the run re-creates (sonarr's class is topolvm's).
+        let replaced = [("utils", "forgejo"), ("media", "radarr"), ("database", "storage-mariadb-0"), ("database", "galera-mariadb-0")];
+        let mut old_uids = vec![];
+        for (ns, pvc) in replaced {
+            old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
+        }
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
+        let human = human_confirms(&s, &run.id, false);
+        remediator(&s).run_pending(None).await.unwrap();
+        human.await.unwrap();
+        s.players.assert_alive();
+        provisioning.assert_alive();
+        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        support::graph::assert_run_followed_needs(&done);
+        let waited = state_of(&done, &wait);
+        assert!(waited.detail.as_deref().unwrap_or("").contains("is Ready on"), "{waited:#?}");
+        let back_at = waited.finished_at.unwrap();
+
+        // The stranded pod is gone; its replacement runs on a Ready node.
+        let pods = list(&s, "v1", "Pod").await;
+        let provisioners: Vec<&Value> = pods.iter().filter(|p| p["metadata"]["namespace"] == openebs.as_str()).collect();
+        assert!(provisioners.iter().all(|p| p["metadata"]["name"] != STRANDED_POD), "{provisioners:#?}");
+        assert!(provisioners.iter().any(|p| support::players::pod_ready(p) && p["spec"]["nodeName"] != s.example.lost_node().as_str()), "{provisioners:#?}");
+        // Every re-created claim was provisioned, and created only once the provisioner was back.
+        let bound = provisioning.provisioned.lock().unwrap().clone();
+        for ((ns, pvc), old) in replaced.iter().zip(&old_uids) {
+            let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.example.ns(ns)), pvc).await;
+            assert_ne!(claim["metadata"]["uid"].as_str(), Some(old.as_str()), "{ns}/{pvc} is still the claim on the lost node");
+            assert_eq!(claim["status"]["phase"], "Bound", "{ns}/{pvc} stayed Pending: {claim:#}");
+            let created: chrono::DateTime<chrono::Utc> = claim["metadata"]["creationTimestamp"].as_str().unwrap().parse().unwrap();
+            // creationTimestamp has whole seconds only.
+            assert!(created >= back_at - chrono::Duration::seconds(1), "{ns}/{pvc} was re-created at {created}, before the provisioner was back at {back_at}");
+            let volume = claim["spec"]["volumeName"].as_str().unwrap();
+            assert!(bound.iter().any(|b| b.claim == *pvc && b.volume == volume), "{ns}/{pvc} not bound by the provisioner: {bound:?}");
+            let pv = get(&s.client, "v1", "PersistentVolume", None, volume).await;
+            assert_eq!(pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "openebs.io/local");
+        }
+        assert!(bound.iter().all(|b| b.claim != "sonarr"), "a topolvm-provisioner claim is not OpenEBS's to provision: {bound:?}");
+        drop(provisioning);
+        s.players.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_node_returning_mid_run_stops_it_before_anything_is_destroyed() {
         let mut s = scene("nlback", ApprovalScope::Once).await;

@@ -32,10 +32,10 @@ pub struct KnownProvisioner {
 /// default `localpv.enableLeaderElection: true`); the chart's
 /// templates/_helpers.tpl labels the pod `openebs.io/component-name:
 /// openebs-{{ .Values.localpv.name }}` (values.yaml: `localpv-provisioner`).
-/// Leader election is sigs.k8s.io/sig-storage-lib-external-provisioner v9
-/// controller/controller.go: a Lease named after the provisioner (`/` → `-`,
-/// so `openebs.io-local`) in the pod's namespace, LeaseDuration 15s,
-/// RetryPeriod 2s; client-go's leaderelection takes an unrenewed Lease over
+/// Leader election is sigs.k8s.io/sig-storage-lib-external-provisioner
+/// v9.0.3 controller/controller.go: an Endpoints+Lease lock named after the
+/// provisioner (`/` → `-`, so `openebs.io-local`) in the pod's namespace,
+/// LeaseDuration 15s, RetryPeriod 2s; client-go's leaderelection takes an unrenewed Lease over
 /// only LeaseDuration after first observing it, retrying every RetryPeriod
 /// with jitter factor 1.2: at most 15 + 2 × 2.2 ≈ 20s after the pod starts
 /// (the chart has no readiness probe, so it is Ready as soon as it runs).
