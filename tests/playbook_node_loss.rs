@@ -522,6 +522,25 @@ mod e2e {
         api.get_opt(pvc).await.unwrap().and_then(|p| p.metadata.uid)
     }
 
+    async fn uids(s: &Scene, claims: &[(&str, &str)]) -> Vec<String> {
+        let mut out = vec![];
+        for (ns, pvc) in claims {
+            out.push(uid(s, ns, pvc).await.unwrap_or_else(|| panic!("{ns}/{pvc} exists before")));
+        }
+        out
+    }
+
+    /// Approves the run, runs it with the human confirming the node is gone,
+    /// and returns its journal record.
+    async fn approve_and_run(s: &Scene, run: &RunRecord) -> RunRecord {
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
+        let human = human_confirms(s, &run.id, false);
+        remediator(s).run_pending(None).await.unwrap();
+        human.await.unwrap();
+        s.players.assert_alive();
+        s.journal.get(&run.id).await.unwrap().unwrap()
+    }
+
     /// (Flux object, suspended, kept-suspended annotation present)
     async fn flux_state(s: &Scene) -> Vec<(String, bool, bool)> {
         let mut out = vec![];
@@ -557,17 +576,9 @@ mod e2e {
         let flux_before = flux_state(&s).await;
         assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
         let replaced = [("database", "storage-mariadb-0"), ("database", "galera-mariadb-0"), ("utils", "forgejo"), ("media", "sonarr"), ("media", "radarr"), ("identity", KANIDM_PVC)];
-        let mut old_uids = vec![];
-        for (ns, pvc) in replaced {
-            old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
-        }
+        let old_uids = uids(&s, &replaced).await;
 
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
-        let human = human_confirms(&s, &run.id, false);
-        remediator(&s).run_pending(None).await.unwrap();
-        human.await.unwrap();
-        s.players.assert_alive();
-        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        let done = approve_and_run(&s, &run).await;
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
         support::graph::assert_run_followed_needs(&done);
 
@@ -652,17 +663,9 @@ mod e2e {
         assert!(plan.steps.iter().any(|st| st.id == format!("{key}.force-delete")), "{}", plan.render_text());
         // The lost node's openebs-hostpath claims the run re-creates (sonarr's class is topolvm's).
         let replaced = [("utils", "forgejo"), ("media", "radarr"), ("database", "storage-mariadb-0"), ("database", "galera-mariadb-0")];
-        let mut old_uids = vec![];
-        for (ns, pvc) in replaced {
-            old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
-        }
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
-        let human = human_confirms(&s, &run.id, false);
-        remediator(&s).run_pending(None).await.unwrap();
-        human.await.unwrap();
-        s.players.assert_alive();
+        let old_uids = uids(&s, &replaced).await;
+        let done = approve_and_run(&s, &run).await;
         provisioning.assert_alive();
-        let done = s.journal.get(&run.id).await.unwrap().unwrap();
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
         support::graph::assert_run_followed_needs(&done);
         let waited = state_of(&done, &wait);
