@@ -14,7 +14,7 @@ use crate::plan::ObjectRef;
 /// `takeover_seconds` on a node other than `lost_node`, if one has.
 pub(super) async fn ready_elsewhere(client: &Client, object: &ObjectRef, selector: &BTreeMap<String, String>, lost_node: &str, takeover_seconds: u64) -> Result<Option<String>, String> {
     let ns = object.namespace.as_deref().unwrap_or_default();
-    let labels = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let labels = crate::inspect::provisioners::label_selector(selector);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = pods.list(&ListParams::default().labels(&labels)).await.map_err(|e| format!("listing pods {labels} in {ns}: {e}"))?;
     let now = Utc::now();

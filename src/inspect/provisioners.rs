@@ -70,8 +70,13 @@ impl StrandedProvisioner {
 
     /// `openebs.io/component-name=openebs-localpv-provisioner`.
     pub fn selector_text(&self) -> String {
-        self.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        label_selector(&self.selector)
     }
+}
+
+/// The labels as a label selector (`k=v,k2=v2`).
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// The known provisioners' pods on the `lost` nodes, sorted.

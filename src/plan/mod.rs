@@ -421,7 +421,7 @@ impl Step {
                     ),
                     WaitCondition::ProvisionerReadyElsewhere { selector, lost_node, takeover_seconds } => format!(
                         "kubectl wait pods{ns} -l {} --for=condition=Ready --timeout={timeout_seconds}s  # one on a node other than {}, Ready for {takeover_seconds}s (its leader Lease taken over)",
-                        q(&selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+                        q(&crate::inspect::provisioners::label_selector(selector)),
                         shell::comment(lost_node)
                     ),
                 }
