@@ -85,11 +85,14 @@ pub struct TriageReport {
     pub terminating_on_lost_nodes: Vec<TerminatingPod>,
     /// Recovery points that are missing, stale or failing, cluster-wide.
     pub warnings: Vec<String>,
+    /// Dynamic provisioners whose pod was on a lost node: claims re-created
+    /// in their StorageClasses stay Pending until one runs elsewhere.
+    pub stranded_provisioners: Vec<crate::inspect::provisioners::StrandedProvisioner>,
 }
 
 impl TriageReport {
     pub fn anything_wrong(&self) -> bool {
-        !self.unavailable_nodes.is_empty() || !self.workloads.is_empty() || !self.terminating_on_lost_nodes.is_empty() || !self.warnings.is_empty()
+        !self.unavailable_nodes.is_empty() || !self.workloads.is_empty() || !self.terminating_on_lost_nodes.is_empty() || !self.warnings.is_empty() || !self.stranded_provisioners.is_empty()
     }
 }
 
@@ -136,7 +139,8 @@ pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>
     }
     let lost: std::collections::BTreeSet<String> = findings.lost_nodes().filter(|n| only_node.is_none_or(|o| o == n.node)).map(|n| n.node.clone()).collect();
     let terminating_on_lost_nodes = crate::inspect::nodes::terminating_on_network_storage(state, &crate::inspect::nodes::pinned_nodes(state), &lost);
-    TriageReport { evaluated_at: state.now, unavailable_nodes, pinned_volumes, workloads, terminating_on_lost_nodes, warnings: warnings(findings) }
+    let stranded_provisioners = crate::inspect::provisioners::stranded(state, &lost);
+    TriageReport { evaluated_at: state.now, unavailable_nodes, pinned_volumes, workloads, terminating_on_lost_nodes, warnings: warnings(findings), stranded_provisioners }
 }
 
 fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node: &str) -> AffectedWorkload {
@@ -434,6 +438,7 @@ pub fn render_text(report: &TriageReport) -> String {
         }
         let _ = writeln!(out, "      action:   force-delete them (node-loss does, once the node is confirmed gone), or taint the node node.kubernetes.io/out-of-service=nodeshutdown:NoExecute");
     }
+    render_stranded_provisioners(&mut out, &report.stranded_provisioners);
     let _ = writeln!(out, "\nRECOVERY POINT WARNINGS");
     if report.warnings.is_empty() {
         let _ = writeln!(out, "  none");
@@ -442,4 +447,21 @@ pub fn render_text(report: &TriageReport) -> String {
         let _ = writeln!(out, "  - {w}");
     }
     out
+}
+
+fn render_stranded_provisioners(out: &mut String, stranded: &[crate::inspect::provisioners::StrandedProvisioner]) {
+    use std::fmt::Write;
+    if stranded.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nVOLUME PROVISIONERS ON LOST NODES");
+    for p in stranded {
+        let _ = writeln!(out, "  {} pod {}/{} on {}", p.provisioner, p.namespace, p.pod, p.node);
+        if p.blocks_provisioning() {
+            let _ = writeln!(out, "      note:     no pod of it is Ready elsewhere: every PVC re-created in its StorageClasses stays Pending until it runs on another node");
+            let _ = writeln!(out, "      action:   force-delete the pod so its controller re-creates it elsewhere, and wait until it is Ready (+{}s to take over its leader Lease) before re-creating PVCs (node-loss does)", p.takeover_seconds);
+        } else {
+            let _ = writeln!(out, "      note:     already Ready elsewhere ({}): new claims are provisioned", p.ready_elsewhere.join(", "));
+        }
+    }
 }

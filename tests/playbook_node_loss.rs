@@ -234,6 +234,91 @@ fn pods_on_network_storage_stuck_terminating_are_listed_and_force_deleted_after_
     assert!(node_loss(&example_with(&example_config()), NODE).phases.iter().all(|ph| ph.name != "release"));
 }
 
+/// The example plus the OpenEBS hostpath provisioner's pod on the lost node
+/// (labels as openebs/dynamic-localpv-provisioner v4.0.0's chart sets them),
+/// and with `replacement`, a Ready pod of it on node-02-pve.
+fn example_with_the_provisioner_on_the_lost_node(config: &Config, replacement: bool) -> Snapshot {
+    use std::sync::Arc;
+    let (mut state, _) = dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).expect("example loads");
+    let pod = |name: &str, node: &str, ready: &str| {
+        serde_json::json!({"metadata": {"name": name, "namespace": "openebs",
+            "labels": {"app": "localpv-provisioner", "component": "localpv-provisioner", "openebs.io/component-name": "openebs-localpv-provisioner"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "openebs-localpv-provisioner-6b8f", "uid": "u1", "controller": true}]},
+            "spec": {"nodeName": node, "containers": [{"name": "openebs-localpv-provisioner"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}})
+    };
+    let rs = serde_json::json!({"metadata": {"name": "openebs-localpv-provisioner-6b8f", "namespace": "openebs",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "openebs-localpv-provisioner", "uid": "u2", "controller": true}]}, "spec": {"replicas": 1}});
+    state.pods.push(Arc::new(serde_json::from_value(pod("openebs-localpv-provisioner-6b8f-x2x9q", NODE, "False")).unwrap()));
+    if replacement {
+        state.pods.push(Arc::new(serde_json::from_value(pod("openebs-localpv-provisioner-6b8f-k7m4d", "node-02-pve", "True")).unwrap()));
+    }
+    state.replica_sets.push(Arc::new(serde_json::from_value(rs).unwrap()));
+    state.finish();
+    Snapshot::build(state, config, &Default::default())
+}
+
+const STRANDED: &str = "openebs-localpv-provisioner-6b8f-x2x9q";
+const PROVISIONER_WAIT: &str = "provisioner-openebs-openebs-localpv-provisioner-6b8f-x2x9q.ready-elsewhere";
+
+#[test]
+fn triage_says_re_created_claims_stay_pending_while_the_provisioner_was_on_the_lost_node() {
+    let snap = example_with_the_provisioner_on_the_lost_node(&example_config(), false);
+    let report = lifeboat::triage::triage(&snap.state, &snap.findings, Some(NODE));
+    let found: Vec<(&str, &str, &str)> = report.stranded_provisioners.iter().map(|p| (p.provisioner.as_str(), p.pod.as_str(), p.node.as_str())).collect();
+    assert_eq!(found, vec![("openebs.io/local", STRANDED, NODE)]);
+    assert_eq!(report.stranded_provisioners[0].controller, Some(("Deployment".into(), "openebs-localpv-provisioner".into())));
+    let text = lifeboat::triage::render_text(&report);
+    assert!(text.contains(&format!("openebs.io/local pod openebs/{STRANDED} on {NODE}")), "{text}");
+    assert!(text.contains("stays Pending until it runs on another node"), "{text}");
+    // Running elsewhere already: said, and not called blocking.
+    let healed = example_with_the_provisioner_on_the_lost_node(&example_config(), true);
+    let text = lifeboat::triage::render_text(&lifeboat::triage::triage(&healed.state, &healed.findings, Some(NODE)));
+    assert!(text.contains("already Ready elsewhere (openebs-localpv-provisioner-6b8f-k7m4d on node-02-pve)") && !text.contains("stays Pending"), "{text}");
+    // Without the pod, no such section.
+    let plain = example_with(&example_config());
+    assert!(!lifeboat::triage::render_text(&lifeboat::triage::triage(&plain.state, &plain.findings, Some(NODE))).contains("PROVISIONERS"));
+}
+
+#[test]
+fn the_provisioner_is_rescheduled_and_waited_for_before_any_claim_is_re_created() {
+    let snap = example_with_the_provisioner_on_the_lost_node(&example_config(), false);
+    let p = node_loss(&snap, NODE);
+    let phases: Vec<&str> = p.phases.iter().map(|ph| ph.name.as_str()).collect();
+    assert_eq!(phases, vec!["preflight", "provisioner", "databases", "flux-suspend", "apps", "oidc", "watch", "cleanup", "flux-resume"]);
+    let delete_id = "provisioner-openebs-openebs-localpv-provisioner-6b8f-x2x9q.force-delete";
+    let delete = p.steps.iter().find(|s| s.id == delete_id).unwrap_or_else(|| panic!("{:?}", ids(&p)));
+    assert_eq!(delete.action, Action::ForceDeletePod { pod: lifeboat::plan::ObjectRef::pod("openebs", STRANDED) });
+    assert_eq!(delete.preconditions, vec![Precondition::NodeStillLost { node: NODE.into() }]);
+    assert!(ancestors(&p, delete_id).contains("preflight.confirm-gone"), "never before a human confirmed the node is gone");
+    let wait = p.steps.iter().find(|s| s.id == PROVISIONER_WAIT).unwrap();
+    match &wait.action {
+        Action::Wait { object, until: WaitCondition::ProvisionerReadyElsewhere { selector, lost_node, takeover_seconds }, .. } => {
+            assert_eq!(object, &lifeboat::plan::ObjectRef::namespaced("apps/v1", "Deployment", "openebs", "openebs-localpv-provisioner"));
+            assert_eq!(selector, &std::collections::BTreeMap::from([("openebs.io/component-name".to_string(), "openebs-localpv-provisioner".to_string())]));
+            assert_eq!((lost_node.as_str(), *takeover_seconds), (NODE, 20));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(wait.needs, vec![delete_id.to_string()]);
+    // Every claim re-created (by the plan, or by an operator after the plan
+    // deleted it) comes after the wait: so does every step after its phase.
+    let recreating: Vec<&str> = p.steps.iter().filter(|s| s.destroys_data() || matches!(&s.action, Action::Apply { object, .. } if object.kind == "PersistentVolumeClaim")).map(|s| s.id.as_str()).collect();
+    assert!(recreating.iter().any(|id| id.starts_with("volsync-restore-utils-forgejo.")) && recreating.len() > 9, "{recreating:?}");
+    for step in p.steps.iter().filter(|s| !["preflight", "provisioner"].contains(&p.phase_of(&s.id).unwrap().name.as_str())) {
+        assert!(ancestors(&p, &step.id).contains(PROVISIONER_WAIT), "{} runs before the provisioner is back", step.id);
+    }
+    assert!(p.findings.iter().any(|f| f.contains("every PVC this plan re-creates would stay Pending") && f.contains("leader Lease")), "{:#?}", p.findings);
+    let text = p.render_text();
+    assert!(text.contains(&format!("kubectl delete pod {STRANDED} -n openebs --force --grace-period=0")), "{text}");
+    assert!(text.contains("kubectl wait pods -n openebs -l openebs.io/component-name=openebs-localpv-provisioner --for=condition=Ready"), "{text}");
+
+    // Already running elsewhere: nothing to do for it, said so.
+    let healed = node_loss(&example_with_the_provisioner_on_the_lost_node(&example_config(), true), NODE);
+    assert!(healed.phases.iter().all(|ph| ph.name != "provisioner"), "{:?}", ids(&healed));
+    assert!(healed.findings.iter().any(|f| f.contains("already provisions new claims")), "{:#?}", healed.findings);
+}
+
 #[test]
 fn nothing_for_a_node_that_is_ready_unknown_or_within_grace() {
     let snap = example_with(&example_config());
@@ -439,6 +524,25 @@ mod e2e {
         api.get_opt(pvc).await.unwrap().and_then(|p| p.metadata.uid)
     }
 
+    async fn uids(s: &Scene, claims: &[(&str, &str)]) -> Vec<String> {
+        let mut out = vec![];
+        for (ns, pvc) in claims {
+            out.push(uid(s, ns, pvc).await.unwrap_or_else(|| panic!("{ns}/{pvc} exists before")));
+        }
+        out
+    }
+
+    /// Approves the run, runs it with the human confirming the node is gone,
+    /// and returns its journal record.
+    async fn approve_and_run(s: &Scene, run: &RunRecord) -> RunRecord {
+        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
+        let human = human_confirms(s, &run.id, false);
+        remediator(s).run_pending(None).await.unwrap();
+        human.await.unwrap();
+        s.players.assert_alive();
+        s.journal.get(&run.id).await.unwrap().unwrap()
+    }
+
     /// (Flux object, suspended, kept-suspended annotation present)
     async fn flux_state(s: &Scene) -> Vec<(String, bool, bool)> {
         let mut out = vec![];
@@ -474,17 +578,9 @@ mod e2e {
         let flux_before = flux_state(&s).await;
         assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
         let replaced = [("database", "storage-mariadb-0"), ("database", "galera-mariadb-0"), ("utils", "forgejo"), ("media", "sonarr"), ("media", "radarr"), ("identity", KANIDM_PVC)];
-        let mut old_uids = vec![];
-        for (ns, pvc) in replaced {
-            old_uids.push(uid(&s, ns, pvc).await.expect("exists before"));
-        }
+        let old_uids = uids(&s, &replaced).await;
 
-        approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
-        let human = human_confirms(&s, &run.id, false);
-        remediator(&s).run_pending(None).await.unwrap();
-        human.await.unwrap();
-        s.players.assert_alive();
-        let done = s.journal.get(&run.id).await.unwrap().unwrap();
+        let done = approve_and_run(&s, &run).await;
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
         support::graph::assert_run_followed_needs(&done);
 
@@ -541,6 +637,65 @@ mod e2e {
         let sum: f64 = done.status.steps.iter().map(|st| (st.finished_at.unwrap() - st.started_at.unwrap()).num_milliseconds() as f64 / 1000.0).sum();
         s.players.stop().await;
         println!("RECOVERY wall={wall:.2}s sum_of_steps={sum:.2}s parallel_speedup={:.2}x steps={} phases={}", sum / wall.max(0.001), done.status.steps.len(), plan.phases.len());
+    }
+
+    /// The OpenEBS hostpath provisioner ran only on the lost node (its pod
+    /// tolerates the unreachable taint, so it was never evicted): triage says
+    /// so, the run force-deletes it, waits for its replacement to lead, and
+    /// only then re-creates claims, which the played provisioner binds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovers_with_the_provisioner_stranded_on_the_lost_node() {
+        use support::provisioner::{self, STRANDED_POD};
+        let mut s = scene("nlprov", ApprovalScope::Once).await;
+        // Kanidm's s3-restore is left out (no restore template: it deletes
+        // nothing): its claim-release wait is not what this test is about.
+        s.config.s3_restore.apps.clear();
+        let openebs = provisioner::install(&s.client, &s.example).await;
+        let provisioning = provisioner::spawn(&Cluster::of(&s.client, &s.example));
+
+        let snap = snapshot(&s).await;
+        let report = lifeboat::triage::triage(&snap.state, &snap.findings, Some(&s.example.lost_node()));
+        let text = lifeboat::triage::render_text(&report);
+        assert!(text.contains(&format!("openebs.io/local pod {openebs}/{STRANDED_POD} on {}", s.example.lost_node())) && text.contains("stays Pending"), "{text}");
+
+        let run = submit_node_loss(&s).await;
+        let plan = &run.spec.plan;
+        let key = format!("provisioner-{openebs}-{STRANDED_POD}");
+        let wait = format!("{key}.ready-elsewhere");
+        assert!(plan.steps.iter().any(|st| st.id == format!("{key}.force-delete")), "{}", plan.render_text());
+        // The lost node's openebs-hostpath claims the run re-creates (sonarr's class is topolvm's).
+        let replaced = [("utils", "forgejo"), ("media", "radarr"), ("database", "storage-mariadb-0"), ("database", "galera-mariadb-0")];
+        let old_uids = uids(&s, &replaced).await;
+        let done = approve_and_run(&s, &run).await;
+        provisioning.assert_alive();
+        assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
+        support::graph::assert_run_followed_needs(&done);
+        let waited = state_of(&done, &wait);
+        assert!(waited.detail.as_deref().unwrap_or("").contains("is Ready on"), "{waited:#?}");
+        let back_at = waited.finished_at.unwrap();
+
+        // The stranded pod is gone; its replacement runs on a Ready node.
+        let pods = list(&s, "v1", "Pod").await;
+        let provisioners: Vec<&Value> = pods.iter().filter(|p| p["metadata"]["namespace"] == openebs.as_str()).collect();
+        assert!(provisioners.iter().all(|p| p["metadata"]["name"] != STRANDED_POD), "{provisioners:#?}");
+        assert!(provisioners.iter().any(|p| support::players::pod_ready(p) && p["spec"]["nodeName"] != s.example.lost_node().as_str()), "{provisioners:#?}");
+        // Every re-created claim was provisioned, and created only once the provisioner was back.
+        let bound = provisioning.provisioned.lock().unwrap().clone();
+        for ((ns, pvc), old) in replaced.iter().zip(&old_uids) {
+            let claim = get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.example.ns(ns)), pvc).await;
+            assert_ne!(claim["metadata"]["uid"].as_str(), Some(old.as_str()), "{ns}/{pvc} is still the claim on the lost node");
+            assert_eq!(claim["status"]["phase"], "Bound", "{ns}/{pvc} stayed Pending: {claim:#}");
+            let created: chrono::DateTime<chrono::Utc> = claim["metadata"]["creationTimestamp"].as_str().unwrap().parse().unwrap();
+            // creationTimestamp has whole seconds only.
+            assert!(created >= back_at - chrono::Duration::seconds(1), "{ns}/{pvc} was re-created at {created}, before the provisioner was back at {back_at}");
+            let volume = claim["spec"]["volumeName"].as_str().unwrap();
+            assert!(bound.iter().any(|b| b.claim == *pvc && b.volume == volume), "{ns}/{pvc} not bound by the provisioner: {bound:?}");
+            let pv = get(&s.client, "v1", "PersistentVolume", None, volume).await;
+            assert_eq!(pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "openebs.io/local");
+        }
+        assert!(bound.iter().all(|b| b.claim != "sonarr"), "a topolvm-provisioner claim is not OpenEBS's to provision: {bound:?}");
+        drop(provisioning);
+        s.players.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@ pub mod cnpg;
 pub mod jobs;
 pub mod kanidm;
 pub mod kill_switch;
+pub mod provisioner;
 pub mod remediator;
 pub mod runner;
 pub mod stats;

@@ -864,6 +864,16 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
             tokio::time::sleep(limits.poll_interval).await;
             continue;
         }
+        if let WaitCondition::ProvisionerReadyElsewhere { selector, lost_node, takeover_seconds } = until {
+            if let Some(detail) = super::provisioner::ready_elsewhere(client, object, selector, lost_node, *takeover_seconds).await.map_err(StepError::Failed)? {
+                return Ok(detail);
+            }
+            if started.elapsed() >= Duration::from_secs(timeout_seconds) {
+                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: no pod labelled {selector:?} has been Ready for {takeover_seconds}s on a node other than {lost_node}")));
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            continue;
+        }
         if *until == WaitCondition::ClaimUnused {
             let users = super::volsync::claim_users(client, object).await.map_err(StepError::Failed)?;
             if users.is_empty() {
@@ -931,6 +941,7 @@ async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondition, timeou
                     return Ok(format!("{object} asks for {replicas} replicas now"));
                 }
             }
+            WaitCondition::ProvisionerReadyElsewhere { .. } => unreachable!("handled above"),
         }
         if started.elapsed() >= Duration::from_secs(timeout_seconds) {
             return Err(StepError::Failed(format!("timed out after {timeout_seconds}s waiting for {object}: {}", serde_json::to_string(status).unwrap_or_default())));

@@ -8,6 +8,7 @@ pub mod flux;
 pub mod garage;
 pub mod mariadb;
 pub mod nodes;
+pub mod provisioners;
 pub mod volsync;
 
 use std::collections::{BTreeMap, BTreeSet};

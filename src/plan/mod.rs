@@ -183,6 +183,11 @@ pub enum WaitCondition {
     /// The workload's `spec.replicas` is `replicas`: its owner (e.g. kaniop
     /// from a `Kanidm` replica group) has applied the count.
     SpecReplicas { replicas: i32 },
+    /// A pod in the object's namespace with all of `selector`'s labels is
+    /// Ready on a node other than `lost_node`, and has been for
+    /// `takeover_seconds` (a volume provisioner's new leader takes its Lease
+    /// over only that long after it starts): see `inspect::provisioners`.
+    ProvisionerReadyElsewhere { selector: std::collections::BTreeMap<String, String>, lost_node: String, takeover_seconds: u64 },
 }
 
 fn flux_kind(object: &ObjectRef) -> &'static str {
@@ -414,6 +419,11 @@ impl Step {
                         "kubectl get endpointslices{ns} -l {} -o wide  # until a ready endpoint's targetRef is the currentPrimary of Cluster {} (timeout {timeout_seconds}s)",
                         q(&format!("kubernetes.io/service-name={}", object.name)),
                         shell::comment(cluster)
+                    ),
+                    WaitCondition::ProvisionerReadyElsewhere { selector, lost_node, takeover_seconds } => format!(
+                        "kubectl wait pods{ns} -l {} --for=condition=Ready --timeout={timeout_seconds}s  # one on a node other than {}, Ready for {takeover_seconds}s (its leader Lease taken over)",
+                        q(&crate::inspect::provisioners::label_selector(selector)),
+                        shell::comment(lost_node)
                     ),
                 }
             }

@@ -16,3 +16,4 @@ pub mod galera;
 pub mod volsync;
 pub mod flux;
 pub mod kaniop;
+pub mod provisioner;

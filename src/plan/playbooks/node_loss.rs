@@ -1,6 +1,8 @@
 //! `node-loss`: the whole recovery from one lost node, as one plan with
 //! phases in dependency order — a human confirms the node is gone, then
-//! Garage metadata (S3 backs everything else), then the databases, then the
+//! a volume provisioner that was on the node is running elsewhere (every
+//! re-created PVC needs it), then Garage metadata (S3 backs everything
+//! else), then the databases, then the
 //! VolSync and S3-restore apps in parallel, then the apps that only waited
 //! on a database and the restored apps are watched (never touched) until
 //! they are Ready, then stale
@@ -9,6 +11,8 @@
 //! What is affected comes from `triage` for the node (the same
 //! classification `lifeboat triage` prints); each piece is planned by its own
 //! playbook, and the plans are composed (see `plan::compose`).
+
+mod provisioner;
 
 use std::collections::BTreeSet;
 
@@ -99,6 +103,11 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     };
     let mut phases = vec![PhaseParts { name: "preflight", title: format!("Make sure {node} is gone for good"), parts: vec![preflight(node, options)] }];
     phases.push(PhaseParts { name: "release", title: format!("Pods on network storage stuck Terminating on {node}"), parts: release_terminating(node, &report, options) });
+    phases.push(PhaseParts {
+        name: "provisioner",
+        title: format!("Volume provisioners that ran on {node}: running elsewhere before any PVC is re-created"),
+        parts: provisioner::reschedule(node, &report.stranded_provisioners),
+    });
     phases.push(PhaseParts { name: "garage", title: "Garage metadata (S3 backs everything else)".into(), parts: parts_of(&[Category::Garage])? });
     phases.push(PhaseParts { name: "databases", title: "Databases (CNPG, MariaDB)".into(), parts: parts_of(&[Category::CnpgInstance, Category::MariadbInstance])? });
     phases.push(PhaseParts { name: "apps", title: "Apps from VolSync snapshots and S3 backups".into(), parts: parts_of(&[Category::VolsyncApp, Category::S3BackupApp])? });
