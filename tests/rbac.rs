@@ -353,6 +353,10 @@ async fn scene(r: &Release) -> (String, String) {
     for p in ["restart-me", "pg-1", "pg-2"] {
         create(c, running_pod(ns, p, &live), None).await;
     }
+    // node-loss: the local-PV provisioner runs again on a live node.
+    let mut provisioner = running_pod(ns, "localpv-provisioner", &live);
+    provisioner["metadata"]["labels"] = json!({"openebs.io/component-name": "openebs-localpv-provisioner"});
+    create(c, provisioner, None).await;
     let mut cluster = cnpg_cluster(ns, "pg", "pg-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-12-01T00:00:00Z")], "pg");
     cluster["status"]["readyInstances"] = json!(3);
     create(c, cluster, None).await;
@@ -432,6 +436,7 @@ fn wait_case(until: &WaitCondition) -> &'static str {
         WaitCondition::CnpgFailedOver { .. } => "CnpgFailedOver",
         WaitCondition::ServiceRoutesToCnpgPrimary { .. } => "ServiceRoutesToCnpgPrimary",
         WaitCondition::SpecReplicas { .. } => "SpecReplicas",
+        WaitCondition::ProvisionerReadyElsewhere { .. } => "ProvisionerReadyElsewhere",
     }
 }
 
@@ -479,6 +484,8 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         step("wait-sync", wait(o("volsync.backube/v1alpha1", "ReplicationDestination", "rd-old"), WaitCondition::VolsyncManualSyncDone { token: "restore-once".into() }), &[]),
         step("wait-unused", wait(ObjectRef::pvc(ns, "nobody-mounts-this"), WaitCondition::ClaimUnused), &[]),
         step("wait-no-replicas", wait(o("apps/v1", "StatefulSet", "idle"), WaitCondition::NoReplicas), &[]),
+        step("wait-provisioner", wait(o("apps/v1", "Deployment", "openebs-localpv-provisioner"), WaitCondition::ProvisionerReadyElsewhere {
+            selector: [("openebs.io/component-name".to_string(), "openebs-localpv-provisioner".to_string())].into(), lost_node: lost.into(), takeover_seconds: 0 }), &[]),
         step("gate", Action::ApprovalGate { phase: "writes".into() }, &[]),
         // node-loss
         step("taint", Action::TaintNode { node: lost.into(), key: "node.kubernetes.io/out-of-service".into(), value: "nodeshutdown".into(), effect: "NoExecute".into() }, &["wait-gone"]),
@@ -554,7 +561,7 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
     let covered: BTreeSet<&str> = plan.steps.iter().filter_map(|s| rbac_case(&s.action)).collect();
     let waits: BTreeSet<&str> = plan.steps.iter().filter_map(|s| match &s.action { Action::Wait { until, .. } => Some(wait_case(until)), _ => None }).collect();
     assert_eq!(covered.len(), 21, "every Action but VerifyGarage and RepairGarageTables has a step: {covered:?}");
-    assert_eq!(waits.len(), 13, "every WaitCondition has a step: {waits:?}");
+    assert_eq!(waits.len(), 14, "every WaitCondition has a step: {waits:?}");
 
     let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
     let players = [tokio::spawn(play(r.admin.clone(), r.scene.clone(), live)), tokio::spawn(play_kaniop(r.admin.clone(), r.scene.clone())), kanidmd];
