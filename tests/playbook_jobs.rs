@@ -188,23 +188,6 @@ async fn play_statefulset_pods(client: Client, ns: String, node: String) {
     }
 }
 
-/// Plays the Deployment/StatefulSet controllers: status.replicas follows spec.
-async fn play_workloads(client: Client, ns: String) {
-    loop {
-        for kind in ["Deployment", "StatefulSet"] {
-            let api = api_for(&client, "apps/v1", kind, Some(&ns)).await;
-            for w in api.list(&ListParams::default()).await.unwrap().items {
-                let w = serde_json::to_value(w).unwrap();
-                let (spec, status) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["replicas"].as_i64().unwrap_or(0));
-                if spec != status {
-                    set_status(&client, "apps/v1", kind, Some(&ns), w["metadata"]["name"].as_str().unwrap(), json!({"replicas": spec})).await;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn workload_object(kind: &str, ns: &str, name: &str, labels: Value) -> Value {
     let mut w = json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns, "labels": labels},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
@@ -778,7 +761,7 @@ mod garage {
         let plan = live_plan(&s.client, &config, "garage-meta-restore", Trigger::default()).await;
         let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
         assert_eq!(ids, ["suspend-flux", "scale-down", "wait-scaled-down", "hold-flux", "restore", "scale-up", "verify", "repair-tables", "resume-flux"], "{}", plan.render_text());
-        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let controllers = tokio::spawn(play_replica_counts(s.client.clone(), s.ns.clone(), false));
         let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_output()));
         let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
         jobs.abort();
@@ -818,7 +801,7 @@ mod garage {
                 *timeout_seconds = 1;
             }
         }
-        let controllers = tokio::spawn(play_workloads(s.client.clone(), s.ns.clone()));
+        let controllers = tokio::spawn(play_replica_counts(s.client.clone(), s.ns.clone(), false));
         let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_output()));
         let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
         jobs.abort();

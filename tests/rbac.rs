@@ -607,23 +607,6 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
     assert!(!lifeboat::act::kill_switch::engaged(&r.sa, &r.ns).await);
 }
 
-/// Plays the StatefulSet/Deployment controllers: status.replicas follows spec.
-async fn play_workloads(client: Client, ns: String) {
-    loop {
-        for kind in ["Deployment", "StatefulSet"] {
-            let api = api_for(&client, "apps/v1", kind, Some(&ns)).await;
-            for w in api.list(&ListParams::default()).await.unwrap().items {
-                let w = serde_json::to_value(w).unwrap();
-                let (spec, status) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["replicas"].as_i64().unwrap_or(0));
-                if spec != status {
-                    set_status(&client, "apps/v1", kind, Some(&ns), w["metadata"]["name"].as_str().unwrap(), json!({"replicas": spec, "readyReplicas": spec})).await;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The real kanidm-credential-reset plan (its execs as the playbook builds
 /// them, with the config's defaults) runs as the ServiceAccount of a chart
 /// rendered with default values: the chart's `remediation.execPods` and
@@ -643,7 +626,7 @@ async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
     assert_eq!(execs, 2, "{}", plan.render_text());
 
     let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
-    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_workloads(r.admin.clone(), ns.to_string())), kanidmd];
+    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_replica_counts(r.admin.clone(), ns.to_string(), true)), kanidmd];
     let limits = RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() };
     let run = run_as_service_account(&r, &plan, &limits).await;
     players.iter().for_each(|p| p.abort());

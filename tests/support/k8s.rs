@@ -126,3 +126,23 @@ pub fn running(mut pod: Value) -> Value {
     pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-25T00:00:00Z"}}}]});
     pod
 }
+
+/// Plays the Deployment and StatefulSet controllers of `ns` for tests that
+/// run no pods: `status.replicas` (with `ready`, also `readyReplicas`)
+/// follows `spec.replicas` (1 when unset, the apps/v1 default).
+pub async fn play_replica_counts(client: Client, ns: String, ready: bool) {
+    loop {
+        for kind in ["Deployment", "StatefulSet"] {
+            let api = api_for(&client, "apps/v1", kind, Some(&ns)).await;
+            for w in api.list(&kube::api::ListParams::default()).await.unwrap().items {
+                let w = serde_json::to_value(w).unwrap();
+                let (spec, status) = (w["spec"]["replicas"].as_i64().unwrap_or(1), w["status"]["replicas"].as_i64().unwrap_or(0));
+                if spec != status {
+                    let counts = if ready { json!({"replicas": spec, "readyReplicas": spec}) } else { json!({"replicas": spec}) };
+                    set_status(&client, "apps/v1", kind, Some(&ns), w["metadata"]["name"].as_str().unwrap(), counts).await;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
