@@ -647,9 +647,6 @@ mod e2e {
     async fn recovers_with_the_provisioner_stranded_on_the_lost_node() {
         use support::provisioner::{self, STRANDED_POD};
         let mut s = scene("nlprov", ApprovalScope::Once).await;
-        // Kanidm's s3-restore is left out (no restore template: it deletes
-        // nothing): its claim-release wait is not what this test is about.
-        s.config.s3_restore.apps.clear();
         let openebs = provisioner::install(&s.client, &s.example).await;
         let provisioning = provisioner::spawn(&Cluster::of(&s.client, &s.example));
 
