@@ -161,3 +161,38 @@ async fn sigterm_vacates_the_lease_and_exits_cleanly() {
     assert!(status.success(), "exit status {status}\n{}", serve.log_tail());
     assert_eq!(lease_holder(&client, &ns).await, None, "the Lease still names the stopped replica\n{}", serve.log_tail());
 }
+
+// ------------------------------------------------------------------ HA (issue 14, item 3)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_moves_to_the_other_replica_when_the_leaders_process_dies() {
+    let cp = control_plane();
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "ha").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let mut replicas = [Serve::start(dir.path(), "lifeboat-a", &ns, ports[0], true), Serve::start(dir.path(), "lifeboat-b", &ns, ports[1], true)];
+    for replica in &mut replicas {
+        replica.wait_ready().await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let leader = loop {
+        if let Some(holder) = lease_holder(&client, &ns).await {
+            break holder;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nobody became leader\n{}\n{}", replicas[0].log_tail(), replicas[1].log_tail());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (dead, survivor) = if leader == "lifeboat-a" { (0, 1) } else { (1, 0) };
+
+    // The node under the leader goes away with it: SIGKILL, no step-down.
+    replicas[dead].child.kill().unwrap();
+    replicas[dead].child.wait().unwrap();
+    let survivor_name = if survivor == 0 { "lifeboat-a" } else { "lifeboat-b" };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while lease_holder(&client, &ns).await.as_deref() != Some(survivor_name) {
+        assert!(tokio::time::Instant::now() < deadline, "the Lease never moved to {survivor_name}\n{}", replicas[survivor].log_tail());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(replicas[survivor].child.try_wait().unwrap().is_none(), "the survivor keeps serving");
+}
