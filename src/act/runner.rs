@@ -7,6 +7,11 @@
 //! is pinned to is Ready; the kill switch is honoured at every step boundary.
 //! On the first failure or refusal the run stops and reports what was done
 //! and the commands for what is left.
+//!
+//! This module walks the plan's graph and keeps the report; the run's limits
+//! are in `guards`, each step's checks in `preconditions` and `delete_pvc`,
+//! what it does in `actions` and `waits`, and the end-of-run cleanup (reverting
+//! temporary patches, resuming Flux) in `restore`.
 
 use std::sync::atomic::Ordering;
 
@@ -15,6 +20,7 @@ use kube::Client;
 use serde::Serialize;
 
 use super::actions::run_action;
+// Where the per-area action modules (cnpg, jobs, kanidm) have always found them.
 pub(super) use super::delete_pvc::check_pvc_deletable;
 pub(super) use super::objects::{api, delete, get, StepError};
 use super::preconditions::check_preconditions;
