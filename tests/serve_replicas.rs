@@ -134,6 +134,20 @@ async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
     leases.get_opt("lifeboat-leader").await.unwrap().and_then(|l| l.spec?.holder_identity).filter(|h| !h.is_empty())
 }
 
+/// Until the Lease names `want` (any holder when None); returns the holder.
+async fn await_holder(client: &kube::Client, ns: &str, want: Option<&str>, replicas: &[&Serve]) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let holder = lease_holder(client, ns).await;
+        if let Some(holder) = holder.filter(|h| want.is_none_or(|w| w == h)) {
+            return holder;
+        }
+        let logs: Vec<String> = replicas.iter().map(|r| r.log_tail()).collect();
+        assert!(tokio::time::Instant::now() < deadline, "the Lease never named {}\n{}", want.unwrap_or("anyone"), logs.join("\n"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_vacates_the_lease_and_exits_cleanly() {
     let cp = control_plane();
@@ -142,11 +156,8 @@ async fn sigterm_vacates_the_lease_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut serve = Serve::start(dir.path(), "lifeboat-sigterm", &ns, free_ports(1)[0], true);
     serve.wait_ready().await;
+    await_holder(&client, &ns, Some("lifeboat-sigterm"), &[&serve]).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while lease_holder(&client, &ns).await.as_deref() != Some("lifeboat-sigterm") {
-        assert!(tokio::time::Instant::now() < deadline, "never became leader\n{}", serve.log_tail());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     // What the kubelet sends first when the pod is deleted.
     let pid = i32::try_from(serve.child.id()).unwrap();
@@ -155,7 +166,7 @@ async fn sigterm_vacates_the_lease_and_exits_cleanly() {
         if let Some(status) = serve.child.try_wait().unwrap() {
             break status;
         }
-        assert!(tokio::time::Instant::now() < deadline + PATIENCE, "still running after SIGTERM\n{}", serve.log_tail());
+        assert!(tokio::time::Instant::now() < deadline, "still running after SIGTERM\n{}", serve.log_tail());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "exit status {status}\n{}", serve.log_tail());
@@ -175,24 +186,13 @@ async fn the_lease_moves_to_the_other_replica_when_the_leaders_process_dies() {
     for replica in &mut replicas {
         replica.wait_ready().await;
     }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let leader = loop {
-        if let Some(holder) = lease_holder(&client, &ns).await {
-            break holder;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "nobody became leader\n{}\n{}", replicas[0].log_tail(), replicas[1].log_tail());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let leader = await_holder(&client, &ns, None, &[&replicas[0], &replicas[1]]).await;
     let (dead, survivor) = if leader == "lifeboat-a" { (0, 1) } else { (1, 0) };
 
     // The node under the leader goes away with it: SIGKILL, no step-down.
     replicas[dead].child.kill().unwrap();
     replicas[dead].child.wait().unwrap();
     let survivor_name = if survivor == 0 { "lifeboat-a" } else { "lifeboat-b" };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while lease_holder(&client, &ns).await.as_deref() != Some(survivor_name) {
-        assert!(tokio::time::Instant::now() < deadline, "the Lease never moved to {survivor_name}\n{}", replicas[survivor].log_tail());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    await_holder(&client, &ns, Some(survivor_name), &[&replicas[survivor]]).await;
     assert!(replicas[survivor].child.try_wait().unwrap().is_none(), "the survivor keeps serving");
 }
