@@ -409,6 +409,13 @@ mod live {
         assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
 
         fake.wait_until("the final summary", |ms| replies(ms, &ms[0].id).iter().any(|r| r.content.contains("Succeeded"))).await;
+        // The notifier records a reply in the journal after Discord accepted
+        // it: stopping it before then would leave "final" unrecorded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !s.journal.get(&run.id).await.unwrap().unwrap().status.notification.is_some_and(|n| n.posted.iter().any(|p| p == "final")) {
+            assert!(tokio::time::Instant::now() < deadline, "the notifier never recorded the final summary");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         notifier.abort();
         let messages = fake.messages();
         let got: Vec<String> = replies(&messages, &main.id).iter().map(|r| r.content.clone()).collect();

@@ -428,7 +428,7 @@ mod e2e {
         // `kanidmd recover-account` by exec once its pod runs again.
         let identity = example.ns("identity");
         tokio::spawn(support::kaniop::play_kaniop(client.clone(), identity.clone()));
-        tokio::spawn(support::kaniop::play_kanidmd(client.clone(), identity, "kanidm-default".into(), kubelet, Arc::new(|user: &str| password(user))));
+        support::kaniop::serve_kanidmd(client.clone(), identity, "kanidm-default".into(), &kubelet, Arc::new(|user: &str| password(user)));
         // kaniop's Secret (the dump holds no Secrets).
         create(&client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": example.ns("identity")},
             "data": {"ADMIN_PASSWORD": "b2xk", "IDM_ADMIN_PASSWORD": "b2xk"}}), None).await;

@@ -33,7 +33,7 @@ use lifeboat::plan::playbooks::kanidm::PASSWORD_PATTERN;
 use lifeboat::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
 use serde_json::{json, Value};
 use support::chart::{denied_by_policy, install_permissions, render, wait_policy_enforced, wait_rbac_effective};
-use support::kaniop::{install_crd as install_kanidm_crd, kanidm, play_kaniop, play_kanidmd, KANIDM};
+use support::kaniop::{install_crd as install_kanidm_crd, kanidm, play_kaniop, serve_kanidmd, KANIDM};
 use support::kubelet::FakeKubelet;
 use support::controlplane::control_plane;
 use support::fixtures::*;
@@ -262,16 +262,12 @@ fn kanidm_pod(ns: &str, node: &str) -> Value {
 
 /// A kubelet on `node` whose Kanidm pods answer `kanidmd recover-account
 /// <user>` with the password `pw-<user>` (tests/support/kaniop.rs).
-async fn kanidmd(r: &Release, node: &str) -> (Arc<FakeKubelet>, tokio::task::JoinHandle<()>) {
+async fn kanidmd(r: &Release, node: &str) -> Arc<FakeKubelet> {
     let kubelet = Arc::new(FakeKubelet::start(&std::env::temp_dir()).await);
     kubelet.register(&r.admin, node).await;
     let passwords: support::kaniop::Passwords = Arc::new(|user: &str| format!("pw-{user}"));
-    let player = tokio::spawn(play_kanidmd(r.admin.clone(), r.scene.clone(), "kanidm-default".into(), kubelet.clone(), passwords));
-    // kanidmd answers once the player has seen its pod Ready.
-    while !kubelet.is_running(&r.scene, "kanidm-default-0", "kanidm") {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (kubelet, player)
+    serve_kanidmd(r.admin.clone(), r.scene.clone(), "kanidm-default".into(), &kubelet, passwords);
+    kubelet
 }
 
 /// Secret `data` as the apiserver stores it (base64).
@@ -563,8 +559,8 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
     assert_eq!(covered.len(), 21, "every Action but VerifyGarage and RepairGarageTables has a step: {covered:?}");
     assert_eq!(waits.len(), 14, "every WaitCondition has a step: {waits:?}");
 
-    let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
-    let players = [tokio::spawn(play(r.admin.clone(), r.scene.clone(), live)), tokio::spawn(play_kaniop(r.admin.clone(), r.scene.clone())), kanidmd];
+    let _kubelet = kanidmd(&r, &live).await;
+    let players = [tokio::spawn(play(r.admin.clone(), r.scene.clone(), live)), tokio::spawn(play_kaniop(r.admin.clone(), r.scene.clone()))];
     let limits = RunLimits { poll_interval: Duration::from_millis(200), concurrency: 4, max_deletions: 10, max_pvc_deletions: 5, approved_phases: vec!["writes".into()], ..RunLimits::default() };
     let run = run_as_service_account(&r, &plan, &limits).await;
     players.iter().for_each(|p| p.abort());
@@ -625,8 +621,8 @@ async fn the_kanidm_playbook_runs_as_the_shipped_service_account() {
     let execs = plan.steps.iter().filter(|s| matches!(s.action, Action::ExecToSecret { .. })).count();
     assert_eq!(execs, 2, "{}", plan.render_text());
 
-    let (_kubelet, kanidmd) = kanidmd(&r, &live).await;
-    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_replica_counts(r.admin.clone(), ns.to_string(), true)), kanidmd];
+    let _kubelet = kanidmd(&r, &live).await;
+    let players = [tokio::spawn(play(r.admin.clone(), ns.to_string(), live)), tokio::spawn(play_replica_counts(r.admin.clone(), ns.to_string(), true))];
     let limits = RunLimits { poll_interval: Duration::from_millis(200), ..RunLimits::default() };
     let run = run_as_service_account(&r, &plan, &limits).await;
     players.iter().for_each(|p| p.abort());

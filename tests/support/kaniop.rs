@@ -93,31 +93,17 @@ pub async fn play_kaniop(client: Client, ns: String) {
 /// The password `kanidmd recover-account <user>` prints for each user.
 pub type Passwords = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// The kubelet's side of kanidmd: the `kanidm` container of every Running
-/// and Ready pod named `<sts>-<i>` in `ns` answers exec, the others do not.
-pub async fn play_kanidmd(client: Client, ns: String, sts: String, kubelet: Arc<FakeKubelet>, passwords: Passwords) {
-    let pods = api_for(&client, "v1", "Pod", Some(&ns)).await;
-    loop {
-        for p in pods.list(&ListParams::default()).await.unwrap().items {
-            let p = serde_json::to_value(p).unwrap();
-            let pod = p["metadata"]["name"].as_str().unwrap().to_string();
-            if pod.strip_prefix(&format!("{sts}-")).is_none_or(|o| o.parse::<u32>().is_err()) {
-                continue;
-            }
-            let running = super::players::pod_ready(&p);
-            let handler: Option<super::kubelet::ExecHandler> = running.then(|| {
-                let passwords = passwords.clone();
-                Arc::new(move |command: &[String]| match command {
-                    [bin, verb, user] if bin == "kanidmd" && verb == "recover-account" => {
-                        (0, format!("00000000-0000-0000-0000-000000000000 INFO     ｉ [info]: Running account recovery ...\n | new_password: \"{}\"\n", passwords(user)))
-                    }
-                    _ => (1, format!("unknown command {command:?}\n")),
-                }) as super::kubelet::ExecHandler
-            });
-            if kubelet.is_running(&ns, &pod, "kanidm") != running {
-                kubelet.set_running(&ns, &pod, "kanidm", handler);
-            }
+/// The kubelet's side of kanidmd: the `kanidm` container of every pod named
+/// `<sts>-<i>` in `ns` answers exec while that pod is Running and Ready.
+pub fn serve_kanidmd(client: Client, ns: String, sts: String, kubelet: &FakeKubelet, passwords: Passwords) {
+    let serves = Arc::new(move |pod_ns: &str, pod: &str, container: &str| {
+        pod_ns == ns && container == "kanidm" && pod.strip_prefix(&format!("{sts}-")).is_some_and(|o| o.parse::<u32>().is_ok())
+    });
+    let handler = Arc::new(move |command: &[String]| match command {
+        [bin, verb, user] if bin == "kanidmd" && verb == "recover-account" => {
+            (0, format!("00000000-0000-0000-0000-000000000000 INFO     ｉ [info]: Running account recovery ...\n | new_password: \"{}\"\n", passwords(user)))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        _ => (1, format!("unknown command {command:?}\n")),
+    });
+    kubelet.serve_while_ready(client, serves, handler);
 }

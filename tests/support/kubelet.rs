@@ -14,6 +14,10 @@
 //!   kubelet (client-go `tools/remotecommand` `NewSPDYExecutor`), which is
 //!   answered here just enough: see [`serve_exec`]. A container with no
 //!   registered command handler is not running: the exec is refused.
+//!   A handler registered with [`FakeKubelet::serve_while_ready`] answers
+//!   only while its pod's status says Running and Ready, read at exec time:
+//!   the real kubelet execs into the container it reports running, so the
+//!   exec and the status it wrote can never disagree.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -31,11 +35,15 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// What a running container does with an exec'd command: (exit code, stdout).
 pub type ExecHandler = Arc<dyn Fn(&[String]) -> (i32, String) + Send + Sync>;
 type Execs = Arc<Mutex<HashMap<String, ExecHandler>>>;
+/// Which `(namespace, pod, container)` a ready-gated handler serves.
+pub type PodMatcher = Arc<dyn Fn(&str, &str, &str) -> bool + Send + Sync>;
+type Gates = Arc<Mutex<Vec<(PodMatcher, Client, ExecHandler)>>>;
 
 pub struct FakeKubelet {
     pub port: u16,
     logs: Arc<Mutex<HashMap<String, String>>>,
     execs: Execs,
+    gates: Gates,
 }
 
 impl FakeKubelet {
@@ -69,12 +77,13 @@ impl FakeKubelet {
         let port = listener.local_addr().unwrap().port();
         let logs: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let execs: Execs = Arc::default();
+        let gates: Gates = Arc::default();
         let served = logs.clone();
-        let running = execs.clone();
+        let (running, gated) = (execs.clone(), gates.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, served, running) = (acceptor.clone(), served.clone(), running.clone());
+                let (acceptor, served, running, gated) = (acceptor.clone(), served.clone(), running.clone(), gated.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut head = Vec::new();
@@ -88,7 +97,7 @@ impl FakeKubelet {
                     let head = String::from_utf8_lossy(&head).to_string();
                     let path = head.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
                     if let Some(key) = path.strip_prefix("/exec/") {
-                        let handler = running.lock().unwrap().get(key).cloned();
+                        let handler = handler_for(&running, &gated, key).await;
                         serve_exec(tls, &head, handler).await;
                         return;
                     }
@@ -103,7 +112,7 @@ impl FakeKubelet {
                 });
             }
         });
-        FakeKubelet { port, logs, execs }
+        FakeKubelet { port, logs, execs, gates }
     }
 
     /// The container runs (exec is answered by `handler`), or, with None, not.
@@ -116,8 +125,15 @@ impl FakeKubelet {
         };
     }
 
-    pub fn is_running(&self, ns: &str, pod: &str, container: &str) -> bool {
-        self.execs.lock().unwrap().contains_key(&format!("{ns}/{pod}/{container}"))
+    /// Every container `serves` matches answers exec with `handler` while its
+    /// pod is Running and Ready on the apiserver `client` talks to.
+    pub fn serve_while_ready(&self, client: Client, serves: PodMatcher, handler: ExecHandler) {
+        self.gates.lock().unwrap().push((serves, client, handler));
+    }
+
+    /// Whether an exec into the container would be answered now.
+    pub async fn is_running(&self, ns: &str, pod: &str, container: &str) -> bool {
+        handler_for(&self.execs, &self.gates, &format!("{ns}/{pod}/{container}")).await.is_some()
     }
 
     /// What `kubectl logs <pod> -c <container>` shows from now on.
@@ -228,6 +244,19 @@ fn exit_status(command: &[String], code: i32) -> String {
 /// stdout then FIN, and the exit status on the error stream then FIN.
 /// The apiserver's PINGs (every 5 s, `streamtranslator.go`) go unanswered:
 /// client-go only logs a failed ping, and these execs finish sooner.
+/// The handler an exec into `key` (`<ns>/<pod>/<container>`) reaches: one
+/// set with `set_running`, else a ready-gated one whose pod is Ready now.
+async fn handler_for(execs: &Execs, gates: &Gates, key: &str) -> Option<ExecHandler> {
+    if let Some(h) = execs.lock().unwrap().get(key).cloned() {
+        return Some(h);
+    }
+    let [ns, pod, container] = key.splitn(3, '/').collect::<Vec<_>>()[..] else { return None };
+    let gate = gates.lock().unwrap().iter().find(|(serves, _, _)| serves(ns, pod, container)).map(|(_, c, h)| (c.clone(), h.clone()));
+    let (client, handler) = gate?;
+    let status = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client, ns).get_opt(pod).await.ok()??;
+    super::players::pod_ready(&serde_json::to_value(status).ok()?).then_some(handler)
+}
+
 async fn serve_exec<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, head: &str, handler: Option<ExecHandler>) {
     let target = head.split_whitespace().nth(1).unwrap_or("");
     let query = target.split_once('?').map_or("", |(_, q)| q);
