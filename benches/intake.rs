@@ -112,7 +112,7 @@ fn alert(alertname: &str, identity: &[(&str, String)], starts_at: &str) -> Alert
     let annotations = BTreeMap::from([
         ("summary".to_string(), format!("{alertname}: {what}")),
         ("description".to_string(), format!("{alertname} holds for {what}. Look at `lifeboat triage` for the recovery source of every affected workload and the playbook's plan before approving anything; the alert is a hint, the plan is built from live state.")),
-        ("runbook_url".to_string(), format!("https://github.com/lifeboat-dev/lifeboat/blob/main/README.md#{}", alertname.to_lowercase())),
+        ("runbook_url".to_string(), format!("https://github.com/lifeboat-dev/lifeboat/blob/main/docs/runbooks/{alertname}.md")),
     ]);
     Alert { labels, annotations, starts_at: starts_at.into() }
 }

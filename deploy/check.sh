@@ -494,12 +494,12 @@ def check_install(name, docs, values):
         if json.loads(d["data"]["lifeboat.json"]) != json.load(open(f"{root}/dashboards/lifeboat.json")):
             err(where, "dashboard ConfigMap differs from dashboards/lifeboat.json")
     # Runbook links.
-    base = get("prometheusRule.runbookUrlBase", "https://github.com/lifeboat-dev/lifeboat/blob/main/README.md#")
+    base = get("prometheusRule.runbookUrlBase", "https://github.com/lifeboat-dev/lifeboat/blob/main/docs/runbooks/")
     for pr in by_kind(docs, "PrometheusRule"):
         for g in pr["spec"]["groups"]:
             for r in g["rules"]:
-                if r.get("alert") and r.get("annotations", {}).get("runbook_url") != base + r["alert"].lower():
-                    err(where, f"{r['alert']} runbook_url {r.get('annotations', {}).get('runbook_url')}, want {base}{r['alert'].lower()}")
+                if r.get("alert") and r.get("annotations", {}).get("runbook_url") != base + r["alert"] + ".md":
+                    err(where, f"{r['alert']} runbook_url {r.get('annotations', {}).get('runbook_url')}, want {base}{r['alert']}.md")
 
 def _get(values, path, default=None):
     for part in path.split("."):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the monitoring surface: alert rules, their unit tests, the generated
-# PrometheusRule copies, rules/ALERTS.md and the Grafana dashboard.
+# PrometheusRule copies, the runbook pages (docs/runbooks/, docs/alerts.md) and the
+# Grafana dashboard.
 #
 #   rules/check.sh
 #
@@ -11,9 +12,12 @@
 #   2. promtool test rules   rules/tests/*.yaml
 #   3. drift: rules/generate.sh --check (regenerate, diff against both copies)
 #   4. conventions: every alert has severity (critical|warning|info), a known
-#      playbook, summary, description, runbook_url = README.md#<lowercase name>;
-#      every alert is unit-tested both firing and silent; rules/ALERTS.md has
-#      exactly one `### <AlertName>` section per alert
+#      playbook, summary, description, runbook_url =
+#      https://github.com/lifeboat-dev/lifeboat/blob/main/docs/runbooks/<AlertName>.md;
+#      every alert is unit-tested both firing and silent; every alert has its
+#      page docs/runbooks/<AlertName>.md titled `# <AlertName>` whose Playbook
+#      section names its playbook label, every page there is an alert's, and
+#      docs/alerts.md has the alert's table row (severity, for, playbook)
 #   5. every PromQL expression in the rules and in dashboards/lifeboat.json
 #      (panel targets and template-variable queries, after substituting the
 #      Grafana variables: $namespace/$cluster -> .*, $__rate_interval -> 5m,
@@ -105,7 +109,7 @@ step "generated PrometheusRule is up to date (rules/generate.sh --check)" rules/
 
 # --- 4 + 5. conventions, expressions, dashboard -----------------------------------
 cat >"$TMP/lint.py" <<'PY'
-import json, re, subprocess, sys, yaml, glob
+import glob, json, os, re, subprocess, sys, yaml
 
 root, catalog_file, tmp, promtool = sys.argv[1:5]
 mode = sys.argv[5]
@@ -115,7 +119,7 @@ MUST_BE_SHOWN = ("lifeboat_remediation_", "lifeboat_alertmanager_", "lifeboat_jo
 SEVERITIES = {"critical", "warning", "info"}
 PLAYBOOKS = {"node-loss", "cnpg-instance-lost", "wal-archive-reset", "volsync-restore", "garage-meta-restore",
              "stale-cleanup", "mariadb-instance-lost", "none"}
-RUNBOOK = "https://github.com/lifeboat-dev/lifeboat/blob/main/README.md#"
+RUNBOOK = "https://github.com/lifeboat-dev/lifeboat/blob/main/docs/runbooks/"
 errors = []
 
 def err(where, what):
@@ -145,8 +149,8 @@ if mode == "conventions":
         for key in ("summary", "description"):
             if not str(ann.get(key, "")).strip():
                 err(where, f"annotations.{key} missing")
-        if ann.get("runbook_url") != RUNBOOK + r["alert"].lower():
-            err(where, f"annotations.runbook_url is {ann.get('runbook_url')!r}, want {RUNBOOK + r['alert'].lower()!r}")
+        if ann.get("runbook_url") != RUNBOOK + r["alert"] + ".md":
+            err(where, f"annotations.runbook_url is {ann.get('runbook_url')!r}, want {RUNBOOK + r['alert'] + '.md'!r}")
     # Unit-test coverage: each alert fires in some test and is expected silent in some test.
     fires, silent = {}, {}
     for path in sorted(glob.glob(f"{root}/rules/tests/*.yaml")):
@@ -163,25 +167,37 @@ if mode == "conventions":
     for n in sorted(set(fires) | set(silent)):
         if n not in names:
             err("rules/tests", f"tests name alert {n}, which rules/lifeboat.rules.yaml does not define")
-    # ALERTS.md: one `### <AlertName>` section per alert, nothing else at that level.
+    # Runbook pages: docs/runbooks/<AlertName>.md per alert, titled `# <AlertName>`, with a
+    # `## Playbook` section naming the alert's playbook label; no page without an alert.
+    runbooks = f"{root}/docs/runbooks"
+    pages = {os.path.basename(p)[:-3] for p in glob.glob(f"{runbooks}/*.md")}
+    for g, i, r in alerts:
+        n = r["alert"]
+        if n not in pages:
+            err("docs/runbooks", f"alert {n} has no page docs/runbooks/{n}.md")
+            continue
+        page = open(f"{runbooks}/{n}.md").read()
+        if not page.startswith(f"# {n}\n"):
+            err(f"docs/runbooks/{n}.md", f"the title must be `# {n}`")
+        section = page.split("\n## Playbook\n", 1)[1] if "\n## Playbook\n" in page else ""
+        playbook = r["labels"].get("playbook")
+        if not section or f"`{playbook}`" not in section.split("\n## ", 1)[0]:
+            err(f"docs/runbooks/{n}.md", f"needs a `## Playbook` section naming `{playbook}`")
+    for p in sorted(pages - set(names)):
+        err(f"docs/runbooks/{p}.md", f"is not an alert in {rules_file}")
+    # The summary table in docs/alerts.md: | [Name](runbooks/Name.md) | severity | for | playbook |
     try:
-        md = open(f"{root}/rules/ALERTS.md").read()
-        heads = re.findall(r"^### (.+?)\s*$", md, re.M)
-        for n in names:
-            if heads.count(n) != 1:
-                err("rules/ALERTS.md", f"needs exactly one section `### {n}` (found {heads.count(n)})")
-        for h in heads:
-            if h not in names:
-                err("rules/ALERTS.md", f"section `### {h}` is not an alert in {rules_file}")
-        # The summary table: | [Name](#name) | severity | for | playbook |
-        rows = {m[0]: m[1:] for m in re.findall(r"^\| \[(\w+)\]\(#(\w+)\) \| (\w+) \| (\w+) \| ([\w-]+) \|$", md, re.M)}
+        md = open(f"{root}/docs/alerts.md").read()
+        rows = {m[0]: m[1:] for m in re.findall(r"^\| \[(\w+)\]\(runbooks/(\w+)\.md\) \| (\w+) \| (\w+) \| ([\w-]+) \|$", md, re.M)}
         for g, i, r in alerts:
             n = r["alert"]
-            want = (n.lower(), r["labels"].get("severity"), str(r.get("for", "0s")), r["labels"].get("playbook"))
+            want = (n, r["labels"].get("severity"), str(r.get("for", "0s")), r["labels"].get("playbook"))
             if rows.get(n) != want:
-                err("rules/ALERTS.md", f"table row for {n} is {rows.get(n)}, want (anchor, severity, for, playbook) = {want}")
+                err("docs/alerts.md", f"table row for {n} is {rows.get(n)}, want (page, severity, for, playbook) = {want}")
+        for n in sorted(set(rows) - set(names)):
+            err("docs/alerts.md", f"table row {n} is not an alert in {rules_file}")
     except FileNotFoundError:
-        err("rules/ALERTS.md", "missing")
+        err("docs/alerts.md", "missing")
 
 # ---------------------------------------------------------------------------------
 GRAFANA_VARS = [
@@ -339,7 +355,7 @@ for e in errors:
 sys.exit(1 if errors else 0)
 PY
 
-step "conventions: labels, annotations, runbook_url, test coverage, ALERTS.md" \
+step "conventions: labels, annotations, runbook_url, test coverage, runbook pages" \
     python3 "$TMP/lint.py" "$ROOT" "$TMP/catalog.json" "$TMP" "$PROMTOOL" conventions
 step "every PromQL expression (rules + dashboard) parses and names only catalog metrics; dashboard shape" \
     python3 "$TMP/lint.py" "$ROOT" "$TMP/catalog.json" "$TMP" "$PROMTOOL" exprs

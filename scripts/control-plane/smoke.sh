@@ -4,7 +4,8 @@
 # mint a ServiceAccount token via the TokenRequest API, server-side-apply a big
 # CRD (with CEL rules) and wait for it to become Established, then tear down.
 #
-#   scripts/control-plane/smoke.sh [path/to/crd.yaml]
+#   scripts/control-plane/smoke.sh [path/to/crd.yaml]   (default: CNPG's Cluster CRD from
+#       scripts/fetch-crds.sh, in target/upstream-crds)
 #
 # Needs: bash, curl, openssl. Env: LIFEBOAT_CONTROL_PLANE_DIR (as the build
 # script), SMOKE_KEEP_TMP=1 to keep the temp dir (logs) after exit.
@@ -14,7 +15,7 @@ KUBE_VERSION=v1.35.4
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 BIN_DIR=${LIFEBOAT_CONTROL_PLANE_DIR:-$REPO_ROOT/target/control-plane/$KUBE_VERSION}/bin
-CRD_FILE=${1:-/work/shared/crds/postgresql.cnpg.io_clusters.yaml}
+CRD_FILE=${1:-${LIFEBOAT_MODULE_CRDS_DIR:-$REPO_ROOT/target/upstream-crds}/postgresql.cnpg.io_clusters.yaml}
 
 log() { printf '[smoke] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; dump_logs; exit 1; }
@@ -22,7 +23,7 @@ die() { log "FAIL: $*"; dump_logs; exit 1; }
 for b in etcd kube-apiserver; do
     [[ -x $BIN_DIR/$b ]] || { log "missing $BIN_DIR/$b; run scripts/build-control-plane.sh"; exit 1; }
 done
-[[ -f $CRD_FILE ]] || { log "CRD file not found: $CRD_FILE"; exit 1; }
+[[ -f $CRD_FILE ]] || { log "CRD file not found: $CRD_FILE (scripts/fetch-crds.sh writes the default one)"; exit 1; }
 # metadata.name of the CRD (first "  name:" line, i.e. indented once).
 CRD_NAME=$(sed -n 's/^  name: *//p' "$CRD_FILE" | head -n1)
 [[ -n $CRD_NAME ]] || { log "cannot find metadata.name in $CRD_FILE"; exit 1; }
