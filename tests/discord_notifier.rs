@@ -362,7 +362,7 @@ mod live {
     async fn interactions_endpoint(s: &Scene, fake: &FakeDiscord) -> String {
         let ix = Interactions {
             journal: s.journal.clone(),
-            public_key: parse_public_key(&fake.public_key_hex()).unwrap(),
+            public_key: Some(parse_public_key(&fake.public_key_hex()).unwrap()),
             approvers: DiscordApprovers { users: vec![APPROVER.into()], roles: vec![] },
             channel_id: Some(CHANNEL_ID.into()),
             approval_ttl: Dur::hours(1),

@@ -17,3 +17,4 @@ pub mod volsync;
 pub mod flux;
 pub mod kaniop;
 pub mod provisioner;
+pub mod fake_gateway;
