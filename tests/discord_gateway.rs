@@ -323,7 +323,7 @@ async fn a_non_approver_or_forged_interaction_changes_nothing() {
 
     let stranger = deliver(&s, &s.fake.click_payload(&message, &approve, STRANGER, &["4000000000000000004"]), &message).await;
     assert!(stranger["data"]["content"].as_str().unwrap().contains("not a lifeboat approver"), "{stranger}");
-    let forged_hash = approve.replace(&run.spec.plan_hash[..8], "00000000");
+    let forged_hash = approve.replace(&format!(":{}", run.spec.plan_hash), &format!(":{}", "0".repeat(run.spec.plan_hash.len())));
     assert_ne!(forged_hash, approve);
     let forged = deliver(&s, &s.fake.click_payload(&message, &forged_hash, APPROVER, &[]), &message).await;
     assert!(forged["data"]["content"].as_str().unwrap().contains("Refused"), "{forged}");

@@ -655,6 +655,8 @@ struct GatewayRest {
     interactions: HashMap<String, (String, String, bool)>,
     /// (interaction id, callback body), in order.
     callbacks: Vec<(String, Value)>,
+    /// When each callback arrived (for the latency benchmark).
+    callback_arrivals: HashMap<String, Instant>,
     /// Answers to commands: (interaction id, message data), the initial
     /// message or the edit that follows a deferral.
     responses: Vec<(String, Value)>,
@@ -678,6 +680,10 @@ impl FakeDiscord {
 
     pub fn callbacks(&self) -> Vec<(String, Value)> {
         self.state.lock().unwrap().gateway.callbacks.clone()
+    }
+
+    pub fn callback_arrival(&self, interaction_id: &str) -> Option<Instant> {
+        self.state.lock().unwrap().gateway.callback_arrivals.get(interaction_id).copied()
     }
 
     pub fn responses(&self) -> Vec<(String, Value)> {
@@ -785,6 +791,7 @@ fn interaction_callback(s: &mut Fake, id: &str, token: &str, text: &str) -> Resp
     }
     s.gateway.interactions.insert(id.to_string(), (expected_token, message_id.clone(), true));
     s.gateway.callbacks.push((id.to_string(), body));
+    s.gateway.callback_arrivals.insert(id.to_string(), Instant::now());
     // Follow-ups exist once the interaction is acknowledged.
     s.deferred.insert(token.to_string(), message_id);
     StatusCode::NO_CONTENT.into_response()
