@@ -59,11 +59,13 @@ impl Discord {
         let interactions = match &d.bot_token_file {
             None => None,
             Some(_) => {
-                let key = match (&d.public_key, &d.public_key_file) {
-                    (Some(key), _) => Some(key.clone()),
-                    (None, Some(path)) => Some(std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the Discord public key", path.display()))?),
-                    (None, None) if d.transport == DiscordTransport::Http => anyhow::bail!("discord.publicKey or discord.publicKeyFile is required with discord.transport: http"),
-                    (None, None) => None,
+                // Only the HTTP endpoint verifies signatures: over the Gateway
+                // a configured key (the chart always mounts one) is not read.
+                let key = match (&d.public_key, &d.public_key_file, d.transport) {
+                    (_, _, DiscordTransport::Gateway) => None,
+                    (Some(key), _, _) => Some(key.clone()),
+                    (None, Some(path), _) => Some(std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the Discord public key", path.display()))?),
+                    (None, None, _) => anyhow::bail!("discord.publicKey or discord.publicKeyFile is required with discord.transport: http"),
                 };
                 let public_key = key.map(|key| interactions::parse_public_key(&key)).transpose().map_err(|e| anyhow::anyhow!("Discord public key: {e}"))?;
                 Some(interactions::Interactions {
