@@ -14,12 +14,10 @@
 //! callback. Figures are printed, never asserted; record them in
 //! BENCHMARKS.md.
 
-mod support {
-    #[path = "../../tests/support/fake_discord.rs"]
-    pub mod fake_discord;
-    #[path = "../../tests/support/fake_gateway.rs"]
-    pub mod fake_gateway;
-}
+#[path = "../tests/support/fake_discord.rs"]
+mod fake_discord;
+#[path = "../tests/support/fake_gateway.rs"]
+mod fake_gateway;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,8 +30,8 @@ use lifeboat::discord::gateway::Gateway;
 use lifeboat::discord::interactions::Interactions;
 use lifeboat::discord::notifier::Notifier;
 use lifeboat::journal::{Journal, Mode, RunRecord, RunTrigger};
-use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
-use support::fake_gateway::FakeGateway;
+use fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
+use fake_gateway::FakeGateway;
 use tokio::time::Instant;
 
 const APPROVER: &str = "1000000000000000001";

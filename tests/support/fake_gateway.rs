@@ -250,6 +250,8 @@ fn query_ok(uri: &str) -> bool {
 
 async fn connection(state: Arc<Mutex<State>>, stream: TcpStream, id: u64, resume_url: String) {
     let mut uri = String::new();
+    // The callback's error type is tungstenite's (an HTTP response).
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
         uri = request.uri().to_string();
         Ok(response)
