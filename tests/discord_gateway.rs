@@ -9,55 +9,48 @@
 
 mod support;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use kube::Client;
-use lifeboat::act::remediator::Remediator;
-use lifeboat::config::{Config, DiscordApprovers, Dur, RemediationConfig};
+use lifeboat::config::{Config, DiscordApprovers, Dur};
 use lifeboat::discord::client::DiscordClient;
 use lifeboat::discord::gateway::commands::SlashCommands;
 use lifeboat::discord::gateway::{session, Gateway};
 use lifeboat::discord::interactions::Interactions;
 use lifeboat::discord::notifier::Notifier;
-use lifeboat::journal::{Journal, Mode, Phase, RunRecord, RunTrigger};
-use lifeboat::plan::{Action, ObjectRef, Plan, Step};
+use lifeboat::journal::{Mode, Phase, RunRecord, RunTrigger};
 use serde_json::{json, Value};
-use support::controlplane::control_plane;
 use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 use support::fake_gateway::FakeGateway;
-use support::k8s::{create, get};
+use support::k8s::get;
+use support::live_app;
 
 const APPROVER: &str = "1000000000000000001";
 const APPROVER_ROLE: &str = "2000000000000000002";
 const STRANGER: &str = "3000000000000000003";
 const GUILD: &str = "1100000000000000001";
 
+/// The app of [`support::live_app`] and the fakes.
 struct Scene {
-    client: Client,
-    ns: String,
-    journal: Arc<Journal>,
+    app: live_app::Scene,
     fake: FakeDiscord,
     gateway: FakeGateway,
 }
 
-/// A namespace with ConfigMap `app-config` and Deployment `app` (2 replicas),
-/// the fakes, and the journal in the namespace.
+impl std::ops::Deref for Scene {
+    type Target = live_app::Scene;
+    fn deref(&self) -> &live_app::Scene {
+        &self.app
+    }
+}
+
 async fn scene(prefix: &str) -> Scene {
-    let cp = control_plane();
-    let client = cp.admin_client();
-    let ns = cp.namespace(&client, prefix).await;
-    create(&client, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"}, "data": {"a": "b"}}), Some(&ns)).await;
-    create(&client, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "app"}},
-                 "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}), Some(&ns)).await;
-    let journal = Arc::new(Journal::cluster(client.clone(), ns.clone()));
+    let app = live_app::scene(prefix).await;
     let fake = FakeDiscord::start(50, Duration::from_secs(1)).await;
     let gateway = FakeGateway::start(Duration::from_millis(500)).await;
     fake.set_gateway_url(&gateway.url);
-    Scene { client, ns, journal, fake, gateway }
+    Scene { app, fake, gateway }
 }
 
 fn bot(s: &Scene) -> Arc<DiscordClient> {
@@ -91,45 +84,9 @@ fn lifeboat_gateway(s: &Scene, interactions: Arc<Interactions>) -> Gateway {
     }
 }
 
-/// annotate ConfigMap app-config → scale Deployment app to 0.
-fn plan(ns: &str) -> Plan {
-    let step = |id: &str, title: &str, action: Action, needs: &[&str]| Step {
-        id: id.into(),
-        title: title.into(),
-        action,
-        needs: needs.iter().map(|n| n.to_string()).collect(),
-        preconditions: vec![],
-        recovery_source: None,
-    };
-    Plan {
-        playbook: "stale-cleanup".into(),
-        target: format!("Deployment {ns}/app"),
-        findings: vec!["a test plan".into()],
-        steps: vec![
-            step("annotate", "Note the incident on the ConfigMap", Action::MergePatch {
-                object: ObjectRef::namespaced("v1", "ConfigMap", ns, "app-config"),
-                patch: json!({"metadata": {"annotations": {"lifeboat.dev/incident": "gateway"}}}),
-            }, &[]),
-            step("scale-down", "Scale the app to 0", Action::Scale { object: ObjectRef::namespaced("apps/v1", "Deployment", ns, "app"), replicas: 0 }, &["annotate"]),
-        ],
-        ..Plan::new("stale-cleanup", "")
-    }
-}
-
-fn remediator(s: &Scene) -> Remediator {
-    Remediator {
-        client: s.client.clone(),
-        journal: s.journal.clone(),
-        config: RemediationConfig { namespace: Some(s.ns.clone()), ..RemediationConfig::default() },
-        identity: "lifeboat-test".into(),
-        kill_switch: Arc::new(AtomicBool::new(false)),
-        poll_interval: Duration::from_millis(200),
-    }
-}
-
 /// A run awaiting approval and its message (with buttons) in the channel.
 async fn run_with_message(s: &Scene) -> (RunRecord, String) {
-    let run = s.journal.create(&RunRecord::new(&plan(&s.ns), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    let run = s.journal.create(&RunRecord::new(&live_app::plan(&s.ns, "app"), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
     Notifier::new(s.journal.clone(), bot(s), Dur::hours(1), Dur::secs(1)).reconcile_once().await.unwrap();
     let message = s.journal.get(&run.id).await.unwrap().unwrap().status.notification.unwrap().message_id.unwrap();
     (run, message)
@@ -185,10 +142,11 @@ async fn an_approval_clicked_over_the_gateway_runs_the_plan() {
     assert!(approved.status.approved_by.as_deref().unwrap().starts_with(&format!("discord:user{APPROVER} ({APPROVER})")));
     assert_eq!(approved.status.approved_hash.as_deref(), Some(run.spec.plan_hash.as_str()));
 
-    let done = remediator(&s).execute(approved, None).await.unwrap();
+    live_app::endpoints_ready(&s.app).await;
+    let done = live_app::remediator(&s.app).execute(approved, None).await.unwrap();
     assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
     let config_map = get(&s.client, "v1", "ConfigMap", Some(&s.ns), "app-config").await;
-    assert_eq!(config_map["metadata"]["annotations"]["lifeboat.dev/incident"], "gateway");
+    assert_eq!(config_map["metadata"]["annotations"]["lifeboat.dev/incident"], "node-loss");
     assert_eq!(get(&s.client, "apps/v1", "Deployment", Some(&s.ns), "app").await["spec"]["replicas"], 0);
 
     // Interactions need no intent; the heartbeat went on meanwhile.
@@ -213,9 +171,15 @@ async fn a_connection_lost_mid_run_resumes_without_losing_or_repeating_an_intera
     // The run is executing while the connection fails in three ways; an
     // interaction sent during each failure arrives on the resumed session.
     let executing = tokio::spawn({
-        let (remediator, approved) = (remediator(&s), s.journal.get(&run.id).await.unwrap().unwrap());
+        let (remediator, approved) = (live_app::remediator(&s.app), s.journal.get(&run.id).await.unwrap().unwrap());
         async move { remediator.execute(approved, None).await.unwrap() }
     });
+    // Running: the last step waits for the Service's endpoint.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while phase(&s, &run.id).await != Phase::Running {
+        assert!(tokio::time::Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut sent = vec![];
     for (failure, expected_resumes) in [("drop", 1), ("zombie", 2), ("reconnect", 3)] {
         match failure {
@@ -240,6 +204,8 @@ async fn a_connection_lost_mid_run_resumes_without_losing_or_repeating_an_intera
         assert_eq!(callbacks_for(&s, payload), 1, "answered exactly once: {payload}");
     }
     assert_eq!(callbacks_for(&s, &click), 1);
+    assert_eq!(phase(&s, &run.id).await, Phase::Running, "all of it happened mid-run");
+    live_app::endpoints_ready(&s.app).await;
     let done = executing.await.unwrap();
     assert_eq!(done.status.phase, Phase::Succeeded, "{:#?}", done.status);
     assert_eq!(s.gateway.identifies(), 1, "every failure was resumed, none re-identified");

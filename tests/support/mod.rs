@@ -18,3 +18,4 @@ pub mod flux;
 pub mod kaniop;
 pub mod provisioner;
 pub mod fake_gateway;
+pub mod live_app;
