@@ -23,6 +23,7 @@ use lifeboat::journal::{Mode, Phase, RunRecord, RunTrigger};
 use serde_json::{json, Value};
 use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 use support::fake_gateway::FakeGateway;
+use support::controlplane::control_plane;
 use support::k8s::get;
 use support::live_app;
 
@@ -369,4 +370,55 @@ fn the_transport_is_validated() {
         let e = Config::parse(&format!("{bot}{extra}")).expect_err(extra);
         assert!(e.contains(expected), "{extra}: {e}");
     }
+}
+
+/// The setup of docs/discord-gateway.md, followed on the fakes: `lifeboat
+/// serve` with a bot token file, channel, guild and approvers (no public key,
+/// no endpoint) and remediation on. The Lease leader connects, registers the
+/// commands, posts the run; an approval over the Gateway runs it; SIGTERM
+/// closes the connection with 1000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_the_documented_setup_approves_over_the_gateway_and_closes_on_sigterm() {
+    use support::process::{free_port, Process};
+    let s = scene("gw-serve").await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    control_plane().write_admin_kubeconfig(&kubeconfig);
+    std::fs::write(dir.path().join("bot-token"), format!("{BOT_TOKEN}\n")).unwrap();
+    let config = format!(
+        "listen: 127.0.0.1:{}\nremediation:\n  execute: true\n  namespace: {}\n\
+         discord:\n  botTokenFile: {}\n  channelId: \"{CHANNEL_ID}\"\n  guildId: \"{GUILD}\"\n  approvers:\n    users: [\"{APPROVER}\"]\n    roles: [\"{APPROVER_ROLE}\"]\n  apiBase: {}\n  editInterval: 1s\n",
+        free_port(),
+        s.ns,
+        dir.path().join("bot-token").display(),
+        s.fake.api_base
+    );
+    std::fs::write(dir.path().join("lifeboat.yaml"), &config).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    command.args(["serve", "--config"]).arg(dir.path().join("lifeboat.yaml")).env("KUBECONFIG", &kubeconfig).env("POD_NAME", "lifeboat-gateway").env("LIFEBOAT_LOG", "info");
+    let serve = Process::spawn("lifeboat serve", command, &dir.path().join("lifeboat.log"));
+
+    s.gateway.wait_until("the leader's session", FakeGateway::session_held).await;
+    let run = s.journal.create(&RunRecord::new(&live_app::plan(&s.ns, "app"), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    s.fake.wait_until("the run's message with its buttons", |ms| ms.iter().any(|m| m.custom_ids().len() == 3)).await;
+    assert!(s.fake.guild_commands(GUILD).is_some(), "the commands are registered when the session is ready");
+    let message = s.fake.messages()[0].id.clone();
+    live_app::endpoints_ready(&s.app).await;
+    let click = s.fake.click_payload(&message, &button(&s, &message, "Approve"), APPROVER, &[]);
+    assert_eq!(deliver(&s, &click, &message).await["type"], 7, "{}", serve.log_tail(30));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while phase(&s, &run.id).await != Phase::Succeeded {
+        assert!(tokio::time::Instant::now() < deadline, "the approved run did not succeed\n{}", serve.log_tail(40));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    serve.terminate();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while serve.exited().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "still running after SIGTERM\n{}", serve.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.gateway.client_closes(), vec![Some(1000)], "{}", serve.log_tail(30));
+    assert_eq!((s.gateway.identifies(), s.gateway.violations()), (1, Vec::<String>::new()));
+    assert_eq!(s.fake.refused_callbacks(), 0);
 }
