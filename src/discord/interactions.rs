@@ -8,6 +8,9 @@
 //! 3-second deadline: UPDATE_MESSAGE (type 7) with the run's new rendering,
 //! or an ephemeral message (type 4, flags 64) for a refusal; when the journal
 //! is slow, a deferred update (type 6) and the result as a follow-up.
+//!
+//! [`answer`] is the decision path; the Gateway transport
+//! (`super::gateway::bridge`) feeds it the interactions it receives too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
