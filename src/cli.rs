@@ -407,19 +407,26 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
     }
     let mut app = crate::server::router(hub.clone());
     let mut discord_app = None;
+    let mut discord_gateway = None;
     if discord_config.discord.enabled() {
         if source.from_dump.is_some() {
             bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
         }
         let client = crate::cluster::connect::client("for the Discord notifier").await?;
-        let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
+        let journal = Arc::new(crate::journal::Journal::cluster(client.clone(), remediation.namespace()));
         if let Some(discord) = crate::discord::Discord::from_config(&discord_config, journal)? {
+            if let Some(gateway) = discord.gateway {
+                let gateway = gateway.with_cluster(client, remediation.namespace(), hub.clone());
+                discord_gateway = Some(gateway.spawn(leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe())));
+            }
             let mut notifier = discord.notifier;
             notifier.leader = leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe());
             tokio::spawn(notifier.run_forever());
             if let Some(interactions) = discord.interactions {
                 discord_app = Some(crate::discord::interactions::routes(Arc::new(interactions)));
                 tracing::info!("Discord bot mode: posting runs with buttons; clicks at {}", crate::discord::interactions::PATH);
+            } else if discord_gateway.is_some() {
+                tracing::info!("Discord bot mode: posting runs with buttons; clicks over the Gateway");
             } else {
                 tracing::info!("Discord webhook-only mode: posting runs without buttons");
             }
@@ -443,6 +450,9 @@ async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow
     let discord_addr = discord_config.discord.listen.as_deref().map(str::parse).transpose().context("discord.listen address")?;
     let listeners = crate::server::arrange(crate::server::Listener { addr, app }, discord_app, discord_addr)?;
     crate::server::serve(listeners, shutdown_signal()).await?;
+    if let Some(gateway) = discord_gateway {
+        gateway.stop().await;
+    }
     if let Some(leader) = leader {
         step_down(leader, remediator_task).await;
     }

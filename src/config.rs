@@ -194,6 +194,30 @@ pub struct DiscordConfig {
     /// (e.g. `0.0.0.0:9848`), so only it is exposed to Discord. Unset: on `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Bot mode: how clicks and slash commands arrive (see docs/discord-gateway.md).
+    /// Left out of the printed default like `listen`, which keeps it optional.
+    #[serde(skip_serializing_if = "DiscordTransport::is_default")]
+    pub transport: DiscordTransport,
+    /// Gateway mode: the guild (server) whose members get the `/lifeboat` slash commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<String>,
+}
+
+/// How Discord delivers interactions in bot mode.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscordTransport {
+    /// The leader holds an outbound Gateway websocket: no public endpoint.
+    #[default]
+    Gateway,
+    /// Discord POSTs signed interactions to `/discord/interactions` (public HTTPS).
+    Http,
+}
+
+impl DiscordTransport {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Default for DiscordConfig {
@@ -208,6 +232,8 @@ impl Default for DiscordConfig {
             api_base: "https://discord.com/api/v10".into(),
             edit_interval: Dur::secs(15),
             listen: None,
+            transport: DiscordTransport::Gateway,
+            guild_id: None,
         }
     }
 }
@@ -237,6 +263,7 @@ impl DiscordConfig {
         if let Some(id) = self.channel_id.as_deref().filter(|id| !snowflake(id)) {
             problems.push(format!("discord.channelId: {id:?} is not a Discord id (digits only)"));
         }
+        problems.extend(self.transport_problems(snowflake));
         for (key, ids) in [("discord.approvers.users", &self.approvers.users), ("discord.approvers.roles", &self.approvers.roles)] {
             if let Some(id) = ids.iter().find(|id| !snowflake(id)) {
                 problems.push(format!("{key}: {id:?} is not a Discord id (digits only)"));
@@ -259,6 +286,8 @@ impl DiscordConfig {
             }
             if self.bot_token_file.is_none() {
                 problems.push("discord.listen: only bot mode receives interactions (set discord.botTokenFile)".into());
+            } else if self.transport == DiscordTransport::Gateway {
+                problems.push("discord.listen: the Gateway transport has no endpoint to serve (set discord.transport: http for the HTTP endpoint)".into());
             }
         }
         let bot = self.bot_token_file.is_some();
@@ -269,7 +298,7 @@ impl DiscordConfig {
             if self.channel_id.is_none() {
                 problems.push("discord.channelId: bot mode needs the channel to post to".into());
             }
-            if self.public_key.is_none() && self.public_key_file.is_none() {
+            if self.transport == DiscordTransport::Http && self.public_key.is_none() && self.public_key_file.is_none() {
                 problems.push("discord.publicKey: bot mode needs the application's public key (or publicKeyFile) to verify button clicks".into());
             }
             if self.approvers.users.is_empty() && self.approvers.roles.is_empty() {
@@ -277,6 +306,17 @@ impl DiscordConfig {
             }
         } else if self.public_key.is_some() || self.public_key_file.is_some() || self.channel_id.is_some() {
             problems.push("discord.publicKey/publicKeyFile/channelId: only used in bot mode: set discord.botTokenFile too".into());
+        }
+        problems
+    }
+
+    fn transport_problems(&self, snowflake: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = vec![];
+        if let Some(id) = self.guild_id.as_deref().filter(|id| !snowflake(id)) {
+            problems.push(format!("discord.guildId: {id:?} is not a Discord id (digits only)"));
+        }
+        if self.guild_id.is_some() && (self.bot_token_file.is_none() || self.transport != DiscordTransport::Gateway) {
+            problems.push("discord.guildId: the slash commands come with the Gateway transport in bot mode (discord.botTokenFile, discord.transport: gateway)".into());
         }
         problems
     }

@@ -146,7 +146,7 @@ async fn start_stack(dir: &Path, lifeboat_ns: &str, discord: &FakeDiscord) -> St
     let config = format!(
         "listen: 127.0.0.1:{lb_port}\nnodeLostGrace: 5s\nsnapshotInterval: 1s\ndiscoveryInterval: 2s\n\
          remediation:\n  execute: true\n  namespace: {lifeboat_ns}\n  apiTokenFile: {}\n  webhookCredentialsFile: {}\n\
-         discord:\n  botTokenFile: {}\n  channelId: \"{CHANNEL_ID}\"\n  publicKey: {}\n  approvers:\n    users: [\"{APPROVER}\"]\n  apiBase: {}\n  editInterval: 1s\n",
+         discord:\n  transport: http\n  botTokenFile: {}\n  channelId: \"{CHANNEL_ID}\"\n  publicKey: {}\n  approvers:\n    users: [\"{APPROVER}\"]\n  apiBase: {}\n  editInterval: 1s\n",
         dir.join("api-token").display(),
         dir.join("webhook-credentials").display(),
         dir.join("discord-bot-token").display(),

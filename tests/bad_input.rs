@@ -293,7 +293,7 @@ mod http {
     fn interactions(dir: &Path) -> Interactions {
         Interactions {
             journal: Arc::new(Journal::file(dir)),
-            public_key: parse_public_key(&hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes())).unwrap(),
+            public_key: Some(parse_public_key(&hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes())).unwrap()),
             approvers: DiscordApprovers { users: vec!["1".into()], roles: vec![] },
             channel_id: None,
             approval_ttl: Dur::hours(1),
@@ -461,7 +461,7 @@ mod http {
         let dir = tempfile::tempdir().unwrap();
         let ports = [free_port(), free_port()];
         let (main, discord) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
-        let config = Config::parse(&format!("listen: {main}\ndiscord:\n  botTokenFile: /t\n  channelId: \"1\"\n  publicKey: {}\n  approvers: {{users: [\"1\"]}}\n  listen: {discord}\n",
+        let config = Config::parse(&format!("listen: {main}\ndiscord:\n  transport: http\n  botTokenFile: /t\n  channelId: \"1\"\n  publicKey: {}\n  approvers: {{users: [\"1\"]}}\n  listen: {discord}\n",
             hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes()))).unwrap();
         let listeners = lifeboat::server::arrange(
             lifeboat::server::Listener { addr: config.listen.parse().unwrap(), app: lifeboat::server::router(hub()) },

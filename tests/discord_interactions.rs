@@ -57,7 +57,7 @@ async fn setup_with(public_key: &str, answer_within: Duration) -> Setup {
     let client = Arc::new(DiscordClient::bot(&fake.api_base, BOT_TOKEN, CHANNEL_ID));
     let interactions = Interactions {
         journal: journal.clone(),
-        public_key: parse_public_key(public_key).unwrap(),
+        public_key: Some(parse_public_key(public_key).unwrap()),
         approvers: DiscordApprovers { users: vec![APPROVER.into()], roles: vec![APPROVER_ROLE.into()] },
         channel_id: Some(CHANNEL_ID.into()),
         approval_ttl: Dur::hours(1),

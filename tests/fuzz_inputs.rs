@@ -135,7 +135,7 @@ fn signed_discord_interactions_never_panic() {
     let endpoint = rt.block_on(async {
         let interactions = Interactions {
             journal: Arc::new(Journal::file(dir.path())),
-            public_key: parse_public_key(&hex::encode(key.verifying_key().to_bytes())).unwrap(),
+            public_key: Some(parse_public_key(&hex::encode(key.verifying_key().to_bytes())).unwrap()),
             approvers: DiscordApprovers { users: vec!["1000000000000000001".into()], roles: vec!["2000000000000000002".into()] },
             channel_id: Some("1".into()),
             approval_ttl: Dur::hours(1),

@@ -103,6 +103,22 @@ pub fn seconds_from_header(seconds: f64) -> Duration {
     Duration::try_from_secs_f64(seconds.clamp(0.0, MAX_RATE_LIMIT_WAIT.as_secs_f64())).unwrap_or(MAX_RATE_LIMIT_WAIT)
 }
 
+/// The answer of `GET /gateway/bot`.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct GatewayBot {
+    pub url: String,
+    pub session_start_limit: SessionStartLimit,
+}
+
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+pub struct SessionStartLimit {
+    pub total: u32,
+    pub remaining: u32,
+    /// Milliseconds until `remaining` resets to `total`.
+    pub reset_after: u64,
+    pub max_concurrency: u16,
+}
+
 pub struct DiscordClient {
     http: reqwest::Client,
     target: Target,
@@ -205,6 +221,34 @@ impl DiscordClient {
     pub async fn follow_up(&self, application_id: &str, interaction_token: &str, body: &Value) -> Result<(), DiscordError> {
         let url = format!("{}/webhooks/{application_id}/{interaction_token}", self.api_base);
         self.send(Method::POST, &url, &format!("POST /webhooks/{application_id}/:token"), None, Some(body)).await.map(|_| ())
+    }
+
+    fn bot_token(&self) -> Option<&str> {
+        match &self.target {
+            Target::Bot { token, .. } => Some(token),
+            Target::Webhook { .. } => None,
+        }
+    }
+
+    /// `GET /gateway/bot`: where to connect, and how many sessions may start.
+    pub async fn gateway_bot(&self) -> Result<GatewayBot, DiscordError> {
+        let route = "GET /gateway/bot".to_string();
+        let answer = self.send(Method::GET, &format!("{}/gateway/bot", self.api_base), &route, self.bot_token(), None).await?;
+        serde_json::from_value(answer).map_err(|e| DiscordError::Status { route, status: 200, body: format!("unexpected answer: {e}") })
+    }
+
+    /// The initial response to an interaction that came over the Gateway.
+    pub async fn interaction_callback(&self, interaction_id: &str, interaction_token: &str, body: &Value) -> Result<(), DiscordError> {
+        let url = format!("{}/interactions/{interaction_id}/{interaction_token}/callback", self.api_base);
+        self.send(Method::POST, &url, &format!("POST /interactions/{interaction_id}/:token/callback"), None, Some(body)).await.map(|_| ())
+    }
+
+    /// `PUT /applications/{application}/guilds/{guild}/commands`: the guild's
+    /// commands become exactly `commands` (idempotent).
+    pub async fn overwrite_guild_commands(&self, application_id: &str, guild_id: &str, commands: &Value) -> Result<(), DiscordError> {
+        let path = format!("/applications/{application_id}/guilds/{guild_id}/commands");
+        let url = format!("{}{path}", self.api_base);
+        self.send(Method::PUT, &url, &format!("PUT {path}"), self.bot_token(), Some(commands)).await.map(|_| ())
     }
 
     async fn send(&self, method: Method, url: &str, route: &str, bot_token: Option<&str>, body: Option<&Value>) -> Result<Value, DiscordError> {

@@ -8,6 +8,9 @@
 //! 3-second deadline: UPDATE_MESSAGE (type 7) with the run's new rendering,
 //! or an ephemeral message (type 4, flags 64) for a refusal; when the journal
 //! is slow, a deferred update (type 6) and the result as a follow-up.
+//!
+//! [`answer`] is the decision path; the Gateway transport
+//! (`super::gateway::bridge`) feeds it the interactions it receives too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -127,7 +130,9 @@ impl SeenInteractions {
 
 pub struct Interactions {
     pub journal: Arc<Journal>,
-    pub public_key: VerifyingKey,
+    /// Verifies `POST /discord/interactions` (HTTP transport); the Gateway
+    /// transport has no signatures (the bot opened the connection itself).
+    pub public_key: Option<VerifyingKey>,
     pub approvers: DiscordApprovers,
     /// Clicks from any other channel are refused.
     pub channel_id: Option<String>,
@@ -164,7 +169,8 @@ impl Answer {
     }
 }
 
-fn ephemeral(text: String) -> Value {
+/// Message data only the interaction's user sees.
+pub fn ephemeral(text: String) -> Value {
     json!({"content": render::clip(&text, render::MAX_CONTENT), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}})
 }
 
@@ -186,7 +192,7 @@ async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: 
             return (e.status(), format!("{e}\n")).into_response();
         }
     };
-    if !verify_signed(&ix.public_key, &signed, &body) {
+    if !ix.public_key.as_ref().is_some_and(|key| verify_signed(key, &signed, &body)) {
         return bad_signature();
     }
     let Ok(interaction) = serde_json::from_slice::<Value>(&body) else {
@@ -206,64 +212,120 @@ async fn receive(State(ix): State<Arc<Interactions>>, headers: HeaderMap, body: 
             return (StatusCode::SERVICE_UNAVAILABLE, "too many interactions, try again\n").into_response();
         }
     }
-    match interaction["type"].as_u64() {
-        Some(1) => Json(json!({"type": 1})).into_response(),
-        Some(3) => Json(click(ix, interaction).await).into_response(),
-        _ => Json(Answer::Ephemeral("lifeboat only understands its own buttons.".into()).immediate()).into_response(),
+    let Answered { now, later } = answer(ix, interaction).await;
+    if let Some(later) = later {
+        tokio::spawn(later);
+    }
+    Json(now).into_response()
+}
+
+/// An interaction response: `now` is the initial response (what Discord
+/// needs within its 3-second deadline); `later`, when the answer was
+/// deferred, sends the real answer once `now` has reached Discord.
+pub struct Answered {
+    pub now: Value,
+    pub later: Option<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl Answered {
+    pub fn at_once(now: Value) -> Self {
+        Self { now, later: None }
     }
 }
 
-async fn click(ix: Arc<Interactions>, interaction: Value) -> Value {
+/// The decision path shared by both transports, for an interaction that is
+/// authentic and seen for the first time: PING, button clicks (approver
+/// roles, channel, plan hash, phase, approval window), refusals otherwise.
+pub async fn answer(ix: Arc<Interactions>, interaction: Value) -> Answered {
+    match interaction["type"].as_u64() {
+        Some(1) => Answered::at_once(json!({"type": 1})),
+        Some(3) => click(ix, interaction).await,
+        _ => Answered::at_once(Answer::Ephemeral("lifeboat only understands its own buttons.".into()).immediate()),
+    }
+}
+
+/// Who sent an interaction, and whether discord.approvers names them.
+pub struct Sender {
+    pub id: String,
+    pub name: String,
+    pub may_decide: bool,
+}
+
+impl Sender {
+    /// How the journal records a decision by this sender.
+    pub fn by(&self) -> String {
+        format!("discord:{} ({})", self.name, self.id)
+    }
+}
+
+impl Interactions {
+    pub fn sender(&self, interaction: &Value) -> Sender {
+        let user = if interaction["member"].is_object() { &interaction["member"]["user"] } else { &interaction["user"] };
+        let id = user["id"].as_str().unwrap_or_default().to_string();
+        let name = user["global_name"].as_str().or(user["username"].as_str()).unwrap_or("unknown").to_string();
+        let roles: Vec<&str> = interaction["member"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let may_decide = self.approvers.users.contains(&id) || self.approvers.roles.iter().any(|r| roles.contains(&r.as_str()));
+        Sender { id, name, may_decide }
+    }
+}
+
+async fn click(ix: Arc<Interactions>, interaction: Value) -> Answered {
     let custom_id = interaction["data"]["custom_id"].as_str().unwrap_or_default();
+    let refuse = |text: &str| Answered::at_once(Answer::Ephemeral(text.into()).immediate());
     let Some(button) = render::parse_custom_id(custom_id) else {
-        return Answer::Ephemeral("This is not a lifeboat button.".into()).immediate();
+        return refuse("This is not a lifeboat button.");
     };
     let (verb, run_id) = (button.verb, button.run_id.clone());
     if let (Some(expected), Some(channel)) = (&ix.channel_id, interaction["channel_id"].as_str()) {
         if expected != channel {
-            return Answer::Ephemeral("lifeboat only takes decisions in its own channel.".into()).immediate();
+            return refuse("lifeboat only takes decisions in its own channel.");
         }
     }
-    let user = if interaction["member"].is_object() { &interaction["member"]["user"] } else { &interaction["user"] };
-    let user_id = user["id"].as_str().unwrap_or_default().to_string();
-    let name = user["global_name"].as_str().or(user["username"].as_str()).unwrap_or("unknown").to_string();
-    let roles: Vec<&str> = interaction["member"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    let may_decide = ix.approvers.users.contains(&user_id) || ix.approvers.roles.iter().any(|r| roles.contains(&r.as_str()));
-    if verb != Verb::Commands && !may_decide {
-        tracing::info!(user = %user_id, run = %run_id, "Discord click by a non-approver refused");
-        return Answer::Ephemeral(format!(
-            "You ({name}, {user_id}) are not a lifeboat approver: nothing was done. Approvers are the users and roles in discord.approvers."
-        ))
-        .immediate();
+    let sender = ix.sender(&interaction);
+    if verb != Verb::Commands && !sender.may_decide {
+        tracing::info!(user = %sender.id, run = %run_id, "Discord click by a non-approver refused");
+        return refuse(&not_an_approver(&sender));
     }
-    let by = format!("discord:{name} ({user_id})");
+    let by = sender.by();
     let mut task = tokio::spawn(decide(ix.clone(), button, by));
     let answered = match ix.answer_within.is_zero() {
         true => Err(()),
         false => tokio::time::timeout(ix.answer_within, &mut task).await.map_err(|_| ()),
     };
     match answered {
-        Ok(answer) => answer.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}"))).immediate(),
+        Ok(answer) => Answered::at_once(answer.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}"))).immediate()),
         Err(_) => {
             // Too slow for Discord's deadline: acknowledge now, answer by follow-up.
             let (application, token) = (interaction["application_id"].as_str(), interaction["token"].as_str());
-            if let (Some(application), Some(token)) = (application, token) {
-                let (application, token) = (application.to_string(), token.to_string());
-                let client = ix.client.clone();
-                tokio::spawn(async move {
-                    let answer = task.await.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}")));
-                    let sent = match answer {
-                        Answer::Update(message) => client.edit_original_response(&application, &token, &message).await,
-                        Answer::Ephemeral(text) => client.follow_up(&application, &token, &ephemeral(text)).await,
-                    };
-                    if let Err(error) = sent {
-                        tracing::warn!(%error, "answering a Discord click late failed");
-                    }
-                });
-            }
-            json!({"type": 6})
+            let later = match (application, token) {
+                (Some(application), Some(token)) => {
+                    let (application, token) = (application.to_string(), token.to_string());
+                    let client = ix.client.clone();
+                    let later: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+                        let answer = task.await.unwrap_or_else(|e| Answer::Ephemeral(format!("lifeboat failed: {e}")));
+                        let sent = match answer {
+                            Answer::Update(message) => client.edit_original_response(&application, &token, &message).await,
+                            Answer::Ephemeral(text) => client.follow_up(&application, &token, &ephemeral(text)).await,
+                        };
+                        if let Err(error) = sent {
+                            tracing::warn!(%error, "answering a Discord click late failed");
+                        }
+                    });
+                    Some(later)
+                }
+                _ => None,
+            };
+            Answered { now: json!({"type": 6}), later }
         }
     }
+}
+
+/// The refusal a non-approver gets (ephemeral).
+pub fn not_an_approver(sender: &Sender) -> String {
+    format!(
+        "You ({}, {}) are not a lifeboat approver: nothing was done. Approvers are the users and roles in discord.approvers.",
+        sender.name, sender.id
+    )
 }
 
 async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> Answer {

@@ -1,9 +1,11 @@
 //! Discord: run notifications, and approvals with buttons.
 //!
-//! * Bot mode (`discord.botTokenFile`, `channelId`, the application's public
-//!   key, approvers): each run gets a message in the channel with Approve /
-//!   Reject / Show commands buttons; clicks come back signed to
-//!   `POST /discord/interactions` ([`interactions`]).
+//! * Bot mode (`discord.botTokenFile`, `channelId`, approvers): each run
+//!   gets a message in the channel with Approve / Reject / Show commands
+//!   buttons; clicks come back over the leader's Gateway connection
+//!   ([`gateway`], the default) or signed to `POST /discord/interactions`
+//!   (`transport: http`, with the application's public key), and take the
+//!   same decision path ([`interactions::answer`]).
 //! * Webhook-only mode (`discord.webhookUrlFile`): the same messages without
 //!   buttons; they say how to approve over HTTP or the CLI.
 //!
@@ -13,6 +15,7 @@
 //! only ever sent to Discord in the places Discord expects them.
 
 pub mod client;
+pub mod gateway;
 pub mod interactions;
 pub mod notifier;
 pub mod render;
@@ -21,14 +24,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::{Config, DiscordTransport};
 use crate::journal::Journal;
 use client::DiscordClient;
 
 /// Discord, as configured: the client, and in bot mode what verifies clicks.
 pub struct Discord {
     pub client: Arc<DiscordClient>,
+    /// Bot mode with `transport: http`: what serves `POST /discord/interactions`.
     pub interactions: Option<interactions::Interactions>,
+    /// Bot mode with `transport: gateway`: the leader's Gateway connection.
+    pub gateway: Option<gateway::Gateway>,
     pub notifier: notifier::Notifier,
 }
 
@@ -36,10 +42,13 @@ impl Discord {
     /// Reads the secret files named by `config.discord`; None when Discord is off.
     pub fn from_config(config: &Config, journal: Arc<Journal>) -> anyhow::Result<Option<Self>> {
         let d = &config.discord;
+        let mut bot_token = None;
         let client = if let Some(path) = &d.bot_token_file {
             let token = crate::api::read_secret_file(path, "the Discord bot token")?;
             let channel = d.channel_id.as_deref().context("discord.channelId is required in bot mode")?;
-            DiscordClient::bot(&d.api_base, &token, channel)
+            let client = DiscordClient::bot(&d.api_base, &token, channel);
+            bot_token = Some(token);
+            client
         } else if let Some(path) = &d.webhook_url_file {
             let url = crate::api::read_secret_file(path, "the Discord webhook URL")?;
             DiscordClient::webhook(&url, &d.api_base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
@@ -50,12 +59,15 @@ impl Discord {
         let interactions = match &d.bot_token_file {
             None => None,
             Some(_) => {
-                let key = match (&d.public_key, &d.public_key_file) {
-                    (Some(key), _) => key.clone(),
-                    (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the Discord public key", path.display()))?,
-                    (None, None) => anyhow::bail!("discord.publicKey or discord.publicKeyFile is required in bot mode"),
+                // Only the HTTP endpoint verifies signatures: over the Gateway
+                // a configured key (the chart always mounts one) is not read.
+                let key = match (&d.public_key, &d.public_key_file, d.transport) {
+                    (_, _, DiscordTransport::Gateway) => None,
+                    (Some(key), _, _) => Some(key.clone()),
+                    (None, Some(path), _) => Some(std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the Discord public key", path.display()))?),
+                    (None, None, _) => anyhow::bail!("discord.publicKey or discord.publicKeyFile is required with discord.transport: http"),
                 };
-                let public_key = interactions::parse_public_key(&key).map_err(|e| anyhow::anyhow!("Discord public key: {e}"))?;
+                let public_key = key.map(|key| interactions::parse_public_key(&key)).transpose().map_err(|e| anyhow::anyhow!("Discord public key: {e}"))?;
                 Some(interactions::Interactions {
                     journal: journal.clone(),
                     public_key,
@@ -69,7 +81,14 @@ impl Discord {
                 })
             }
         };
+        let (interactions, gateway) = match (interactions, bot_token, d.transport) {
+            (Some(interactions), Some(token), DiscordTransport::Gateway) => {
+                let commands = d.guild_id.clone().map(|guild_id| gateway::commands::SlashCommands { guild_id, cluster: None, triage: None });
+                (None, Some(gateway::Gateway { token, client: client.clone(), interactions: Arc::new(interactions), commands }))
+            }
+            (interactions, _, _) => (interactions, None),
+        };
         let notifier = notifier::Notifier::new(journal, client.clone(), config.remediation.approval_ttl, d.edit_interval);
-        Ok(Some(Self { client, interactions, notifier }))
+        Ok(Some(Self { client, interactions, gateway, notifier }))
     }
 }

@@ -144,6 +144,8 @@ struct Fake {
     next_id: u64,
     /// Interaction token → the clicked message, for follow-ups.
     deferred: HashMap<String, String>,
+    /// Gateway mode: see [`GatewayRest`].
+    gateway: GatewayRest,
 }
 
 pub struct FakeDiscord {
@@ -174,6 +176,7 @@ impl FakeDiscord {
             nonce_repeats: 0,
             next_id: 1_400_000_000_000_000_000,
             deferred: HashMap::new(),
+            gateway: GatewayRest::default(),
         }));
         let refuse = Arc::new(AtomicBool::new(false));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -453,6 +456,9 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
         return error(StatusCode::NOT_FOUND, "404: Not Found");
     };
     let segments: Vec<&str> = rest.split('/').collect();
+    if let Some(response) = gateway_routes(&mut s, method, &segments, headers, text) {
+        return response;
+    }
     let is_followup = segments.first() == Some(&"webhooks") && segments.get(1) == Some(&APPLICATION_ID);
     let webhook = segments.first() == Some(&"webhooks") && !is_followup;
     // Authentication first, as Discord does.
@@ -519,6 +525,12 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
         }
         (Method::PATCH, ["webhooks", _, _, "messages", id]) if !is_followup => edit(&mut s, id, body, true),
         (Method::PATCH, ["webhooks", _, token, "messages", "@original"]) => match s.deferred.get(*token).cloned() {
+            // A deferred command's answer (there is no clicked message).
+            Some(id) if id.is_empty() => {
+                let interaction = s.gateway.interactions.iter().find(|(_, (t, _, _))| t == token).map(|(i, _)| i.clone()).unwrap_or_default();
+                s.gateway.responses.push((interaction, body.clone()));
+                Ok(body)
+            }
             Some(id) => edit(&mut s, &id, body, false),
             None => Err(Box::new(error(StatusCode::NOT_FOUND, "Unknown Webhook"))),
         },
@@ -630,4 +642,194 @@ impl AsyncWrite for FlakyStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// What the fake REST API knows in Gateway mode: the `GET /gateway/bot`
+/// answer, the interactions dispatched over the fake Gateway (for their
+/// callbacks), the registered guild commands.
+#[derive(Default)]
+struct GatewayRest {
+    url: String,
+    /// Interaction id → its token, the message it was on ("" for a command)
+    /// and whether its callback came.
+    interactions: HashMap<String, (String, String, bool)>,
+    /// (interaction id, callback body), in order.
+    callbacks: Vec<(String, Value)>,
+    /// When each callback arrived (for the latency benchmark).
+    callback_arrivals: HashMap<String, Instant>,
+    /// Answers to commands: (interaction id, message data), the initial
+    /// message or the edit that follows a deferral.
+    responses: Vec<(String, Value)>,
+    commands: HashMap<String, Value>,
+    /// Callbacks for unknown interactions or sent twice.
+    refused_callbacks: u32,
+}
+
+impl FakeDiscord {
+    /// The URL `GET /gateway/bot` answers.
+    pub fn set_gateway_url(&self, url: &str) {
+        self.state.lock().unwrap().gateway.url = url.to_string();
+    }
+
+    /// An interaction Discord is about to deliver over the Gateway; its
+    /// callback is accepted once. `message_id` is "" for a command.
+    pub fn expect_interaction(&self, payload: &Value, message_id: &str) {
+        let (id, token) = (payload["id"].as_str().unwrap().to_string(), payload["token"].as_str().unwrap().to_string());
+        self.state.lock().unwrap().gateway.interactions.insert(id, (token, message_id.to_string(), false));
+    }
+
+    pub fn callbacks(&self) -> Vec<(String, Value)> {
+        self.state.lock().unwrap().gateway.callbacks.clone()
+    }
+
+    pub fn callback_arrival(&self, interaction_id: &str) -> Option<Instant> {
+        self.state.lock().unwrap().gateway.callback_arrivals.get(interaction_id).copied()
+    }
+
+    pub fn responses(&self) -> Vec<(String, Value)> {
+        self.state.lock().unwrap().gateway.responses.clone()
+    }
+
+    pub fn refused_callbacks(&self) -> u32 {
+        self.state.lock().unwrap().gateway.refused_callbacks
+    }
+
+    /// The guild's registered commands (`PUT …/guilds/{guild}/commands`).
+    pub fn guild_commands(&self, guild: &str) -> Option<Value> {
+        self.state.lock().unwrap().gateway.commands.get(guild).cloned()
+    }
+
+    /// A slash command interaction (`/lifeboat <sub> [option=value]`).
+    pub fn command_payload(&self, guild_id: &str, sub: &str, options: &[(&str, &str)], user_id: &str, roles: &[&str]) -> Value {
+        let n = {
+            let mut s = self.state.lock().unwrap();
+            s.next_id += 1;
+            s.next_id
+        };
+        let options: Vec<Value> = options.iter().map(|(name, value)| json!({"name": name, "type": 3, "value": value})).collect();
+        json!({
+            "id": n.to_string(), "application_id": APPLICATION_ID, "type": 2, "version": 1,
+            "token": format!("interaction-token-{n}"), "channel_id": CHANNEL_ID, "guild_id": guild_id,
+            "member": {"user": {"id": user_id, "username": format!("user{user_id}"), "global_name": null}, "roles": roles},
+            "data": {"id": "1500000000000000001", "name": "lifeboat", "type": 1, "options": [{"name": sub, "type": 1, "options": options}]},
+        })
+    }
+}
+
+fn bot_authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bot {BOT_TOKEN}"))
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "401: Unauthorized", "code": 0}))).into_response()
+}
+
+/// The routes of Gateway mode, as Discord documents them (discord-api-docs,
+/// docs/topics/gateway.mdx "Get Gateway Bot"; docs/interactions/receiving-
+/// and-responding.mdx "Create Interaction Response", "Interaction Callback
+/// Type"; docs/interactions/application-commands.mdx "Bulk Overwrite Guild
+/// Application Commands").
+fn gateway_routes(s: &mut Fake, method: &Method, segments: &[&str], headers: &HeaderMap, text: &str) -> Option<Response> {
+    match (method.clone(), segments) {
+        (Method::GET, ["gateway", "bot"]) => Some(if !bot_authorized(headers) {
+            unauthorized()
+        } else {
+            let url = s.gateway.url.clone();
+            axum::Json(json!({"url": url, "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}})).into_response()
+        }),
+        (Method::POST, ["interactions", id, token, "callback"]) => Some(interaction_callback(s, id, token, text)),
+        (Method::PUT, ["applications", app, "guilds", guild, "commands"]) => Some(if !bot_authorized(headers) {
+            unauthorized()
+        } else if *app != APPLICATION_ID {
+            error(StatusCode::FORBIDDEN, "Missing Access")
+        } else {
+            match serde_json::from_str::<Value>(text).map_err(|e| e.to_string()).and_then(|v| check_commands(&v).map(|()| v)) {
+                Ok(commands) => {
+                    s.gateway.commands.insert(guild.to_string(), commands.clone());
+                    axum::Json(commands).into_response()
+                }
+                Err(reason) => error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {reason}")),
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Discord answers 204 to a callback; one per interaction (a second one is
+/// 40060 "Interaction has already been acknowledged", an unknown one 10062
+/// "Unknown interaction").
+fn interaction_callback(s: &mut Fake, id: &str, token: &str, text: &str) -> Response {
+    let known = s.gateway.interactions.get(id).cloned();
+    let Some((expected_token, message_id, answered)) = known.filter(|(t, _, _)| t == token) else {
+        s.gateway.refused_callbacks += 1;
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Unknown interaction", "code": 10062}))).into_response();
+    };
+    if answered {
+        s.gateway.refused_callbacks += 1;
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": "Interaction has already been acknowledged.", "code": 40060}))).into_response();
+    }
+    let Ok(body) = serde_json::from_str::<Value>(text) else {
+        return error(StatusCode::BAD_REQUEST, "not JSON");
+    };
+    match body["type"].as_u64() {
+        Some(7) if !message_id.is_empty() => {
+            if let Err(reason) = check_message(&body["data"], false, false, &s.messages) {
+                return error(StatusCode::BAD_REQUEST, format!("Invalid Form Body: {reason}"));
+            }
+            let m = s.messages.iter_mut().find(|m| m.id == message_id).expect("clicked message exists");
+            apply_edit(m, &body["data"]);
+        }
+        Some(4) => {
+            if body["data"]["flags"].as_u64().is_some_and(|f| f & 64 == 64) {
+                s.ephemeral.push(body["data"]["content"].as_str().unwrap_or_default().to_string());
+            }
+            s.gateway.responses.push((id.to_string(), body["data"].clone()));
+        }
+        Some(5 | 6) => {}
+        other => return error(StatusCode::BAD_REQUEST, format!("interaction callback type {other:?} does not fit this interaction")),
+    }
+    s.gateway.interactions.insert(id.to_string(), (expected_token, message_id.clone(), true));
+    s.gateway.callbacks.push((id.to_string(), body));
+    s.gateway.callback_arrivals.insert(id.to_string(), Instant::now());
+    // Follow-ups exist once the interaction is acknowledged.
+    s.deferred.insert(token.to_string(), message_id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Application command shapes: names 1..=32 lowercase characters, descriptions
+/// 1..=100, at most 25 options, required options before optional ones.
+fn check_commands(commands: &Value) -> Result<(), String> {
+    fn options(list: &Value, at: &str) -> Result<(), String> {
+        let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        if list.len() > 25 {
+            return Err(format!("{at}: more than 25 options"));
+        }
+        let mut optional_seen = false;
+        for o in list {
+            let name = o["name"].as_str().unwrap_or_default();
+            if name.is_empty() || name.chars().count() > 32 || name.chars().any(|c| c.is_uppercase() || c.is_whitespace()) {
+                return Err(format!("{at}: option name {name:?}"));
+            }
+            let description = o["description"].as_str().unwrap_or_default().chars().count();
+            if !(1..=100).contains(&description) {
+                return Err(format!("{at}.{name}: description length {description}"));
+            }
+            let required = o["required"].as_bool().unwrap_or(false);
+            if required && optional_seen {
+                return Err(format!("{at}.{name}: required options must come first"));
+            }
+            optional_seen |= !required;
+            options(&o["options"], &format!("{at}.{name}"))?;
+        }
+        Ok(())
+    }
+    for c in commands.as_array().ok_or("not a list of commands")? {
+        let name = c["name"].as_str().unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 32 || name.chars().any(|c| c.is_uppercase()) {
+            return Err(format!("command name {name:?}"));
+        }
+        options(&c["options"], name)?;
+    }
+    Ok(())
 }

@@ -17,3 +17,5 @@ pub mod volsync;
 pub mod flux;
 pub mod kaniop;
 pub mod provisioner;
+pub mod fake_gateway;
+pub mod live_app;

@@ -114,3 +114,12 @@ pub fn find_binary(env: &str, candidates: &[&str], package: &str) -> PathBuf {
          (scripts/install-test-deps.sh installs it; scripts/test.sh runs that)"
     );
 }
+
+impl Process {
+    /// SIGTERM, what Kubernetes sends to stop a pod.
+    pub fn terminate(&self) {
+        let pid = self.child.lock().unwrap_or_else(|e| e.into_inner()).id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM to {}", self.name);
+    }
+}
