@@ -178,8 +178,17 @@ template() {
     must_fail "config.discord.listen: only bot mode receives interactions" --set config.discord.listen=0.0.0.0:9848
     must_fail "config.discord.listen: only bot mode receives interactions" --set remediation.enabled=true \
         --set secrets.discord.existingSecret=discord --set secrets.discord.mode=webhook --set config.discord.listen=0.0.0.0:9848
-    must_fail "discord.httpRoute.parentRefs is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.httpRoute.enabled=true
-    must_fail "discord.ingress.host is required" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
+    must_fail "set config.discord.transport: http" "${bot[@]}" --set config.discord.listen=0.0.0.0:9848
+    local http=("${bot[@]}" --set config.discord.transport=http)
+    must_fail "discord.httpRoute.parentRefs is required" "${http[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.httpRoute.enabled=true
+    must_fail "discord.ingress.host is required" "${http[@]}" --set config.discord.listen=0.0.0.0:9848 --set discord.ingress.enabled=true
+    # The public key is mounted into the config only for the HTTP transport.
+    "$HELM" template lifeboat "$CHART" "${bot[@]}" >"$TMP/gateway.yaml" || return 1
+    "$HELM" template lifeboat "$CHART" "${http[@]}" >"$TMP/http.yaml" || return 1
+    if grep -q publicKeyFile "$TMP/gateway.yaml" || ! grep -q publicKeyFile "$TMP/http.yaml"; then
+        echo "publicKeyFile must be rendered with config.discord.transport: http only"
+        ok=1
+    fi
     return $ok
 }
 step "helm template (default, all features; bad values refused)" template

@@ -84,7 +84,8 @@ app.kubernetes.io/part-of: lifeboat
 {{- $dir := include "lifeboat.discordDir" $ }}
 {{- if eq $s.mode "bot" }}
 {{- $_ := set $discord "botTokenFile" (printf "%s/%s" $dir $s.botTokenKey) }}
-{{- if not (get $discord "publicKey") }}
+{{- /* Only the HTTP transport verifies signed requests; the Gateway (the default) needs no public key. */}}
+{{- if and (eq (toString (default "gateway" $discord.transport)) "http") (not (get $discord "publicKey")) }}
 {{- $_ := set $discord "publicKeyFile" (printf "%s/%s" $dir $s.publicKeyKey) }}
 {{- end }}
 {{- else if eq $s.mode "webhook" }}
@@ -95,6 +96,9 @@ app.kubernetes.io/part-of: lifeboat
 {{- end }}
 {{- if and $discord.listen (not (and .Values.secrets.discord.existingSecret (eq .Values.secrets.discord.mode "bot"))) }}
 {{- fail "config.discord.listen: only bot mode receives interactions (secrets.discord.existingSecret with secrets.discord.mode=bot)" }}
+{{- end }}
+{{- if and $discord.listen (ne (toString (default "gateway" $discord.transport)) "http") }}
+{{- fail "config.discord.listen serves Discord's HTTP interactions endpoint: set config.discord.transport: http (the default Gateway transport needs no endpoint)" }}
 {{- end }}
 {{- if $discord }}
 {{- $_ := set $config "discord" $discord }}
