@@ -17,3 +17,5 @@ pub mod volsync;
 pub mod flux;
 pub mod kaniop;
 pub mod provisioner;
+pub mod cnpg_operator;
+pub mod cnpg_standin;
