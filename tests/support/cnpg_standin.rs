@@ -103,11 +103,13 @@ struct Shared {
 pub struct StandIn {
     shared: Arc<Mutex<Shared>>,
     task: tokio::task::JoinHandle<()>,
+    run: tokio::task::AbortHandle,
     panicked: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
+        self.run.abort();
         self.task.abort();
         for i in self.shared.lock().unwrap().instances.values() {
             if let Some(s) = &i.server {
@@ -124,20 +126,21 @@ impl StandIn {
         let panicked: Arc<Mutex<Option<String>>> = Arc::default();
         let world = World { client, ns: ns.to_string(), nodes, shared: shared.clone(), executable_hash: Arc::new(executable_hash) };
         let flag = panicked.clone();
+        let run = tokio::spawn(async move {
+            loop {
+                world.tick().await;
+                tokio::time::sleep(TICK).await;
+            }
+        });
+        let run_abort = run.abort_handle();
         let task = tokio::spawn(async move {
-            let run = tokio::spawn(async move {
-                loop {
-                    world.tick().await;
-                    tokio::time::sleep(TICK).await;
-                }
-            });
             if let Err(e) = run.await {
                 if e.is_panic() {
                     *flag.lock().unwrap() = Some(format!("{e:?}"));
                 }
             }
         });
-        StandIn { shared, task, panicked }
+        StandIn { shared, task, run: run_abort, panicked }
     }
 
     pub fn assert_alive(&self) {
