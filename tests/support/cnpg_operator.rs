@@ -86,7 +86,7 @@ pub fn skip_without_go(test: &str) -> bool {
 pub struct Operator {
     pub pid: u32,
     pub log: PathBuf,
-    /// Whether the admission webhooks are registered (see [`Operator::webhooks`]).
+    /// Ok when its admission webhooks are registered and serve; else why it runs without them.
     pub webhooks: Result<(), String>,
 }
 
@@ -109,7 +109,7 @@ static OPERATOR: OnceLock<Result<Operator, String>> = OnceLock::new();
 
 /// Starts the operator once (from a thread that lives as long as the test
 /// binary: the process dies with it, PR_SET_PDEATHSIG) and waits until it
-/// serves its webhooks, or, without webhooks, until it reconciles.
+/// serves its webhooks, or, without webhooks, until it has made its PKI.
 pub fn operator(cp: &'static ControlPlane) -> &'static Operator {
     let started = OPERATOR.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -204,9 +204,14 @@ async fn install_rbac(client: &Client) -> Result<String, String> {
     let roles = api_for(client, "rbac.authorization.k8s.io/v1", "ClusterRole", None).await;
     roles.patch("cnpg-manager", &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&role)).await.map_err(|e| format!("ClusterRole cnpg-manager: {e}"))?;
     create(client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cnpg-manager", "namespace": NAMESPACE}}), None).await;
-    create(client, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "cnpg-manager-rolebinding"},
+    create(
+        client,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "cnpg-manager-rolebinding"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cnpg-manager"},
-        "subjects": [{"kind": "ServiceAccount", "name": "cnpg-manager", "namespace": NAMESPACE}]}), None).await;
+        "subjects": [{"kind": "ServiceAccount", "name": "cnpg-manager", "namespace": NAMESPACE}]}),
+        None,
+    )
+    .await;
     let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
     let request: k8s_openapi::api::authentication::v1::TokenRequest =
         serde_json::from_value(json!({"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 86400}})).unwrap();
@@ -304,12 +309,22 @@ async fn register_webhooks(client: &Client, address: &str, port: u16) -> Result<
         let api = api_for(client, "admissionregistration.k8s.io/v1", &kind, None).await;
         api.patch(&name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&config)).await.map_err(|e| format!("registering {kind} {name}: {e}"))?;
     }
-    create(client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": WEBHOOK_SERVICE, "namespace": NAMESPACE},
-        "spec": {"ports": [{"port": 443, "targetPort": port, "name": "webhook-server"}], "selector": {"app.kubernetes.io/name": "cloudnative-pg"}}}), None).await;
-    create(client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    create(
+        client,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": WEBHOOK_SERVICE, "namespace": NAMESPACE},
+        "spec": {"ports": [{"port": 443, "targetPort": port, "name": "webhook-server"}], "selector": {"app.kubernetes.io/name": "cloudnative-pg"}}}),
+        None,
+    )
+    .await;
+    create(
+        client,
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{WEBHOOK_SERVICE}-1"), "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": WEBHOOK_SERVICE}},
         "addressType": "IPv4", "ports": [{"name": "webhook-server", "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [address], "conditions": {"ready": true, "serving": true, "terminating": false}}]}), None).await;
+        "endpoints": [{"addresses": [address], "conditions": {"ready": true, "serving": true, "terminating": false}}]}),
+        None,
+    )
+    .await;
     Ok(())
 }
 

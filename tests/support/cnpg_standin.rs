@@ -167,11 +167,6 @@ impl StandIn {
     pub fn postgres(&self, pod: &str) -> Option<Postgres> {
         self.shared.lock().unwrap().instances.values().find(|i| i.pod == pod && i.server.is_some()).map(|i| i.pg.clone())
     }
-
-    /// The node the instance pod `pod` runs on.
-    pub fn node_of(&self, pod: &str) -> Option<String> {
-        self.shared.lock().unwrap().instances.values().find(|i| i.pod == pod).map(|i| i.node.clone())
-    }
 }
 
 #[derive(Clone)]
@@ -251,7 +246,9 @@ impl World {
         for claim in view.pvcs.iter().filter(|c| c["spec"]["volumeName"].as_str().is_none_or(str::is_empty) && !terminating(c)) {
             let live: HashSet<String> = view.pvcs.iter().map(name).collect();
             let mut load: BTreeMap<&String, usize> = self.nodes.iter().filter(|n| view.nodes_ready.get(*n) == Some(&true)).map(|n| (n, 0)).collect();
-            for pv in view.pvs.iter().filter(|pv| pv["spec"]["claimRef"]["namespace"] == self.ns.as_str() && pv["spec"]["claimRef"]["name"].as_str().is_some_and(|c| live.contains(c))) {
+            for pv in
+                view.pvs.iter().filter(|pv| pv["spec"]["claimRef"]["namespace"] == self.ns.as_str() && pv["spec"]["claimRef"]["name"].as_str().is_some_and(|c| live.contains(c)))
+            {
                 if let Some(count) = pinned_node(pv).and_then(|n| load.keys().find(|k| ***k == n).copied()).and_then(|k| load.get_mut(k)) {
                     *count += 1;
                 }
@@ -260,12 +257,17 @@ impl World {
             let (claim_name, uid) = (name(claim), claim["metadata"]["uid"].as_str().unwrap_or_default().to_string());
             let size = if claim["spec"]["resources"]["requests"]["storage"].is_null() { json!("1Gi") } else { claim["spec"]["resources"]["requests"]["storage"].clone() };
             let volume = format!("pvc-{uid}");
-            create(&self.client, json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+            create(
+                &self.client,
+                json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
                 "spec": {"capacity": {"storage": size}, "accessModes": claim["spec"]["accessModes"], "persistentVolumeReclaimPolicy": "Delete",
                          "local": {"path": format!("/var/local/{volume}")},
                          "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": self.ns, "name": claim_name, "uid": uid},
                          "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}},
-                "status": {"phase": "Bound"}}), None).await;
+                "status": {"phase": "Bound"}}),
+                None,
+            )
+            .await;
             let bind = json!({"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes", "volume.kubernetes.io/selected-node": node}}, "spec": {"volumeName": volume}});
             if claims_api.patch(&claim_name, &PatchParams::default(), &Patch::Merge(&bind)).await.is_ok() {
                 let status = json!({"status": {"phase": "Bound", "accessModes": claim["spec"]["accessModes"], "capacity": {"storage": size}}});
@@ -346,8 +348,12 @@ impl World {
             let Some(node) = node else {
                 match self.pod_node(view, pod) {
                     Some(target) if view.nodes_ready.get(&target) == Some(&true) => {
-                        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod_name}, "target": {"apiVersion": "v1", "kind": "Node", "name": target}});
-                        let request = http::Request::post(format!("/api/v1/namespaces/{}/pods/{pod_name}/binding", self.ns)).header("content-type", "application/json").body(serde_json::to_vec(&binding).unwrap()).unwrap();
+                        let binding =
+                            json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod_name}, "target": {"apiVersion": "v1", "kind": "Node", "name": target}});
+                        let request = http::Request::post(format!("/api/v1/namespaces/{}/pods/{pod_name}/binding", self.ns))
+                            .header("content-type", "application/json")
+                            .body(serde_json::to_vec(&binding).unwrap())
+                            .unwrap();
                         if let Err(e) = self.client.request_text(request).await {
                             eprintln!("stand-in: binding pod {pod_name} to {target}: {e}");
                         }
@@ -379,7 +385,11 @@ impl World {
                 let ip = next_ip();
                 let lsn = self.shared.lock().unwrap().lsns.get(&pod_name).copied().unwrap_or(0x300_0000);
                 let pg = Postgres { primary: false, timeline: 1, lsn, wal_receiver: false };
-                self.shared.lock().unwrap().instances.insert(uid.clone(), Instance { ns: self.ns.clone(), pod: pod_name.clone(), cluster, node: node.clone(), ip, pg, server: None });
+                self.shared
+                    .lock()
+                    .unwrap()
+                    .instances
+                    .insert(uid.clone(), Instance { ns: self.ns.clone(), pod: pod_name.clone(), cluster, node: node.clone(), ip, pg, server: None });
             }
             self.ensure_serving(&uid, view).await;
             if pod["status"]["podIP"].is_null() || !condition_true(pod, "Ready") {
@@ -498,7 +508,13 @@ impl World {
             if existing.as_ref().is_some_and(|s| s["endpoints"].as_array().cloned().unwrap_or_default() == endpoints) {
                 continue;
             }
-            let ports: Vec<Value> = svc["spec"]["ports"].as_array().cloned().unwrap_or_default().iter().map(|p| json!({"name": p["name"].as_str().unwrap_or(""), "port": p["targetPort"].as_i64().or(p["port"].as_i64()), "protocol": "TCP"})).collect();
+            let ports: Vec<Value> = svc["spec"]["ports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| json!({"name": p["name"].as_str().unwrap_or(""), "port": p["targetPort"].as_i64().or(p["port"].as_i64()), "protocol": "TCP"}))
+                .collect();
             create(&self.client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": slice_name, "namespace": self.ns, "labels": {"kubernetes.io/service-name": svc_name, "endpointslice.kubernetes.io/managed-by": "lifeboat-test-standin"}},
                 "addressType": "IPv4", "ports": ports, "endpoints": endpoints}), None).await;
@@ -586,9 +602,4 @@ pub async fn nodes(client: &Client, ns: &str, count: usize) -> Vec<String> {
         names.push(node);
     }
     names
-}
-
-/// The node lifecycle controller's view of a node whose kubelet stopped reporting.
-pub async fn lose_node(client: &Client, node: &str, since: chrono::DateTime<Utc>) {
-    super::k8s::mark_node_not_ready(client, node, since).await;
 }
