@@ -11,7 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Every check this script runs must exist: a missing one is a broken
 # checkout, not something to skip.
-for script in scripts/install-test-deps.sh scripts/build-control-plane.sh scripts/fetch-crds.sh scripts/build-helm.sh \
+for script in scripts/install-test-deps.sh scripts/build-control-plane.sh scripts/build-cnpg-operator.sh scripts/fetch-crds.sh scripts/build-helm.sh \
     scripts/build-image.sh rules/check.sh deploy/check.sh rules/e2e.sh; do
     if [ ! -x "$script" ]; then
         echo "missing or not executable: $script (scripts/test.sh runs it)" >&2
@@ -44,6 +44,9 @@ control_plane="${LIFEBOAT_CONTROL_PLANE_DIR:-target/control-plane/v1.35.4}"
 "$control_plane/bin/kube-apiserver" --version
 # sed reads everything: `head` would SIGPIPE the writer and fail under pipefail.
 "$control_plane/bin/etcd" --version | sed -n 1p
+
+step "CloudNativePG operator (from its Go module; cached; tests/cnpg_operator.rs)"
+scripts/build-cnpg-operator.sh
 
 step "upstream CRDs (from the operators' Go modules; cached)"
 scripts/fetch-crds.sh

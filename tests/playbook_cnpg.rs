@@ -408,6 +408,44 @@ async fn a_single_instance_cluster_is_recovered_from_its_object_store_and_triage
     clusters.patch("postgres-recovered", &params, &kube::api::Patch::Apply(&fresh)).await.expect("the recovery Cluster is valid");
 }
 
+/// The operator's status lags its world: right after a run deleted an
+/// instance's pod and PVC it can still say "Cluster in healthy state" with
+/// the instance listed (seen with the real operator, tests/cnpg_operator.rs).
+/// wait-healthy waits until the instances it names are really there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_healthy_does_not_trust_a_status_naming_an_instance_whose_storage_is_gone() {
+    let s = scene("cnpg-stale-health").await;
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", serde_json::json!({"readyInstances": 3, "phase": "Cluster in healthy state"})).await;
+    // What the run just did to postgres-1; the operator has not reconciled since.
+    let pods = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await;
+    pods.delete("postgres-1", &kube::api::DeleteParams::default().grace_period(0)).await.unwrap();
+    let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
+    pvcs.delete("postgres-1", &Default::default()).await.unwrap();
+    let release = serde_json::json!({"metadata": {"finalizers": null}});
+    let _ = pvcs.patch("postgres-1", &Default::default(), &kube::api::Patch::Merge(&release)).await;
+    assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none());
+
+    let cluster = lifeboat::plan::ObjectRef::cnpg_cluster(&s.ns, "postgres");
+    let mut wait = Plan::new("cnpg-instance-lost", cluster.to_string());
+    wait.steps.push(lifeboat::plan::Step {
+        id: "wait-healthy".into(),
+        title: "wait".into(),
+        action: lifeboat::plan::Action::Wait { object: cluster, until: lifeboat::plan::WaitCondition::CnpgHealthy, timeout_seconds: 2 },
+        needs: vec![],
+        preconditions: vec![],
+        recovery_source: None,
+    });
+    let report = execute(&s.client, &wait, &wait.hash(), &fast()).await;
+    assert!(matches!(&report.steps[0].status, StepStatus::Failed { error } if error.contains("timed out")), "a stale healthy status is not health: {report:#?}");
+
+    // The operator re-created the instance: its claim and a Ready pod exist again.
+    create(&s.client, pvc(&s.ns, "postgres-1", &format!("{}-pv-1", s.ns), serde_json::json!({"cnpg.io/cluster": "postgres"})), None).await;
+    let labels = serde_json::json!({"cnpg.io/cluster": "postgres", "cnpg.io/instanceName": "postgres-1"});
+    create(&s.client, running(pod(&s.ns, "postgres-1", &s.healthy, &["postgres-1"], labels, None)), None).await;
+    let report = execute(&s.client, &wait, &wait.hash(), &fast()).await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+}
+
 mod journaled {
     //! The same playbook driven through the journal and leader election, as
     //! `serve` runs it: submit → approve (hash-bound) → the leader executes.

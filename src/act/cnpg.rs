@@ -27,6 +27,42 @@ pub fn primary_unchanged(status: &Value, pod: &str) -> bool {
     status["currentPrimary"].as_str() == Some(pod) && status["targetPrimary"].as_str() == Some(pod)
 }
 
+/// `Some(reason)` while the Cluster status names an instance whose pod or
+/// data PVC (`<instance>`, v1.30.0 `api/v1/cluster_types.go`) is missing or
+/// whose pod is not Ready. The status is the operator's last report: right
+/// after a run deleted an instance's pod and storage it can still say
+/// "Cluster in healthy state" with that instance in `instanceNames` until
+/// the operator reconciles again (seen with the real operator,
+/// tests/cnpg_operator.rs), so health is only taken once the named
+/// instances are really there.
+pub async fn instances_missing(client: &Client, ns: &str, status: &Value) -> Result<Option<String>, String> {
+    for instance in status["instanceNames"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let claim = get(client, &ObjectRef::pvc(ns, instance)).await?;
+        if claim.as_ref().is_none_or(|c| c["metadata"]["deletionTimestamp"].is_string()) {
+            return Ok(Some(format!("the status names {instance}, whose PVC is gone or going")));
+        }
+        let pod = get(client, &ObjectRef::pod(ns, instance)).await?;
+        let ready = pod.as_ref().is_some_and(pod_ready);
+        if !ready {
+            return Ok(Some(format!("the status names {instance}, whose pod is missing or not Ready")));
+        }
+    }
+    Ok(None)
+}
+
+/// Ready as the operator reads it (`pkg/utils/pod_conditions.go` IsPodReady:
+/// the Ready condition); a pod reporting no conditions counts when every
+/// container is ready, as lifeboat's planner reads pods.
+fn pod_ready(pod: &Value) -> bool {
+    if pod["metadata"]["deletionTimestamp"].is_string() || pod["status"]["phase"] != "Running" {
+        return false;
+    }
+    match pod["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")) {
+        Some(c) => c["status"] == "True",
+        None => pod["status"]["containerStatuses"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == true)),
+    }
+}
+
 /// Marks a PVC of an instance whose pod still exists for deletion, after the
 /// runner's own checks (pinned to `pinned_node`, which is not Ready). The
 /// claim's uid is a precondition, so a claim re-created under that name is

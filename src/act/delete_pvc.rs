@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::guards::RunLimits;
 use super::nodes::{node_confirmed_gone, node_ready};
 use super::objects::{api, delete, get, StepError};
-use super::write::merge_patch;
+use super::write::{merge_patch, WriteError};
 use crate::cluster::resources::{Node, PersistentVolume};
 use crate::cluster::ClusterState;
 use crate::plan::ObjectRef;
@@ -77,8 +77,12 @@ pub(super) async fn delete_pvc(client: &Client, pvc: &ObjectRef, pinned_node: &s
         if only_protection && !claim_in_use(client, pvc).await.map_err(StepError::Failed)? {
             let api = api(client, pvc).await.map_err(StepError::Failed)?;
             // The uid makes the apiserver refuse the patch if the claim was re-created meanwhile.
-            merge_patch(&api, &pvc.name, &json!({"metadata": {"uid": uid, "finalizers": null}})).await.map_err(|e| StepError::Failed(e.to_string()))?;
-            detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)");
+            match merge_patch(&api, &pvc.name, &json!({"metadata": {"uid": uid, "finalizers": null}})).await {
+                Ok(_) => detail.push_str("; cleared the pvc-protection finalizer (no pod uses it)"),
+                // The pvc-protection controller released it first: the claim is gone, as wanted.
+                Err(WriteError::Api { source: kube::Error::Api(status), .. }) if status.code == 404 => return Ok(format!("{detail}; it was released meanwhile")),
+                Err(e) => return Err(StepError::Failed(e.to_string())),
+            }
         }
         tokio::time::sleep(limits.poll_interval.min(Duration::from_millis(500))).await;
     }

@@ -162,7 +162,10 @@ pub(super) async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondit
                 let dangling = status["danglingPVC"].as_array().map_or(0, |d| d.len());
                 let healthy = status["phase"].as_str() == Some("Cluster in healthy state");
                 if ready >= instances && dangling == 0 && healthy {
-                    return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
+                    let ns = object.namespace.as_deref().unwrap_or_default();
+                    if super::cnpg::instances_missing(client, ns, status).await.map_err(StepError::Failed)?.is_none() {
+                        return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
+                    }
                 }
             }
             WaitCondition::CnpgFailedOver { from } => {

@@ -263,6 +263,8 @@ fn launch(bins: &Path, dir: &Path, [client_port, peer_port, api_port]: [u16; 3],
             // No controller-manager creates the default ServiceAccount.
             "--disable-admission-plugins=ServiceAccount".into(),
             "--enable-priority-and-fairness=false".into(),
+            // Webhook services are reached at their EndpointSlice (the CNPG operator's, cnpg_operator.rs).
+            "--enable-aggregator-routing=true".into(),
             "--profiling=false".into(),
         ],
         &dir.join("kube-apiserver.log"),

@@ -19,3 +19,5 @@ pub mod kaniop;
 pub mod provisioner;
 pub mod fake_gateway;
 pub mod live_app;
+pub mod cnpg_operator;
+pub mod cnpg_standin;

@@ -35,6 +35,11 @@ impl Process {
         Process { name: name.into(), log: log.into(), child: Mutex::new(child) }
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
     /// None while running, else how it ended.
     pub fn exited(&self) -> Option<std::process::ExitStatus> {
         self.child.lock().unwrap_or_else(|e| e.into_inner()).try_wait().ok().flatten()
