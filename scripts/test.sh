@@ -75,7 +75,7 @@ cargo test --locked --no-run
 # The server runs `cargo test` beside one control plane that every test
 # binary able to share it uses (docs/testing-control-plane.md), stops it when
 # cargo ends and dies with this script, so no plane outlives the run.
-server=$(cargo test --locked --no-run --test control_plane_server --message-format=json | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+server=$(cargo test --locked --no-run --test control_plane_server --message-format=json | sed -n 's/.*"executable":"\([^"]*\/control_plane_server-[^"]*\)".*/\1/p')
 if [ ! -x "$server" ]; then
     echo "cargo named no executable for tests/control_plane_server.rs" >&2
     exit 1
