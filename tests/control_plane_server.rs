@@ -6,8 +6,10 @@
 //! itself runs this binary without arguments, which does nothing.
 //!
 //! The plane never outlives this process (its processes die with it,
-//! PR_SET_PDEATHSIG), and this process dies with its parent, so an
-//! interrupted or killed scripts/test.sh leaves nothing running.
+//! PR_SET_PDEATHSIG). SIGINT, SIGTERM and SIGHUP are passed on to the
+//! command's process group (cargo and the test binary it runs), and this
+//! process gets SIGTERM when its parent dies, so an interrupted or killed
+//! scripts/test.sh leaves nothing running.
 
 mod support {
     pub mod controlplane;
@@ -15,6 +17,23 @@ mod support {
 }
 
 use std::process::{Command, ExitCode};
+use std::sync::atomic::Ordering;
+
+use support::controlplane::COMMAND_GROUP;
+
+/// Passes a signal on to the command's process group; before the command
+/// runs (or after it ended) it ends this process, and the plane with it.
+extern "C" fn pass_on(signal: libc::c_int) {
+    let group = COMMAND_GROUP.load(Ordering::SeqCst);
+    // SAFETY: kill and _exit are async-signal-safe.
+    unsafe {
+        if group > 0 {
+            libc::kill(-group, signal);
+        } else {
+            libc::_exit(128 + signal);
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,8 +45,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let parent = std::os::unix::process::parent_id();
-    // SAFETY: prctl only sets this process's parent-death signal.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    // SAFETY: pass_on is async-signal-safe; prctl only sets this process's parent-death signal.
+    unsafe {
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(signal, pass_on as *const () as libc::sighandler_t);
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
     if std::os::unix::process::parent_id() != parent {
         return ExitCode::FAILURE; // the parent died before the signal was armed
     }

@@ -420,9 +420,14 @@ async fn readyz(client: &Client) -> Result<String, kube::Error> {
     client.request_text(http::Request::get("/readyz").body(Vec::new()).unwrap()).await
 }
 
+/// The process group [`run_beside_shared`] runs its command in while it
+/// runs (0 otherwise), for a signal handler to pass signals on.
+pub static COMMAND_GROUP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Starts a control plane with every CRD, describes it in a file that
-/// [`SHARED_PLANE_ENV`] names to `command`, runs `command` to its end and
-/// stops the plane. `command` gets SIGTERM if this thread ends first.
+/// [`SHARED_PLANE_ENV`] names to `command`, runs `command` to its end (in a
+/// process group of its own, [`COMMAND_GROUP`]) and stops the plane.
+/// `command` gets SIGTERM if this thread ends first.
 pub fn run_beside_shared(command: &mut Command) -> Result<std::process::ExitStatus, String> {
     let (plane, children) = start(vec![])?;
     let file = plane.dir.join(SHARED_PLANE_FILE);
@@ -436,9 +441,14 @@ pub fn run_beside_shared(command: &mut Command) -> Result<std::process::ExitStat
             Ok(())
         });
     }
-    let status = command.env(SHARED_PLANE_ENV, &file).status().map_err(|e| format!("starting {command:?}: {e}"));
+    let status = command.env(SHARED_PLANE_ENV, &file).process_group(0).spawn().and_then(|mut child| {
+        COMMAND_GROUP.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+        let status = child.wait();
+        COMMAND_GROUP.store(0, std::sync::atomic::Ordering::SeqCst);
+        status
+    });
     drop(children);
-    status
+    status.map_err(|e| format!("running {command:?}: {e}"))
 }
 
 /// The shared control plane `file` describes, once it answers /readyz;
