@@ -81,4 +81,4 @@ if [ ! -x "$server" ]; then
     exit 1
 fi
 # Every test binary runs even after one fails: CI reports all failures at once.
-"$server" run cargo test --locked --no-fail-fast
+"$server" with-shared-plane cargo test --locked --no-fail-fast

@@ -1,9 +1,10 @@
-//! Not a test: `control_plane_server run <command> [args…]` starts one
+//! Not a test: `control_plane_server with-shared-plane <command> [args…]` starts one
 //! control plane, runs the command with LIFEBOAT_TEST_CONTROL_PLANE naming it
 //! (the test binaries' `control_plane()` then uses it instead of starting
 //! their own), stops the plane when the command ends and exits with the
 //! command's status. scripts/test.sh wraps `cargo test` in it; `cargo test`
-//! itself runs this binary without arguments, which does nothing.
+//! itself runs this binary without arguments (or with a test filter), which
+//! does nothing.
 //!
 //! The plane never outlives this process (its processes die with it,
 //! PR_SET_PDEATHSIG). SIGINT, SIGTERM and SIGHUP are passed on to the
@@ -37,11 +38,11 @@ extern "C" fn pass_on(signal: libc::c_int) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(("run", command)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) else {
+    let Some(("with-shared-plane", command)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) else {
         return ExitCode::SUCCESS;
     };
     let Some((program, program_args)) = command.split_first() else {
-        eprintln!("usage: control_plane_server run <command> [args…]");
+        eprintln!("usage: control_plane_server with-shared-plane <command> [args…]");
         return ExitCode::from(2);
     };
     let parent = std::os::unix::process::parent_id();
