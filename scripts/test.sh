@@ -73,6 +73,15 @@ done
 step "container image (static release binary + umoci; tests/image.rs runs it)"
 export LIFEBOAT_IMAGE_ARCHIVE="$PWD/$(scripts/build-image.sh | tail -n1)"
 
-step "cargo test"
+step "cargo test (one control plane shared by the test binaries)"
+cargo test --locked --no-run
+# The server runs `cargo test` beside one control plane that every test
+# binary able to share it uses (docs/testing-control-plane.md), stops it when
+# cargo ends and dies with this script, so no plane outlives the run.
+server=$(cargo test --locked --no-run --test control_plane_server --message-format=json | sed -n 's/.*"executable":"\([^"]*\/control_plane_server-[^"]*\)".*/\1/p')
+if [ ! -x "$server" ]; then
+    echo "cargo named no executable for tests/control_plane_server.rs" >&2
+    exit 1
+fi
 # Every test binary runs even after one fails: CI reports all failures at once.
-cargo test --locked --no-fail-fast
+"$server" with-shared-plane cargo test --locked --no-fail-fast

@@ -30,7 +30,8 @@ use lifeboat::journal::{Journal, Phase, RunRecord, StepState};
 use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
-use support::controlplane::control_plane;
+// Private: Prometheus alerts on the whole cluster, so other binaries' leftover incidents would fire and start runs.
+use support::controlplane::control_plane_private as control_plane;
 use support::cnpg::*;
 use support::fake_discord::{FakeDiscord, Message, BOT_TOKEN, CHANNEL_ID};
 use support::k8s::*;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
+// Private (holding back a CRD): the dump records that operator as absent.
 use support::controlplane::control_plane_holding_back;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");

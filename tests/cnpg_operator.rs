@@ -20,7 +20,8 @@ use lifeboat::plan::Plan;
 use serde_json::{json, Value};
 use support::cnpg_operator::{operator, skip_without_go, Operator};
 use support::cnpg_standin::{executable_hash, nodes, StandIn};
-use support::controlplane::control_plane;
+// Private: the real operator registers webhooks (failurePolicy Fail) that would outlive it.
+use support::controlplane::control_plane_private as control_plane;
 use support::k8s::{api_for, get, mark_node_not_ready};
 
 const CNPG: &str = "postgresql.cnpg.io/v1";

@@ -139,3 +139,40 @@ fn a_failed_start_fails_fast_with_the_logs_and_keeps_them() {
     assert!(error.contains("address already in use") && error.contains("etcd.log"), "the error shows etcd's log: {error}");
     assert!(dir.path().join("etcd.log").is_file() && dir.path().join("FAILED-START").is_file(), "the logs are kept");
 }
+
+/// The plane `scripts/test.sh` shares across a `cargo test` run: the command
+/// finds it through the file LIFEBOAT_TEST_CONTROL_PLANE names, it serves
+/// while the command runs, the command's status comes back, and once the
+/// command ends nothing of the plane is left running; a binary attaching to
+/// it then gets the logs' last lines.
+#[test]
+fn a_shared_plane_serves_exactly_as_long_as_its_command() {
+    use support::controlplane::{attach, run_beside_shared, SHARED_PLANE_ENV};
+    let dir = tempfile::tempdir().unwrap();
+    let (copy, release) = (dir.path().join("plane.json"), dir.path().join("release"));
+    let script = format!("cp \"${SHARED_PLANE_ENV}\" '{}' && while [ ! -e '{}' ]; do sleep 0.1; done; exit 3", copy.display(), release.display());
+    let run = std::thread::spawn(move || run_beside_shared(std::process::Command::new("sh").args(["-c", &script])));
+    while !copy.exists() {
+        assert!(!run.is_finished(), "the shared plane did not start: {:?}", run.join());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let plane = attach(&copy).expect("the shared plane answers while its command runs");
+    assert!(plane.held_back.is_empty() && plane.crd_origins.contains_key("clusters.postgresql.cnpg.io"), "every CRD: {:?}", plane.crd_origins);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(async { plane.namespace(&plane.admin_client(), "shared").await });
+    assert!(ns.starts_with("shared-"), "{ns}");
+
+    std::fs::write(&release, "").unwrap();
+    let status = run.join().unwrap().expect("the command ran");
+    assert_eq!(status.code(), Some(3), "the command's status comes back");
+    let description: serde_json::Value = serde_json::from_slice(&std::fs::read(&copy).unwrap()).unwrap();
+    let pids: Vec<u64> = description["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "etcd and kube-apiserver: {description}");
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} of the shared plane outlived its command");
+    }
+    let Err(error) = attach(&copy) else { panic!("a stopped plane was attached to") };
+    assert!(error.contains("does not answer /readyz") && error.contains("kube-apiserver.log"), "{error}");
+    let Err(error) = attach(&dir.path().join("missing.json")) else { panic!("no description, no plane") };
+    assert!(error.contains("missing.json") && error.contains(SHARED_PLANE_ENV), "{error}");
+}

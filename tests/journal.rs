@@ -18,6 +18,7 @@ use lifeboat::journal::{
 };
 use lifeboat::plan::{Action, ObjectRef, Plan, Step};
 use serde_json::{json, Value};
+// Private (holding back the journal CRD): the journal is tested without it, then installs it.
 use support::controlplane::{control_plane_holding_back, ControlPlane};
 
 /// This binary installs the journal CRD itself, after checking the errors

@@ -10,6 +10,7 @@ use chrono::Utc;
 use lifeboat::config::{Config, Dur};
 use lifeboat::snapshot::Hub;
 use serde_json::json;
+// Private (holding back the MariaDB CRD): it is installed while lifeboat watches.
 use support::controlplane::control_plane_holding_back;
 use support::fixtures::*;
 use support::k8s::*;

@@ -1,9 +1,16 @@
 //! A real Kubernetes control plane for the tests: upstream etcd and
-//! kube-apiserver (built by scripts/build-control-plane.sh), started once per
-//! test binary on free loopback ports and shared by its tests, which isolate
-//! themselves by namespace. The CRDs come from the best source for each
-//! (tests/support/crds.rs: ../shared/crds, the operators' Go modules, then
-//! stand-ins).
+//! kube-apiserver (built by scripts/build-control-plane.sh) on free loopback
+//! ports, shared by tests that isolate themselves by namespace (and Node/PV
+//! names of their namespace's prefix). The CRDs come from the best source for
+//! each (tests/support/crds.rs: ../shared/crds, the operators' Go modules,
+//! then stand-ins).
+//!
+//! scripts/test.sh starts one plane for the whole `cargo test` run
+//! (tests/control_plane_server.rs, [`run_beside_shared`]) and names it in
+//! [`SHARED_PLANE_ENV`]; [`control_plane`] then uses it. Without that
+//! variable (`cargo test --test x`), and always for
+//! [`control_plane_private`] and [`control_plane_holding_back`], the binary
+//! starts a plane of its own, once, shared by its tests.
 //!
 //! The processes are started from a thread that lives as long as the test
 //! binary, with PR_SET_PDEATHSIG, so they die with the binary even when a
@@ -45,15 +52,30 @@ pub struct ControlPlane {
     pub dir: PathBuf,
 }
 
-static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+/// Names the file describing the run's shared control plane (written by
+/// [`run_beside_shared`]).
+pub const SHARED_PLANE_ENV: &str = "LIFEBOAT_TEST_CONTROL_PLANE";
+const SHARED_PLANE_FILE: &str = "shared-plane.json";
 
-/// The binary's control plane with every CRD installed.
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// A control plane with every CRD installed: the run's shared one when
+/// [`SHARED_PLANE_ENV`] names one, else the binary's own.
 pub fn control_plane() -> &'static ControlPlane {
+    let Some(file) = std::env::var_os(SHARED_PLANE_ENV) else { return control_plane_private() };
+    SHARED.get_or_init(|| attach(Path::new(&file))).as_ref().unwrap_or_else(|e| panic!("using the shared control plane: {e}"))
+}
+
+/// The binary's own control plane with every CRD installed, for tests that
+/// need a cluster no other test binary has written to.
+pub fn control_plane_private() -> &'static ControlPlane {
     control_plane_holding_back(&[])
 }
 
-/// The binary's control plane; the named CRDs (e.g. `mariadbs.k8s.mariadb.com`)
-/// are left out so a test can install them later. The first call decides.
+/// The binary's own control plane (never the shared one, which has every
+/// CRD); the named CRDs (e.g. `mariadbs.k8s.mariadb.com`) are left out so a
+/// test can install them later. The first call decides.
 /// A failed start fails every test of the binary at once, with the same error.
 pub fn control_plane_holding_back(held_back: &[&str]) -> &'static ControlPlane {
     let started = PLANE.get_or_init(|| {
@@ -205,8 +227,13 @@ const EXITED: &str = "exited early: ";
 pub fn start_in(dir: &Path, ports: [u16; 3], held_back: Vec<String>) -> Result<Started, String> {
     launch(&bin_dir(), dir, ports, held_back).map_err(|e| {
         let _ = std::fs::write(dir.join(FAILED_MARK), &e);
-        format!("{e}\n{}\n{}\n(the directory {} is kept)", log_tail(&dir.join("etcd.log"), 20), log_tail(&dir.join("kube-apiserver.log"), 40), dir.display())
+        format!("{e}\n{}\n(the directory {} is kept)", log_tails(dir), dir.display())
     })
+}
+
+/// The last lines of etcd's and the apiserver's logs in `dir`.
+fn log_tails(dir: &Path) -> String {
+    format!("{}\n{}", log_tail(&dir.join("etcd.log"), 20), log_tail(&dir.join("kube-apiserver.log"), 40))
 }
 
 /// The last `lines` lines of a log, headed by its path.
@@ -272,9 +299,7 @@ fn launch(bins: &Path, dir: &Path, [client_port, peer_port, api_port]: [u16; 3],
     let mut children = vec![etcd, apiserver];
     let crds = crds::all()?;
     let stand_ins: Vec<String> = crds::stand_ins(&crds).into_iter().map(String::from).collect();
-    let crd_source = crds::upstream_dirs().into_iter().next().unwrap_or_else(crds::stand_in_dir);
-    let crd_origins = crds.iter().map(|c| (c.name.clone(), c.origin.clone())).collect();
-    let plane = ControlPlane { url: format!("https://127.0.0.1:{api_port}"), crd_source, crd_origins, held_back, dir: dir.to_path_buf() };
+    let plane = ControlPlane::new(format!("https://127.0.0.1:{api_port}"), &crds, held_back, dir);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let (apiserver_ready, crds_ready) = runtime.block_on(async {
         plane.wait_ready(&mut children).await?;
@@ -299,6 +324,12 @@ fn launch(bins: &Path, dir: &Path, [client_port, peer_port, api_port]: [u16; 3],
 }
 
 impl ControlPlane {
+    fn new(url: String, crds: &[crds::Crd], held_back: Vec<String>, dir: &Path) -> ControlPlane {
+        let crd_source = crds::upstream_dirs().into_iter().next().unwrap_or_else(crds::stand_in_dir);
+        let crd_origins = crds.iter().map(|c| (c.name.clone(), c.origin.clone())).collect();
+        ControlPlane { url, crd_source, crd_origins, held_back, dir: dir.to_path_buf() }
+    }
+
     fn config(&self, token: &str) -> kube::Config {
         let mut config = kube::Config::new(self.url.parse().expect("url"));
         config.accept_invalid_certs = true; // self-signed serving cert on loopback
@@ -354,8 +385,7 @@ impl ControlPlane {
             if let Some(exited) = children.iter_mut().find_map(Child::exited) {
                 return Err(format!("{EXITED}{exited} before the apiserver was ready"));
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
-            if client.request_text(request).await.is_ok_and(|body| body.trim() == "ok") {
+            if readyz(&client).await.is_ok_and(|body| body.trim() == "ok") {
                 let namespaces: Api<Namespace> = Api::all(client.clone());
                 let default: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
                 match namespaces.create(&PostParams::default(), &default).await {
@@ -386,6 +416,77 @@ impl ControlPlane {
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace");
         name
     }
+}
+
+async fn readyz(client: &Client) -> Result<String, kube::Error> {
+    client.request_text(http::Request::get("/readyz").body(Vec::new()).unwrap()).await
+}
+
+/// The process group [`run_beside_shared`] runs its command in while it
+/// runs (0 otherwise), for a signal handler to pass signals on.
+pub static COMMAND_GROUP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Starts a control plane with every CRD, describes it in a file that
+/// [`SHARED_PLANE_ENV`] names to `command`, runs `command` to its end (in a
+/// process group of its own, [`COMMAND_GROUP`]) and stops the plane.
+/// `command` gets SIGTERM if this thread ends first.
+pub fn run_beside_shared(command: &mut Command) -> Result<std::process::ExitStatus, String> {
+    let (plane, children) = start(vec![])?;
+    let file = plane.dir.join(SHARED_PLANE_FILE);
+    let description = json!({"url": plane.url, "dir": plane.dir, "pids": children.iter().map(|c| c.0.id()).collect::<Vec<_>>()});
+    std::fs::write(&file, serde_json::to_vec_pretty(&description).unwrap()).map_err(|e| format!("{}: {e}", file.display()))?;
+    eprintln!("shared control plane at {}, described in {}", plane.url, file.display());
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let status = command.env(SHARED_PLANE_ENV, &file).process_group(0).spawn().and_then(|mut child| {
+        COMMAND_GROUP.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+        let status = child.wait();
+        COMMAND_GROUP.store(0, std::sync::atomic::Ordering::SeqCst);
+        status
+    });
+    drop(children);
+    status.map_err(|e| format!("running {command:?}: {e}"))
+}
+
+/// The shared control plane `file` describes, once it answers /readyz;
+/// else an error with its logs' last lines.
+pub fn attach(file: &Path) -> Result<ControlPlane, String> {
+    let named = format!("{} (named by {SHARED_PLANE_ENV})", file.display());
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{named}: {e}"))?;
+    let description: Value = serde_json::from_str(&text).map_err(|e| format!("{named}: {e}"))?;
+    let (Some(url), Some(dir)) = (description["url"].as_str(), description["dir"].as_str()) else {
+        return Err(format!("{named} gives no url and dir: {text}"));
+    };
+    let plane = ControlPlane::new(url.to_string(), &crds::all()?, vec![], Path::new(dir));
+    // Its own runtime on its own thread: the caller may be inside a runtime.
+    let ready = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    // A loaded apiserver may answer "not ready" for a while; no answer at all is a dead one.
+                    let (client, deadline) = (plane.admin_client(), Instant::now() + READY_WITHIN);
+                    loop {
+                        match readyz(&client).await {
+                            Ok(body) if body.trim() == "ok" => return true,
+                            Ok(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                            _ => return false,
+                        }
+                    }
+                })
+            })
+            .join()
+            .expect("readiness check")
+    });
+    if !ready {
+        return Err(format!("the shared control plane at {url} ({named}) does not answer /readyz\n{}", log_tails(&plane.dir)));
+    }
+    Ok(plane)
 }
 
 /// Server-side applies every CRD (several upstream CRDs exceed the
