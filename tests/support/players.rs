@@ -121,6 +121,9 @@ struct View {
     nodes_ready: BTreeMap<String, bool>,
     pvs: BTreeMap<String, Value>,
     pvcs: BTreeMap<(String, String), Value>,
+    deployments: Vec<Value>,
+    replica_sets: Vec<Value>,
+    stateful_sets: Vec<Value>,
     pods: Vec<Value>,
 }
 
@@ -134,8 +137,16 @@ impl View {
             .collect();
         let pvs = c.list("v1", "PersistentVolume").await.into_iter().map(|p| (name_of(&p), p)).collect();
         let pvcs = c.list("v1", "PersistentVolumeClaim").await.into_iter().map(|p| ((ns_of(&p), name_of(&p)), p)).collect();
+        // Workloads before their pods: a pod created before its workload (as a
+        // test sets a scene) is then always counted, as a ReplicaSet or
+        // StatefulSet controller counts it from its synced pod informer;
+        // listed the other way round, a workload could be seen without the
+        // pod it owns and get a second one.
+        let deployments = c.list("apps/v1", "Deployment").await;
+        let replica_sets = c.list("apps/v1", "ReplicaSet").await;
+        let stateful_sets = c.list("apps/v1", "StatefulSet").await;
         let pods = c.list("v1", "Pod").await;
-        View { nodes_ready, pvs, pvcs, pods }
+        View { nodes_ready, pvs, pvcs, deployments, replica_sets, stateful_sets, pods }
     }
 
     /// The claim exists, is not being deleted, and its volume (if bound) is
@@ -193,10 +204,9 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
         let node = c.healthy_nodes[0].clone();
         let Some(slices) = c.api("discovery.k8s.io/v1", "EndpointSlice", &c.database_ns).await else { return };
         let db_up = slices.get_opt("postgres-rw-1").await.ok().flatten().is_some();
-        let replica_sets = c.list("apps/v1", "ReplicaSet").await;
-        for d in c.list("apps/v1", "Deployment").await {
-            let (ns, name) = (ns_of(&d), name_of(&d));
-            let sets: Vec<&Value> = replica_sets.iter().filter(|r| ns_of(r) == ns && owner(r, "Deployment").as_deref() == Some(name.as_str())).collect();
+        for d in &view.deployments {
+            let (ns, name) = (ns_of(d), name_of(d));
+            let sets: Vec<&Value> = view.replica_sets.iter().filter(|r| ns_of(r) == ns && owner(r, "Deployment").as_deref() == Some(name.as_str())).collect();
             let Some(rs) = sets.first() else { continue };
             let set_names: BTreeSet<String> = sets.iter().map(|r| name_of(r)).collect();
             let pods: Vec<&Value> = view.pods_in(&ns).filter(|p| owner(p, "ReplicaSet").is_some_and(|o| set_names.contains(&o))).collect();
@@ -226,8 +236,8 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
                 set_status(&c.client, "apps/v1", "Deployment", Some(&ns), &name, status).await;
             }
         }
-        for s in c.list("apps/v1", "StatefulSet").await {
-            let (ns, name) = (ns_of(&s), name_of(&s));
+        for s in &view.stateful_sets {
+            let (ns, name) = (ns_of(s), name_of(s));
             let wanted = s["spec"]["replicas"].as_i64().unwrap_or(1);
             let mut ready = 0;
             let mut count = 0;
