@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod probes;
+pub mod runtime;
 pub mod schedule;
 pub mod server;
 pub mod snapshot;

@@ -422,8 +422,8 @@ mod journaled {
 
     async fn snapshot_of(client: &Client) -> Snapshot {
         let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-        let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let hub = lifeboat::runtime::hub::start_live_hub(config.clone(), client.clone());
+        lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
         Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default())
     }
 

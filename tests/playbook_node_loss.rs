@@ -467,8 +467,8 @@ mod e2e {
     }
 
     async fn snapshot(s: &Scene) -> Snapshot {
-        let hub = lifeboat::cli::start_live_hub(s.config.clone(), s.client.clone());
-        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let hub = lifeboat::runtime::hub::start_live_hub(s.config.clone(), s.client.clone());
+        lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
         let state = only_mine(hub.live.as_ref().unwrap().snapshot(), &s.example);
         Snapshot::build(state, &s.config, &Default::default())
     }
