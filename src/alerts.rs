@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
@@ -33,37 +33,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How a run's message starts once its alert resolved before approval.
 const CLEARED: &str = "condition cleared";
 
-/// Which alert starts which playbook, and which labels fill its trigger.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Route {
-    pub alertname: String,
-    /// Extra label equality matchers.
-    #[serde(default)]
-    pub matchers: BTreeMap<String, String>,
-    pub playbook: String,
-    /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-}
-
-/// The routes for the alerts lifeboat ships that have a playbook.
-pub fn default_routes() -> Vec<Route> {
-    let route = |alertname: &str, playbook: &str, params: &[(&str, &str)]| Route {
-        alertname: alertname.into(),
-        matchers: BTreeMap::new(),
-        playbook: playbook.into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    };
-    vec![
-        route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
-        route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
-        route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
-        route("LifeboatVolsyncDestinationOrphaned", "stale-cleanup", &[("namespace", "namespace")]),
-        // Per pod, so per claim: a claim nothing restores plans "nothing to do".
-        route("LifeboatPodBlockedOnLostVolume", "volsync-restore", &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")]),
-    ]
-}
+pub use crate::config::Route;
+/// The routes for the alerts lifeboat ships that have a playbook (each playbook lists its own).
+pub use crate::plan::playbooks::default_routes;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -327,12 +327,12 @@ fn print_catalog(output: Output) -> anyhow::Result<()> {
 }
 
 fn print_playbooks(output: Output) -> anyhow::Result<()> {
-    use crate::plan::playbooks::CATALOGUE;
-    if print_structured(output, &CATALOGUE)? {
+    let catalogue = crate::plan::playbooks::catalogue();
+    if print_structured(output, &catalogue)? {
         return Ok(());
     }
     println!("{:<24} {:<44} WHAT IT DOES", "PLAYBOOK", "ARGUMENTS");
-    for p in CATALOGUE {
+    for p in &catalogue {
         println!("{:<24} {:<44} {}", p.name, p.arguments, p.summary);
     }
     Ok(())

@@ -98,7 +98,7 @@ pub struct RemediationConfig {
     /// webhook is off.
     pub webhook_credentials_file: Option<PathBuf>,
     /// Alert → playbook routes (default: lifeboat's alerts that have one).
-    pub routes: Vec<crate::alerts::Route>,
+    pub routes: Vec<Route>,
     /// The composed `node-loss` playbook.
     pub node_loss: NodeLossConfig,
 }
@@ -150,7 +150,7 @@ impl Default for RemediationConfig {
             approval_ttl: Dur::hours(1),
             api_token_file: None,
             webhook_credentials_file: None,
-            routes: crate::alerts::default_routes(),
+            routes: crate::plan::playbooks::default_routes(),
             node_loss: NodeLossConfig::default(),
         }
     }
@@ -522,7 +522,7 @@ impl Config {
         if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
             problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
         }
-        problems.extend(self.validate_jobs());
+        problems.extend(crate::plan::playbooks::config_problems(self));
         for playbook in self.remediation.modes.keys() {
             if !crate::plan::playbooks::PLAYBOOKS.contains(&playbook.as_str()) {
                 problems.push(format!(
@@ -554,46 +554,29 @@ impl Config {
     }
 }
 
-impl Config {
-    fn validate_jobs(&self) -> Vec<String> {
-        use crate::plan::playbooks::s3_restore::validate_template;
-        let mut problems = Vec::new();
-        if let Some(t) = &self.s3_restore.default_template {
-            if let Err(e) = validate_template(t) {
-                problems.push(format!("s3Restore.defaultTemplate: {e}"));
-            }
+/// Which alert starts which playbook, and which labels fill its trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    pub alertname: String,
+    /// Extra label equality matchers.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    pub playbook: String,
+    /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+impl Route {
+    /// A route on the alert's name alone.
+    pub fn new(alertname: &str, playbook: &str, params: &[(&str, &str)]) -> Self {
+        Route {
+            alertname: alertname.into(),
+            matchers: BTreeMap::new(),
+            playbook: playbook.into(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
-        for (key, app) in &self.s3_restore.apps {
-            if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
-                problems.push(format!("s3Restore.apps: key {key:?} must be <namespace>/<pvc>"));
-            }
-            if let Some(Err(e)) = app.template.as_ref().map(validate_template) {
-                problems.push(format!("s3Restore.apps.{key:?}.template: {e}"));
-            }
-            if app.template.is_none() && self.s3_restore.default_template.is_none() {
-                problems.push(format!("s3Restore.apps.{key:?}: no template and no s3Restore.defaultTemplate"));
-            }
-            if app.success_marker.as_deref() == Some("") {
-                problems.push(format!("s3Restore.apps.{key:?}.successMarker: must not be empty"));
-            }
-        }
-        if self.s3_restore.success_marker.is_empty() {
-            problems.push("s3Restore.successMarker: must not be empty".into());
-        }
-        if let Err(e) = kind_and_name(&self.garage.restore.workload) {
-            problems.push(format!("garage.restore.workload: {e}"));
-        }
-        for client in &self.kanidm.oidc_clients {
-            if let Err(e) = oidc_client(client) {
-                problems.push(format!("kanidm.oidcClients: {e}"));
-            }
-        }
-        for (key, value) in [("s3Restore.timeout", self.s3_restore.timeout), ("kanidm.timeout", self.kanidm.timeout), ("garage.restore.timeout", self.garage.restore.timeout)] {
-            if value.0.is_zero() {
-                problems.push(format!("{key}: must be longer than 0s"));
-            }
-        }
-        problems
     }
 }
 

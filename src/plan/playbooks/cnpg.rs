@@ -377,3 +377,28 @@ pub(crate) fn pod_ready(state: &ClusterState, ns: &str, pod: &str) -> bool {
             && p.status.container_statuses.iter().all(|c| c.ready)
     })
 }
+
+/// `cnpg-instance-lost`.
+pub struct InstanceLost;
+
+impl super::Playbook for InstanceLost {
+    fn name(&self) -> &'static str {
+        "cnpg-instance-lost"
+    }
+
+    fn arguments(&self) -> &'static str {
+        "-n NAMESPACE --name CLUSTER"
+    }
+
+    fn summary(&self) -> &'static str {
+        "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)"
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        vec![crate::config::Route::new("LifeboatCnpgPrimaryOnLostNode", self.name(), &[("namespace", "namespace"), ("name", "cluster")])]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        instance_lost(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the Cluster)")?)
+    }
+}

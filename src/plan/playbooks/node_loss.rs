@@ -263,3 +263,25 @@ fn watch(watched: &BTreeSet<(String, String)>, options: &NodeLossConfig) -> Vec<
         })
         .collect()
 }
+
+/// `node-loss`.
+pub struct NodeLoss;
+
+impl super::Playbook for NodeLoss {
+    fn name(&self) -> &'static str {
+        PLAYBOOK
+    }
+
+    fn arguments(&self) -> &'static str {
+        "--node NODE"
+    }
+
+    fn summary(&self) -> &'static str {
+        "the whole recovery from one lost node, in phases, as one plan"
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: PLAYBOOK, what: "--node" })?;
+        node_loss(state, findings, node, &findings.config.remediation.node_loss)
+    }
+}

@@ -524,3 +524,33 @@ fn age(d: chrono::Duration) -> String {
         m => format!("{} d", m / (24 * 60)),
     }
 }
+
+/// `volsync-restore`.
+pub struct Restore;
+
+impl super::Playbook for Restore {
+    fn name(&self) -> &'static str {
+        PLAYBOOK
+    }
+
+    fn arguments(&self) -> &'static str {
+        "-n NAMESPACE --name PVC"
+    }
+
+    fn summary(&self) -> &'static str {
+        "re-create an app's PVC from its newest VolSync (Kopia) snapshot"
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        // Per pod, so per claim: a claim nothing restores plans "nothing to do".
+        vec![crate::config::Route::new(
+            "LifeboatPodBlockedOnLostVolume",
+            self.name(),
+            &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")],
+        )]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        restore(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the app PVC)")?)
+    }
+}
