@@ -70,6 +70,13 @@ pub struct IntakeCounters {
     pub cleared: AtomicU64,
 }
 
+impl IntakeCounters {
+    /// The counters `hub` exports (zero while the webhook is off).
+    pub fn of(hub: &Hub) -> Arc<IntakeCounters> {
+        hub.self_metrics.get_or_default()
+    }
+}
+
 pub struct Intake {
     pub hub: Arc<Hub>,
     pub journal: Arc<Journal>,
@@ -95,7 +102,7 @@ impl Intake {
             Some(_) => format!("Basic {}", base64_encode(credentials.as_bytes())),
             None => format!("Bearer {credentials}"),
         };
-        let counters = hub.intake.clone();
+        let counters = IntakeCounters::of(&hub);
         Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()), known: Default::default() }
     }
 

@@ -19,7 +19,7 @@ use support::metrics::{parse, value};
 fn scrape(stats: lifeboat::act::stats::RemediationStats) -> Vec<support::metrics::Sample> {
     let config = Config::default();
     let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state("2026-11-25T12:00:00Z", vec![]), &config, &GarageProbe::default()), None));
-    *hub.remediation.write().unwrap() = Some(stats);
+    hub.self_metrics.publish(stats);
     parse(&lifeboat::metrics::render(&hub).unwrap())
 }
 

@@ -1,4 +1,5 @@
-//! The only code that writes to the Kubernetes API.
+//! Executing plans against the Kubernetes API (writes go through
+//! [`crate::cluster::write`]).
 
 mod actions;
 pub mod cnpg;
@@ -17,4 +18,5 @@ pub mod runner;
 pub mod stats;
 pub mod volsync;
 mod waits;
-pub mod write;
+// Where the write path was before it moved down to the cluster layer.
+pub use crate::cluster::write;

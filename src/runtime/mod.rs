@@ -222,7 +222,7 @@ impl Runtime {
 async fn publish_remediation_stats(hub: Arc<Hub>, journal: Arc<Journal>, client: kube::Client, config: crate::config::RemediationConfig, leader: LeaderHandle) {
     loop {
         match crate::act::stats::refresh(&journal, &client, &config, leader.is_leader()).await {
-            Ok(stats) => *hub.remediation.write().expect("stats lock poisoned") = Some(stats),
+            Ok(stats) => hub.self_metrics.publish(stats),
             Err(error) => tracing::warn!(%error, "reading the journal for metrics failed"),
         }
         tokio::time::sleep(Duration::from_secs(15)).await;

@@ -26,9 +26,7 @@ use crate::plan::{Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
 use crate::triage::{triage, Category};
 
 pub const PLAYBOOK: &str = "node-loss";
-/// Set by a human (or `lifeboat confirm-node-gone`) on the Node: it is not coming back.
-pub const CONFIRMED_GONE_ANNOTATION: &str = "lifeboat.dev/confirmed-gone";
-pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+pub use crate::cluster::marks::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
 
 pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options: &NodeLossConfig) -> Result<Plan, PlanError> {
     let target = format!("Node {node}");
