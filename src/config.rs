@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -98,7 +98,7 @@ pub struct RemediationConfig {
     /// webhook is off.
     pub webhook_credentials_file: Option<PathBuf>,
     /// Alert → playbook routes (default: lifeboat's alerts that have one).
-    pub routes: Vec<Route>,
+    pub routes: Routes,
     /// The composed `node-loss` playbook.
     pub node_loss: NodeLossConfig,
 }
@@ -150,7 +150,7 @@ impl Default for RemediationConfig {
             approval_ttl: Dur::hours(1),
             api_token_file: None,
             webhook_credentials_file: None,
-            routes: crate::plan::playbooks::default_routes(),
+            routes: Routes::default(),
             node_loss: NodeLossConfig::default(),
         }
     }
@@ -224,61 +224,6 @@ pub struct DiscordApprovers {
 impl DiscordConfig {
     pub fn enabled(&self) -> bool {
         self.bot_token_file.is_some() || self.webhook_url_file.is_some()
-    }
-
-    fn problems(&self) -> Vec<String> {
-        let mut problems = vec![];
-        let snowflake = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-        match reqwest::Url::parse(&self.api_base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => problems.push(format!("discord.apiBase: scheme {:?} is not http or https", u.scheme())),
-            Err(e) => problems.push(format!("discord.apiBase: {:?}: {e}", self.api_base)),
-        }
-        if let Some(id) = self.channel_id.as_deref().filter(|id| !snowflake(id)) {
-            problems.push(format!("discord.channelId: {id:?} is not a Discord id (digits only)"));
-        }
-        for (key, ids) in [("discord.approvers.users", &self.approvers.users), ("discord.approvers.roles", &self.approvers.roles)] {
-            if let Some(id) = ids.iter().find(|id| !snowflake(id)) {
-                problems.push(format!("{key}: {id:?} is not a Discord id (digits only)"));
-            }
-        }
-        if let Some(key) = &self.public_key {
-            if let Err(e) = crate::discord::interactions::parse_public_key(key) {
-                problems.push(format!("discord.publicKey: {e}"));
-            }
-        }
-        if self.public_key.is_some() && self.public_key_file.is_some() {
-            problems.push("discord.publicKey and discord.publicKeyFile: set one, not both".into());
-        }
-        if self.edit_interval.0.is_zero() {
-            problems.push("discord.editInterval: must be longer than 0s".into());
-        }
-        if let Some(listen) = &self.listen {
-            if listen.parse::<std::net::SocketAddr>().is_err() {
-                problems.push(format!("discord.listen: {listen:?} is not an address like 0.0.0.0:9848"));
-            }
-            if self.bot_token_file.is_none() {
-                problems.push("discord.listen: only bot mode receives interactions (set discord.botTokenFile)".into());
-            }
-        }
-        let bot = self.bot_token_file.is_some();
-        if bot && self.webhook_url_file.is_some() {
-            problems.push("discord.botTokenFile and discord.webhookUrlFile: choose bot mode (buttons) or webhook-only mode, not both".into());
-        }
-        if bot {
-            if self.channel_id.is_none() {
-                problems.push("discord.channelId: bot mode needs the channel to post to".into());
-            }
-            if self.public_key.is_none() && self.public_key_file.is_none() {
-                problems.push("discord.publicKey: bot mode needs the application's public key (or publicKeyFile) to verify button clicks".into());
-            }
-            if self.approvers.users.is_empty() && self.approvers.roles.is_empty() {
-                problems.push("discord.approvers: name at least one user or role id, or nobody can approve from Discord".into());
-            }
-        } else if self.public_key.is_some() || self.public_key_file.is_some() || self.channel_id.is_some() {
-            problems.push("discord.publicKey/publicKeyFile/channelId: only used in bot mode: set discord.botTokenFile too".into());
-        }
-        problems
     }
 }
 
@@ -458,26 +403,9 @@ impl Default for KanidmConfig {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
-    }
-
-    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
-        path.map_or_else(|| Ok(Self::default()), Self::load)
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| e.to_string())?
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), String> {
+    /// Problems in the sections the config itself owns (each component checks
+    /// its own: see `Config::parse`).
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!("listen: {:?} is not an address like 0.0.0.0:9847", self.listen));
@@ -522,19 +450,7 @@ impl Config {
         if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
             problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
         }
-        problems.extend(crate::plan::playbooks::config_problems(self));
-        for playbook in self.remediation.modes.keys() {
-            if !crate::plan::playbooks::PLAYBOOKS.contains(&playbook.as_str()) {
-                problems.push(format!(
-                    "remediation.modes: unknown playbook {playbook:?} (known: {})",
-                    crate::plan::playbooks::PLAYBOOKS.join(", ")
-                ));
-            }
-        }
-        for route in &self.remediation.routes {
-            if !crate::plan::playbooks::PLAYBOOKS.contains(&route.playbook.as_str()) {
-                problems.push(format!("remediation.routes: alert {:?} routes to unknown playbook {:?}", route.alertname, route.playbook));
-            }
+        for route in self.remediation.routes.iter() {
             if let Some(field) = route.params.keys().find(|k| !["namespace", "name", "node"].contains(&k.as_str())) {
                 problems.push(format!("remediation.routes: alert {:?}: unknown parameter {field:?} (namespace, name, node)", route.alertname));
             }
@@ -545,12 +461,7 @@ impl Config {
         if self.remediation.approval_ttl.0.is_zero() {
             problems.push("remediation.approvalTtl: must be longer than 0s".into());
         }
-        problems.extend(self.discord.problems());
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        problems
     }
 }
 
@@ -566,6 +477,25 @@ pub struct Route {
     /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+}
+
+/// `remediation.routes`. Its default, every playbook's own routes, is the
+/// playbook registry's to give (`impl Default for Routes` in `plan::playbooks`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Routes(pub Vec<Route>);
+
+impl std::ops::Deref for Routes {
+    type Target = Vec<Route>;
+    fn deref(&self) -> &Vec<Route> {
+        &self.0
+    }
+}
+
+impl PartialEq<Vec<Route>> for Routes {
+    fn eq(&self, other: &Vec<Route>) -> bool {
+        &self.0 == other
+    }
 }
 
 impl Route {

@@ -29,12 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Upward imports not yet removed, each with the reason. Any other upward
 /// import fails the test.
-const ALLOWED: &[(&str, &str, &str)] = &[
-    ("config", "discord::interactions::parse_public_key", "config.rs still validates the discord section"),
-    ("config", "plan::playbooks::PLAYBOOKS", "config.rs still checks remediation.modes and routes name playbooks"),
-    ("config", "plan::playbooks::config_problems", "config.rs still runs the playbooks' checks"),
-    ("config", "plan::playbooks::default_routes", "the default of remediation.routes comes from the playbooks"),
-];
+const ALLOWED: &[(&str, &str, &str)] = &[];
 
 fn layer_of(path: &str) -> Option<(usize, &'static str)> {
     let mut best: Option<(usize, &'static str)> = None;

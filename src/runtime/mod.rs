@@ -8,6 +8,7 @@
 //! only the Lease holder does is listed in [`leader_tasks`]; adding some is
 //! one line there.
 
+pub mod config;
 pub mod hub;
 pub mod shutdown;
 
@@ -202,7 +203,7 @@ impl Runtime {
             bail!("the Alertmanager webhook records runs in the cluster: it needs a live cluster, not --from-dump");
         }
         let journal = self.journal("for the webhook journal").await?;
-        let intake = crate::alerts::Intake::from_file(self.hub.clone(), journal, self.config.remediation.routes.clone(), &path)?;
+        let intake = crate::alerts::Intake::from_file(self.hub.clone(), journal, self.config.remediation.routes.to_vec(), &path)?;
         self.app = std::mem::take(&mut self.app).merge(crate::alerts::routes(Arc::new(intake)));
         Ok(())
     }

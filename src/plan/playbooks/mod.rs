@@ -116,9 +116,28 @@ pub fn default_routes() -> Vec<Route> {
     TABLE.iter().flat_map(|p| p.default_routes()).collect()
 }
 
-/// Problems in the config sections the playbooks own.
+/// Problems in the config that concern playbooks: names in
+/// `remediation.modes` and `remediation.routes`, and each playbook's section.
 pub fn config_problems(config: &Config) -> Vec<String> {
-    TABLE.iter().flat_map(|p| p.config_problems(config)).collect()
+    let mut problems = Vec::new();
+    for playbook in config.remediation.modes.keys() {
+        if find(playbook).is_none() {
+            problems.push(format!("remediation.modes: unknown playbook {playbook:?} (known: {})", PLAYBOOKS.join(", ")));
+        }
+    }
+    for route in config.remediation.routes.iter() {
+        if find(&route.playbook).is_none() {
+            problems.push(format!("remediation.routes: alert {:?} routes to unknown playbook {:?}", route.alertname, route.playbook));
+        }
+    }
+    problems.extend(TABLE.iter().flat_map(|p| p.config_problems(config)));
+    problems
+}
+
+impl Default for crate::config::Routes {
+    fn default() -> Self {
+        crate::config::Routes(default_routes())
+    }
 }
 
 /// What `lifeboat playbooks` lists: each playbook's arguments and purpose.
