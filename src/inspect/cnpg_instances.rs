@@ -31,7 +31,7 @@ pub fn surviving_replicas(state: &ClusterState, findings: &Findings, cluster: &C
     instance_names(state, cluster).into_iter().filter(|i| !lost.iter().any(|(l, _)| l == i)).filter(|i| pod_ready(state, ns, i)).collect()
 }
 
-/// The Cluster's instances: its status, else its data PVCs.
+/// Instance names from status, else the cluster's data PVCs.
 pub fn instance_names(state: &ClusterState, cluster: &CnpgCluster) -> Vec<String> {
     let mut names = cluster.status.instance_names.clone();
     if names.is_empty() {

@@ -307,8 +307,6 @@ fn destroy_instance(
     done
 }
 
-/// Instance names from status, else the cluster's data PVCs.
-
 /// The instance's PVC group as CNPG names it (v1.30.0 `api/v1/cluster_types.go`):
 /// PGDATA `<pod>`, WAL `<pod>-wal`, tablespaces `<pod>-tbs-<name>`.
 fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> {
