@@ -329,16 +329,12 @@ fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> 
 pub struct InstanceLost;
 
 impl super::Playbook for InstanceLost {
-    fn name(&self) -> &'static str {
-        "cnpg-instance-lost"
-    }
-
-    fn arguments(&self) -> &'static str {
-        "-n NAMESPACE --name CLUSTER"
-    }
-
-    fn summary(&self) -> &'static str {
-        "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "cnpg-instance-lost",
+            arguments: "-n NAMESPACE --name CLUSTER",
+            summary: "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)",
+        }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {

@@ -296,16 +296,12 @@ fn restore_job(garage: &crate::config::GarageConfig, backup: &GarageBackupSource
 pub struct MetaRestore;
 
 impl super::Playbook for MetaRestore {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        "[--name SNAPSHOT]"
-    }
-
-    fn summary(&self) -> &'static str {
-        "restore Garage's metadata database from its newest (or the named) snapshot"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "[--name SNAPSHOT]",
+            summary: "restore Garage's metadata database from its newest (or the named) snapshot",
+        }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

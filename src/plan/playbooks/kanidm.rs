@@ -80,16 +80,12 @@ fn step(id: &str, title: String, action: Action, needs: &[&str]) -> Step {
 pub struct CredentialReset;
 
 impl super::Playbook for CredentialReset {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        ""
-    }
-
-    fn summary(&self) -> &'static str {
-        "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "",
+            summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients",
+        }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

@@ -538,16 +538,12 @@ fn join(pods: &[&String]) -> String {
 pub struct InstanceLost;
 
 impl super::Playbook for InstanceLost {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        "-n NAMESPACE --name MARIADB"
-    }
-
-    fn summary(&self) -> &'static str {
-        "re-provision a lost MariaDB Galera member; force a bootstrap when quorum is lost"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name MARIADB",
+            summary: "re-provision a lost MariaDB Galera member; force a bootstrap when quorum is lost",
+        }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {

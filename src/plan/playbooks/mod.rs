@@ -50,10 +50,12 @@ pub(crate) fn find_named<'a, T: kube::Resource>(objects: &'a [std::sync::Arc<T>]
 /// config section it owns, and its planner. A playbook built from existing
 /// actions is one file implementing this plus its line in [`TABLE`].
 pub trait Playbook: Sync {
-    fn name(&self) -> &'static str;
-    /// The CLI arguments it reads from the trigger, e.g. `-n NAMESPACE --name CLUSTER`.
-    fn arguments(&self) -> &'static str;
-    fn summary(&self) -> &'static str;
+    /// Its name, the CLI arguments it reads from the trigger (e.g. `-n
+    /// NAMESPACE --name CLUSTER`) and what it does.
+    fn info(&self) -> PlaybookInfo;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
     /// The routes for the alerts lifeboat ships that start this playbook.
     fn default_routes(&self) -> Vec<Route> {
         vec![]
@@ -149,7 +151,7 @@ pub struct PlaybookInfo {
 }
 
 pub fn catalogue() -> Vec<PlaybookInfo> {
-    TABLE.iter().map(|p| PlaybookInfo { name: p.name(), arguments: p.arguments(), summary: p.summary() }).collect()
+    TABLE.iter().map(|p| p.info()).collect()
 }
 
 impl Trigger {

@@ -266,16 +266,12 @@ fn watch(watched: &BTreeSet<(String, String)>, options: &NodeLossConfig) -> Vec<
 pub struct NodeLoss;
 
 impl super::Playbook for NodeLoss {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        "--node NODE"
-    }
-
-    fn summary(&self) -> &'static str {
-        "the whole recovery from one lost node, in phases, as one plan"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "--node NODE",
+            summary: "the whole recovery from one lost node, in phases, as one plan",
+        }
     }
 
     fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {

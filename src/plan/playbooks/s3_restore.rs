@@ -484,16 +484,12 @@ pub fn workload_flux(state: &ClusterState, ns: &str, (kind, wname, _): &(String,
 pub struct S3Restore;
 
 impl super::Playbook for S3Restore {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        "-n NAMESPACE --name PVC|WORKLOAD"
-    }
-
-    fn summary(&self) -> &'static str {
-        "restore an app's volume from its S3 backup with the configured restore Job"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name PVC|WORKLOAD",
+            summary: "restore an app's volume from its S3 backup with the configured restore Job",
+        }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

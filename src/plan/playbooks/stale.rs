@@ -75,16 +75,12 @@ fn stranded_volumes(state: &ClusterState, findings: &Findings, plan: &mut Plan) 
 pub struct Cleanup;
 
 impl super::Playbook for Cleanup {
-    fn name(&self) -> &'static str {
-        "stale-cleanup"
-    }
-
-    fn arguments(&self) -> &'static str {
-        "[-n NAMESPACE]"
-    }
-
-    fn summary(&self) -> &'static str {
-        "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "stale-cleanup",
+            arguments: "[-n NAMESPACE]",
+            summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)",
+        }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {

@@ -529,16 +529,12 @@ fn age(d: chrono::Duration) -> String {
 pub struct Restore;
 
 impl super::Playbook for Restore {
-    fn name(&self) -> &'static str {
-        PLAYBOOK
-    }
-
-    fn arguments(&self) -> &'static str {
-        "-n NAMESPACE --name PVC"
-    }
-
-    fn summary(&self) -> &'static str {
-        "re-create an app's PVC from its newest VolSync (Kopia) snapshot"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name PVC",
+            summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot",
+        }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {

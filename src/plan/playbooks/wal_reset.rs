@@ -164,16 +164,12 @@ fn restart_order(state: &ClusterState, cluster: &CnpgCluster) -> (Vec<String>, V
 pub struct ArchiveReset;
 
 impl super::Playbook for ArchiveReset {
-    fn name(&self) -> &'static str {
-        "wal-archive-reset"
-    }
-
-    fn arguments(&self) -> &'static str {
-        "-n NAMESPACE --name CLUSTER"
-    }
-
-    fn summary(&self) -> &'static str {
-        "move a CNPG cluster's WAL archive to a new serverName after 'Expected empty archive'"
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "wal-archive-reset",
+            arguments: "-n NAMESPACE --name CLUSTER",
+            summary: "move a CNPG cluster's WAL archive to a new serverName after 'Expected empty archive'",
+        }
     }
 
     fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
