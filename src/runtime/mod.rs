@@ -5,8 +5,8 @@
 //! It owns the one Kubernetes client (none when serving a dump and nothing
 //! needs the cluster), the one journal every feature shares, the snapshot
 //! hub, the HTTP listeners, the Lease election and the remediator. Work that
-//! only the Lease holder does is listed in [`leader_tasks`]; adding some is
-//! one line there.
+//! only the Lease holder does is listed in `Runtime::leader_tasks`; adding
+//! some is one line there.
 
 pub mod config;
 pub mod hub;
@@ -77,10 +77,8 @@ impl Runtime {
             Some(a) => a,
             None => config.listen.parse().context("config listen address")?,
         };
-        let client = match source.from_dump.is_none() && source.now.is_none() {
-            true => Some(crate::cluster::connect::client("(set --kubeconfig/KUBECONFIG, run in a pod, or use --from-dump PATH)").await?),
-            false => None,
-        };
+        let live = source.from_dump.is_none() && source.now.is_none();
+        let client = if live { Some(crate::cluster::connect::client("(set --kubeconfig/KUBECONFIG, run in a pod, or use --from-dump PATH)").await?) } else { None };
         let hub = hub::start_hub(config.clone(), &source, client.clone()).await?;
         let app = crate::server::router(hub.clone());
         let mut runtime = Runtime { config, source, hub, client, journal: None, election: None, app, discord_app: None, notifier: None, addr };
@@ -103,7 +101,7 @@ impl Runtime {
         let listeners = crate::server::arrange(crate::server::Listener { addr: self.addr, app: self.app }, self.discord_app, discord_addr)?;
         crate::server::serve(listeners, shutdown::signal()).await?;
         if let Some(Election { leader, remediator }) = self.election {
-            shutdown::step_down(leader, Some(remediator)).await;
+            shutdown::step_down(leader, remediator).await;
         }
         Ok(())
     }

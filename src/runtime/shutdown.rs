@@ -29,12 +29,10 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// the run is left to the next leader at that step boundary), waits for the
 /// remediator to get there, then vacates the Lease so a successor takes over
 /// at once instead of after the Lease expires.
-pub async fn step_down(leader: LeaderHandle, remediator: Option<tokio::task::JoinHandle<()>>) {
+pub async fn step_down(leader: LeaderHandle, remediator: tokio::task::JoinHandle<()>) {
     leader.resign();
-    if let Some(task) = remediator {
-        if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
-            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "the step in progress did not end in time; vacating the Lease anyway");
-        }
+    if tokio::time::timeout(DRAIN_TIMEOUT, remediator).await.is_err() {
+        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "the step in progress did not end in time; vacating the Lease anyway");
     }
     if tokio::time::timeout(RELEASE_TIMEOUT, leader.release()).await.is_err() {
         tracing::warn!("vacating the Lease timed out; it expires on its own");
