@@ -320,7 +320,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     let trigger = trigger_of(route, alert);
     let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
-    match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
+    match crate::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
             let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
             remember(intake, std::slice::from_ref(&run));
@@ -329,12 +329,12 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         }
         // Another replica got the same notification (Alertmanager HA) and
         // created the alert's run first: its deterministic name is taken.
-        Err(crate::act::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
+        Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
             intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
-        Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
-        Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => Ok(json!({"alertname": alertname, "result": "target busy", "run": id})),
+        Err(crate::remediator::RemediationError::Journal(e)) => Err(e),
+        Err(crate::remediator::RemediationError::TargetBusy { id, .. }) => Ok(json!({"alertname": alertname, "result": "target busy", "run": id})),
         Err(e) => Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
     }
 }

@@ -459,14 +459,14 @@ async fn refuse_if_collides(journal: &crate::journal::Journal, plan: &crate::pla
 
 async fn approve_command(id: String, hash: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
     let (config, journal) = args.open().await?;
-    let run = crate::act::remediator::approve(&journal, &id, &hash, &by, config.remediation.approval_ttl).await?;
+    let run = crate::remediator::approve(&journal, &id, &hash, &by, config.remediation.approval_ttl).await?;
     println!("{} approved by {by} (plan {hash})", run.id);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn abort_command(id: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
     let (_, journal) = args.open().await?;
-    let run = crate::act::remediator::abort(&journal, &id, &by).await?;
+    let run = crate::remediator::abort(&journal, &id, &by).await?;
     println!("{}: {:?}", run.id, run.status.phase);
     Ok(ExitCode::SUCCESS)
 }
@@ -478,7 +478,7 @@ async fn submit_command(target: PlanArgs, args: JournalArgs, from_dump: Option<P
     let snapshot = current_snapshot(config, &source).await?;
     let trigger = crate::journal::RunTrigger::from(&target.trigger());
     let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let run = crate::act::remediator::submit(&journal, &remediation, &snapshot.state, &snapshot.findings, &target.playbook, trigger, &requested_by).await?;
+    let run = crate::remediator::submit(&journal, &remediation, &snapshot.state, &snapshot.findings, &target.playbook, trigger, &requested_by).await?;
     print!("{}", run.spec.plan.render_text());
     println!("\nrun {} recorded in {}: {:?}", run.id, journal.location(), run.status.phase);
     if run.status.phase == crate::journal::Phase::AwaitingApproval {

@@ -18,8 +18,8 @@
 //! 4. **act**: executing a plan's steps.
 //! 5. **journal**: the record of runs.
 //! 6. **intake/discord/api**: what drives and exposes journaled runs: the
-//!    remediator loop and its statistics (`act::remediator`, `act::stats`,
-//!    which read the journal), the Alertmanager intake (`alerts`), `discord`,
+//!    `remediator` loop and its statistics (`remediator::stats`), which read
+//!    the journal, the Alertmanager intake (`alerts`), `discord`,
 //!    the HTTP `api`, `server` and `/metrics`.
 //! 7. **runtime/cli**: `runtime` builds and runs `serve` and loads the config
 //!    (asking each component to check its own section); `cli` parses the
@@ -38,6 +38,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod probes;
+pub mod remediator;
 pub mod runtime;
 pub mod schedule;
 pub mod server;

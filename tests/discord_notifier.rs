@@ -167,7 +167,7 @@ async fn webhook_only_mode_has_no_buttons_and_says_how_to_approve() {
     assert!(text.contains(&format!("/api/runs/{}/approve", run.id)), "{text}");
 
     // The run goes on (written as the remediator would); the same message is edited and the story posted.
-    lifeboat::act::remediator::approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
+    lifeboat::remediator::approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
     let start = Utc::now();
     let mut halfway = report(&plan, None, start);
     for step in &mut halfway.steps[2..] {
@@ -282,7 +282,7 @@ mod live {
 
     use super::*;
     use kube::Client;
-    use lifeboat::act::remediator::Remediator;
+    use lifeboat::remediator::Remediator;
     use lifeboat::config::RemediationConfig;
     use lifeboat::discord::interactions::{parse_public_key, routes, Interactions};
     use lifeboat::plan::{Action, ObjectRef, Step, WaitCondition};

@@ -19,9 +19,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The record of runs.
     ("journal", &["journal"]),
     // What drives and exposes journaled runs: the remediator loop and its
-    // statistics (they read the journal, so they sit above it), the
-    // Alertmanager intake, Discord, the HTTP API and /metrics.
-    ("intake/discord/api", &["act::remediator", "act::stats", "alerts", "discord", "api", "server", "metrics"]),
+    // statistics, the Alertmanager intake, Discord, the HTTP API and /metrics.
+    ("intake/discord/api", &["remediator", "alerts", "discord", "api", "server", "metrics"]),
     // Wiring: the serve runtime, the command line, and loading the config
     // (which asks every component to check its own section).
     ("runtime/cli", &["runtime", "cli"]),
@@ -29,7 +28,11 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Upward imports not yet removed, each with the reason. Any other upward
 /// import fails the test.
-const ALLOWED: &[(&str, &str, &str)] = &[];
+const ALLOWED: &[(&str, &str, &str)] = &[
+    // `act::remediator` and `act::stats` keep working for code written on
+    // other branches before the move; drop this re-export once they are merged.
+    ("act", "remediator", "the remediator's old path, re-exported until parallel branches are merged"),
+];
 
 fn layer_of(path: &str) -> Option<(usize, &'static str)> {
     let mut best: Option<(usize, &'static str)> = None;
@@ -189,7 +192,7 @@ fn the_reader_finds_uses_in_groups_and_paths() {
     let code = code("use crate::{plan::Plan, act::runner::{a, b}};\nlet x = crate::journal::Journal::file(d); // crate::api\nfn f() {}\n#[cfg(test)]\nmod tests { use crate::cli; }");
     let paths: Vec<String> = crate_paths(&code).into_iter().collect();
     assert_eq!(paths, ["act::runner", "journal::Journal::file", "plan::Plan"]);
-    assert_eq!(layer_of("act::stats::refresh").map(|l| l.1), Some("act::stats"));
+    assert_eq!(layer_of("remediator::stats::refresh").map(|l| l.1), Some("remediator"));
     assert_eq!(layer_of("act::runner").map(|l| l.1), Some("act"));
     assert_eq!(layer_of("snapshotx"), None);
 }

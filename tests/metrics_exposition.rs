@@ -105,7 +105,7 @@ fn values_follow_the_findings() {
 
 #[test]
 fn remediation_metrics_come_from_the_journal() {
-    use lifeboat::act::stats::RemediationStats;
+    use lifeboat::remediator::stats::RemediationStats;
     use lifeboat::config::Mode;
     use lifeboat::journal::{RunRecord, RunTrigger};
     let (state, _) = lifeboat::cluster::dump::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node-loss"))).unwrap();

@@ -415,7 +415,7 @@ mod journaled {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    use lifeboat::act::remediator::{abort, approve, submit, RemediationError, Remediator};
+    use lifeboat::remediator::{abort, approve, submit, RemediationError, Remediator};
     use lifeboat::config::RemediationConfig;
     use lifeboat::journal::{Journal, Phase, RunTrigger, StepState};
     use lifeboat::leader::{spawn, LeaderConfig};

@@ -389,7 +389,7 @@ mod e2e {
 
     use kube::api::{Patch, PatchParams};
     use kube::Client;
-    use lifeboat::act::remediator::{approve, submit, RemediationError, Remediator};
+    use lifeboat::remediator::{approve, submit, RemediationError, Remediator};
     use lifeboat::cluster::ClusterState;
     use lifeboat::config::Dur;
     use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger, StepState};

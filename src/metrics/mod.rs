@@ -299,7 +299,7 @@ impl prometheus_client::collector::Collector for Collector {
             ],
         )?;
         family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
-        if let Some(stats) = hub.self_metrics.get::<crate::act::stats::RemediationStats>() {
+        if let Some(stats) = hub.self_metrics.get::<crate::remediator::stats::RemediationStats>() {
             family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
             family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
             let pairs = |m: &std::collections::BTreeMap<(String, String), usize>| -> Vec<Sample<'static>> {

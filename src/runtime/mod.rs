@@ -159,7 +159,7 @@ impl Runtime {
         let namespace = config.namespace();
         let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
         let leader = crate::leader::spawn(client.clone(), crate::leader::LeaderConfig::new(namespace.clone(), identity.clone()));
-        let remediator = crate::act::remediator::Remediator {
+        let remediator = crate::remediator::Remediator {
             client: client.clone(),
             journal: journal.clone(),
             kill_switch: Arc::new(std::sync::atomic::AtomicBool::new(config.kill_switch)),
@@ -220,7 +220,7 @@ impl Runtime {
 /// Journal-derived remediation metrics, refreshed on every replica.
 async fn publish_remediation_stats(hub: Arc<Hub>, journal: Arc<Journal>, client: kube::Client, config: crate::config::RemediationConfig, leader: LeaderHandle) {
     loop {
-        match crate::act::stats::refresh(&journal, &client, &config, leader.is_leader()).await {
+        match crate::remediator::stats::refresh(&journal, &client, &config, leader.is_leader()).await {
             Ok(stats) => hub.self_metrics.publish(stats),
             Err(error) => tracing::warn!(%error, "reading the journal for metrics failed"),
         }
