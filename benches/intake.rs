@@ -294,7 +294,7 @@ fn main() {
     let server_cpu = thread_cpu_seconds("lifeboat-server") - server_cpu_before;
     latencies.sort_unstable();
     let runs = server.block_on(journal.list()).unwrap();
-    let c = &hub.intake;
+    let c = lifeboat::alerts::IntakeCounters::of(&hub);
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
 
     println!("traffic: {} notifications cycled ({distinct_alerts} alerts, {:.1} KiB); {concurrency} concurrent connections for {seconds}s", traffic.len(), bytes as f64 / 1024.0);

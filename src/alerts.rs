@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
@@ -33,37 +33,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How a run's message starts once its alert resolved before approval.
 const CLEARED: &str = "condition cleared";
 
-/// Which alert starts which playbook, and which labels fill its trigger.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Route {
-    pub alertname: String,
-    /// Extra label equality matchers.
-    #[serde(default)]
-    pub matchers: BTreeMap<String, String>,
-    pub playbook: String,
-    /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-}
-
-/// The routes for the alerts lifeboat ships that have a playbook.
-pub fn default_routes() -> Vec<Route> {
-    let route = |alertname: &str, playbook: &str, params: &[(&str, &str)]| Route {
-        alertname: alertname.into(),
-        matchers: BTreeMap::new(),
-        playbook: playbook.into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    };
-    vec![
-        route("LifeboatCnpgPrimaryOnLostNode", "cnpg-instance-lost", &[("namespace", "namespace"), ("name", "cluster")]),
-        route("LifeboatMariadbInstanceOnLostNode", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
-        route("LifeboatMariadbGaleraNotReady", "mariadb-instance-lost", &[("namespace", "namespace"), ("name", "name")]),
-        route("LifeboatVolsyncDestinationOrphaned", "stale-cleanup", &[("namespace", "namespace")]),
-        // Per pod, so per claim: a claim nothing restores plans "nothing to do".
-        route("LifeboatPodBlockedOnLostVolume", "volsync-restore", &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")]),
-    ]
-}
+pub use crate::config::Route;
+/// The routes for the alerts lifeboat ships that have a playbook (each playbook lists its own).
+pub use crate::plan::playbooks::default_routes;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,6 +70,13 @@ pub struct IntakeCounters {
     pub cleared: AtomicU64,
 }
 
+impl IntakeCounters {
+    /// The counters `hub` exports (zero while the webhook is off).
+    pub fn of(hub: &Hub) -> Arc<IntakeCounters> {
+        hub.self_metrics.get_or_default()
+    }
+}
+
 pub struct Intake {
     pub hub: Arc<Hub>,
     pub journal: Arc<Journal>,
@@ -123,7 +102,7 @@ impl Intake {
             Some(_) => format!("Basic {}", base64_encode(credentials.as_bytes())),
             None => format!("Bearer {credentials}"),
         };
-        let counters = hub.intake.clone();
+        let counters = IntakeCounters::of(&hub);
         Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()), known: Default::default() }
     }
 
@@ -341,7 +320,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     let trigger = trigger_of(route, alert);
     let active = runs.iter().find(|r| r.collides_with(&plan)).cloned();
     let config = &intake.hub.config.remediation;
-    match crate::act::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
+    match crate::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
             let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
             remember(intake, std::slice::from_ref(&run));
@@ -350,12 +329,12 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         }
         // Another replica got the same notification (Alertmanager HA) and
         // created the alert's run first: its deterministic name is taken.
-        Err(crate::act::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
+        Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
             intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
-        Err(crate::act::remediator::RemediationError::Journal(e)) => Err(e),
-        Err(crate::act::remediator::RemediationError::TargetBusy { id, .. }) => Ok(json!({"alertname": alertname, "result": "target busy", "run": id})),
+        Err(crate::remediator::RemediationError::Journal(e)) => Err(e),
+        Err(crate::remediator::RemediationError::TargetBusy { id, .. }) => Ok(json!({"alertname": alertname, "result": "target busy", "run": id})),
         Err(e) => Ok(json!({"alertname": alertname, "result": "nothing to do", "reason": e.to_string()})),
     }
 }

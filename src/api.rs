@@ -93,7 +93,7 @@ async fn approve(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    use crate::act::remediator::{self, RemediationError};
+    use crate::remediator::{self, RemediationError};
     if !api.authorized(&headers) {
         return unauthorized();
     }

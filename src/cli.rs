@@ -4,19 +4,17 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cluster::watch::LiveCache;
-use crate::cluster::{dump, ClusterState};
 use crate::config::Config;
 use crate::plan::playbooks::{self, Trigger};
-use crate::inspect::garage::GarageProbe;
-use crate::snapshot::{Hub, Snapshot};
+use crate::runtime::hub::current_snapshot;
+use crate::runtime::Source;
+// Kept at their old paths for code written before the runtime module.
+pub use crate::runtime::hub::{start_live_hub, wait_ready};
 
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = "Recovery-point metrics and node-loss triage for Kubernetes on node-local storage")]
@@ -221,6 +219,12 @@ pub struct PlanArgs {
     pub node: Option<String>,
 }
 
+impl SourceArgs {
+    fn source(&self) -> Source {
+        Source { from_dump: self.from_dump.clone(), now: self.now }
+    }
+}
+
 impl PlanArgs {
     fn trigger(&self) -> Trigger {
         Trigger { namespace: self.namespace.clone(), name: self.name.clone(), node: self.node.clone() }
@@ -323,12 +327,12 @@ fn print_catalog(output: Output) -> anyhow::Result<()> {
 }
 
 fn print_playbooks(output: Output) -> anyhow::Result<()> {
-    use crate::plan::playbooks::CATALOGUE;
-    if print_structured(output, &CATALOGUE)? {
+    let catalogue = crate::plan::playbooks::catalogue();
+    if print_structured(output, &catalogue)? {
         return Ok(());
     }
     println!("{:<24} {:<44} WHAT IT DOES", "PLAYBOOK", "ARGUMENTS");
-    for p in CATALOGUE {
+    for p in &catalogue {
         println!("{:<24} {:<44} {}", p.name, p.arguments, p.summary);
     }
     Ok(())
@@ -347,158 +351,14 @@ async fn dump_command(dir: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads a dump into a snapshot-ready state.
-pub fn load_dump(path: &std::path::Path, now: Option<DateTime<Utc>>) -> anyhow::Result<ClusterState> {
-    let (mut state, summary) = dump::load(path)?;
-    if let Some(now) = now {
-        state.now = now;
-    }
-    tracing::info!(files = summary.files, objects = summary.objects, ignored = ?summary.ignored, evaluated_at = %state.now, "loaded dump");
-    Ok(state)
-}
-
-/// Builds the hub for either source; for a live cluster, starts the watches.
-pub async fn start_hub(config: Config, source: &SourceArgs, client: Option<kube::Client>) -> anyhow::Result<Arc<Hub>> {
-    if let Some(path) = &source.from_dump {
-        let state = load_dump(path, source.now)?;
-        let snapshot = Snapshot::build(state, &config, &GarageProbe::default());
-        let hub = Arc::new(Hub::new(config, snapshot, None));
-        tokio::spawn(crate::probes::run_garage_probe(hub.clone(), true));
-        return Ok(hub);
-    }
-    if source.now.is_some() {
-        bail!("--now only applies with --from-dump (a live cluster is evaluated at the current time)");
-    }
-    let client = match client {
-        Some(c) => c,
-        None => crate::cluster::connect::client("(set --kubeconfig/KUBECONFIG, run in a pod, or use --from-dump PATH)").await?,
-    };
-    Ok(start_live_hub(config, client))
-}
-
-pub fn start_live_hub(config: Config, client: kube::Client) -> Arc<Hub> {
-    let live = Arc::new(LiveCache::default());
-    live.spawn_watches(client, config.discovery_interval.0);
-    let first = Snapshot::build(live.snapshot(), &config, &GarageProbe::default());
-    let hub = Arc::new(Hub::new(config, first, Some(live)));
-    tokio::spawn(hub.clone().run_rebuilds());
-    tokio::spawn(crate::probes::run_garage_probe(hub.clone(), false));
-    hub
-}
-
 async fn serve_command(source: SourceArgs, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = Config::load_or_default(source.config.as_deref())?;
-    let addr: SocketAddr = match listen {
-        Some(a) => a,
-        None => config.listen.parse().context("config listen address")?,
-    };
-    let remediation = config.remediation.clone();
-    let discord_config = config.clone();
-    let hub = start_hub(config, &source, None).await?;
-    let mut leader = None;
-    let mut remediator_task = None;
-    if remediation.execute {
-        if source.from_dump.is_some() {
-            bail!("remediation.execute needs a live cluster, not --from-dump");
-        }
-        let (handle, task) = start_remediation(remediation.clone(), hub.clone()).await?;
-        leader = Some(handle);
-        remediator_task = Some(task);
-    }
-    let mut app = crate::server::router(hub.clone());
-    let mut discord_app = None;
-    let mut discord_gateway = None;
-    if discord_config.discord.enabled() {
-        if source.from_dump.is_some() {
-            bail!("Discord notifications follow the runs in the cluster: they need a live cluster, not --from-dump");
-        }
-        let client = crate::cluster::connect::client("for the Discord notifier").await?;
-        let journal = Arc::new(crate::journal::Journal::cluster(client.clone(), remediation.namespace()));
-        if let Some(discord) = crate::discord::Discord::from_config(&discord_config, journal)? {
-            if let Some(gateway) = discord.gateway {
-                let gateway = gateway.with_cluster(client, remediation.namespace(), hub.clone());
-                discord_gateway = Some(gateway.spawn(leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe())));
-            }
-            let mut notifier = discord.notifier;
-            notifier.leader = leader.as_ref().map(|l: &crate::leader::LeaderHandle| l.subscribe());
-            tokio::spawn(notifier.run_forever());
-            if let Some(interactions) = discord.interactions {
-                discord_app = Some(crate::discord::interactions::routes(Arc::new(interactions)));
-                tracing::info!("Discord bot mode: posting runs with buttons; clicks at {}", crate::discord::interactions::PATH);
-            } else if discord_gateway.is_some() {
-                tracing::info!("Discord bot mode: posting runs with buttons; clicks over the Gateway");
-            } else {
-                tracing::info!("Discord webhook-only mode: posting runs without buttons");
-            }
-        }
-    }
-    if let Some(path) = &remediation.webhook_credentials_file {
-        if source.from_dump.is_some() {
-            bail!("the Alertmanager webhook records runs in the cluster: it needs a live cluster, not --from-dump");
-        }
-        let client = crate::cluster::connect::client("for the webhook journal").await?;
-        let journal = Arc::new(crate::journal::Journal::cluster(client, remediation.namespace()));
-        let intake = crate::alerts::Intake::from_file(hub.clone(), journal, remediation.routes.clone(), path)?;
-        app = app.merge(crate::alerts::routes(Arc::new(intake)));
-    }
-    if let Some(path) = &remediation.api_token_file {
-        let client = crate::cluster::connect::client("for the HTTP API").await?;
-        let mut api = crate::api::ApiContext::from_token_file(client, remediation.namespace(), path)?;
-        api.approval_ttl = remediation.approval_ttl;
-        app = app.merge(crate::api::routes(Arc::new(api)));
-    }
-    let discord_addr = discord_config.discord.listen.as_deref().map(str::parse).transpose().context("discord.listen address")?;
-    let listeners = crate::server::arrange(crate::server::Listener { addr, app }, discord_app, discord_addr)?;
-    crate::server::serve(listeners, shutdown_signal()).await?;
-    if let Some(gateway) = discord_gateway {
-        gateway.stop().await;
-    }
-    if let Some(leader) = leader {
-        step_down(leader, remediator_task).await;
-    }
-    Ok(())
-}
-
-/// SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops serve");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-    }
-}
-
-/// How long shutdown waits for the step in progress to end, and then for the
-/// Lease to be vacated: together well inside Kubernetes' default 30s grace.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Stops starting steps (resign: the runner's guard refuses the next one and
-/// the run is left to the next leader at that step boundary), waits for the
-/// remediator to get there, then vacates the Lease so a successor takes over
-/// at once instead of after the Lease expires.
-async fn step_down(leader: crate::leader::LeaderHandle, remediator: Option<tokio::task::JoinHandle<()>>) {
-    leader.resign();
-    if let Some(task) = remediator {
-        if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
-            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "the step in progress did not end in time; vacating the Lease anyway");
-        }
-    }
-    if tokio::time::timeout(RELEASE_TIMEOUT, leader.release()).await.is_err() {
-        tracing::warn!("vacating the Lease timed out; it expires on its own");
-    }
+    crate::runtime::Runtime::build(config, source.source(), listen).await?.run().await
 }
 
 async fn triage_command(source: SourceArgs, node: Option<String>, output: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(source.config.as_deref())?;
-    let snapshot = current_snapshot(config, &source).await?;
+    let snapshot = current_snapshot(config, &source.source()).await?;
     let report = crate::triage::triage(&snapshot.state, &snapshot.findings, node.as_deref());
     if !print_structured(output, &report)? {
         print!("{}", crate::triage::render_text(&report));
@@ -506,30 +366,9 @@ async fn triage_command(source: SourceArgs, node: Option<String>, output: Output
     Ok(if report.anything_wrong() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-pub async fn wait_ready(hub: &Hub, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !hub.ready() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the cluster's objects were not all listed within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
-/// A snapshot as current as the source allows: the dump, or a fresh full list.
-async fn current_snapshot(config: Config, source: &SourceArgs) -> anyhow::Result<Arc<Snapshot>> {
-    let hub = start_hub(config, source, None).await?;
-    if let Some(live) = &hub.live {
-        wait_ready(&hub, Duration::from_secs(60)).await?;
-        hub.publish(Snapshot::build(live.snapshot(), &hub.config, &GarageProbe::default()));
-    }
-    Ok(hub.snapshot())
-}
-
 async fn plan_command(target: PlanArgs, source: SourceArgs, output: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(source.config.as_deref())?;
-    let snapshot = current_snapshot(config, &source).await?;
+    let snapshot = current_snapshot(config, &source.source()).await?;
     let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
     if !print_structured(output, &serde_json::json!({"hash": plan.hash(), "plan": plan}))? {
         print!("{}", plan.render_text());
@@ -540,7 +379,7 @@ async fn plan_command(target: PlanArgs, source: SourceArgs, output: Output) -> a
 async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(config.as_deref())?;
     let snapshot_config = config.clone();
-    let source = SourceArgs { config: None, from_dump: None, now: None };
+    let source = Source::default();
     let client = crate::cluster::connect::client("").await?;
     let namespace = snapshot_config.remediation.namespace();
     refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
@@ -620,26 +459,26 @@ async fn refuse_if_collides(journal: &crate::journal::Journal, plan: &crate::pla
 
 async fn approve_command(id: String, hash: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
     let (config, journal) = args.open().await?;
-    let run = crate::act::remediator::approve(&journal, &id, &hash, &by, config.remediation.approval_ttl).await?;
+    let run = crate::remediator::approve(&journal, &id, &hash, &by, config.remediation.approval_ttl).await?;
     println!("{} approved by {by} (plan {hash})", run.id);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn abort_command(id: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {
     let (_, journal) = args.open().await?;
-    let run = crate::act::remediator::abort(&journal, &id, &by).await?;
+    let run = crate::remediator::abort(&journal, &id, &by).await?;
     println!("{}: {:?}", run.id, run.status.phase);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn submit_command(target: PlanArgs, args: JournalArgs, from_dump: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (config, journal) = args.open().await?;
-    let source = SourceArgs { config: args.config.clone(), from_dump, now: None };
+    let source = Source { from_dump, now: None };
     let remediation = config.remediation.clone();
     let snapshot = current_snapshot(config, &source).await?;
     let trigger = crate::journal::RunTrigger::from(&target.trigger());
     let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let run = crate::act::remediator::submit(&journal, &remediation, &snapshot.state, &snapshot.findings, &target.playbook, trigger, &requested_by).await?;
+    let run = crate::remediator::submit(&journal, &remediation, &snapshot.state, &snapshot.findings, &target.playbook, trigger, &requested_by).await?;
     print!("{}", run.spec.plan.render_text());
     println!("\nrun {} recorded in {}: {:?}", run.id, journal.location(), run.status.phase);
     if run.status.phase == crate::journal::Phase::AwaitingApproval {
@@ -674,41 +513,6 @@ async fn runs_command(id: Option<String>, args: JournalArgs, output: Output) -> 
         println!("  {:<10} {:<28} {}", format!("{:?}", step.state), step.id, step.detail.as_deref().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Leader election plus the remediator loop: only the Lease holder executes.
-async fn start_remediation(
-    config: crate::config::RemediationConfig,
-    hub: Arc<Hub>,
-) -> anyhow::Result<(crate::leader::LeaderHandle, tokio::task::JoinHandle<()>)> {
-    let client = crate::cluster::connect::client("").await?;
-    let namespace = config.namespace();
-    let identity = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("lifeboat-{}", std::process::id()));
-    let leader = crate::leader::spawn(client.clone(), crate::leader::LeaderConfig::new(namespace.clone(), identity.clone()));
-    let remediator = crate::act::remediator::Remediator {
-        client: client.clone(),
-        journal: Arc::new(crate::journal::Journal::cluster(client, namespace.clone())),
-        kill_switch: Arc::new(std::sync::atomic::AtomicBool::new(config.kill_switch)),
-        config,
-        identity: identity.clone(),
-        poll_interval: Duration::from_secs(5),
-    };
-    tracing::info!(%namespace, %identity, "remediation enabled: executing approved runs while leader");
-    let journal = remediator.journal.clone();
-    let (stats_client, stats_config) = (remediator.client.clone(), remediator.config.clone());
-    let stats_leader = leader.clone();
-    let handle = leader.clone();
-    let task = tokio::spawn(remediator.run_forever(Some(leader)));
-    tokio::spawn(async move {
-        loop {
-            match crate::act::stats::refresh(&journal, &stats_client, &stats_config, stats_leader.is_leader()).await {
-                Ok(stats) => *hub.remediation.write().expect("stats lock poisoned") = Some(stats),
-                Err(error) => tracing::warn!(%error, "reading the journal for metrics failed"),
-            }
-            tokio::time::sleep(Duration::from_secs(15)).await;
-        }
-    });
-    Ok((handle, task))
 }
 
 async fn kill_switch_command(state: SwitchState, reason: String, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -98,7 +98,7 @@ pub struct RemediationConfig {
     /// webhook is off.
     pub webhook_credentials_file: Option<PathBuf>,
     /// Alert → playbook routes (default: lifeboat's alerts that have one).
-    pub routes: Vec<crate::alerts::Route>,
+    pub routes: Routes,
     /// The composed `node-loss` playbook.
     pub node_loss: NodeLossConfig,
 }
@@ -150,7 +150,7 @@ impl Default for RemediationConfig {
             approval_ttl: Dur::hours(1),
             api_token_file: None,
             webhook_credentials_file: None,
-            routes: crate::alerts::default_routes(),
+            routes: Routes::default(),
             node_loss: NodeLossConfig::default(),
         }
     }
@@ -250,75 +250,6 @@ pub struct DiscordApprovers {
 impl DiscordConfig {
     pub fn enabled(&self) -> bool {
         self.bot_token_file.is_some() || self.webhook_url_file.is_some()
-    }
-
-    fn problems(&self) -> Vec<String> {
-        let mut problems = vec![];
-        let snowflake = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-        match reqwest::Url::parse(&self.api_base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => problems.push(format!("discord.apiBase: scheme {:?} is not http or https", u.scheme())),
-            Err(e) => problems.push(format!("discord.apiBase: {:?}: {e}", self.api_base)),
-        }
-        if let Some(id) = self.channel_id.as_deref().filter(|id| !snowflake(id)) {
-            problems.push(format!("discord.channelId: {id:?} is not a Discord id (digits only)"));
-        }
-        problems.extend(self.transport_problems(snowflake));
-        for (key, ids) in [("discord.approvers.users", &self.approvers.users), ("discord.approvers.roles", &self.approvers.roles)] {
-            if let Some(id) = ids.iter().find(|id| !snowflake(id)) {
-                problems.push(format!("{key}: {id:?} is not a Discord id (digits only)"));
-            }
-        }
-        if let Some(key) = &self.public_key {
-            if let Err(e) = crate::discord::interactions::parse_public_key(key) {
-                problems.push(format!("discord.publicKey: {e}"));
-            }
-        }
-        if self.public_key.is_some() && self.public_key_file.is_some() {
-            problems.push("discord.publicKey and discord.publicKeyFile: set one, not both".into());
-        }
-        if self.edit_interval.0.is_zero() {
-            problems.push("discord.editInterval: must be longer than 0s".into());
-        }
-        if let Some(listen) = &self.listen {
-            if listen.parse::<std::net::SocketAddr>().is_err() {
-                problems.push(format!("discord.listen: {listen:?} is not an address like 0.0.0.0:9848"));
-            }
-            if self.bot_token_file.is_none() {
-                problems.push("discord.listen: only bot mode receives interactions (set discord.botTokenFile)".into());
-            } else if self.transport == DiscordTransport::Gateway {
-                problems.push("discord.listen: the Gateway transport has no endpoint to serve (set discord.transport: http for the HTTP endpoint)".into());
-            }
-        }
-        let bot = self.bot_token_file.is_some();
-        if bot && self.webhook_url_file.is_some() {
-            problems.push("discord.botTokenFile and discord.webhookUrlFile: choose bot mode (buttons) or webhook-only mode, not both".into());
-        }
-        if bot {
-            if self.channel_id.is_none() {
-                problems.push("discord.channelId: bot mode needs the channel to post to".into());
-            }
-            if self.transport == DiscordTransport::Http && self.public_key.is_none() && self.public_key_file.is_none() {
-                problems.push("discord.publicKey: bot mode needs the application's public key (or publicKeyFile) to verify button clicks".into());
-            }
-            if self.approvers.users.is_empty() && self.approvers.roles.is_empty() {
-                problems.push("discord.approvers: name at least one user or role id, or nobody can approve from Discord".into());
-            }
-        } else if self.public_key.is_some() || self.public_key_file.is_some() || self.channel_id.is_some() {
-            problems.push("discord.publicKey/publicKeyFile/channelId: only used in bot mode: set discord.botTokenFile too".into());
-        }
-        problems
-    }
-
-    fn transport_problems(&self, snowflake: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut problems = vec![];
-        if let Some(id) = self.guild_id.as_deref().filter(|id| !snowflake(id)) {
-            problems.push(format!("discord.guildId: {id:?} is not a Discord id (digits only)"));
-        }
-        if self.guild_id.is_some() && (self.bot_token_file.is_none() || self.transport != DiscordTransport::Gateway) {
-            problems.push("discord.guildId: the slash commands come with the Gateway transport in bot mode (discord.botTokenFile, discord.transport: gateway)".into());
-        }
-        problems
     }
 }
 
@@ -498,26 +429,9 @@ impl Default for KanidmConfig {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
-    }
-
-    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
-        path.map_or_else(|| Ok(Self::default()), Self::load)
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| e.to_string())?
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), String> {
+    /// Problems in the sections the config itself owns (each component checks
+    /// its own: see `Config::parse`).
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!("listen: {:?} is not an address like 0.0.0.0:9847", self.listen));
@@ -562,19 +476,7 @@ impl Config {
         if self.garage.admin_token_file.is_some() && self.garage.admin_url.is_none() {
             problems.push("garage.adminTokenFile: set garage.adminUrl too, or the token is never used".into());
         }
-        problems.extend(self.validate_jobs());
-        for playbook in self.remediation.modes.keys() {
-            if !crate::plan::playbooks::PLAYBOOKS.contains(&playbook.as_str()) {
-                problems.push(format!(
-                    "remediation.modes: unknown playbook {playbook:?} (known: {})",
-                    crate::plan::playbooks::PLAYBOOKS.join(", ")
-                ));
-            }
-        }
-        for route in &self.remediation.routes {
-            if !crate::plan::playbooks::PLAYBOOKS.contains(&route.playbook.as_str()) {
-                problems.push(format!("remediation.routes: alert {:?} routes to unknown playbook {:?}", route.alertname, route.playbook));
-            }
+        for route in self.remediation.routes.iter() {
             if let Some(field) = route.params.keys().find(|k| !["namespace", "name", "node"].contains(&k.as_str())) {
                 problems.push(format!("remediation.routes: alert {:?}: unknown parameter {field:?} (namespace, name, node)", route.alertname));
             }
@@ -585,55 +487,52 @@ impl Config {
         if self.remediation.approval_ttl.0.is_zero() {
             problems.push("remediation.approvalTtl: must be longer than 0s".into());
         }
-        problems.extend(self.discord.problems());
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        problems
     }
 }
 
-impl Config {
-    fn validate_jobs(&self) -> Vec<String> {
-        use crate::plan::playbooks::s3_restore::validate_template;
-        let mut problems = Vec::new();
-        if let Some(t) = &self.s3_restore.default_template {
-            if let Err(e) = validate_template(t) {
-                problems.push(format!("s3Restore.defaultTemplate: {e}"));
-            }
+/// Which alert starts which playbook, and which labels fill its trigger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    pub alertname: String,
+    /// Extra label equality matchers.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    pub playbook: String,
+    /// Trigger field ← alert label, e.g. `{namespace: namespace, name: cluster}`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// `remediation.routes`. Its default, every playbook's own routes, is the
+/// playbook registry's to give (`impl Default for Routes` in `plan::playbooks`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Routes(pub Vec<Route>);
+
+impl std::ops::Deref for Routes {
+    type Target = Vec<Route>;
+    fn deref(&self) -> &Vec<Route> {
+        &self.0
+    }
+}
+
+impl PartialEq<Vec<Route>> for Routes {
+    fn eq(&self, other: &Vec<Route>) -> bool {
+        &self.0 == other
+    }
+}
+
+impl Route {
+    /// A route on the alert's name alone.
+    pub fn new(alertname: &str, playbook: &str, params: &[(&str, &str)]) -> Self {
+        Route {
+            alertname: alertname.into(),
+            matchers: BTreeMap::new(),
+            playbook: playbook.into(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
-        for (key, app) in &self.s3_restore.apps {
-            if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
-                problems.push(format!("s3Restore.apps: key {key:?} must be <namespace>/<pvc>"));
-            }
-            if let Some(Err(e)) = app.template.as_ref().map(validate_template) {
-                problems.push(format!("s3Restore.apps.{key:?}.template: {e}"));
-            }
-            if app.template.is_none() && self.s3_restore.default_template.is_none() {
-                problems.push(format!("s3Restore.apps.{key:?}: no template and no s3Restore.defaultTemplate"));
-            }
-            if app.success_marker.as_deref() == Some("") {
-                problems.push(format!("s3Restore.apps.{key:?}.successMarker: must not be empty"));
-            }
-        }
-        if self.s3_restore.success_marker.is_empty() {
-            problems.push("s3Restore.successMarker: must not be empty".into());
-        }
-        if let Err(e) = kind_and_name(&self.garage.restore.workload) {
-            problems.push(format!("garage.restore.workload: {e}"));
-        }
-        for client in &self.kanidm.oidc_clients {
-            if let Err(e) = oidc_client(client) {
-                problems.push(format!("kanidm.oidcClients: {e}"));
-            }
-        }
-        for (key, value) in [("s3Restore.timeout", self.s3_restore.timeout), ("kanidm.timeout", self.kanidm.timeout), ("garage.restore.timeout", self.garage.restore.timeout)] {
-            if value.0.is_zero() {
-                problems.push(format!("{key}: must be longer than 0s"));
-            }
-        }
-        problems
     }
 }
 

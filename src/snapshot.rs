@@ -1,6 +1,8 @@
 //! The current snapshot (cluster state + findings) shared by the HTTP server,
 //! the metrics encoder and, later, the planner. Built off the scrape path.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -35,10 +37,35 @@ pub struct Hub {
     pub live: Option<Arc<LiveCache>>,
     pub garage_probe: RwLock<GarageProbe>,
     pub last_scrape_nanos: AtomicU64,
-    /// Set when `serve` executes remediation runs.
-    pub remediation: RwLock<Option<crate::act::stats::RemediationStats>>,
-    /// Alertmanager webhook counters (zero while the webhook is off).
-    pub intake: Arc<crate::alerts::IntakeCounters>,
+    /// What the components above the hub publish for /metrics.
+    pub self_metrics: SelfMetrics,
+}
+
+/// Self-metrics of the components above the hub (the Alertmanager intake's
+/// counters, the remediation statistics), one value per type: the hub holds
+/// them for the metrics encoder without knowing what they are.
+#[derive(Default)]
+pub struct SelfMetrics(RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl SelfMetrics {
+    /// Replaces the published value of this type.
+    pub fn publish<T: Any + Send + Sync>(&self, value: T) {
+        self.0.write().expect("self-metrics lock poisoned").insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The published value of this type, if any.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = self.0.read().expect("self-metrics lock poisoned").get(&TypeId::of::<T>()).cloned()?;
+        value.downcast::<T>().ok()
+    }
+
+    /// The published value of this type, published as its default first if
+    /// absent (for shared counters).
+    pub fn get_or_default<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut values = self.0.write().expect("self-metrics lock poisoned");
+        let value = values.entry(TypeId::of::<T>()).or_insert_with(|| Arc::new(T::default())).clone();
+        value.downcast::<T>().expect("keyed by its own type")
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -55,8 +82,7 @@ impl Hub {
             live,
             garage_probe: RwLock::new(GarageProbe::default()),
             last_scrape_nanos: AtomicU64::new(0),
-            remediation: RwLock::new(None),
-            intake: Arc::default(),
+            self_metrics: SelfMetrics::default(),
         }
     }
 

@@ -13,6 +13,10 @@ use crate::inspect::coverage::Source;
 use crate::inspect::nodes::{NodeFinding, PinnedVolume, TerminatingPod};
 use crate::inspect::Findings;
 
+/// What lifeboat advises when no replica survives (the cnpg-instance-lost plan says the same).
+pub const NO_REPLICA_ACTION: &str =
+    "no replica survives: recover the Cluster from its object store (bootstrap.recovery, a new serverName); the plan renders the manifest (cnpg-instance-lost)";
+
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -172,14 +176,14 @@ fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node
             let ready = cluster.map_or(String::new(), |c| format!("{}/{} instances ready", c.ready_instances, c.instances));
             let object = state.cnpg_clusters.iter().find(|c| namespace(&c.metadata) == ns && name(&c.metadata) == provider);
             // The same survivors the cnpg-instance-lost plan counts, so the two never disagree.
-            if object.is_some_and(|c| crate::plan::playbooks::cnpg::surviving_replicas(state, findings, c).is_empty()) {
+            if object.is_some_and(|c| crate::inspect::cnpg_instances::surviving_replicas(state, findings, c).is_empty()) {
                 let mut w = make(
                     Category::CnpgInstance,
                     format!("Cluster {provider} (instance {pvc})"),
                     format!("object store only: no replica survives ({ready}) + {archiving}"),
                     Some("do not delete its PVCs: recover the Cluster from its object store".to_string()),
                 );
-                w.action = crate::plan::playbooks::cnpg::NO_REPLICA_ACTION;
+                w.action = NO_REPLICA_ACTION;
                 return w;
             }
             make(

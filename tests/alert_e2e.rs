@@ -216,8 +216,8 @@ async fn start_stack(dir: &Path, lifeboat_ns: &str, discord: &FakeDiscord) -> St
 /// The plan cnpg-instance-lost makes from the cluster as it is now.
 async fn plan_now(client: &Client, ns: &str) -> lifeboat::plan::Plan {
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), node_lost_grace: lifeboat::config::Dur::secs(5), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+    let hub = lifeboat::runtime::hub::start_live_hub(config.clone(), client.clone());
+    lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
     let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
     let trigger = Trigger { namespace: Some(ns.into()), name: Some("postgres".into()), node: None };
     plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).expect("plans")

@@ -344,7 +344,7 @@ mod http {
         let signed = format!("X-Signature-Ed25519: {}\r\nX-Signature-Timestamp: {now}\r\n", "ab".repeat(64));
         let answer = head_only(&discord, "POST /discord/interactions HTTP/1.1", &signed, 900_000).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "oversized interaction: {answer}");
-        assert_eq!(hub.intake.rejected.load(std::sync::atomic::Ordering::Relaxed), 2, "each refusal is counted");
+        assert_eq!(lifeboat::alerts::IntakeCounters::of(&hub).rejected.load(std::sync::atomic::Ordering::Relaxed), 2, "each refusal is counted");
     }
 
     /// Every log line of this test binary. Global, not per test: tracing
@@ -407,7 +407,7 @@ mod http {
         let r = http.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(huge).send().await.unwrap();
         assert_eq!(r.status(), 413);
 
-        let c = &hub.intake;
+        let c = lifeboat::alerts::IntakeCounters::of(&hub);
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
             (load(&c.runs_created), load(&c.duplicates), load(&c.cleared), load(&c.resolved), load(&c.unrouted), load(&c.rejected)),

@@ -166,7 +166,7 @@ async fn webhook_only_mode_has_no_buttons_and_says_how_to_approve() {
     assert!(text.contains(&format!("/api/runs/{}/approve", run.id)), "{text}");
 
     // The run goes on (written as the remediator would); the same message is edited and the story posted.
-    lifeboat::act::remediator::approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
+    lifeboat::remediator::approve(&journal, &run.id, &run.spec.plan_hash, "alice", lifeboat::config::Dur::hours(1)).await.unwrap();
     let start = Utc::now();
     let mut halfway = report(&plan, None, start);
     for step in &mut halfway.steps[2..] {

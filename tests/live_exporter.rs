@@ -74,9 +74,9 @@ async fn metrics_follow_the_cluster_through_a_node_loss() {
     let three_days_ago = rfc3339(Utc::now() - chrono::Duration::days(3));
     create(&client, replication_source(&ns, "forgejo", "forgejo", "0 * * * *", false, Some(&three_days_ago), "Successful"), None).await;
 
-    let hub = lifeboat::cli::start_live_hub(test_config(), client.clone());
+    let hub = lifeboat::runtime::hub::start_live_hub(test_config(), client.clone());
     let base = serve(hub.clone()).await;
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.expect("every installed kind lists");
+    lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.expect("every installed kind lists");
     assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 200);
 
     let s = eventually(&base, "initial state", |s| {
@@ -141,7 +141,7 @@ async fn flux_kept_suspended_by_a_run_follows_the_watch() {
     held["metadata"]["annotations"] = json!({lifeboat::act::runner::KEPT_SUSPENDED_ANNOTATION: "by lifeboat wal-archive-reset for database/postgres"});
     create(&client, held, None).await;
 
-    let hub = lifeboat::cli::start_live_hub(test_config(), client.clone());
+    let hub = lifeboat::runtime::hub::start_live_hub(test_config(), client.clone());
     let base = serve(hub.clone()).await;
     let labels = [("kind", "Kustomization"), ("namespace", ns.as_str()), ("name", "postgres")];
     eventually(&base, "held suspended", |s| value(s, "lifeboat_remediation_flux_kept_suspended", &labels) == Some(1.0)).await;

@@ -105,7 +105,7 @@ fn values_follow_the_findings() {
 
 #[test]
 fn remediation_metrics_come_from_the_journal() {
-    use lifeboat::act::stats::RemediationStats;
+    use lifeboat::remediator::stats::RemediationStats;
     use lifeboat::config::Mode;
     use lifeboat::journal::{RunRecord, RunTrigger};
     let (state, _) = lifeboat::cluster::dump::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node-loss"))).unwrap();
@@ -123,7 +123,7 @@ fn remediation_metrics_come_from_the_journal() {
 
     let config = Config::default();
     let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state_of_nothing(), &config, &GarageProbe::default()), None));
-    *hub.remediation.write().unwrap() = Some(stats);
+    hub.self_metrics.publish(stats);
     let s = parse(&lifeboat::metrics::render(&hub).unwrap());
     assert_eq!(value(&s, "lifeboat_remediation_leader", &[]), Some(1.0));
     assert_eq!(value(&s, "lifeboat_remediation_active_runs", &[]), Some(1.0));

@@ -453,15 +453,15 @@ mod journaled {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    use lifeboat::act::remediator::{abort, approve, submit, RemediationError, Remediator};
+    use lifeboat::remediator::{abort, approve, submit, RemediationError, Remediator};
     use lifeboat::config::RemediationConfig;
     use lifeboat::journal::{Journal, Phase, RunTrigger, StepState};
     use lifeboat::leader::{spawn, LeaderConfig};
 
     async fn snapshot_of(client: &Client) -> Snapshot {
         let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-        let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let hub = lifeboat::runtime::hub::start_live_hub(config.clone(), client.clone());
+        lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
         Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default())
     }
 

@@ -389,7 +389,7 @@ mod e2e {
 
     use kube::api::{Patch, PatchParams};
     use kube::Client;
-    use lifeboat::act::remediator::{approve, submit, RemediationError, Remediator};
+    use lifeboat::remediator::{approve, submit, RemediationError, Remediator};
     use lifeboat::cluster::ClusterState;
     use lifeboat::config::Dur;
     use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger, StepState};
@@ -467,8 +467,8 @@ mod e2e {
     }
 
     async fn snapshot(s: &Scene) -> Snapshot {
-        let hub = lifeboat::cli::start_live_hub(s.config.clone(), s.client.clone());
-        lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+        let hub = lifeboat::runtime::hub::start_live_hub(s.config.clone(), s.client.clone());
+        lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
         let state = only_mine(hub.live.as_ref().unwrap().snapshot(), &s.example);
         Snapshot::build(state, &s.config, &Default::default())
     }

@@ -23,8 +23,8 @@ async fn deletes_orphaned_destinations_only_while_they_stay_orphaned() {
     create(&client, replication_destination(&ns, "live-dst", Some("live")), None).await;
 
     let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
+    let hub = lifeboat::runtime::hub::start_live_hub(config.clone(), client.clone());
+    lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.unwrap();
     let snapshot = Snapshot::build(hub.live.as_ref().unwrap().snapshot(), &config, &Default::default());
     let stale_plan = plan("stale-cleanup", &snapshot.state, &snapshot.findings, &Trigger { namespace: Some(ns.clone()), ..Default::default() }).unwrap();
     let ids: Vec<&str> = stale_plan.steps.iter().map(|s| s.id.as_str()).collect();

@@ -74,8 +74,8 @@ async fn shipped_read_role_is_enough_to_watch_everything() {
     // then the watches below would get 403 and count it as an error.
     wait_rbac_effective(&client, &[role, binding]).await;
     let config = Config { discovery_interval: Dur::secs(1), snapshot_interval: Dur::secs(1), ..Config::default() };
-    let hub = lifeboat::cli::start_live_hub(config, client.clone());
-    lifeboat::cli::wait_ready(&hub, Duration::from_secs(60)).await.expect("every kind lists as the ServiceAccount");
+    let hub = lifeboat::runtime::hub::start_live_hub(config, client.clone());
+    lifeboat::runtime::hub::wait_ready(&hub, Duration::from_secs(60)).await.expect("every kind lists as the ServiceAccount");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let live = hub.live.as_ref().unwrap();
     for (kind, health) in live.health() {

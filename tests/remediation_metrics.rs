@@ -1,4 +1,4 @@
-//! The remediation metrics `serve` refreshes (`act::stats::refresh`) on the
+//! The remediation metrics `serve` refreshes (`remediator::stats::refresh`) on the
 //! real apiserver: the kill switch gauge follows the ConfigMap an operator
 //! creates and deletes, and the config flag; runs come from the journal.
 
@@ -16,10 +16,10 @@ use support::controlplane::control_plane;
 use support::fixtures::state;
 use support::metrics::{parse, value};
 
-fn scrape(stats: lifeboat::act::stats::RemediationStats) -> Vec<support::metrics::Sample> {
+fn scrape(stats: lifeboat::remediator::stats::RemediationStats) -> Vec<support::metrics::Sample> {
     let config = Config::default();
     let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state("2026-11-25T12:00:00Z", vec![]), &config, &GarageProbe::default()), None));
-    *hub.remediation.write().unwrap() = Some(stats);
+    hub.self_metrics.publish(stats);
     parse(&lifeboat::metrics::render(&hub).unwrap())
 }
 
@@ -36,18 +36,18 @@ async fn the_kill_switch_gauge_follows_the_configmap_and_the_config() {
     let requested = Utc::now() - Duration::minutes(40);
     journal.create(&RunRecord::new(&plan, RunTrigger::default(), Mode::Approve, "alertmanager", requested)).await.unwrap();
 
-    let engaged = |stats: lifeboat::act::stats::RemediationStats| value(&scrape(stats), "lifeboat_remediation_kill_switch_engaged", &[]);
-    let stats = lifeboat::act::stats::refresh(&journal, &client, &config, false).await.unwrap();
+    let engaged = |stats: lifeboat::remediator::stats::RemediationStats| value(&scrape(stats), "lifeboat_remediation_kill_switch_engaged", &[]);
+    let stats = lifeboat::remediator::stats::refresh(&journal, &client, &config, false).await.unwrap();
     let wait = stats.approval_wait.get("stale-cleanup").copied().expect("the run awaits approval");
     assert!((40.0 * 60.0..=50.0 * 60.0).contains(&wait), "waiting since it was requested 40 minutes ago: {wait}");
     assert_eq!(engaged(stats), Some(0.0));
 
     lifeboat::act::kill_switch::engage(&client, &ns, "test", "drill").await.unwrap();
-    assert_eq!(engaged(lifeboat::act::stats::refresh(&journal, &client, &config, false).await.unwrap()), Some(1.0));
+    assert_eq!(engaged(lifeboat::remediator::stats::refresh(&journal, &client, &config, false).await.unwrap()), Some(1.0));
 
     lifeboat::act::kill_switch::release(&client, &ns).await.unwrap();
-    assert_eq!(engaged(lifeboat::act::stats::refresh(&journal, &client, &config, false).await.unwrap()), Some(0.0));
+    assert_eq!(engaged(lifeboat::remediator::stats::refresh(&journal, &client, &config, false).await.unwrap()), Some(0.0));
 
     let flagged = RemediationConfig { kill_switch: true, ..config };
-    assert_eq!(engaged(lifeboat::act::stats::refresh(&journal, &client, &flagged, false).await.unwrap()), Some(1.0), "remediation.killSwitch");
+    assert_eq!(engaged(lifeboat::remediator::stats::refresh(&journal, &client, &flagged, false).await.unwrap()), Some(1.0), "remediation.killSwitch");
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
-use lifeboat::act::remediator::{abort, approve, RemediationError, Remediator};
+use lifeboat::remediator::{abort, approve, RemediationError, Remediator};
 use lifeboat::config::{Dur, RemediationConfig};
 use lifeboat::journal::{api_resource, Journal, JournalError, Mode, Phase, RunRecord, RunTrigger, StepState};
 use lifeboat::leader::{self, LeaderConfig};

@@ -100,9 +100,7 @@ pub(super) async fn revert_temporary_patches(client: &Client, plan: &Plan, repor
     }
 }
 
-/// Annotation on a Flux object a run left suspended on purpose: why, and
-/// what must happen before it is resumed (visible in `kubectl describe`).
-pub const KEPT_SUSPENDED_ANNOTATION: &str = "lifeboat.dev/kept-suspended";
+pub use crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION;
 
 async fn flag_kept_suspended(client: &Client, plan: &Plan, object: &ObjectRef) -> Result<(), String> {
     let mut why = format!("by lifeboat {} for {}", plan.playbook, plan.target);

@@ -15,9 +15,8 @@
 
 use std::sync::atomic::Ordering;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use kube::Client;
-use serde::Serialize;
 
 use super::actions::run_action;
 // Where the per-area action modules (cnpg, jobs, kanidm) have always found them.
@@ -27,88 +26,16 @@ use super::preconditions::check_preconditions;
 use super::restore::{restore_flux, revert_temporary_patches};
 pub use super::guards::{Guard, RunLimits, StepGuard};
 pub use super::restore::KEPT_SUSPENDED_ANNOTATION;
+pub use crate::plan::report::{fresh_report, not_run, Outcome, RunReport, StepReport, StepStatus};
 use crate::plan::{Action, Plan, Step};
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum StepStatus {
-    NotRun,
-    Succeeded { detail: String },
-    /// A precondition or a safety invariant did not hold: nothing was done.
-    Refused { reason: String },
-    Failed { error: String },
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct StepReport {
-    pub id: String,
-    pub title: String,
-    pub command: String,
-    #[serde(flatten)]
-    pub status: StepStatus,
-    pub started: Option<DateTime<Utc>>,
-    pub finished: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Succeeded,
-    NothingToDo,
-    /// Refused before any step ran (stale approval, invalid plan, limits).
-    Rejected,
-    /// Stopped at a step; later steps did not run.
-    Stopped,
-    /// Paused at an approval gate: resumes once the phase is approved.
-    AwaitingApproval,
-    Aborted,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RunReport {
-    pub plan_hash: String,
-    pub outcome: Outcome,
-    pub reason: Option<String>,
-    pub steps: Vec<StepReport>,
-    /// Flux objects this run suspended and deliberately left suspended
-    /// (e.g. until a change is committed to Git): someone must resume them.
-    #[serde(default)]
-    pub flux_left_suspended: Vec<String>,
-    /// Paused at this phase's approval gate (outcome AwaitingApproval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub awaiting_phase: Option<String>,
-}
-
-impl RunReport {
-    /// Commands for every step that did not succeed, in order: what a human
-    /// would run to finish by hand.
-    pub fn remaining_commands(&self) -> Vec<String> {
-        self.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. })).map(|s| s.command.clone()).collect()
-    }
-}
 
 fn rejected(plan: &Plan, reason: String) -> RunReport {
     RunReport { outcome: Outcome::Rejected, reason: Some(reason), ..fresh_report(plan) }
 }
 
-pub fn not_run(step: &Step) -> StepReport {
-    StepReport { id: step.id.clone(), title: step.title.clone(), command: step.command(), status: StepStatus::NotRun, started: None, finished: None }
-}
-
 /// Runs `plan`, which must hash to `approved_hash`.
 pub async fn execute(client: &Client, plan: &Plan, approved_hash: &str, limits: &RunLimits) -> RunReport {
     resume(client, plan, approved_hash, limits, fresh_report(plan), &|_| {}).await
-}
-
-pub fn fresh_report(plan: &Plan) -> RunReport {
-    RunReport {
-        plan_hash: plan.hash(),
-        outcome: Outcome::Succeeded,
-        reason: None,
-        steps: plan.steps.iter().map(not_run).collect(),
-        flux_left_suspended: vec![],
-        awaiting_phase: None,
-    }
 }
 
 /// Called with the whole report whenever a step starts or finishes: where

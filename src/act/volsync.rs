@@ -6,11 +6,7 @@ use serde_json::Value;
 
 use crate::inspect::volsync::kopia_identity;
 use crate::plan::ObjectRef;
-
-/// What the kopia mover logs when the repository holds no snapshot for the
-/// source: it exits 0, so the result is "Successful" although nothing was
-/// restored (and with enableFileDeletion the volume was emptied first).
-pub const NOTHING_RESTORED_MARKERS: &[&str] = &["No eligible snapshots found", "No data will be restored"];
+pub use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 
 /// Lines of mover logs kept in a step's detail or error.
 const LOG_EXCERPT_LINES: usize = 6;
@@ -92,18 +88,6 @@ pub fn identity_holds(rd: Option<&Value>, rs: Option<&Value>, planned: &str) -> 
     }
     Ok(true)
 }
-
-/// Flux's "apply only if absent" marker: `kustomize.toolkit.fluxcd.io/ssa`
-/// = `IfNotPresent`, as a label or an annotation, compared
-/// case-insensitively (fluxcd/pkg ssa/utils/meta.go `AnyInMetadata`, ssa
-/// v0.77.0; the selector is set in fluxcd/kustomize-controller v1.9.0
-/// internal/controller/kustomization_controller.go).
-pub fn ssa_if_not_present(object: &Value) -> bool {
-    ["labels", "annotations"].iter().any(|m| object["metadata"][m][SSA_KEY].as_str().is_some_and(|v| v.eq_ignore_ascii_case(SSA_IF_NOT_PRESENT)))
-}
-
-pub const SSA_KEY: &str = "kustomize.toolkit.fluxcd.io/ssa";
-pub const SSA_IF_NOT_PRESENT: &str = "IfNotPresent";
 
 /// Names of the pods (terminating ones included) that mount the claim:
 /// those scheduled to a node, as the PVC protection controller counts them

@@ -4,8 +4,11 @@
 pub mod capture;
 pub mod connect;
 pub mod dump;
+pub mod marks;
+mod object_ref;
 pub mod resources;
 pub mod watch;
+pub mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use object_ref::ObjectRef;
 use resources::*;
 
 /// Calls `$m!` once with the full list of (field, type) pairs. Every place
@@ -216,8 +220,8 @@ pub struct FluxRef {
 }
 
 impl FluxRef {
-    pub fn object_ref(&self) -> crate::plan::ObjectRef {
+    pub fn object_ref(&self) -> ObjectRef {
         let api_version = if self.kind == "HelmRelease" { "helm.toolkit.fluxcd.io/v2" } else { "kustomize.toolkit.fluxcd.io/v1" };
-        crate::plan::ObjectRef::namespaced(api_version, &self.kind, &self.namespace, &self.name)
+        ObjectRef::namespaced(api_version, &self.kind, &self.namespace, &self.name)
     }
 }

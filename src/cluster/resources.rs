@@ -893,7 +893,7 @@ flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", 
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
 
 /// Annotations a finding reads; every other one is dropped from the cache.
-pub const KEPT_ANNOTATIONS: &[&str] = &[crate::act::runner::KEPT_SUSPENDED_ANNOTATION];
+pub const KEPT_ANNOTATIONS: &[&str] = &[crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION];
 
 /// Drops the metadata no finding reads before an object is cached: managed
 /// fields, annotations other than [`KEPT_ANNOTATIONS`] (last-applied

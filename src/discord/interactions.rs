@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use super::client::DiscordClient;
 use super::render::{self, RenderContext, Transport, Verb};
-use crate::act::remediator::{self, RemediationError};
+use crate::remediator::{self, RemediationError};
 use crate::config::{DiscordApprovers, Dur};
 use crate::journal::{Journal, Phase};
 use crate::plan::shell::quote;

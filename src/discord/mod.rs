@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, DiscordTransport};
+use crate::config::{Config, DiscordConfig, DiscordTransport};
 use crate::journal::Journal;
 use client::DiscordClient;
 
@@ -91,4 +91,75 @@ impl Discord {
         let notifier = notifier::Notifier::new(journal, client.clone(), config.remediation.approval_ttl, d.edit_interval);
         Ok(Some(Self { client, interactions, gateway, notifier }))
     }
+}
+
+/// Problems in the `discord` config section.
+pub fn config_problems(d: &DiscordConfig) -> Vec<String> {
+    let mut problems = vec![];
+    let snowflake = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    match reqwest::Url::parse(&d.api_base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        Ok(u) => problems.push(format!("discord.apiBase: scheme {:?} is not http or https", u.scheme())),
+        Err(e) => problems.push(format!("discord.apiBase: {:?}: {e}", d.api_base)),
+    }
+    if let Some(id) = d.channel_id.as_deref().filter(|id| !snowflake(id)) {
+        problems.push(format!("discord.channelId: {id:?} is not a Discord id (digits only)"));
+    }
+    problems.extend(transport_problems(d, snowflake));
+    for (key, ids) in [("discord.approvers.users", &d.approvers.users), ("discord.approvers.roles", &d.approvers.roles)] {
+        if let Some(id) = ids.iter().find(|id| !snowflake(id)) {
+            problems.push(format!("{key}: {id:?} is not a Discord id (digits only)"));
+        }
+    }
+    if let Some(key) = &d.public_key {
+        if let Err(e) = interactions::parse_public_key(key) {
+            problems.push(format!("discord.publicKey: {e}"));
+        }
+    }
+    if d.public_key.is_some() && d.public_key_file.is_some() {
+        problems.push("discord.publicKey and discord.publicKeyFile: set one, not both".into());
+    }
+    if d.edit_interval.0.is_zero() {
+        problems.push("discord.editInterval: must be longer than 0s".into());
+    }
+    if let Some(listen) = &d.listen {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("discord.listen: {listen:?} is not an address like 0.0.0.0:9848"));
+        }
+        if d.bot_token_file.is_none() {
+            problems.push("discord.listen: only bot mode receives interactions (set discord.botTokenFile)".into());
+        } else if d.transport == DiscordTransport::Gateway {
+            problems.push("discord.listen: the Gateway transport has no endpoint to serve (set discord.transport: http for the HTTP endpoint)".into());
+        }
+    }
+    let bot = d.bot_token_file.is_some();
+    if bot && d.webhook_url_file.is_some() {
+        problems.push("discord.botTokenFile and discord.webhookUrlFile: choose bot mode (buttons) or webhook-only mode, not both".into());
+    }
+    if bot {
+        if d.channel_id.is_none() {
+            problems.push("discord.channelId: bot mode needs the channel to post to".into());
+        }
+        if d.transport == DiscordTransport::Http && d.public_key.is_none() && d.public_key_file.is_none() {
+            problems.push("discord.publicKey: bot mode needs the application's public key (or publicKeyFile) to verify button clicks".into());
+        }
+        if d.approvers.users.is_empty() && d.approvers.roles.is_empty() {
+            problems.push("discord.approvers: name at least one user or role id, or nobody can approve from Discord".into());
+        }
+    } else if d.public_key.is_some() || d.public_key_file.is_some() || d.channel_id.is_some() {
+        problems.push("discord.publicKey/publicKeyFile/channelId: only used in bot mode: set discord.botTokenFile too".into());
+    }
+    problems
+}
+
+/// The slash commands' guild comes with the Gateway transport only.
+fn transport_problems(d: &DiscordConfig, snowflake: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut problems = vec![];
+    if let Some(id) = d.guild_id.as_deref().filter(|id| !snowflake(id)) {
+        problems.push(format!("discord.guildId: {id:?} is not a Discord id (digits only)"));
+    }
+    if d.guild_id.is_some() && (d.bot_token_file.is_none() || d.transport != DiscordTransport::Gateway) {
+        problems.push("discord.guildId: the slash commands come with the Gateway transport in bot mode (discord.botTokenFile, discord.transport: gateway)".into());
+    }
+    problems
 }

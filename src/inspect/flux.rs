@@ -36,7 +36,7 @@ fn finding(
 ) -> FluxFinding {
     let ready = find_condition(&status.conditions, "Ready");
     let suspended = spec.suspend.unwrap_or(false);
-    let kept = meta.annotations.as_ref().and_then(|a| a.get(crate::act::runner::KEPT_SUSPENDED_ANNOTATION));
+    let kept = meta.annotations.as_ref().and_then(|a| a.get(crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION));
     FluxFinding {
         kind,
         namespace: namespace(meta).to_string(),

@@ -2,6 +2,7 @@
 //! `Findings`. One module per concern; no I/O anywhere below here.
 
 pub mod cnpg;
+pub mod cnpg_instances;
 pub mod coverage;
 pub mod cronjobs;
 pub mod flux;

@@ -241,7 +241,7 @@ pub fn blocked_pods(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<
 /// object, or the confirmation a human gives (the annotation, or the
 /// out-of-service taint) — the same test the runner makes live.
 pub fn confirmed_gone(state: &ClusterState, node: &str) -> Option<&'static str> {
-    use crate::plan::playbooks::node_loss::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
+    use crate::cluster::marks::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
     let Some(n) = state.node(node) else { return Some("no Node object") };
     if n.metadata.annotations.as_ref().and_then(|a| a.get(CONFIRMED_GONE_ANNOTATION)).is_some_and(|v| v == "true") {
         return Some("annotated lifeboat.dev/confirmed-gone=true");

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, GROUP, KIND, PLURAL, VERSION};
-use crate::act::write::{patch_status_locked, WriteError, FIELD_MANAGER};
+use crate::cluster::write::{patch_status_locked, WriteError, FIELD_MANAGER};
 
 /// Attempts of a status write that keeps conflicting (409) before giving up.
 const STATUS_ATTEMPTS: u32 = 5;

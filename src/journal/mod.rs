@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::act::runner::{Outcome, RunReport, StepStatus};
+use crate::plan::report::{Outcome, RunReport, StepStatus};
 use crate::plan::playbooks::Trigger;
 use crate::plan::Plan;
 
@@ -328,7 +328,7 @@ impl RunRecord {
             .steps
             .iter()
             .map(|step| {
-                let mut report = crate::act::runner::not_run(step);
+                let mut report = crate::plan::report::not_run(step);
                 if let Some(done) = self.status.steps.iter().find(|s| s.id == step.id && s.state == StepState::Succeeded) {
                     report.status = StepStatus::Succeeded { detail: done.detail.clone().unwrap_or_default() };
                     report.started = done.started_at;

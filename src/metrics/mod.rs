@@ -283,7 +283,7 @@ impl prometheus_client::collector::Collector for Collector {
                 .map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0))
                 .collect(),
         )?;
-        let intake = &hub.intake;
+        let intake = hub.self_metrics.get::<crate::alerts::IntakeCounters>().unwrap_or_default();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         family(&mut enc, &ALERTMANAGER_REQUESTS, vec![(vec![s("accepted")], load(&intake.accepted)), (vec![s("rejected")], load(&intake.rejected))])?;
         family(
@@ -299,7 +299,7 @@ impl prometheus_client::collector::Collector for Collector {
             ],
         )?;
         family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
-        if let Some(stats) = hub.remediation.read().expect("stats lock poisoned").clone() {
+        if let Some(stats) = hub.self_metrics.get::<crate::remediator::stats::RemediationStats>() {
             family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
             family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
             let pairs = |m: &std::collections::BTreeMap<(String, String), usize>| -> Vec<Sample<'static>> {

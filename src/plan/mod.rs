@@ -5,6 +5,7 @@
 pub mod compose;
 pub mod job;
 pub mod playbooks;
+pub mod report;
 pub mod shell;
 
 use std::fmt::Write as _;
@@ -12,49 +13,12 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// An object a step touches.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-}
+pub use crate::cluster::ObjectRef;
 
 impl ObjectRef {
-    pub fn namespaced(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
-        Self { api_version: api_version.into(), kind: kind.into(), namespace: Some(namespace.into()), name: name.into() }
-    }
-    pub fn pod(namespace: &str, name: &str) -> Self {
-        Self::namespaced("v1", "Pod", namespace, name)
-    }
-    pub fn pvc(namespace: &str, name: &str) -> Self {
-        Self::namespaced("v1", "PersistentVolumeClaim", namespace, name)
-    }
-    pub fn cnpg_cluster(namespace: &str, name: &str) -> Self {
-        Self::namespaced("postgresql.cnpg.io/v1", "Cluster", namespace, name)
-    }
-    /// `kubectl` resource name, e.g. `cluster.postgresql.cnpg.io`.
-    pub fn kubectl_resource(&self) -> String {
-        match self.api_version.split_once('/') {
-            Some((group, _)) => format!("{}.{group}", self.kind.to_lowercase()),
-            None => self.kind.to_lowercase(),
-        }
-    }
     /// ` -n <namespace>` (quoted), or nothing for a cluster-scoped object.
     pub(crate) fn ns_flag(&self) -> String {
         self.namespace.as_ref().map_or(String::new(), |ns| format!(" -n {}", shell::quote(ns)))
-    }
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
-        }
     }
 }
 

@@ -116,8 +116,8 @@ pub async fn volsync_synced(client: &Client, ns: &str, rs: &str, at: DateTime<Ut
 /// The snapshot `lifeboat serve` would build now from its watches of the
 /// harness's apiserver (waits until every watch has listed once).
 pub async fn live_snapshot(client: &Client, config: &lifeboat::config::Config) -> lifeboat::snapshot::Snapshot {
-    let hub = lifeboat::cli::start_live_hub(config.clone(), client.clone());
-    lifeboat::cli::wait_ready(&hub, std::time::Duration::from_secs(60)).await.unwrap();
+    let hub = lifeboat::runtime::hub::start_live_hub(config.clone(), client.clone());
+    lifeboat::runtime::hub::wait_ready(&hub, std::time::Duration::from_secs(60)).await.unwrap();
     lifeboat::snapshot::Snapshot::build(hub.live.as_ref().unwrap().snapshot(), config, &Default::default())
 }
 

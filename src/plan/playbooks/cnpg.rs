@@ -12,46 +12,20 @@ pub mod failover;
 pub mod recovery;
 
 use crate::cluster::resources::CnpgCluster;
-use crate::cluster::{label, name, namespace, ClusterState};
+use crate::cluster::{name, namespace, ClusterState};
 use crate::inspect::Findings;
 use crate::plan::playbooks::PlanError;
 use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
 use failover::Failover;
+pub use crate::inspect::cnpg_instances::{instance_names, lost_instances, pod_ready, surviving_replicas};
+pub use crate::triage::NO_REPLICA_ACTION;
 
 const SWITCHOVER_TIMEOUT: u64 = 600;
 const HEALTHY_TIMEOUT: u64 = 1800;
 const ARCHIVING_TIMEOUT: u64 = 900;
 const BACKUP_TIMEOUT: u64 = 7200;
 
-/// What lifeboat advises when no replica survives (triage says the same).
-pub const NO_REPLICA_ACTION: &str =
-    "no replica survives: recover the Cluster from its object store (bootstrap.recovery, a new serverName); the plan renders the manifest (cnpg-instance-lost)";
 
-/// The lost instances of a Cluster: (instance, node it was on).
-pub fn lost_instances(state: &ClusterState, findings: &Findings, cluster: &CnpgCluster) -> Vec<(String, String)> {
-    let ns = namespace(&cluster.metadata);
-    let node_of = |instance: &str| -> Option<String> {
-        let pod_node = state.pods.iter().find(|p| namespace(&p.metadata) == ns && name(&p.metadata) == instance).and_then(|p| p.spec.node_name.clone());
-        let pvc_node = findings
-            .lost_volumes
-            .iter()
-            .find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(instance))
-            .map(|v| v.node.clone());
-        pvc_node.or(pod_node)
-    };
-    let lost_nodes: Vec<&str> = findings.lost_nodes().map(|n| n.node.as_str()).collect();
-    instance_names(state, cluster)
-        .into_iter()
-        .filter_map(|i| node_of(&i).filter(|n| lost_nodes.contains(&n.as_str())).map(|n| (i, n)))
-        .collect()
-}
-
-/// The Ready instances not on a lost node: what CNPG can re-create from.
-pub fn surviving_replicas(state: &ClusterState, findings: &Findings, cluster: &CnpgCluster) -> Vec<String> {
-    let ns = namespace(&cluster.metadata);
-    let lost = lost_instances(state, findings, cluster);
-    instance_names(state, cluster).into_iter().filter(|i| !lost.iter().any(|(l, _)| l == i)).filter(|i| pod_ready(state, ns, i)).collect()
-}
 
 pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluster_name: &str) -> Result<Plan, PlanError> {
     let cluster = super::find_named(&state.cnpg_clusters, "Cluster", ns, cluster_name)?;
@@ -333,23 +307,6 @@ fn destroy_instance(
     done
 }
 
-/// Instance names from status, else the cluster's data PVCs.
-fn instance_names(state: &ClusterState, cluster: &CnpgCluster) -> Vec<String> {
-    let mut names = cluster.status.instance_names.clone();
-    if names.is_empty() {
-        let ns = namespace(&cluster.metadata);
-        names = state
-            .persistent_volume_claims
-            .iter()
-            .filter(|p| namespace(&p.metadata) == ns && label(&p.metadata, "cnpg.io/cluster") == Some(name(&cluster.metadata)))
-            .filter(|p| !matches!(label(&p.metadata, "cnpg.io/pvcRole"), Some("PG_WAL") | Some("PG_TABLESPACE")))
-            .map(|p| name(&p.metadata).to_string())
-            .collect();
-    }
-    names.sort();
-    names
-}
-
 /// The instance's PVC group as CNPG names it (v1.30.0 `api/v1/cluster_types.go`):
 /// PGDATA `<pod>`, WAL `<pod>-wal`, tablespaces `<pod>-tbs-<name>`.
 fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> {
@@ -367,13 +324,24 @@ fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> 
     pvcs
 }
 
-pub(crate) fn pod_ready(state: &ClusterState, ns: &str, pod: &str) -> bool {
-    state.pods.iter().any(|p| {
-        namespace(&p.metadata) == ns
-            && name(&p.metadata) == pod
-            && p.metadata.deletion_timestamp.is_none()
-            && p.status.phase.as_deref() == Some("Running")
-            && !p.status.container_statuses.is_empty()
-            && p.status.container_statuses.iter().all(|c| c.ready)
-    })
+
+/// `cnpg-instance-lost`.
+pub struct InstanceLost;
+
+impl super::Playbook for InstanceLost {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "cnpg-instance-lost",
+            arguments: "-n NAMESPACE --name CLUSTER",
+            summary: "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)",
+        }
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        vec![crate::config::Route::new("LifeboatCnpgPrimaryOnLostNode", self.name(), &[("namespace", "namespace"), ("name", "cluster")])]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        instance_lost(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the Cluster)")?)
+    }
 }

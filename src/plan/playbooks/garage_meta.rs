@@ -291,3 +291,31 @@ fn restore_job(garage: &crate::config::GarageConfig, backup: &GarageBackupSource
         },
     })
 }
+
+/// `garage-meta-restore`.
+pub struct MetaRestore;
+
+impl super::Playbook for MetaRestore {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "[--name SNAPSHOT]",
+            summary: "restore Garage's metadata database from its newest (or the named) snapshot",
+        }
+    }
+
+    fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {
+        let mut problems = vec![];
+        if let Err(e) = kind_and_name(&config.garage.restore.workload) {
+            problems.push(format!("garage.restore.workload: {e}"));
+        }
+        if config.garage.restore.timeout.0.is_zero() {
+            problems.push("garage.restore.timeout: must be longer than 0s".into());
+        }
+        problems
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        meta_restore(state, findings, trigger.name.as_deref())
+    }
+}

@@ -75,3 +75,33 @@ pub fn credential_reset(state: &ClusterState, findings: &Findings) -> Result<Pla
 fn step(id: &str, title: String, action: Action, needs: &[&str]) -> Step {
     Step { id: id.into(), title, action, needs: needs.iter().map(|n| n.to_string()).collect(), preconditions: vec![], recovery_source: None }
 }
+
+/// `kanidm-credential-reset`.
+pub struct CredentialReset;
+
+impl super::Playbook for CredentialReset {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "",
+            summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients",
+        }
+    }
+
+    fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {
+        let mut problems = vec![];
+        for client in &config.kanidm.oidc_clients {
+            if let Err(e) = oidc_client(client) {
+                problems.push(format!("kanidm.oidcClients: {e}"));
+            }
+        }
+        if config.kanidm.timeout.0.is_zero() {
+            problems.push("kanidm.timeout: must be longer than 0s".into());
+        }
+        problems
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, _trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        credential_reset(state, findings)
+    }
+}

@@ -533,3 +533,27 @@ fn pod_ready(state: &ClusterState, ns: &str, pod: &str) -> bool {
 fn join(pods: &[&String]) -> String {
     pods.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
 }
+
+/// `mariadb-instance-lost`.
+pub struct InstanceLost;
+
+impl super::Playbook for InstanceLost {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name MARIADB",
+            summary: "re-provision a lost MariaDB Galera member; force a bootstrap when quorum is lost",
+        }
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        vec![
+            crate::config::Route::new("LifeboatMariadbInstanceOnLostNode", self.name(), &[("namespace", "namespace"), ("name", "name")]),
+            crate::config::Route::new("LifeboatMariadbGaleraNotReady", self.name(), &[("namespace", "namespace"), ("name", "name")]),
+        ]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        instance_lost(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the MariaDB)")?)
+    }
+}

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Plan;
 use crate::cluster::ClusterState;
+use crate::config::{Config, Route};
 use crate::inspect::Findings;
 
 /// What asked for a plan: CLI arguments or an alert's labels. The alert is a
@@ -44,17 +45,102 @@ pub(crate) fn find_named<'a, T: kube::Resource>(objects: &'a [std::sync::Arc<T>]
         .ok_or_else(|| PlanError::NotFound(format!("{kind} {ns}/{wanted}")))
 }
 
-pub const PLAYBOOKS: &[&str] = &[
-    "cnpg-instance-lost",
-    "mariadb-instance-lost",
-    "stale-cleanup",
-    "volsync-restore",
-    "wal-archive-reset",
-    node_loss::PLAYBOOK,
-    s3_restore::PLAYBOOK,
-    kanidm::PLAYBOOK,
-    garage_meta::PLAYBOOK,
+/// One playbook: what `lifeboat playbooks` lists about it, the alerts that
+/// start it unless `remediation.routes` says otherwise, the checks on the
+/// config section it owns, and its planner. A playbook built from existing
+/// actions is one file implementing this plus its line in [`TABLE`].
+pub trait Playbook: Sync {
+    /// Its name, the CLI arguments it reads from the trigger (e.g. `-n
+    /// NAMESPACE --name CLUSTER`) and what it does.
+    fn info(&self) -> PlaybookInfo;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// The routes for the alerts lifeboat ships that start this playbook.
+    fn default_routes(&self) -> Vec<Route> {
+        vec![]
+    }
+    /// Problems in the part of the config this playbook owns.
+    fn config_problems(&self, _config: &Config) -> Vec<String> {
+        vec![]
+    }
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError>;
+}
+
+/// Every playbook, in the order `lifeboat playbooks` lists them.
+pub const TABLE: &[&dyn Playbook] = &[
+    &cnpg::InstanceLost,
+    &mariadb::InstanceLost,
+    &stale::Cleanup,
+    &volsync::Restore,
+    &wal_reset::ArchiveReset,
+    &node_loss::NodeLoss,
+    &s3_restore::S3Restore,
+    &kanidm::CredentialReset,
+    &garage_meta::MetaRestore,
 ];
+
+/// The playbook called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Playbook> {
+    TABLE.iter().copied().find(|p| p.name() == name)
+}
+
+/// The playbook names, in table order; iterates like a list of names.
+pub const PLAYBOOKS: Names = Names;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Names;
+
+impl Names {
+    pub fn to_vec(&self) -> Vec<&'static str> {
+        TABLE.iter().map(|p| p.name()).collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        find(name).is_some()
+    }
+
+    pub fn join(&self, separator: &str) -> String {
+        self.to_vec().join(separator)
+    }
+}
+
+impl IntoIterator for Names {
+    type Item = &'static str;
+    type IntoIter = std::vec::IntoIter<&'static str>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.to_vec().into_iter()
+    }
+}
+
+/// The routes of every playbook (the default of `remediation.routes`).
+pub fn default_routes() -> Vec<Route> {
+    TABLE.iter().flat_map(|p| p.default_routes()).collect()
+}
+
+/// Problems in the config that concern playbooks: names in
+/// `remediation.modes` and `remediation.routes`, and each playbook's section.
+pub fn config_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for playbook in config.remediation.modes.keys() {
+        if find(playbook).is_none() {
+            problems.push(format!("remediation.modes: unknown playbook {playbook:?} (known: {})", PLAYBOOKS.join(", ")));
+        }
+    }
+    for route in config.remediation.routes.iter() {
+        if find(&route.playbook).is_none() {
+            problems.push(format!("remediation.routes: alert {:?} routes to unknown playbook {:?}", route.alertname, route.playbook));
+        }
+    }
+    problems.extend(TABLE.iter().flat_map(|p| p.config_problems(config)));
+    problems
+}
+
+impl Default for crate::config::Routes {
+    fn default() -> Self {
+        crate::config::Routes(default_routes())
+    }
+}
 
 /// What `lifeboat playbooks` lists: each playbook's arguments and purpose.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -64,54 +150,24 @@ pub struct PlaybookInfo {
     pub summary: &'static str,
 }
 
-pub const CATALOGUE: &[PlaybookInfo] = &[
-    PlaybookInfo { name: "cnpg-instance-lost", arguments: "-n NAMESPACE --name CLUSTER", summary: "re-create a CloudNativePG instance lost with its node (promoting first if it was the primary)" },
-    PlaybookInfo { name: "mariadb-instance-lost", arguments: "-n NAMESPACE --name MARIADB", summary: "re-provision a lost MariaDB Galera member; force a bootstrap when quorum is lost" },
-    PlaybookInfo { name: "stale-cleanup", arguments: "[-n NAMESPACE]", summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)" },
-    PlaybookInfo { name: "volsync-restore", arguments: "-n NAMESPACE --name PVC", summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot" },
-    PlaybookInfo { name: "wal-archive-reset", arguments: "-n NAMESPACE --name CLUSTER", summary: "move a CNPG cluster's WAL archive to a new serverName after 'Expected empty archive'" },
-    PlaybookInfo { name: node_loss::PLAYBOOK, arguments: "--node NODE", summary: "the whole recovery from one lost node, in phases, as one plan" },
-    PlaybookInfo { name: s3_restore::PLAYBOOK, arguments: "-n NAMESPACE --name PVC|WORKLOAD", summary: "restore an app's volume from its S3 backup with the configured restore Job" },
-    PlaybookInfo { name: kanidm::PLAYBOOK, arguments: "", summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients" },
-    PlaybookInfo { name: garage_meta::PLAYBOOK, arguments: "[--name SNAPSHOT]", summary: "restore Garage's metadata database from its newest (or the named) snapshot" },
-];
+pub fn catalogue() -> Vec<PlaybookInfo> {
+    TABLE.iter().map(|p| p.info()).collect()
+}
+
+impl Trigger {
+    /// `--namespace`, which `playbook` needs.
+    pub(crate) fn require_namespace(&self, playbook: &'static str) -> Result<&str, PlanError> {
+        self.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook, what: "--namespace" })
+    }
+
+    /// `--name`, which `playbook` needs; `what` says what it names, e.g. `--name (the Cluster)`.
+    pub(crate) fn require_name(&self, playbook: &'static str, what: &'static str) -> Result<&str, PlanError> {
+        self.name.as_deref().ok_or(PlanError::MissingArgument { playbook, what })
+    }
+}
 
 pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: &Trigger) -> Result<Plan, PlanError> {
-    let plan = match playbook {
-        "cnpg-instance-lost" => {
-            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--namespace" })?;
-            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "cnpg-instance-lost", what: "--name (the Cluster)" })?;
-            cnpg::instance_lost(state, findings, ns, name)?
-        }
-        "mariadb-instance-lost" => {
-            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--namespace" })?;
-            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "mariadb-instance-lost", what: "--name (the MariaDB)" })?;
-            mariadb::instance_lost(state, findings, ns, name)?
-        }
-        "wal-archive-reset" => {
-            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--namespace" })?;
-            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "wal-archive-reset", what: "--name (the Cluster)" })?;
-            wal_reset::archive_reset(state, findings, ns, name)?
-        }
-        node_loss::PLAYBOOK => {
-            let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: node_loss::PLAYBOOK, what: "--node" })?;
-            node_loss::node_loss(state, findings, node, &findings.config.remediation.node_loss)?
-        }
-        "stale-cleanup" => stale::cleanup(state, findings, trigger.namespace.as_deref()),
-        "volsync-restore" => {
-            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--namespace" })?;
-            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: "volsync-restore", what: "--name (the app PVC)" })?;
-            volsync::restore(state, findings, ns, name)?
-        }
-        s3_restore::PLAYBOOK => {
-            let ns = trigger.namespace.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--namespace" })?;
-            let name = trigger.name.as_deref().ok_or(PlanError::MissingArgument { playbook: s3_restore::PLAYBOOK, what: "--name (the PVC or its workload)" })?;
-            s3_restore::restore(state, findings, ns, name)?
-        }
-        kanidm::PLAYBOOK => kanidm::credential_reset(state, findings)?,
-        garage_meta::PLAYBOOK => garage_meta::meta_restore(state, findings, trigger.name.as_deref())?,
-        other => return Err(PlanError::UnknownPlaybook(other.to_string())),
-    };
+    let plan = find(playbook).ok_or_else(|| PlanError::UnknownPlaybook(playbook.to_string()))?.plan(state, findings, trigger)?;
     debug_assert!(plan.validate().is_ok(), "{:?}", plan.validate());
     Ok(plan)
 }
@@ -120,7 +176,11 @@ pub fn plan(playbook: &str, state: &ClusterState, findings: &Findings, trigger: 
 mod tests {
     #[test]
     fn the_catalogue_lists_every_playbook_once() {
-        let listed: Vec<&str> = super::CATALOGUE.iter().map(|p| p.name).collect();
-        assert_eq!(listed, super::PLAYBOOKS);
+        let listed: Vec<&str> = super::catalogue().iter().map(|p| p.name).collect();
+        assert_eq!(listed, super::PLAYBOOKS.to_vec());
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "two playbooks share a name: {listed:?}");
     }
 }

@@ -26,9 +26,7 @@ use crate::plan::{Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
 use crate::triage::{triage, Category};
 
 pub const PLAYBOOK: &str = "node-loss";
-/// Set by a human (or `lifeboat confirm-node-gone`) on the Node: it is not coming back.
-pub const CONFIRMED_GONE_ANNOTATION: &str = "lifeboat.dev/confirmed-gone";
-pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+pub use crate::cluster::marks::{CONFIRMED_GONE_ANNOTATION, OUT_OF_SERVICE_TAINT};
 
 pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options: &NodeLossConfig) -> Result<Plan, PlanError> {
     let target = format!("Node {node}");
@@ -262,4 +260,22 @@ fn watch(watched: &BTreeSet<(String, String)>, options: &NodeLossConfig) -> Vec<
             Some(Part { key: slug(&format!("watch {ns} {kind} {name}")), plan })
         })
         .collect()
+}
+
+/// `node-loss`.
+pub struct NodeLoss;
+
+impl super::Playbook for NodeLoss {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "--node NODE",
+            summary: "the whole recovery from one lost node, in phases, as one plan",
+        }
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        let node = trigger.node.as_deref().ok_or(PlanError::MissingArgument { playbook: PLAYBOOK, what: "--node" })?;
+        node_loss(state, findings, node, &findings.config.remediation.node_loss)
+    }
 }

@@ -83,6 +83,37 @@ fn visit_strings(value: &Value, f: &mut impl FnMut(&str)) {
 }
 
 /// The template with every `{{key}}` replaced, named and namespaced.
+/// Problems in the `s3Restore` config section.
+pub fn config_problems(section: &crate::config::S3RestoreConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = &section.default_template {
+        if let Err(e) = validate_template(t) {
+            problems.push(format!("s3Restore.defaultTemplate: {e}"));
+        }
+    }
+    for (key, app) in &section.apps {
+        if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
+            problems.push(format!("s3Restore.apps: key {key:?} must be <namespace>/<pvc>"));
+        }
+        if let Some(Err(e)) = app.template.as_ref().map(validate_template) {
+            problems.push(format!("s3Restore.apps.{key:?}.template: {e}"));
+        }
+        if app.template.is_none() && section.default_template.is_none() {
+            problems.push(format!("s3Restore.apps.{key:?}: no template and no s3Restore.defaultTemplate"));
+        }
+        if app.success_marker.as_deref() == Some("") {
+            problems.push(format!("s3Restore.apps.{key:?}.successMarker: must not be empty"));
+        }
+    }
+    if section.success_marker.is_empty() {
+        problems.push("s3Restore.successMarker: must not be empty".into());
+    }
+    if section.timeout.0.is_zero() {
+        problems.push("s3Restore.timeout: must be longer than 0s".into());
+    }
+    problems
+}
+
 pub fn render_template(template: &Value, vars: &[(&str, &str)]) -> Value {
     fn fill(s: &str, vars: &[(&str, &str)]) -> String {
         vars.iter().fold(s.to_string(), |acc, (k, v)| acc.replace(&format!("{{{{{k}}}}}"), v).replace(&format!("{{{{ {k} }}}}"), v))
@@ -447,4 +478,25 @@ pub fn workload_flux(state: &ClusterState, ns: &str, (kind, wname, _): &(String,
         _ => state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == wname).map(|s| &s.metadata),
     }?;
     flux_owner(meta)
+}
+
+/// `s3-restore`.
+pub struct S3Restore;
+
+impl super::Playbook for S3Restore {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name PVC|WORKLOAD",
+            summary: "restore an app's volume from its S3 backup with the configured restore Job",
+        }
+    }
+
+    fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {
+        config_problems(&config.s3_restore)
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        restore(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the PVC or its workload)")?)
+    }
 }

@@ -70,3 +70,24 @@ fn stranded_volumes(state: &ClusterState, findings: &Findings, plan: &mut Plan) 
         });
     }
 }
+
+/// `stale-cleanup`.
+pub struct Cleanup;
+
+impl super::Playbook for Cleanup {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "stale-cleanup",
+            arguments: "[-n NAMESPACE]",
+            summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)",
+        }
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        vec![crate::config::Route::new("LifeboatVolsyncDestinationOrphaned", self.name(), &[("namespace", "namespace")])]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        Ok(cleanup(state, findings, trigger.namespace.as_deref()))
+    }
+}

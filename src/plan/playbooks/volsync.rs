@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::resources::{PersistentVolumeClaim, ReplicationDestination, ReplicationSource};
 use crate::cluster::{flux_owner, name, namespace, ClusterState, FluxRef};
-use crate::act::volsync::{SSA_IF_NOT_PRESENT, SSA_KEY};
+use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 use crate::inspect::volsync::kopia_identity;
 use crate::inspect::Findings;
 use crate::plan::playbooks::{PlanError, Trigger};
@@ -145,7 +145,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     let rd_restored = rd.status.last_sync_time.filter(|_| {
         let m = rd.status.latest_mover_status.as_ref();
         m.and_then(|m| m.result.as_deref()) == Some("Successful")
-            && !m.and_then(|m| m.logs.as_deref()).is_some_and(|l| crate::act::volsync::NOTHING_RESTORED_MARKERS.iter().any(|x| l.contains(x)))
+            && !m.and_then(|m| m.logs.as_deref()).is_some_and(|l| NOTHING_RESTORED_MARKERS.iter().any(|x| l.contains(x)))
     });
     if let Some(t) = rd_restored {
         evidence.push(format!("{rd_obj} last restored successfully {}", t.to_rfc3339()));
@@ -460,7 +460,7 @@ enum RdUnderFlux {
 /// owner stays suspended with the reason and the fix.
 fn rd_under_flux(rd: &ReplicationDestination, rd_obj: &ObjectRef, suspended: &[ObjectRef]) -> RdUnderFlux {
     let Some(owner) = flux_owner(&rd.metadata).map(|f| flux_ref(&f)).filter(|o| suspended.contains(o)) else { return RdUnderFlux::NotManaged };
-    if crate::act::volsync::ssa_if_not_present(&serde_json::json!({ "metadata": rd.metadata })) {
+    if ssa_if_not_present(&serde_json::json!({ "metadata": rd.metadata })) {
         return RdUnderFlux::Safe { owner };
     }
     let ns = owner.namespace.clone().unwrap_or_default();
@@ -522,5 +522,31 @@ fn age(d: chrono::Duration) -> String {
         m if m < 120 => format!("{m} min"),
         m if m < 48 * 60 => format!("{} h", m / 60),
         m => format!("{} d", m / (24 * 60)),
+    }
+}
+
+/// `volsync-restore`.
+pub struct Restore;
+
+impl super::Playbook for Restore {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: PLAYBOOK,
+            arguments: "-n NAMESPACE --name PVC",
+            summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot",
+        }
+    }
+
+    fn default_routes(&self) -> Vec<crate::config::Route> {
+        // Per pod, so per claim: a claim nothing restores plans "nothing to do".
+        vec![crate::config::Route::new(
+            "LifeboatPodBlockedOnLostVolume",
+            self.name(),
+            &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")],
+        )]
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        restore(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the app PVC)")?)
     }
 }

@@ -160,6 +160,23 @@ fn restart_order(state: &ClusterState, cluster: &CnpgCluster) -> (Vec<String>, V
     pods.into_iter().partition(|p| super::cnpg::pod_ready(state, ns, p))
 }
 
+/// `wal-archive-reset`.
+pub struct ArchiveReset;
+
+impl super::Playbook for ArchiveReset {
+    fn info(&self) -> super::PlaybookInfo {
+        super::PlaybookInfo {
+            name: "wal-archive-reset",
+            arguments: "-n NAMESPACE --name CLUSTER",
+            summary: "move a CNPG cluster's WAL archive to a new serverName after 'Expected empty archive'",
+        }
+    }
+
+    fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {
+        archive_reset(state, findings, trigger.require_namespace(self.name())?, trigger.require_name(self.name(), "--name (the Cluster)")?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_server_name;

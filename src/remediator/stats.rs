@@ -98,7 +98,7 @@ impl RemediationStats {
 pub async fn refresh(journal: &Journal, client: &kube::Client, config: &RemediationConfig, leader: bool) -> Result<RemediationStats, JournalError> {
     let records = journal.list().await?;
     let mut stats = RemediationStats::from_records(&records, leader, Utc::now());
-    stats.kill_switch = config.kill_switch || super::kill_switch::engaged(client, &config.namespace()).await;
+    stats.kill_switch = config.kill_switch || crate::act::kill_switch::engaged(client, &config.namespace()).await;
     Ok(stats)
 }
 

@@ -3,6 +3,8 @@
 //! Also the journal-side verbs the CLI and (later) Alertmanager intake and
 //! Discord use: submit, approve, abort.
 
+pub mod stats;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kube::Client;
 
-use super::runner::{resume, RunLimits, RunReport, StepGuard};
+use crate::act::runner::{resume, RunLimits, RunReport, StepGuard};
 use crate::cluster::ClusterState;
 use crate::config::{Dur, Mode, RemediationConfig};
 use crate::inspect::Findings;
@@ -159,7 +161,7 @@ impl Remediator {
     async fn stopped(&self, leader: Option<&LeaderHandle>) -> bool {
         self.kill_switch.load(Ordering::SeqCst)
             || leader.is_some_and(|l| !l.is_leader())
-            || super::kill_switch::engaged(&self.client, &self.namespace()).await
+            || crate::act::kill_switch::engaged(&self.client, &self.namespace()).await
     }
 
     fn namespace(&self) -> String {
@@ -327,7 +329,7 @@ impl StopSignals {
     }
 
     async fn kill_switch(&self) -> bool {
-        self.config_switch.load(Ordering::SeqCst) || super::kill_switch::engaged(&self.client, &self.namespace).await
+        self.config_switch.load(Ordering::SeqCst) || crate::act::kill_switch::engaged(&self.client, &self.namespace).await
     }
 }
 
