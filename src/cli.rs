@@ -14,7 +14,6 @@ use crate::plan::playbooks::{self, Trigger};
 use crate::runtime::hub::current_snapshot;
 use crate::runtime::Source;
 // Kept at their old paths for code written before the runtime module.
-pub use crate::runtime::hub::{start_live_hub, wait_ready};
 
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about = "Recovery-point metrics and node-loss triage for Kubernetes on node-local storage")]

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::Utc;
 use kube::api::{Patch, PatchParams};
-use lifeboat::act::{cnpg::promote_status_patch, write::patch_status_locked};
+use lifeboat::act::cnpg::promote_status_patch;
+use lifeboat::cluster::write::patch_status_locked;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
 use support::k8s::{api_for, create, get, rfc3339};

@@ -13,7 +13,7 @@ use super::nodes::taint_patch;
 use super::objects::{api, delete, get, StepError};
 use super::restore::set_flux_suspend;
 use super::waits::wait;
-use super::write::{merge_patch, patch_locked, patch_status_locked};
+use crate::cluster::write::{merge_patch, patch_locked, patch_status_locked};
 use crate::plan::{Action, ObjectRef, Step};
 
 pub(super) async fn run_action(client: &Client, step: &Step, limits: &RunLimits) -> Result<String, StepError> {
@@ -66,10 +66,10 @@ pub(super) async fn run_action(client: &Client, step: &Step, limits: &RunLimits)
         Action::SetCnpgPluginParameter { cluster, plugin, parameter, value } => {
             let api = api(client, cluster).await.map_err(StepError::Failed)?;
             let build = |current: &Value| super::cnpg::plugin_parameter_patch(current, plugin, parameter, value);
-            match super::write::patch_locked_or_refuse(&api, &cluster.name, build).await.map_err(|e| StepError::Failed(e.to_string()))? {
-                super::write::LockedPatch::Patched => Ok(format!("{cluster}: {plugin} {parameter} set to {value}")),
-                super::write::LockedPatch::AlreadySo => Ok(format!("{cluster}: {plugin} {parameter} was already {value}")),
-                super::write::LockedPatch::Refused(reason) => Err(StepError::Refused(format!("{cluster}: {reason}"))),
+            match crate::cluster::write::patch_locked_or_refuse(&api, &cluster.name, build).await.map_err(|e| StepError::Failed(e.to_string()))? {
+                crate::cluster::write::LockedPatch::Patched => Ok(format!("{cluster}: {plugin} {parameter} set to {value}")),
+                crate::cluster::write::LockedPatch::AlreadySo => Ok(format!("{cluster}: {plugin} {parameter} was already {value}")),
+                crate::cluster::write::LockedPatch::Refused(reason) => Err(StepError::Refused(format!("{cluster}: {reason}"))),
             }
         }
         Action::TaintNode { node, key, value, effect } => {
@@ -90,7 +90,7 @@ pub(super) async fn run_action(client: &Client, step: &Step, limits: &RunLimits)
         Action::RecreatePod { pod, timeout_seconds } => recreate_pod(client, pod, *timeout_seconds, limits).await,
         Action::Apply { object, manifest } => {
             let api = api(client, object).await.map_err(StepError::Failed)?;
-            let params = kube::api::PatchParams::apply(super::write::FIELD_MANAGER).force();
+            let params = kube::api::PatchParams::apply(crate::cluster::write::FIELD_MANAGER).force();
             api.patch(&object.name, &params, &kube::api::Patch::Apply(manifest)).await.map_err(|e| StepError::Failed(format!("applying {object}: {e}")))?;
             Ok(format!("applied {object}"))
         }

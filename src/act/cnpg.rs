@@ -89,7 +89,7 @@ pub(super) async fn mark_pvc_for_deletion(client: &Client, pvc: &ObjectRef, pinn
 /// (never `currentPrimary`: the operator sets that once promotion happened),
 /// its timestamp, the switchover phase, and Ready=False. None when `pod` is
 /// already the target (promote is idempotent). The caller sends it with
-/// [`super::write::patch_status_locked`], which adds the resourceVersion lock.
+/// [`crate::cluster::write::patch_status_locked`], which adds the resourceVersion lock.
 pub fn promote_status_patch(current: &Value, pod: &str, now: DateTime<Utc>) -> Option<Value> {
     let status = &current["status"];
     if status["targetPrimary"].as_str() == Some(pod) {
@@ -120,7 +120,7 @@ pub fn promote_status_patch(current: &Value, pod: &str, now: DateTime<Utc>) -> O
 /// The merge patch that sets `parameters[parameter] = value` on the plugin
 /// entry named `plugin`, rewriting `spec.plugins` whole (a merge patch
 /// replaces lists) from `current` so every other entry and field stays as
-/// it is. Send it with [`super::write::patch_locked`]. `Ok(None)` when the
+/// it is. Send it with [`crate::cluster::write::patch_locked`]. `Ok(None)` when the
 /// value is already set; an error when the plugin is not configured.
 pub fn plugin_parameter_patch(current: &Value, plugin: &str, parameter: &str, value: &str) -> Result<Option<Value>, String> {
     let mut plugins = current["spec"]["plugins"].as_array().cloned().unwrap_or_default();

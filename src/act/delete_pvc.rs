@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::guards::RunLimits;
 use super::nodes::{node_confirmed_gone, node_ready};
 use super::objects::{api, delete, get, StepError};
-use super::write::{merge_patch, WriteError};
+use crate::cluster::write::{merge_patch, WriteError};
 use crate::cluster::resources::{Node, PersistentVolume};
 use crate::cluster::ClusterState;
 use crate::plan::ObjectRef;

@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use super::runner::RunLimits;
-use super::write::merge_patch;
+use crate::cluster::write::merge_patch;
 use crate::plan::job::{extract, main_container, JobOutput};
 use crate::plan::ObjectRef;
 
@@ -100,7 +100,7 @@ pub async fn run_job(
         manifest["metadata"]["name"] = json!(job_ref.name);
         manifest["metadata"]["namespace"] = json!(ns);
         let job: Job = serde_json::from_value(manifest).map_err(|e| JobError::Refused(format!("the manifest of {job_ref} is not a Job: {e}")))?;
-        match jobs.create(&PostParams { field_manager: Some(super::write::FIELD_MANAGER.into()), ..Default::default() }, &job).await {
+        match jobs.create(&PostParams { field_manager: Some(crate::cluster::write::FIELD_MANAGER.into()), ..Default::default() }, &job).await {
             Ok(_) => created = true,
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(failed(format!("creating {job_ref}: {e}"))),
@@ -216,7 +216,7 @@ pub async fn rollout_restart(client: &Client, object: &ObjectRef) -> Result<Stri
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
     match merge_patch(&api, &object.name, &patch).await {
         Ok(_) => Ok(format!("{object} restarted (restartedAt {now})")),
-        Err(super::write::WriteError::Api { source: kube::Error::Api(s), .. }) if s.code == 404 => {
+        Err(crate::cluster::write::WriteError::Api { source: kube::Error::Api(s), .. }) if s.code == 404 => {
             Err(JobError::Refused(format!("{object} does not exist")))
         }
         Err(e) => Err(failed(e)),

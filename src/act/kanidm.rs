@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
 use super::jobs::JobError;
-use super::write::{patch_locked_or_refuse, LockedPatch};
+use crate::cluster::write::{patch_locked_or_refuse, LockedPatch};
 use crate::plan::job::extract;
 use crate::plan::ObjectRef;
 

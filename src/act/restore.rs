@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::objects::{api, StepError};
 use super::runner::{Outcome, RunReport, StepStatus};
-use super::write::merge_patch;
+use crate::cluster::write::merge_patch;
 use crate::plan::{Action, ObjectRef, Plan};
 
 /// Whatever the outcome, every Flux object a succeeded step suspended is

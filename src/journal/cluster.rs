@@ -1,7 +1,7 @@
 //! The journal as RemediationRun custom resources, through untyped
 //! `DynamicObject`s (like every lifeboat write: JSON merge patches naming only
 //! the fields they change; status through the status subresource under
-//! optimistic concurrency, see `act::write::patch_status_locked`).
+//! optimistic concurrency, see `cluster::write::patch_status_locked`).
 
 use std::collections::BTreeMap;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use lifeboat::act::remediator::Remediator;
+use lifeboat::remediator::Remediator;
 use lifeboat::config::RemediationConfig;
 use lifeboat::journal::Journal;
 use lifeboat::plan::{Action, ObjectRef, Plan, Step, WaitCondition};
