@@ -169,8 +169,14 @@ async fn churn(client: &Client, s: &Scale, rate: u32, seconds: u64) {
         let i = (n as usize * 7919) % s.pods;
         let pods: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns_name(i % s.namespaces), &ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()));
         let phase = if n % 2 == 0 { "Running" } else { "Pending" };
+        // A message unique to this update: an update equal to the stored
+        // object is not written and sends no watch event (a later tool's
+        // churn would otherwise repeat an earlier one's values).
+        let status = json!({"status": {"phase": phase, "message": format!("churn {}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())}});
         inflight.push(async move {
-            let _ = pods.patch_status(&format!("pod-{i}"), &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": phase}}))).await;
+            if let Err(e) = pods.patch_status(&format!("pod-{i}"), &PatchParams::default(), &Patch::Merge(&status)).await {
+                eprintln!("churn: pod-{i}: {e}");
+            }
         });
         while inflight.len() > 32 {
             inflight.next().await;
@@ -229,14 +235,14 @@ fn ksm_complete(body: &str, s: &Scale) -> bool {
         && count_prefix(body, "kube_persistentvolumeclaim_info{") >= s.volumes
 }
 
-fn start_lifeboat(bin: &Path, kubeconfig: &Path, dir: &Path) -> Tool {
+fn start_lifeboat(bin: &Path, kubeconfig: &Path, log: &Path) -> Tool {
     let port = free_port();
     let child = Command::new(bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("lifeboat.log")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
     Tool { name: "lifeboat", child, metrics_url: format!("http://127.0.0.1:{port}/metrics"), complete: lifeboat_complete }
@@ -371,9 +377,11 @@ async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let lifeboat = bin("LIFEBOAT_BIN", root.join("target/release/lifeboat"));
     let ksm = bin("KSM_BIN", root.join("target/kube-state-metrics/v2.20.0/bin/kube-state-metrics"));
-    let dir = tempfile::tempdir().unwrap();
+    // Kept after the run: the tools' logs are in it.
+    let dir = tempfile::Builder::new().prefix("lifeboat-bench-scale-").tempdir().unwrap().keep();
+    println!("logs in {}", dir.display());
     let plane = support::controlplane::control_plane();
-    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     plane.write_admin_kubeconfig(&kubeconfig);
     let client = plane.admin_client();
 
@@ -384,13 +392,14 @@ async fn main() {
     println!("loaded in {:.1} s; load {}", t.elapsed().as_secs_f64(), load_average());
 
     let mut results = Vec::new();
-    for tool in &a.tools {
+    for (i, tool) in a.tools.iter().enumerate() {
+        let log = dir.join(format!("{i}-lifeboat.log"));
         let load_at_start = load_average();
         // `lifeboat:PATH` runs another lifeboat binary (e.g. a build of main, for a before/after).
         let started = match tool.split_once(':') {
-            _ if tool == "lifeboat" => start_lifeboat(&lifeboat, &kubeconfig, dir.path()),
-            Some(("lifeboat", path)) => start_lifeboat(Path::new(path), &kubeconfig, dir.path()),
-            _ if tool == "kube-state-metrics" => start_ksm(&ksm, &kubeconfig, dir.path()),
+            _ if tool == "lifeboat" => start_lifeboat(&lifeboat, &kubeconfig, &log),
+            Some(("lifeboat", path)) => start_lifeboat(Path::new(path), &kubeconfig, &log),
+            _ if tool == "kube-state-metrics" => start_ksm(&ksm, &kubeconfig, &dir),
             _ => panic!("unknown tool {tool}: lifeboat, lifeboat:PATH or kube-state-metrics"),
         };
         println!("running {tool} (load {load_at_start}) ...");

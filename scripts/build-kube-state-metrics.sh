@@ -18,8 +18,8 @@ JOBS=${LIFEBOAT_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 log() { printf '[build-kube-state-metrics] %s\n' "$*" >&2; }
 
-if [[ ${LIFEBOAT_KSM_REBUILD:-0} != 1 && -x $BIN ]] && "$BIN" --version 2>&1 | grep -q "${KSM_VERSION#v}"; then
-    log "$BIN -> $("$BIN" --version 2>&1 | head -n1)"
+if [[ ${LIFEBOAT_KSM_REBUILD:-0} != 1 && -x $BIN ]] && "$BIN" version 2>&1 | grep -q "${KSM_VERSION#v}"; then
+    log "$BIN -> $("$BIN" version 2>&1 | head -n1)"
     exit 0
 fi
 command -v go >/dev/null || { log "ERROR: go not found in PATH"; exit 1; }
@@ -31,4 +31,4 @@ CGO_ENABLED=0 GOBIN="$OUT_DIR/bin" GOFLAGS="-buildvcs=false" go install -trimpat
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=${KSM_VERSION#v}" \
     "k8s.io/kube-state-metrics/v2@$KSM_VERSION"
 mv -f "$OUT_DIR/bin/v2" "$BIN" 2>/dev/null || true
-log "built in $(( $(date +%s) - start ))s -> $("$BIN" --version 2>&1 | head -n1)"
+log "built in $(( $(date +%s) - start ))s -> $("$BIN" version 2>&1 | head -n1)"
