@@ -261,6 +261,8 @@ fn start_ksm(bin: &Path, kubeconfig: &Path, dir: &Path) -> Tool {
         .arg(format!("--telemetry-port={}", free_port()))
         .arg("--host=127.0.0.1")
         .arg("--resources=nodes,pods,persistentvolumes,persistentvolumeclaims")
+        // Off by default in KSM (pkg/options/options.go, v2.20.0); on here so the gzip size compares.
+        .arg("--enable-gzip-encoding")
         .arg(format!("--custom-resource-state-config-file={}", crs.display()))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("kube-state-metrics.log")).unwrap())
