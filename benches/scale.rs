@@ -112,10 +112,11 @@ async fn resources(client: &Client, objects: &[Value]) -> HashMap<(String, Strin
     let mut out = HashMap::new();
     for o in objects {
         let key = (o["apiVersion"].as_str().unwrap().to_string(), o["kind"].as_str().unwrap().to_string());
-        if !out.contains_key(&key) {
-            let (group, version) = key.0.rsplit_once('/').unwrap_or(("", &key.0));
-            let (resource, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, &key.1)).await.expect("discovery");
-            out.insert(key, resource);
+        if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(key) {
+            let (api_version, kind) = slot.key();
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let (resource, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind)).await.expect("discovery");
+            slot.insert(resource);
         }
     }
     out
