@@ -170,6 +170,7 @@ async fn ready_only_once_metrics_hold_the_pods_already_there() {
     let base = serve(hub).await;
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // No pause between polls: the window between the caches and the served snapshot is short.
     while http.get(format!("{base}/readyz")).send().await.unwrap().status() != 200 {
         assert!(tokio::time::Instant::now() < deadline, "/readyz never turned 200");
     }

@@ -185,16 +185,6 @@ where
     }
 }
 
-/// Hands the pages of a finished initial list back to the kernel; glibc
-/// otherwise keeps the freed arenas and RSS stays at the listing's peak.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory; no pointer is touched.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn mark_absent<K: LeanObject>(cache: &KindCache<K>, generation: &AtomicU64) {
     if !cache.health.absent.swap(true, Ordering::Relaxed) {
         cache.clear();
@@ -213,9 +203,9 @@ where
     let api: Api<K> = Api::all(client.clone());
     // Paged lists (500 objects a page) at the most recent version. With
     // `any_semantic()` (resourceVersion=0) the apiserver ignores `limit` and
-    // answers the whole kind in one response (~150 MiB for 20k pods), which
-    // set the process's peak RSS. The streaming list (sendInitialEvents) would
-    // do as well but needs the WatchList gate, on by default only from 1.34.
+    // answers the whole kind in one response, all of it in memory at once.
+    // The streaming list (sendInitialEvents) would do as well but needs the
+    // WatchList gate, on by default only from Kubernetes 1.34.
     let config = watcher::Config::default();
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
     let mut pending: Option<HashMap<String, Arc<K>>> = None;
@@ -234,7 +224,6 @@ where
                     Event::InitDone => {
                         cache.replace_all(pending.take().unwrap_or_default());
                         cache.health.listed.store(true, Ordering::Relaxed);
-                        return_freed_memory();
                     }
                     Event::Apply(mut object) => {
                         strip_metadata(object.metadata_mut());
