@@ -265,9 +265,9 @@ def check_render(name, docs, remediation, expect_rule, remediation_namespaces=()
     if sc.get("privileged"):
         err(where, "container is privileged")
     res = c.get("resources", {})
-    if res.get("requests", {}).get("memory") != "50Mi" or res.get("requests", {}).get("cpu") != "50m" \
+    if res.get("requests", {}).get("memory") != "64Mi" or res.get("requests", {}).get("cpu") != "50m" \
             or res.get("limits", {}).get("memory") != "128Mi":
-        err(where, f"resources are {res}, want requests 50Mi/50m, limit 128Mi")
+        err(where, f"resources are {res}, want requests 64Mi/50m, limit 128Mi")
     if c.get("args") != ["serve", "--config", "/etc/lifeboat/config.yaml"]:
         err(where, f"args are {c.get('args')}")
     ports = c.get("ports", [])

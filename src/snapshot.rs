@@ -94,8 +94,14 @@ impl Hub {
         *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
     }
 
+    /// Ready once the served snapshot holds every installed kind's first list.
     pub fn ready(&self) -> bool {
-        self.live.as_ref().is_none_or(|live| live.ready())
+        self.kinds_not_served().is_empty()
+    }
+
+    /// Installed kinds whose first list the served snapshot lacks.
+    pub fn kinds_not_served(&self) -> Vec<String> {
+        self.live.as_ref().map(|live| live.kinds_missing_from(&self.snapshot().state)).unwrap_or_default()
     }
 
     /// Rebuilds from the live cache when it changed, when the probe changed,

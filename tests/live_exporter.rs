@@ -152,3 +152,30 @@ async fn flux_kept_suspended_by_a_run_follows_the_watch() {
     let s = eventually(&base, "resumed", |s| value(s, "lifeboat_flux_suspended", &labels) == Some(0.0)).await;
     assert_eq!(value(&s, "lifeboat_remediation_flux_kept_suspended", &labels), None);
 }
+
+/// /readyz answers 200 only once /metrics serves what was in the cluster
+/// before the start: readiness follows the served snapshot, not the caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_metrics_hold_the_pods_already_there() {
+    let cp = control_plane_holding_back(&[HELD_BACK]);
+    let client = cp.admin_client();
+    let ns = cp.namespace(&client, "ready").await;
+    let node = format!("{ns}-node");
+    node_ready(&client, &node).await;
+    const PODS: usize = 40;
+    futures::future::join_all((0..PODS).map(|i| create(&client, pod(&ns, &format!("app-{i}"), &node, &[], json!({}), None), None))).await;
+
+    // A snapshot interval far longer than the test: only change-driven rebuilds count.
+    let config = Config { snapshot_interval: Dur::secs(3600), ..test_config() };
+    let hub = lifeboat::cli::start_live_hub(config, client.clone());
+    let base = serve(hub).await;
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // No pause between polls: the window between the caches and the served snapshot is short.
+    while http.get(format!("{base}/readyz")).send().await.unwrap().status() != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "/readyz never turned 200");
+    }
+    let s = scrape(&base).await;
+    let pods = value(&s, "lifeboat_objects", &[("kind", "core.Pod")]).unwrap_or(0.0);
+    assert!(pods >= PODS as f64, "/readyz was 200 while /metrics counted {pods} pods of the {PODS} already created");
+}

@@ -170,3 +170,42 @@ fn flux_objects_a_run_keeps_suspended_are_listed() {
 fn state_of_nothing() -> lifeboat::cluster::ClusterState {
     state("2026-11-25T12:00:00Z", vec![])
 }
+
+/// Over HTTP, /metrics is gzip-compressed when the scraper asks for it (as
+/// Prometheus does) and plain otherwise; both carry the same exposition.
+#[tokio::test]
+async fn metrics_are_gzipped_when_the_scraper_asks() {
+    use std::io::Read as _;
+    let config = Config::default();
+    let snapshot = Snapshot::build(state("2026-11-25T12:00:00Z", incident()), &config, &GarageProbe::default());
+    let hub = Arc::new(Hub::new(config, snapshot, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, lifeboat::server::router(hub)).await });
+    let http = reqwest::Client::new();
+
+    let plain = http.get(&url).send().await.unwrap();
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    let plain = plain.text().await.unwrap();
+
+    // "gzip" is what Prometheus sends with scrape compression on (its default); the others are RFC 9110 forms.
+    for accept in ["gzip", "deflate, gzip;q=0.8", "*"] {
+        let gzipped = http.get(&url).header("accept-encoding", accept).send().await.unwrap();
+        assert_eq!(gzipped.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "for {accept}");
+        let compressed = gzipped.bytes().await.unwrap();
+        let mut body = String::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut body).expect("a gzip stream");
+        assert!(compressed.len() < plain.len() / 3, "{} bytes compressed from {}", compressed.len(), plain.len());
+        assert_eq!(without_scrape_timing(&body), without_scrape_timing(&plain));
+    }
+    for refused in ["identity", "gzip;q=0", "br"] {
+        let response = http.get(&url).header("accept-encoding", refused).send().await.unwrap();
+        assert_eq!(response.headers().get("content-encoding"), None, "for {refused}");
+        parse(&response.text().await.unwrap());
+    }
+}
+
+/// The lines that differ between two scrapes: the previous render's duration and the snapshot's age.
+fn without_scrape_timing(body: &str) -> Vec<&str> {
+    body.lines().filter(|l| !l.contains("scrape_duration") && !l.contains("snapshot_age")).collect()
+}

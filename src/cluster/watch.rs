@@ -96,9 +96,15 @@ macro_rules! define_live_cache {
                 vec![$((<$ty as LeanObject>::INFO.label(), &self.$field.health),)*]
             }
 
-            /// Ready once every kind that is installed has completed its first list.
-            pub fn ready(&self) -> bool {
-                self.health().iter().all(|(_, h)| h.absent.load(Ordering::Relaxed) || h.listed.load(Ordering::Relaxed))
+            /// Installed kinds whose first list `state` does not hold yet. The
+            /// caches fill before the served snapshot is rebuilt from them, so
+            /// readiness asks the snapshot, not the caches.
+            pub fn kinds_missing_from(&self, state: &ClusterState) -> Vec<String> {
+                self.health()
+                    .into_iter()
+                    .filter(|(kind, h)| !h.absent.load(Ordering::Relaxed) && !state.listed_kinds.get(kind).copied().unwrap_or(false))
+                    .map(|(kind, _)| kind)
+                    .collect()
             }
 
             /// Starts one watch task per kind.
@@ -195,7 +201,12 @@ where
 {
     let label = K::INFO.label();
     let api: Api<K> = Api::all(client.clone());
-    let config = watcher::Config::default().any_semantic();
+    // Paged lists (500 objects a page) at the most recent version. With
+    // `any_semantic()` (resourceVersion=0) the apiserver ignores `limit` and
+    // answers the whole kind in one response, all of it in memory at once.
+    // The streaming list (sendInitialEvents) would do as well but needs the
+    // WatchList gate, on by default only from Kubernetes 1.34.
+    let config = watcher::Config::default();
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
     let mut pending: Option<HashMap<String, Arc<K>>> = None;
     while let Some(item) = stream.next().await {
@@ -232,5 +243,45 @@ where
                 tracing::warn!(kind = %label, %error, "watch error; retrying with backoff");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::inspect::garage::GarageProbe;
+    use crate::snapshot::{Hub, Snapshot};
+
+    fn list_everything(live: &LiveCache) {
+        for (_, health) in live.health() {
+            health.listed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn not_ready_until_the_served_snapshot_holds_every_first_list() {
+        let live = Arc::new(LiveCache::default());
+        let config = Config::default();
+        let first = Snapshot::build(live.snapshot(), &config, &GarageProbe::default());
+        let hub = Hub::new(config, first, Some(live.clone()));
+        list_everything(&live);
+        assert!(!hub.ready(), "caches listed, but the served snapshot predates the lists");
+        assert_eq!(hub.kinds_not_served().len(), ClusterState::all_kinds().len());
+
+        hub.publish(Snapshot::build(live.snapshot(), &hub.config, &GarageProbe::default()));
+        assert!(hub.ready(), "still waiting for {:?}", hub.kinds_not_served());
+    }
+
+    #[test]
+    fn an_absent_kind_does_not_hold_readiness_back() {
+        let live = Arc::new(LiveCache::default());
+        list_everything(&live);
+        live.cnpg_clusters.health.listed.store(false, Ordering::Relaxed);
+        live.cnpg_clusters.health.absent.store(true, Ordering::Relaxed);
+        let config = Config::default();
+        let served = Snapshot::build(live.snapshot(), &config, &GarageProbe::default());
+        let hub = Hub::new(config, served, Some(live));
+        assert!(hub.ready(), "still waiting for {:?}", hub.kinds_not_served());
     }
 }
