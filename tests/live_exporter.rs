@@ -167,7 +167,7 @@ async fn ready_only_once_metrics_hold_the_pods_already_there() {
 
     // A snapshot interval far longer than the test: only change-driven rebuilds count.
     let config = Config { snapshot_interval: Dur::secs(3600), ..test_config() };
-    let hub = lifeboat::cli::start_live_hub(config, client.clone());
+    let hub = lifeboat::runtime::hub::start_live_hub(config, client.clone());
     let base = serve(hub).await;
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
