@@ -24,14 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
+use fake_gateway::FakeGateway;
 use lifeboat::config::{DiscordApprovers, Dur};
 use lifeboat::discord::client::DiscordClient;
 use lifeboat::discord::gateway::Gateway;
 use lifeboat::discord::interactions::Interactions;
 use lifeboat::discord::notifier::Notifier;
 use lifeboat::journal::{Journal, Mode, RunRecord, RunTrigger};
-use fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
-use fake_gateway::FakeGateway;
 use tokio::time::Instant;
 
 const APPROVER: &str = "1000000000000000001";
@@ -84,13 +84,7 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: n={} p50={:.2}ms p99={:.2}ms max={:.2}ms",
-        samples.len(),
-        ms(at(0.50)),
-        ms(at(0.99)),
-        ms(*samples.last().unwrap())
-    );
+    println!("{what}: n={} p50={:.2}ms p99={:.2}ms max={:.2}ms", samples.len(), ms(at(0.50)), ms(at(0.99)), ms(*samples.last().unwrap()));
 }
 
 fn main() {

@@ -112,12 +112,7 @@ fn generate(dir: &Path) {
 fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).map_or(f64::NAN, |kb| kb / 1024.0)
     };
     (field("VmHWM:"), field("VmRSS:"))
 }
@@ -152,12 +147,21 @@ fn main() {
 
     let mut report = String::new();
     let snap = hub.snapshot();
-    writeln!(report, "synthetic cluster: {NODES} nodes ({LOST_NODES} lost), {PODS} pods, {PVS} PVs + {PVS} PVCs, {} custom resources", CNPG + 2 * VOLSYNC_APPS + KUSTOMIZATIONS).unwrap();
+    writeln!(report, "synthetic cluster: {NODES} nodes ({LOST_NODES} lost), {PODS} pods, {PVS} PVs + {PVS} PVCs, {} custom resources", CNPG + 2 * VOLSYNC_APPS + KUSTOMIZATIONS)
+        .unwrap();
     writeln!(report, "dump: {} objects in {} files, {:.1} MiB", summary.objects, summary.files, dump_bytes as f64 / 1048576.0).unwrap();
-    writeln!(report, "findings: {} lost volumes, {} blocked pods, {} PVC protection rows", snap.findings.lost_volumes.len(), snap.findings.blocked_pods.len(), snap.findings.protection.len()).unwrap();
+    writeln!(
+        report,
+        "findings: {} lost volumes, {} blocked pods, {} PVC protection rows",
+        snap.findings.lost_volumes.len(),
+        snap.findings.blocked_pods.len(),
+        snap.findings.protection.len()
+    )
+    .unwrap();
     writeln!(report, "dump load:        {:>8.1} ms", load.as_secs_f64() * 1000.0).unwrap();
     writeln!(report, "snapshot build:   {:>8.1} ms (findings)", build.as_secs_f64() * 1000.0).unwrap();
-    writeln!(report, "/metrics encode:  {:>8.2} ms median, {:.2} ms max of 20; {:.2} MiB, {} lines", encode_ms[10], encode_ms[19], size as f64 / 1048576.0, hub_lines(&hub)).unwrap();
+    writeln!(report, "/metrics encode:  {:>8.2} ms median, {:.2} ms max of 20; {:.2} MiB, {} lines", encode_ms[10], encode_ms[19], size as f64 / 1048576.0, hub_lines(&hub))
+        .unwrap();
     writeln!(report, "RSS before load:  {:>8.1} MiB peak", baseline_peak).unwrap();
     writeln!(report, "RSS after load:   {:>8.1} MiB (peak during load {:.1} MiB)", after_load, load_peak).unwrap();
     writeln!(report, "RSS at the end:   {:>8.1} MiB (peak {:.1} MiB)", current, peak).unwrap();

@@ -123,12 +123,8 @@ fn notification(group: &[&Alert], resolved: bool) -> Vec<u8> {
         let first = pick(group[0]);
         first.iter().filter(|(k, v)| group.iter().all(|a| pick(a).get(*k) == Some(v))).map(|(k, v)| (k.clone(), json!(v))).collect()
     };
-    let group_labels: Map<String, Value> =
-        ["alertname", "namespace"].iter().filter_map(|k| group[0].labels.get(*k).map(|v| (k.to_string(), json!(v)))).collect();
-    let group_key = format!(
-        "{{}}/{{severity=~\"critical|warning|info\"}}:{{{}}}",
-        group_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
-    );
+    let group_labels: Map<String, Value> = ["alertname", "namespace"].iter().filter_map(|k| group[0].labels.get(*k).map(|v| (k.to_string(), json!(v)))).collect();
+    let group_key = format!("{{}}/{{severity=~\"critical|warning|info\"}}:{{{}}}", group_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
     let status = if resolved { "resolved" } else { "firing" };
     let alerts: Vec<Value> = group
         .iter()
@@ -314,10 +310,5 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
-    println!(
-        "server CPU: {:.2} s in {elapsed:.1} s ({:.0}% of one core), {:.1} µs per alert",
-        server_cpu,
-        100.0 * server_cpu / elapsed,
-        1e6 * server_cpu / alerts.max(1) as f64
-    );
+    println!("server CPU: {:.2} s in {elapsed:.1} s ({:.0}% of one core), {:.1} µs per alert", server_cpu, 100.0 * server_cpu / elapsed, 1e6 * server_cpu / alerts.max(1) as f64);
 }

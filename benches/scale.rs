@@ -149,9 +149,7 @@ async fn load(client: &Client, objects: Vec<Value>) {
                     let object: DynamicObject = serde_json::from_value(o).unwrap();
                     api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("creating {name}: {e}"));
                     if let Some(status) = status {
-                        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
-                            .await
-                            .unwrap_or_else(|e| panic!("status of {name}: {e}"));
+                        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await.unwrap_or_else(|e| panic!("status of {name}: {e}"));
                     }
                 }
             })
@@ -193,9 +191,7 @@ fn free_port() -> u16 {
 /// (VmRSS, VmHWM) in bytes, and user+system CPU seconds, from /proc.
 fn usage(pid: u32) -> (u64, u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
-    };
+    let kib = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -389,7 +385,16 @@ async fn main() {
     let client = plane.admin_client();
 
     let objects = cluster(&s);
-    println!("loading {} objects ({} nodes, {} pods, {} PV + {} PVC, {} custom resources) through the API; load {}", s.objects(), s.nodes, s.pods, s.volumes, s.volumes, s.cnpg + 2 * s.volsync + s.kustomizations, load_average());
+    println!(
+        "loading {} objects ({} nodes, {} pods, {} PV + {} PVC, {} custom resources) through the API; load {}",
+        s.objects(),
+        s.nodes,
+        s.pods,
+        s.volumes,
+        s.volumes,
+        s.cnpg + 2 * s.volsync + s.kustomizations,
+        load_average()
+    );
     let t = Instant::now();
     load(&client, objects).await;
     println!("loaded in {:.1} s; load {}", t.elapsed().as_secs_f64(), load_average());
@@ -428,6 +433,12 @@ async fn main() {
     let lifeboat_result = results.iter().find(|r| r.0 == "lifeboat");
     let ksm_result = results.iter().find(|r| r.0 == "kube-state-metrics");
     if let (Some((_, l, _)), Some((_, k, _))) = (lifeboat_result, ksm_result) {
-        println!("\nratios kube-state-metrics / lifeboat: peak RSS {:.1}×, steady RSS {:.1}×, p99 {:.0}×, time to complete {:.1}×", k.peak_rss as f64 / l.peak_rss as f64, k.steady_rss as f64 / l.steady_rss as f64, k.p99.as_secs_f64() / l.p99.as_secs_f64(), k.to_complete.as_secs_f64() / l.to_complete.as_secs_f64());
+        println!(
+            "\nratios kube-state-metrics / lifeboat: peak RSS {:.1}×, steady RSS {:.1}×, p99 {:.0}×, time to complete {:.1}×",
+            k.peak_rss as f64 / l.peak_rss as f64,
+            k.steady_rss as f64 / l.steady_rss as f64,
+            k.p99.as_secs_f64() / l.p99.as_secs_f64(),
+            k.to_complete.as_secs_f64() / l.to_complete.as_secs_f64()
+        );
     }
 }

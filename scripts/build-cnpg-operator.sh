@@ -14,7 +14,7 @@
 # Env knobs:
 #   LIFEBOAT_CNPG_OPERATOR          output path of the binary
 #   LIFEBOAT_CNPG_OPERATOR_REBUILD  1 = rebuild even if the binary looks fine
-#   LIFEBOAT_BUILD_JOBS             go build -p value (default: 1, the machine is shared)
+#   LIFEBOAT_BUILD_JOBS             go build -p value (default: nproc)
 #   GOMODCACHE / GOCACHE / GOPROXY  honoured as usual by the go tool
 set -euo pipefail
 
@@ -27,7 +27,7 @@ CNPG_COMMIT=${CNPG_COMMIT:-go-module-$MODULE@$CNPG_VERSION}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 OUT=${LIFEBOAT_CNPG_OPERATOR:-$REPO_ROOT/target/cnpg-operator/$CNPG_VERSION/manager}
-JOBS=${LIFEBOAT_BUILD_JOBS:-1}
+JOBS=${LIFEBOAT_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 log() { printf '[build-cnpg-operator] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

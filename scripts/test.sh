@@ -19,10 +19,8 @@ for script in scripts/install-test-deps.sh scripts/build-control-plane.sh script
     fi
 done
 
-step "format (files listed in scripts/rustfmt-files; rustfmt.toml)"
-# Only the listed files: the rest of the tree predates rustfmt.toml.
-mapfile -t formatted < <(grep -v '^#' scripts/rustfmt-files | grep .)
-rustfmt --check --edition 2021 "${formatted[@]}"
+step "format (cargo fmt --check; rustfmt.toml)"
+cargo fmt --all --check
 
 step "test dependencies"
 scripts/install-test-deps.sh
@@ -58,6 +56,9 @@ fi
 
 step "build"
 cargo build --locked --bins
+
+step "lints (cargo clippy --all-targets -D warnings)"
+cargo clippy --locked --all-targets -- -D warnings
 export LIFEBOAT_BIN="$PWD/target/debug/lifeboat"
 
 step "helm (from its Go module; cached)"

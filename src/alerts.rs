@@ -140,9 +140,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 pub fn routes(intake: Arc<Intake>) -> Router {
-    Router::new()
-        .route("/alertmanager", post(receive))
-        .with_state(intake)
+    Router::new().route("/alertmanager", post(receive)).with_state(intake)
 }
 
 fn reject(intake: &Intake, status: StatusCode, reason: String) -> Response {
@@ -203,7 +201,11 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
     // pair sends at the same moment must not both find no run and both create one.
     let known: Vec<Option<String>> = {
         let known = intake.known.lock().expect("known alerts lock");
-        alerts.iter().zip(&intents).map(|(alert, intent)| intent.as_ref().filter(|(_, plan)| matches!(plan, Some(Ok(_)))).and_then(|_| known.get(&alert_key(alert)).cloned())).collect()
+        alerts
+            .iter()
+            .zip(&intents)
+            .map(|(alert, intent)| intent.as_ref().filter(|(_, plan)| matches!(plan, Some(Ok(_)))).and_then(|_| known.get(&alert_key(alert)).cloned()))
+            .collect()
     };
     let needs_journal = intents.iter().zip(&known).any(|(intent, known)| known.is_none() && intent.as_ref().is_some_and(|(_, plan)| !matches!(plan, Some(Err(_)))));
     let (_guard, mut runs) = if needs_journal {
@@ -291,9 +293,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     // One alert instance (fingerprint and start) starts at most one run,
     // whatever became of it: a repeat after the run ended (or was aborted,
     // or found nothing to do) is still the same alert, not a new request.
-    let existing = runs.iter().position(|r| {
-        r.spec.trigger.alert.as_ref().is_some_and(|a| a.fingerprint == alert.fingerprint && a.starts_at == alert.starts_at)
-    });
+    let existing = runs.iter().position(|r| r.spec.trigger.alert.as_ref().is_some_and(|a| a.fingerprint == alert.fingerprint && a.starts_at == alert.starts_at));
     if alert.status == "resolved" {
         let Some(index) = existing.filter(|&i| runs[i].status.phase == Phase::AwaitingApproval) else {
             return Ok(json!({"alertname": alertname, "result": "resolved"}));

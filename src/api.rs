@@ -87,12 +87,7 @@ struct Approval {
 }
 
 /// Webhook-only mode: approve a run over HTTP, bound to the plan hash.
-async fn approve(
-    State(api): State<Arc<ApiContext>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn approve(State(api): State<Arc<ApiContext>>, axum::extract::Path(id): axum::extract::Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     use crate::remediator::{self, RemediationError};
     if !api.authorized(&headers) {
         return unauthorized();
@@ -104,7 +99,8 @@ async fn approve(
         return (StatusCode::BAD_REQUEST, "body must be JSON {\"hash\": \"<plan hash>\", \"by\": \"<who>\"}\n").into_response();
     };
     let Some(by) = approver_name(&approval.by) else {
-        return (StatusCode::BAD_REQUEST, format!("\"by\" must name the approver: 1 to {MAX_APPROVER_LEN} letters, digits, '.', '_', '@' or '-' (got {:?})\n", approval.by)).into_response();
+        return (StatusCode::BAD_REQUEST, format!("\"by\" must name the approver: 1 to {MAX_APPROVER_LEN} letters, digits, '.', '_', '@' or '-' (got {:?})\n", approval.by))
+            .into_response();
     };
     let journal = crate::journal::Journal::cluster(api.client.clone(), api.namespace.clone());
     match remediator::approve(&journal, &id, &approval.hash, &by, api.approval_ttl).await {
@@ -123,9 +119,7 @@ const MAX_APPROVER_LEN: usize = 64;
 /// The approver as recorded: `api:<name>`, so an API caller can never pass
 /// for a Discord (`discord:…`) or CLI approver. None for an unusable name.
 fn approver_name(by: &str) -> Option<String> {
-    let valid = !by.is_empty()
-        && by.len() <= MAX_APPROVER_LEN
-        && by.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+    let valid = !by.is_empty() && by.len() <= MAX_APPROVER_LEN && by.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
     valid.then(|| format!("api:{by}"))
 }
 

@@ -526,6 +526,11 @@ async fn kill_switch_command(state: SwitchState, reason: String, config: Option<
         SwitchState::Status => {}
     }
     let on = config.remediation.kill_switch || kill_switch::engaged(&client, &namespace).await;
-    println!("kill switch {} (ConfigMap {namespace}/{}{})", if on { "ON" } else { "off" }, kill_switch::NAME, if config.remediation.kill_switch { ", and remediation.killSwitch in the config" } else { "" });
+    println!(
+        "kill switch {} (ConfigMap {namespace}/{}{})",
+        if on { "ON" } else { "off" },
+        kill_switch::NAME,
+        if config.remediation.kill_switch { ", and remediation.killSwitch in the config" } else { "" }
+    );
     Ok(ExitCode::SUCCESS)
 }

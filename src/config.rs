@@ -418,13 +418,7 @@ pub struct KanidmConfig {
 
 impl Default for KanidmConfig {
     fn default() -> Self {
-        Self {
-            namespace: "identity".into(),
-            name: "kanidm".into(),
-            replica_group: "default".into(),
-            oidc_clients: vec![],
-            timeout: Dur::mins(5),
-        }
+        Self { namespace: "identity".into(), name: "kanidm".into(), replica_group: "default".into(), oidc_clients: vec![], timeout: Dur::mins(5) }
     }
 }
 
@@ -527,12 +521,7 @@ impl PartialEq<Vec<Route>> for Routes {
 impl Route {
     /// A route on the alert's name alone.
     pub fn new(alertname: &str, playbook: &str, params: &[(&str, &str)]) -> Self {
-        Route {
-            alertname: alertname.into(),
-            matchers: BTreeMap::new(),
-            playbook: playbook.into(),
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        Route { alertname: alertname.into(), matchers: BTreeMap::new(), playbook: playbook.into(), params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
 }
 

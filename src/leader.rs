@@ -282,14 +282,7 @@ pub fn spawn(client: Client, config: LeaderConfig) -> LeaderHandle {
         done: watch::Sender::new(false),
         task: Mutex::new(None),
     });
-    let elector = Elector {
-        api: Api::namespaced(client, &config.namespace),
-        config,
-        observed: None,
-        mine: None,
-        leading_until: None,
-        last_error: None,
-    };
+    let elector = Elector { api: Api::namespaced(client, &config.namespace), config, observed: None, mine: None, leading_until: None, last_error: None };
     let task = tokio::spawn(elector.run(Finished(shared.clone())));
     *lock(&shared.task) = Some(task);
     LeaderHandle { shared }
@@ -491,10 +484,7 @@ impl Elector {
         }
         let Some(current) = self.api.get_opt(&self.config.lease_name).await? else {
             let now = Timestamp::now();
-            let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.config.lease_name.clone()), ..Default::default() },
-                spec: Some(self.our_spec(None, now)),
-            };
+            let lease = Lease { metadata: ObjectMeta { name: Some(self.config.lease_name.clone()), ..Default::default() }, spec: Some(self.our_spec(None, now)) };
             let sent = Instant::now();
             return match self.api.create(&post_params(), &lease).await {
                 Ok(written) => {
@@ -553,13 +543,7 @@ impl Elector {
             }
             let now = MicroTime(Timestamp::now());
             let mut lease = current;
-            lease.spec = Some(LeaseSpec {
-                holder_identity: None,
-                lease_duration_seconds: Some(1),
-                acquire_time: Some(now.clone()),
-                renew_time: Some(now),
-                ..spec
-            });
+            lease.spec = Some(LeaseSpec { holder_identity: None, lease_duration_seconds: Some(1), acquire_time: Some(now.clone()), renew_time: Some(now), ..spec });
             match self.api.replace(&self.config.lease_name, &post_params(), &lease).await {
                 Ok(_) => return Ok(true),
                 Err(e) if is_status(&e, 409) => continue,
@@ -588,12 +572,7 @@ mod tests {
 
     #[test]
     fn unusable_durations_are_replaced() {
-        let c = LeaderConfig {
-            lease_duration: Duration::from_millis(2500),
-            renew_interval: Duration::from_secs(2),
-            ..LeaderConfig::new("ns", "a")
-        }
-        .sanitized();
+        let c = LeaderConfig { lease_duration: Duration::from_millis(2500), renew_interval: Duration::from_secs(2), ..LeaderConfig::new("ns", "a") }.sanitized();
         assert_eq!(c.lease_seconds(), 3);
         assert!(c.renew_interval * 2 <= c.lease_duration && !c.renew_interval.is_zero());
         assert!(c.renew_deadline() >= c.lease_duration / 2);

@@ -59,9 +59,7 @@ impl Schedule {
 
     /// The newest run at or before `at` (looked for up to a year back).
     pub fn last_run_until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        [Duration::days(8), Duration::days(366)]
-            .iter()
-            .find_map(|back| self.cron.iter_after(at - *back).take_while(|t| *t <= at).last())
+        [Duration::days(8), Duration::days(366)].iter().find_map(|back| self.cron.iter_after(at - *back).take_while(|t| *t <= at).last())
     }
 }
 

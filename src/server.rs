@@ -66,24 +66,14 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 }
 
 pub fn router(hub: Arc<Hub>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(hub)
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(hub)
 }
 
 async fn metrics(State(hub): State<Arc<Hub>>, request: HeaderMap) -> Response {
     match crate::metrics::render(&hub) {
-        Ok(body) if accepts_gzip(&request) => (
-            [
-                (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),
-                (header::CONTENT_ENCODING, "gzip"),
-                (header::VARY, "accept-encoding"),
-            ],
-            gzip(body.as_bytes()),
-        )
-            .into_response(),
+        Ok(body) if accepts_gzip(&request) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CONTENT_ENCODING, "gzip"), (header::VARY, "accept-encoding")], gzip(body.as_bytes())).into_response()
+        }
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::VARY, "accept-encoding")], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics failed");

@@ -48,7 +48,9 @@ impl Category {
     pub fn action(self) -> &'static str {
         match self {
             Category::Garage => "restore the meta PVC from the backup-sync mirror (garage-meta-restore) before anything that needs S3",
-            Category::CnpgInstance => "let CNPG fail over if it is the primary (promote only if it is stuck), then delete the PVCs and the pod so CNPG re-creates the instance (cnpg-instance-lost)",
+            Category::CnpgInstance => {
+                "let CNPG fail over if it is the primary (promote only if it is stuck), then delete the PVCs and the pod so CNPG re-creates the instance (cnpg-instance-lost)"
+            }
             Category::MariadbInstance => "delete the storage-/galera- PVCs and the pod so the operator re-provisions (mariadb-instance-lost)",
             Category::VolsyncApp => "restore from the VolSync snapshot into a re-created PVC (volsync-restore)",
             Category::S3BackupApp => "restore from the app's S3 backup with its restore Job (s3-restore)",
@@ -60,8 +62,7 @@ impl Category {
 }
 
 const SINGLE_MARIADB: &str = "a MariaDB without Galera keeps its only copy on this PVC: never delete it";
-const SINGLE_MARIADB_ACTION: &str =
-    "do NOT delete its PVCs (no other copy): bring the node back, or restore from its S3 backup (a Restore of its Backup, k8s.mariadb.com)";
+const SINGLE_MARIADB_ACTION: &str = "do NOT delete its PVCs (no other copy): bring the node back, or restore from its S3 backup (a Restore of its Backup, k8s.mariadb.com)";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct AffectedWorkload {
@@ -96,15 +97,17 @@ pub struct TriageReport {
 
 impl TriageReport {
     pub fn anything_wrong(&self) -> bool {
-        !self.unavailable_nodes.is_empty() || !self.workloads.is_empty() || !self.terminating_on_lost_nodes.is_empty() || !self.warnings.is_empty() || !self.stranded_provisioners.is_empty()
+        !self.unavailable_nodes.is_empty()
+            || !self.workloads.is_empty()
+            || !self.terminating_on_lost_nodes.is_empty()
+            || !self.warnings.is_empty()
+            || !self.stranded_provisioners.is_empty()
     }
 }
 
 pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>) -> TriageReport {
-    let unavailable_nodes: Vec<NodeFinding> =
-        findings.nodes.iter().filter(|n| only_node.is_none_or(|o| o == n.node)).cloned().collect();
-    let pinned_volumes: Vec<PinnedVolume> =
-        findings.lost_volumes.iter().filter(|v| only_node.is_none_or(|o| o == v.node)).cloned().collect();
+    let unavailable_nodes: Vec<NodeFinding> = findings.nodes.iter().filter(|n| only_node.is_none_or(|o| o == n.node)).cloned().collect();
+    let pinned_volumes: Vec<PinnedVolume> = findings.lost_volumes.iter().filter(|v| only_node.is_none_or(|o| o == v.node)).cloned().collect();
 
     let mut grouped: BTreeMap<(Category, String, String), AffectedWorkload> = BTreeMap::new();
     for volume in &pinned_volumes {
@@ -125,10 +128,7 @@ pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>
         };
         let affected = classify(state, findings, ns, pvc, &volume.node);
         let key = (affected.category, affected.namespace.clone(), affected.workload.clone());
-        grouped
-            .entry(key)
-            .and_modify(|w| w.pvcs.push(pvc.clone()))
-            .or_insert(affected);
+        grouped.entry(key).and_modify(|w| w.pvcs.push(pvc.clone())).or_insert(affected);
     }
     let database_hit = grouped.keys().any(|(c, _, _)| matches!(c, Category::CnpgInstance | Category::MariadbInstance));
     if database_hit || (only_node.is_none() && databases_degraded(findings)) {
@@ -214,28 +214,13 @@ fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node
             let rs = findings.volsync.iter().find(|v| v.namespace == ns && v.name == provider);
             let last = rs.and_then(|r| r.last_sync).map_or("never".to_string(), |t| t.to_rfc3339());
             let detail = rs.filter(|r| r.paused).map(|_| "source is paused: its last sync time cannot be trusted (kopia fork)".to_string());
-            make(
-                Category::VolsyncApp,
-                owner.unwrap_or_else(|| format!("PVC {pvc}")),
-                format!("VolSync ReplicationSource {provider}, last sync {last}"),
-                detail,
-            )
+            make(Category::VolsyncApp, owner.unwrap_or_else(|| format!("PVC {pvc}")), format!("VolSync ReplicationSource {provider}, last sync {last}"), detail)
         }
-        Source::GarageMetaBackup => make(
-            Category::Garage,
-            owner.unwrap_or_else(|| "Garage".into()),
-            "backup-sync sidecar mirror (snapshots/<ts>/data.mdb)".into(),
-            None,
-        ),
+        Source::GarageMetaBackup => make(Category::Garage, owner.unwrap_or_else(|| "Garage".into()), "backup-sync sidecar mirror (snapshots/<ts>/data.mdb)".into(), None),
         Source::BackupCronJob => {
             let cron = findings.backup_cronjobs.iter().find(|c| c.namespace == ns && c.cronjob == provider);
             let last = cron.and_then(|c| c.last_success).map_or("never".to_string(), |t| t.to_rfc3339());
-            make(
-                Category::S3BackupApp,
-                owner.unwrap_or_else(|| format!("PVC {pvc}")),
-                format!("backup CronJob {provider}, last success {last}"),
-                None,
-            )
+            make(Category::S3BackupApp, owner.unwrap_or_else(|| format!("PVC {pvc}")), format!("backup CronJob {provider}, last success {last}"), None)
         }
         Source::Scratch => {
             let rd = pvc.strip_prefix("volsync-dst-").and_then(|r| r.strip_suffix("-cache"));
@@ -440,7 +425,10 @@ pub fn render_text(report: &TriageReport) -> String {
         for p in &report.terminating_on_lost_nodes {
             let _ = writeln!(out, "  {}/{} on {} (claims {})", p.namespace, p.pod, p.node, p.claims.join(", "));
         }
-        let _ = writeln!(out, "      action:   force-delete them (node-loss does, once the node is confirmed gone), or taint the node node.kubernetes.io/out-of-service=nodeshutdown:NoExecute");
+        let _ = writeln!(
+            out,
+            "      action:   force-delete them (node-loss does, once the node is confirmed gone), or taint the node node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+        );
     }
     render_stranded_provisioners(&mut out, &report.stranded_provisioners);
     let _ = writeln!(out, "\nRECOVERY POINT WARNINGS");

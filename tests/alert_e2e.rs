@@ -31,8 +31,8 @@ use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 // Private: Prometheus alerts on the whole cluster, so other binaries' leftover incidents would fire and start runs.
-use support::controlplane::control_plane_private as control_plane;
 use support::cnpg::*;
+use support::controlplane::control_plane_private as control_plane;
 use support::fake_discord::{FakeDiscord, Message, BOT_TOKEN, CHANNEL_ID};
 use support::k8s::*;
 use support::process::{find_binary, free_ports, Process};
@@ -284,9 +284,7 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
 
     // The run is posted to Discord with its buttons, bound to its plan hash.
     let approve_id = format!("lb:a:{}:{}", main_run.id, main_run.spec.plan_hash);
-    let message = stack
-        .wait_for("the run's approval message on Discord", || async { discord.messages().into_iter().find(|m| m.custom_ids().contains(&approve_id)) })
-        .await;
+    let message = stack.wait_for("the run's approval message on Discord", || async { discord.messages().into_iter().find(|m| m.custom_ids().contains(&approve_id)) }).await;
     assert!(message.text().contains(&main_ns) && message.text().contains("postgres-2"), "{}", message.text());
 
     // 3. The condition clears before approval (the operator failed over by

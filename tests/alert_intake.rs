@@ -150,7 +150,12 @@ async fn concurrent_copies_of_a_notification_record_one_run() {
     let primary = alert("firing", "LifeboatCnpgPrimaryOnLostNode", json!({"namespace": "database", "cluster": "postgres"}), "fp-ha");
     let body = payload("firing", vec![primary]);
     // An HA pair (and retries) delivering the same notification at the same moment.
-    let sends: Vec<_> = (0..8).map(|_| { let (url, body) = (url.clone(), body.clone()); tokio::spawn(async move { post(&url, &body).await }) }).collect();
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            tokio::spawn(async move { post(&url, &body).await })
+        })
+        .collect();
     let mut results = vec![];
     for send in sends {
         let (code, body) = send.await.unwrap();

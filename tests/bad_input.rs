@@ -52,11 +52,7 @@ fn object_without_kind_is_rejected() {
 #[test]
 fn unknown_kinds_are_counted_not_fatal_and_multi_document_yaml_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "mixed.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: d}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n",
-    );
+    let path = write(dir.path(), "mixed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: d}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n");
     let (state, summary) = dump::load(&path).unwrap();
     assert_eq!(state.nodes.len(), 1);
     assert_eq!(summary.ignored.get("v1/ConfigMap"), Some(&1));
@@ -228,8 +224,7 @@ fn rendered_commands_quote_hostile_values() {
         let _ = std::fs::remove_file(dir.path().join("args"));
         let _ = std::fs::remove_file(dir.path().join("stdin"));
         let out = Command::new("sh").arg("-c").arg(format!("{stubs}{command}")).current_dir(dir.path()).output().unwrap();
-        let pwned: Vec<_> =
-            std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("pwned")).collect();
+        let pwned: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("pwned")).collect();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(pwned.is_empty(), "{pwned:?} ran from:\n{command}\nstderr: {stderr}");
         assert!(stderr.is_empty(), "{command}\nstderr: {stderr}");
@@ -409,10 +404,7 @@ mod http {
 
         let c = lifeboat::alerts::IntakeCounters::of(&hub);
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(
-            (load(&c.runs_created), load(&c.duplicates), load(&c.cleared), load(&c.resolved), load(&c.unrouted), load(&c.rejected)),
-            (1, 1, 1, 1, 1, 1)
-        );
+        assert_eq!((load(&c.runs_created), load(&c.duplicates), load(&c.cleared), load(&c.resolved), load(&c.unrouted), load(&c.rejected)), (1, 1, 1, 1, 1, 1));
         let lines = logs.lines();
         let said = |message: &str, run: Option<&str>| {
             lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(message)) && run.is_none_or(|r| l["fields"]["run"] == r))
@@ -461,8 +453,11 @@ mod http {
         let dir = tempfile::tempdir().unwrap();
         let ports = [free_port(), free_port()];
         let (main, discord) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
-        let config = Config::parse(&format!("listen: {main}\ndiscord:\n  transport: http\n  botTokenFile: /t\n  channelId: \"1\"\n  publicKey: {}\n  approvers: {{users: [\"1\"]}}\n  listen: {discord}\n",
-            hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes()))).unwrap();
+        let config = Config::parse(&format!(
+            "listen: {main}\ndiscord:\n  transport: http\n  botTokenFile: /t\n  channelId: \"1\"\n  publicKey: {}\n  approvers: {{users: [\"1\"]}}\n  listen: {discord}\n",
+            hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes())
+        ))
+        .unwrap();
         let listeners = lifeboat::server::arrange(
             lifeboat::server::Listener { addr: config.listen.parse().unwrap(), app: lifeboat::server::router(hub()) },
             Some(lifeboat::discord::interactions::routes(Arc::new(interactions(dir.path())))),
@@ -493,8 +488,11 @@ mod http {
         assert_eq!(post(&discord).await.unwrap().status(), 401, "unsigned, but routed");
         assert_eq!(post(&main).await.unwrap().status(), 404, "not on the main listener once it has its own");
         // The same address twice is refused, in the config and when arranging.
-        let same = Config::parse(&format!("listen: {main}\ndiscord: {{botTokenFile: /t, channelId: \"1\", publicKey: {}, approvers: {{users: [\"1\"]}}, listen: \"{main}\"}}\n",
-            hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes()))).unwrap_err();
+        let same = Config::parse(&format!(
+            "listen: {main}\ndiscord: {{botTokenFile: /t, channelId: \"1\", publicKey: {}, approvers: {{users: [\"1\"]}}, listen: \"{main}\"}}\n",
+            hex::encode(SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes())
+        ))
+        .unwrap_err();
         assert!(same.contains("discord.listen"), "{same}");
         let webhook = Config::parse("discord: {webhookUrlFile: /w, listen: \"0.0.0.0:9848\"}").unwrap_err();
         assert!(webhook.contains("only bot mode"), "{webhook}");

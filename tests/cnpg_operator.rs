@@ -255,7 +255,11 @@ async fn a_lost_primary_the_operator_will_not_fail_over_is_promoted_by_lifeboat(
     let lifeboat::plan::Action::PromoteCnpg { pod: promote_to, .. } = &plan.steps[0].action else { panic!("{}", plan.render_text()) };
     let promote_to = promote_to.clone();
     let cluster = env.cluster().await;
-    assert_eq!((cluster["status"]["currentPrimary"].as_str(), cluster["status"]["targetPrimary"].as_str()), (Some(primary.as_str()), Some(primary.as_str())), "the operator did not fail over");
+    assert_eq!(
+        (cluster["status"]["currentPrimary"].as_str(), cluster["status"]["targetPrimary"].as_str()),
+        (Some(primary.as_str()), Some(primary.as_str())),
+        "the operator did not fail over"
+    );
 
     let run = {
         let (client, plan) = (env.client.clone(), plan.clone());
@@ -266,7 +270,10 @@ async fn a_lost_primary_the_operator_will_not_fail_over_is_promoted_by_lifeboat(
     };
     // The instance manager of promote_to promotes itself (it talks to the apiserver, not to the operator);
     // then the network heals and the operator takes over from the new primary.
-    env.until("the promoted instance is the current primary", Duration::from_secs(120), async |env| (env.cluster().await["status"]["currentPrimary"] == promote_to.as_str()).then_some(())).await;
+    env.until("the promoted instance is the current primary", Duration::from_secs(120), async |env| {
+        (env.cluster().await["status"]["currentPrimary"] == promote_to.as_str()).then_some(())
+    })
+    .await;
     env.standin.set_operator_reachable(true);
     let report = run.await.unwrap();
     succeeded(&report, &plan);

@@ -21,9 +21,9 @@ use lifeboat::discord::interactions::Interactions;
 use lifeboat::discord::notifier::Notifier;
 use lifeboat::journal::{Mode, Phase, RunRecord, RunTrigger};
 use serde_json::{json, Value};
+use support::controlplane::control_plane;
 use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 use support::fake_gateway::FakeGateway;
-use support::controlplane::control_plane;
 use support::k8s::get;
 use support::live_app;
 

@@ -108,8 +108,17 @@ async fn the_approval_message_says_what_happened_and_the_plan_and_never_a_secret
     assert_eq!(messages.len(), 1, "one message per run");
     let m = &messages[0];
     let text = m.text();
-    for expected in ["Awaiting approval", "cnpg-instance-lost", "Cluster database/postgres", "LifeboatCnpgPrimaryOnLostNode", "5f1c0ffee0ddba11",
-        "What happened", "instance postgres-1 is on lost node node-01-pve", &run.spec.plan_hash, &run.id] {
+    for expected in [
+        "Awaiting approval",
+        "cnpg-instance-lost",
+        "Cluster database/postgres",
+        "LifeboatCnpgPrimaryOnLostNode",
+        "5f1c0ffee0ddba11",
+        "What happened",
+        "instance postgres-1 is on lost node node-01-pve",
+        &run.spec.plan_hash,
+        &run.id,
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     for step in &plan.steps {
@@ -324,10 +333,7 @@ mod live {
             async move { remediator.execute(approved, None).await.unwrap() }
         });
         // Live: the message shows the step being waited on, before it can finish.
-        fake.wait_until("a live edit showing step 3 of 3 running", |ms| {
-            ms[0].text().contains("step 3 of 3: **Wait for the app Service to have a ready endpoint**")
-        })
-        .await;
+        fake.wait_until("a live edit showing step 3 of 3 running", |ms| ms[0].text().contains("step 3 of 3: **Wait for the app Service to have a ready endpoint**")).await;
         assert!(fake.message(&main.id).content.contains("Running"));
         fake.wait_until("the replies for the two finished steps", |ms| replies(ms, &ms[0].id).len() >= 3).await;
         endpoints_ready(&s).await;
@@ -345,8 +351,13 @@ mod live {
         notifier.abort();
         let messages = fake.messages();
         let got: Vec<String> = replies(&messages, &main.id).iter().map(|r| r.content.clone()).collect();
-        let expected = ["approved by discord:", "Step 1/3 **Note the incident on the ConfigMap**", "Step 2/3 **Scale the app to 0**",
-            "Step 3/3 **Wait for the app Service to have a ready endpoint**", "Succeeded"];
+        let expected = [
+            "approved by discord:",
+            "Step 1/3 **Note the incident on the ConfigMap**",
+            "Step 2/3 **Scale the app to 0**",
+            "Step 3/3 **Wait for the app Service to have a ready endpoint**",
+            "Succeeded",
+        ];
         assert_eq!(got.len(), expected.len(), "{got:#?}");
         for (g, e) in got.iter().zip(expected) {
             assert!(g.contains(e), "expected {e:?}, got {got:#?}");

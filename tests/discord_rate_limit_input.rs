@@ -32,8 +32,7 @@ async fn stand_in(reset_after: &'static str, retry_after: serde_json::Value, lim
             async move {
                 let headers = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset-after", reset_after), ("x-ratelimit-bucket", "b1")];
                 if n < limited {
-                    (StatusCode::TOO_MANY_REQUESTS, headers, axum::Json(json!({"message": "slow down", "retry_after": retry_after, "global": false})))
-                        .into_response()
+                    (StatusCode::TOO_MANY_REQUESTS, headers, axum::Json(json!({"message": "slow down", "retry_after": retry_after, "global": false}))).into_response()
                 } else {
                     (headers, axum::Json(json!({"id": format!("{}", 100 + n)}))).into_response()
                 }

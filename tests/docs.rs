@@ -220,13 +220,8 @@ fn heading_anchors(text: &str) -> Vec<String> {
         if fenced {
             continue;
         }
-        let slug: String = title
-            .trim()
-            .to_lowercase()
-            .chars()
-            .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
-            .map(|c| if c == ' ' { '-' } else { c })
-            .collect();
+        let slug: String =
+            title.trim().to_lowercase().chars().filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ').map(|c| if c == ' ' { '-' } else { c }).collect();
         let repeats = anchors.iter().filter(|a| a.as_str() == slug || a.strip_prefix(slug.as_str()).is_some_and(|n| n.starts_with('-') && n[1..].parse::<u32>().is_ok())).count();
         anchors.push(if repeats == 0 { slug } else { format!("{slug}-{repeats}") });
     }

@@ -26,8 +26,7 @@ fn triage_classifies_every_affected_workload() {
     let report = triage(&snap.state, &snap.findings, None);
     let lost: Vec<(&str, bool)> = report.unavailable_nodes.iter().map(|n| (n.node.as_str(), n.lost)).collect();
     assert_eq!(lost, vec![("node-01-pve", true), ("node-04-pve", true)]);
-    let mut got: Vec<(Category, String, String)> =
-        report.workloads.iter().map(|w| (w.category, w.namespace.clone(), w.workload.clone())).collect();
+    let mut got: Vec<(Category, String, String)> = report.workloads.iter().map(|w| (w.category, w.namespace.clone(), w.workload.clone())).collect();
     got.sort();
     let expected = vec![
         (Category::CnpgInstance, "database", "Cluster postgres (instance postgres-1)"),

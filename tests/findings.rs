@@ -293,17 +293,15 @@ async fn garage_admin_api_health_with_and_without_token() {
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
     use axum::Json;
-    let app = axum::Router::new()
-        .route("/health", get(|| async { StatusCode::OK }))
-        .route(
-            "/v2/GetClusterHealth",
-            get(|headers: HeaderMap| async move {
-                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
-                    return Err(StatusCode::FORBIDDEN);
-                }
-                Ok(Json(json!({"status": "degraded", "knownNodes": 1, "connectedNodes": 1})))
-            }),
-        );
+    let app = axum::Router::new().route("/health", get(|| async { StatusCode::OK })).route(
+        "/v2/GetClusterHealth",
+        get(|headers: HeaderMap| async move {
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
+                return Err(StatusCode::FORBIDDEN);
+            }
+            Ok(Json(json!({"status": "degraded", "knownNodes": 1, "connectedNodes": 1})))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

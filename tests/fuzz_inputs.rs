@@ -77,7 +77,18 @@ fn routed_alert() -> impl Strategy<Value = Vec<u8>> {
     (
         proptest::sample::select(alertnames),
         prop_oneof![Just("firing".to_string()), Just("resolved".to_string()), ".{0,8}"],
-        proptest::collection::btree_map(prop_oneof![Just("namespace".to_string()), Just("cluster".to_string()), Just("name".to_string()), Just("node".to_string()), Just("persistentvolumeclaim".to_string()), ".{0,8}"], ".{0,40}", 0..5),
+        proptest::collection::btree_map(
+            prop_oneof![
+                Just("namespace".to_string()),
+                Just("cluster".to_string()),
+                Just("name".to_string()),
+                Just("node".to_string()),
+                Just("persistentvolumeclaim".to_string()),
+                ".{0,8}"
+            ],
+            ".{0,40}",
+            0..5,
+        ),
         ".{0,40}",
         prop_oneof![Just("2026-11-25T11:30:00Z".to_string()), Just("+262143-12-31T23:59:59Z".to_string()), Just("-262143-01-01T00:00:00Z".to_string()), ".{0,30}"],
     )
@@ -102,17 +113,25 @@ fn alertmanager_payloads_never_panic_and_refusals_say_why() {
         url
     });
     let http = reqwest::Client::new();
-    let valid = serde_json::to_vec(&alert_payload("firing", json!({"alertname": "LifeboatCnpgPrimaryOnLostNode", "namespace": "database", "cluster": "postgres"}), "fp", "2026-11-25T11:30:00Z")).unwrap();
-    let inputs = prop_oneof![
-        any_json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
-        mutated(valid),
-        routed_alert(),
-        proptest::collection::vec(any::<u8>(), 0..256),
-    ];
+    let valid = serde_json::to_vec(&alert_payload(
+        "firing",
+        json!({"alertname": "LifeboatCnpgPrimaryOnLostNode", "namespace": "database", "cluster": "postgres"}),
+        "fp",
+        "2026-11-25T11:30:00Z",
+    ))
+    .unwrap();
+    let inputs = prop_oneof![any_json().prop_map(|v| serde_json::to_vec(&v).unwrap()), mutated(valid), routed_alert(), proptest::collection::vec(any::<u8>(), 0..256),];
     runner()
         .run(&inputs, |body| {
             let (status, text) = rt.block_on(async {
-                let r = http.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(body.clone()).send().await.expect("lifeboat answers (a panic drops the connection)");
+                let r = http
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("lifeboat answers (a panic drops the connection)");
                 (r.status().as_u16(), r.text().await.unwrap())
             });
             prop_assert!(matches!(status, 200 | 400), "{status}: {text}");
@@ -168,7 +187,8 @@ fn signed_discord_interactions_never_panic() {
             serde_json::to_vec(&v).unwrap()
         });
     let valid = serde_json::to_vec(&json!({"id": "9", "application_id": "1", "type": 3, "token": "t", "version": 1, "channel_id": "1",
-        "member": {"user": {"id": "1000000000000000001"}, "roles": []}, "data": {"custom_id": "lb:a:run-x:0123456789abcdef01234567", "component_type": 2}})).unwrap();
+        "member": {"user": {"id": "1000000000000000001"}, "roles": []}, "data": {"custom_id": "lb:a:run-x:0123456789abcdef01234567", "component_type": 2}}))
+    .unwrap();
     let inputs = prop_oneof![click, mutated(valid), any_json().prop_map(|v| serde_json::to_vec(&v).unwrap())];
     let http = reqwest::Client::new();
     runner()
@@ -229,8 +249,17 @@ fn configs_never_panic_and_errors_name_the_key_or_line() {
     let values: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/helm/lifeboat/values.yaml")).unwrap()).unwrap();
     let chart_config = serde_yaml::to_string(&values["config"]).unwrap().into_bytes();
     let keys = prop_oneof![
-        Just("listen"), Just("nodeLostGrace"), Just("snapshotInterval"), Just("discord"), Just("remediation"), Just("garage"), Just("volsync"),
-        Just("s3Restore"), Just("kanidm"), Just("cnpg"), Just("backupCronJobs"),
+        Just("listen"),
+        Just("nodeLostGrace"),
+        Just("snapshotInterval"),
+        Just("discord"),
+        Just("remediation"),
+        Just("garage"),
+        Just("volsync"),
+        Just("s3Restore"),
+        Just("kanidm"),
+        Just("cnpg"),
+        Just("backupCronJobs"),
     ];
     let inputs = prop_oneof![
         mutated(chart_config),

@@ -104,7 +104,13 @@ async fn the_image_archive_serves_the_example_from_its_own_root_filesystem() {
     assert_eq!(run_config["Cmd"], serde_json::json!(["serve"]));
     assert!(run_config["ExposedPorts"]["9847/tcp"].is_object(), "exposes 9847/tcp: {run_config}");
     let labels = &run_config["Labels"];
-    for label in ["org.opencontainers.image.title", "org.opencontainers.image.source", "org.opencontainers.image.version", "org.opencontainers.image.revision", "org.opencontainers.image.licenses"] {
+    for label in [
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
+        "org.opencontainers.image.licenses",
+    ] {
         assert!(labels[label].as_str().is_some_and(|v| !v.is_empty()), "label {label} missing: {labels}");
     }
 
@@ -119,11 +125,7 @@ async fn the_image_archive_serves_the_example_from_its_own_root_filesystem() {
         let path = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
         run(Command::new("tar").arg("-xzf").arg(&path).arg("-C").arg(&rootfs).arg("--no-same-owner"));
     }
-    assert_eq!(
-        files_under(&rootfs),
-        ["etc/ssl/certs/ca-certificates.crt", "usr/local/bin/lifeboat"],
-        "the image holds the binary and the CA bundle, nothing else (no shell)"
-    );
+    assert_eq!(files_under(&rootfs), ["etc/ssl/certs/ca-certificates.crt", "usr/local/bin/lifeboat"], "the image holds the binary and the CA bundle, nothing else (no shell)");
     let binary = rootfs.join("usr/local/bin/lifeboat");
     assert!(is_static_elf(&std::fs::read(&binary).unwrap()), "the image's binary must not need the host's dynamic loader");
 

@@ -13,9 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use lifeboat::act::runner::{Outcome, RunReport, StepReport, StepStatus};
-use lifeboat::journal::{
-    api_resource, AlertRef, FileJournal, Journal, JournalError, Mode, Phase, RunRecord, RunStatus, RunTrigger, StepState, CRD_FILE, CRD_NAME,
-};
+use lifeboat::journal::{api_resource, AlertRef, FileJournal, Journal, JournalError, Mode, Phase, RunRecord, RunStatus, RunTrigger, StepState, CRD_FILE, CRD_NAME};
 use lifeboat::plan::{Action, ObjectRef, Plan, Step};
 use serde_json::{json, Value};
 // Private (holding back the journal CRD): the journal is tested without it, then installs it.
@@ -46,7 +44,14 @@ fn example_plan() -> Plan {
 /// The example plan re-aimed at another target (another hash, another id).
 /// A plan that changes one pod of its own.
 fn plan_touching(target: &str, pod: &str) -> Plan {
-    let step = Step { id: "restart".into(), title: "restart".into(), action: Action::RestartPod { pod: ObjectRef::pod("shop", pod) }, needs: vec![], preconditions: vec![], recovery_source: None };
+    let step = Step {
+        id: "restart".into(),
+        title: "restart".into(),
+        action: Action::RestartPod { pod: ObjectRef::pod("shop", pod) },
+        needs: vec![],
+        preconditions: vec![],
+        recovery_source: None,
+    };
     Plan { steps: vec![step], ..Plan::new("cnpg-instance-lost", target) }
 }
 
@@ -76,14 +81,7 @@ fn record(plan: &Plan, now: DateTime<Utc>) -> RunRecord {
 fn step_report(plan: &Plan, i: usize, status: StepStatus, t: i64) -> StepReport {
     let step = &plan.steps[i];
     let ran = !matches!(status, StepStatus::NotRun);
-    StepReport {
-        id: step.id.clone(),
-        title: step.title.clone(),
-        command: step.command(),
-        status,
-        started: ran.then(|| at(t)),
-        finished: ran.then(|| at(t + 5)),
-    }
+    StepReport { id: step.id.clone(), title: step.title.clone(), command: step.command(), status, started: ran.then(|| at(t)), finished: ran.then(|| at(t + 5)) }
 }
 
 /// A report where step 0 succeeded, step 1 failed and the rest did not run.
@@ -264,15 +262,9 @@ async fn install_crd(client: &Client) {
     crds.patch(CRD_NAME, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&crd)).await.expect("the CRD installs");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let established = crds
-            .get(CRD_NAME)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        let served = established
-            && client.list_api_group_resources("lifeboat.dev/v1alpha1").await.is_ok_and(|l| l.resources.iter().any(|r| r.name == "remediationruns"));
+        let established =
+            crds.get(CRD_NAME).await.ok().and_then(|c| c.status).and_then(|s| s.conditions).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        let served = established && client.list_api_group_resources("lifeboat.dev/v1alpha1").await.is_ok_and(|l| l.resources.iter().any(|r| r.name == "remediationruns"));
         if served {
             return;
         }
@@ -322,9 +314,7 @@ async fn status_goes_through_the_subresource_and_the_spec_is_immutable() {
     let mut status = rec.status.clone();
     status.apply_report(&failed_at_second_step(&plan));
     let updated = journal.update_status(&rec.id, &status).await.unwrap();
-    raw.patch_status(&rec.id, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"target": "Cluster evil/x"}, "status": {"leader": "x"}})))
-        .await
-        .unwrap();
+    raw.patch_status(&rec.id, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"target": "Cluster evil/x"}, "status": {"leader": "x"}}))).await.unwrap();
     let after = raw.get(&rec.id).await.unwrap();
     assert_eq!(after.data["spec"], before.data["spec"], "the status subresource never writes the spec");
     assert_eq!(after.metadata.generation, Some(1));
@@ -404,9 +394,7 @@ async fn a_concurrent_status_writer_causes_a_409_and_a_retry_from_fresh_state() 
                     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
                         let raw = raw_api(&control_plane().admin_client(), &ns);
                         let n = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-                        raw.patch_status(&rec.id, &PatchParams::default(), &Patch::Merge(&json!({"status": {"message": format!("noise {n}")}})))
-                            .await
-                            .expect("noise")
+                        raw.patch_status(&rec.id, &PatchParams::default(), &Patch::Merge(&json!({"status": {"message": format!("noise {n}")}}))).await.expect("noise")
                     })
                 });
             });
@@ -553,7 +541,13 @@ fn reports_map_onto_the_status_and_a_resume_keeps_earlier_successes() {
         outcome: Outcome::Succeeded,
         reason: None,
         steps: (0..n)
-            .map(|i| if i == 0 { step_report(&plan, i, StepStatus::NotRun, 0) } else { step_report(&plan, i, StepStatus::Succeeded { detail: "ok".into() }, 1_700_001_000 + i as i64 * 10) })
+            .map(|i| {
+                if i == 0 {
+                    step_report(&plan, i, StepStatus::NotRun, 0)
+                } else {
+                    step_report(&plan, i, StepStatus::Succeeded { detail: "ok".into() }, 1_700_001_000 + i as i64 * 10)
+                }
+            })
             .collect(),
         flux_left_suspended: vec![],
         awaiting_phase: None,

@@ -178,16 +178,15 @@ fn no_import_points_up() {
 #[test]
 fn every_allowed_exception_is_still_needed() {
     let found = upward_imports(&src_dir());
-    let stale: Vec<&(&str, &str, &str)> = ALLOWED
-        .iter()
-        .filter(|(m, p, _)| !found.iter().any(|(module, path, _, _)| module == m && (path == p || path.starts_with(&format!("{p}::")))))
-        .collect();
+    let stale: Vec<&(&str, &str, &str)> =
+        ALLOWED.iter().filter(|(m, p, _)| !found.iter().any(|(module, path, _, _)| module == m && (path == p || path.starts_with(&format!("{p}::"))))).collect();
     assert!(stale.is_empty(), "remove these from ALLOWED, they no longer occur: {stale:?}");
 }
 
 #[test]
 fn the_reader_finds_uses_in_groups_and_paths() {
-    let code = code("use crate::{plan::Plan, act::runner::{a, b}};\nlet x = crate::journal::Journal::file(d); // crate::api\nfn f() {}\n#[cfg(test)]\nmod tests { use crate::cli; }");
+    let code =
+        code("use crate::{plan::Plan, act::runner::{a, b}};\nlet x = crate::journal::Journal::file(d); // crate::api\nfn f() {}\n#[cfg(test)]\nmod tests { use crate::cli; }");
     let paths: Vec<String> = crate_paths(&code).into_iter().collect();
     assert_eq!(paths, ["act::runner", "journal::Journal::file", "plan::Plan"]);
     assert_eq!(layer_of("remediator::stats::refresh").map(|l| l.1), Some("remediator"));

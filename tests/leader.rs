@@ -22,19 +22,11 @@ use tokio::time::Instant;
 const LEASE: Duration = Duration::from_secs(2);
 
 fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "lifeboat::leader=info".into()))
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "lifeboat::leader=info".into())).try_init();
 }
 
 fn config(ns: &str, identity: &str) -> LeaderConfig {
-    LeaderConfig {
-        lease_duration: LEASE,
-        renew_interval: Duration::from_millis(500),
-        retry_interval: Duration::from_millis(200),
-        ..LeaderConfig::new(ns, identity)
-    }
+    LeaderConfig { lease_duration: LEASE, renew_interval: Duration::from_millis(500), retry_interval: Duration::from_millis(200), ..LeaderConfig::new(ns, identity) }
 }
 
 /// Polls `check` until it holds; panics after `within`.

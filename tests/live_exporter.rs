@@ -86,10 +86,7 @@ async fn metrics_follow_the_cluster_through_a_node_loss() {
     .await;
     assert_eq!(value(&s, "lifeboat_node_lost", &[("node", &doomed)]), None, "node is Ready");
     assert_eq!(value(&s, "lifeboat_cnpg_last_backup_state", &[("namespace", &ns), ("state", "in_progress")]), Some(1.0));
-    assert_eq!(
-        value(&s, "lifeboat_cnpg_last_successful_backup_timestamp_seconds", &[("namespace", &ns), ("source", "objectstore")]),
-        Some(at(&last_backup).timestamp() as f64)
-    );
+    assert_eq!(value(&s, "lifeboat_cnpg_last_successful_backup_timestamp_seconds", &[("namespace", &ns), ("source", "objectstore")]), Some(at(&last_backup).timestamp() as f64));
     assert_eq!(value(&s, "lifeboat_watch_up", &[("kind", "mariadb.MariaDB")]), Some(0.0), "CRD not installed yet");
     assert_eq!(value(&s, "lifeboat_watch_up", &[("kind", "cnpg.Cluster")]), Some(1.0));
 
@@ -118,10 +115,8 @@ async fn metrics_follow_the_cluster_through_a_node_loss() {
         mariadb["spec"].as_object_mut().unwrap().remove("rootPasswordSecretKeyRef");
     }
     create(&client, mariadb, Some(&ns)).await;
-    let s = eventually(&base, "MariaDB watch starts after its CRD appears", |s| {
-        value(s, "lifeboat_mariadb_galera_ready", &[("namespace", &ns), ("name", "mariadb")]) == Some(1.0)
-    })
-    .await;
+    let s = eventually(&base, "MariaDB watch starts after its CRD appears", |s| value(s, "lifeboat_mariadb_galera_ready", &[("namespace", &ns), ("name", "mariadb")]) == Some(1.0))
+        .await;
     assert_eq!(value(&s, "lifeboat_watch_up", &[("kind", "mariadb.MariaDB")]), Some(1.0));
     assert!(value(&s, "lifeboat_watch_events_total", &[("kind", "core.Node")]).unwrap() >= 3.0);
 

@@ -105,9 +105,9 @@ fn values_follow_the_findings() {
 
 #[test]
 fn remediation_metrics_come_from_the_journal() {
-    use lifeboat::remediator::stats::RemediationStats;
     use lifeboat::config::Mode;
     use lifeboat::journal::{RunRecord, RunTrigger};
+    use lifeboat::remediator::stats::RemediationStats;
     let (state, _) = lifeboat::cluster::dump::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node-loss"))).unwrap();
     let snap = Snapshot::build(state, &Config::default(), &GarageProbe::default());
     let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };

@@ -12,8 +12,8 @@ use lifeboat::config::Config;
 use lifeboat::plan::playbooks::{plan, Trigger};
 use lifeboat::plan::Plan;
 use lifeboat::snapshot::Snapshot;
-use support::controlplane::control_plane;
 use support::cnpg::*;
+use support::controlplane::control_plane;
 use support::fixtures::{cnpg_cluster, condition, object_store, pod, pv_pinned, pvc};
 use support::k8s::*;
 
@@ -23,7 +23,6 @@ struct Scene {
     healthy: String,
     doomed: String,
 }
-
 
 /// A 3-instance CNPG cluster whose primary postgres-1 lives on a node that
 /// has been NotReady for 10 minutes.
@@ -63,16 +62,26 @@ async fn play_promotions_only(client: Client, ns: String) {
     }
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_a_lost_primary_end_to_end() {
     let s = scene("cnpg-e2e").await;
     let plan = live_plan(&s).await;
     let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-    assert_eq!(ids, vec![
-        "promote", "wait-primary", "wait-archiving", "base-backup", "wait-backup",
-        "mark-pvc-postgres-1", "delete-pod-postgres-1", "delete-pvc-postgres-1", "wait-healthy", "verify-rw-endpoints",
-    ]);
+    assert_eq!(
+        ids,
+        vec![
+            "promote",
+            "wait-primary",
+            "wait-archiving",
+            "base-backup",
+            "wait-backup",
+            "mark-pvc-postgres-1",
+            "delete-pod-postgres-1",
+            "delete-pvc-postgres-1",
+            "wait-healthy",
+            "verify-rw-endpoints",
+        ]
+    );
     assert!(plan.findings.iter().any(|f| f.contains("it is stuck")), "{}", plan.render_text());
 
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
@@ -97,7 +106,14 @@ async fn recovers_a_lost_primary_end_to_end() {
     let version = cluster["metadata"]["resourceVersion"].clone();
     let again = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
-    let details: Vec<String> = again.steps.iter().map(|st| match &st.status { StepStatus::Succeeded { detail } => detail.clone(), other => format!("{other:?}") }).collect();
+    let details: Vec<String> = again
+        .steps
+        .iter()
+        .map(|st| match &st.status {
+            StepStatus::Succeeded { detail } => detail.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
     assert!(details[position(&plan, "promote")].contains("already the target primary"), "{details:?}");
     for id in ["mark-pvc-postgres-1", "delete-pod-postgres-1", "delete-pvc-postgres-1"] {
         assert!(details[position(&plan, id)].contains("already gone"), "{details:?}");
@@ -175,8 +191,8 @@ async fn a_wait_that_never_converges_fails_and_reports_what_is_left() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_is_resumed_without_repeating_destructive_steps() {
-    use std::sync::{Arc, Mutex};
     use lifeboat::act::runner::{fresh_report, resume, RunReport};
+    use std::sync::{Arc, Mutex};
     let s = scene("cnpg-resume").await;
     let plan = live_plan(&s).await;
     let journal: Arc<Mutex<RunReport>> = Arc::new(Mutex::new(fresh_report(&plan)));
@@ -333,12 +349,22 @@ async fn the_plan_deletes_every_pvc_of_the_instance_before_its_pod() {
 }
 
 async fn rw_slice(s: &Scene, target: &str, conditions: serde_json::Value) {
-    create(&s.client, serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres-rw", "namespace": s.ns},
-        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}}}), None).await;
-    create(&s.client, serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    create(
+        &s.client,
+        serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres-rw", "namespace": s.ns},
+        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}}}),
+        None,
+    )
+    .await;
+    create(
+        &s.client,
+        serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "postgres-rw-1", "namespace": s.ns, "labels": {"kubernetes.io/service-name": "postgres-rw"}},
         "addressType": "IPv4", "ports": [{"port": 5432}],
-        "endpoints": [{"addresses": ["10.0.0.12"], "conditions": conditions, "targetRef": {"kind": "Pod", "name": target, "namespace": s.ns}}]}), None).await;
+        "endpoints": [{"addresses": ["10.0.0.12"], "conditions": conditions, "targetRef": {"kind": "Pod", "name": target, "namespace": s.ns}}]}),
+        None,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +403,8 @@ async fn a_single_instance_cluster_is_recovered_from_its_object_store_and_triage
     create(&client, pv_pinned(&pv, "kubernetes.io/hostname", &doomed, &ns, "postgres-1"), None).await;
     create(&client, pvc(&ns, "postgres-1", &pv, serde_json::json!({"cnpg.io/cluster": "postgres", "cnpg.io/pvcRole": "PG_DATA"})), None).await;
     create(&client, running(pod(&ns, "postgres-1", &doomed, &["postgres-1"], serde_json::json!({"cnpg.io/cluster": "postgres"}), None)), None).await;
-    let mut cluster = cnpg_cluster(&ns, "postgres", "postgres-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z")], "postgres-r2");
+    let mut cluster =
+        cnpg_cluster(&ns, "postgres", "postgres-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z")], "postgres-r2");
     cluster["spec"]["instances"] = serde_json::json!(1);
     cluster["spec"]["storage"] = serde_json::json!({"size": "1Gi"});
     cluster["status"]["instanceNames"] = serde_json::json!(["postgres-1"]);
@@ -451,12 +478,12 @@ mod journaled {
     //! `serve` runs it: submit → approve (hash-bound) → the leader executes.
 
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-    use lifeboat::remediator::{abort, approve, submit, RemediationError, Remediator};
     use lifeboat::config::RemediationConfig;
     use lifeboat::journal::{Journal, Phase, RunTrigger, StepState};
     use lifeboat::leader::{spawn, LeaderConfig};
+    use lifeboat::remediator::{abort, approve, submit, RemediationError, Remediator};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     async fn snapshot_of(client: &Client) -> Snapshot {
         let config = Config { discovery_interval: lifeboat::config::Dur::secs(1), ..Config::default() };
@@ -570,7 +597,8 @@ mod journaled {
 
         // Abort: a second run for the target, aborted before it is executed, never runs.
         let snap = snapshot_of(&s.client).await;
-        let next = submit(&journal, &config, &snap.state, &snap.findings, "stale-cleanup", RunTrigger { namespace: Some(s.ns.clone()), ..Default::default() }, "test").await.unwrap();
+        let next =
+            submit(&journal, &config, &snap.state, &snap.findings, "stale-cleanup", RunTrigger { namespace: Some(s.ns.clone()), ..Default::default() }, "test").await.unwrap();
         assert_eq!(next.status.phase, Phase::NothingToDo, "nothing orphaned here: {:#?}", next.status);
         let aborted = abort(&journal, &run.id, "bob").await.unwrap();
         assert_eq!(aborted.status.phase, Phase::Succeeded, "a finished run stays finished");

@@ -78,12 +78,25 @@ async fn play_jobs(client: Client, ns: String, node: String, behaviour: Behaviou
             let mut spec = template["spec"].clone();
             spec["nodeName"] = json!(node);
             let pod_name = format!("{name}-x7k2p");
-            create(&client, json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"]}, "spec": spec}), None).await;
+            create(
+                &client,
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"]}, "spec": spec}),
+                None,
+            )
+            .await;
             let now = rfc3339(Utc::now());
             let terminated = json!({"exitCode": if ok {0} else {1}, "reason": if ok {"Completed"} else {"Error"}, "message": output, "startedAt": now, "finishedAt": now});
-            set_status(&client, "v1", "Pod", Some(&ns), &pod_name, json!({"phase": if ok {"Succeeded"} else {"Failed"},
-                "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": terminated}}]})).await;
+            set_status(
+                &client,
+                "v1",
+                "Pod",
+                Some(&ns),
+                &pod_name,
+                json!({"phase": if ok {"Succeeded"} else {"Failed"},
+                "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": terminated}}]}),
+            )
+            .await;
             let (criteria, end) = if ok { ("SuccessCriteriaMet", "Complete") } else { ("FailureTarget", "Failed") };
             let cond = |t: &str| json!({"type": t, "status": "True", "reason": if ok {"CompletionsReached"} else {"BackoffLimitExceeded"}, "message": "", "lastProbeTime": now, "lastTransitionTime": now});
             let mut status = json!({"startTime": now, "conditions": [cond(criteria), cond(end)], "ready": 0, "terminating": 0,
@@ -109,7 +122,8 @@ async fn play_jobs(client: Client, ns: String, node: String, behaviour: Behaviou
 async fn claims_mountable(client: &Client, ns: &str, spec: &Value) -> bool {
     let claims: Vec<String> = spec["volumes"].as_array().into_iter().flatten().filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(String::from)).collect();
     let pvcs = api_for(client, "v1", "PersistentVolumeClaim", Some(ns)).await;
-    let pods: Vec<Value> = api_for(client, "v1", "Pod", Some(ns)).await.list(&ListParams::default()).await.unwrap().items.into_iter().map(|p| serde_json::to_value(p).unwrap()).collect();
+    let pods: Vec<Value> =
+        api_for(client, "v1", "Pod", Some(ns)).await.list(&ListParams::default()).await.unwrap().items.into_iter().map(|p| serde_json::to_value(p).unwrap()).collect();
     for claim in claims {
         let Some(pvc) = pvcs.get_opt(&claim).await.unwrap().map(|p| serde_json::to_value(p).unwrap()) else { return false };
         if pvc["metadata"]["deletionTimestamp"].is_string() {
@@ -117,10 +131,14 @@ async fn claims_mountable(client: &Client, ns: &str, spec: &Value) -> bool {
         }
         if let Some(volume) = pvc["spec"]["volumeName"].as_str() {
             let pv = serde_json::to_value(api_for(client, "v1", "PersistentVolume", None).await.get(volume).await.unwrap()).unwrap();
-            let pinned: Vec<String> = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array().into_iter().flatten()
+            let pinned: Vec<String> = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .flat_map(|t| t["matchExpressions"].as_array().cloned().unwrap_or_default())
                 .flat_map(|e| e["values"].as_array().cloned().unwrap_or_default())
-                .filter_map(|v| v.as_str().map(String::from)).collect();
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
             for node in pinned {
                 let n = api_for(client, "v1", "Node", None).await.get_opt(&node).await.unwrap().map(|n| serde_json::to_value(n).unwrap());
                 let ready = n.is_some_and(|n| n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")));
@@ -131,7 +149,9 @@ async fn claims_mountable(client: &Client, ns: &str, spec: &Value) -> bool {
         }
         let mounted = pods.iter().any(|p| {
             let done = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-            !done && p["metadata"]["deletionTimestamp"].is_null() && p["spec"]["volumes"].as_array().is_some_and(|vs| vs.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == claim.as_str()))
+            !done
+                && p["metadata"]["deletionTimestamp"].is_null()
+                && p["spec"]["volumes"].as_array().is_some_and(|vs| vs.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == claim.as_str()))
         });
         if mounted {
             return false;
@@ -154,7 +174,8 @@ async fn play_statefulset_pods(client: Client, ns: String, node: String) {
             let sts = serde_json::to_value(sts).unwrap();
             let name = sts["metadata"]["name"].as_str().unwrap().to_string();
             let wanted = sts["spec"]["replicas"].as_i64().unwrap_or(1);
-            let templates: Vec<String> = sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten().filter_map(|t| t["metadata"]["name"].as_str().map(String::from)).collect();
+            let templates: Vec<String> =
+                sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten().filter_map(|t| t["metadata"]["name"].as_str().map(String::from)).collect();
             for ordinal in 0..wanted.max(1) {
                 let pod_name = format!("{name}-{ordinal}");
                 let current = pods.get_opt(&pod_name).await.unwrap().map(|p| serde_json::to_value(p).unwrap());
@@ -214,7 +235,12 @@ const KANIDM_IMAGE: &str = "docker.io/kanidm/server:1.11.1@sha256:7c3d7ed868e91f
 async fn kaniop_statefulset(client: &Client, ns: &str, image: &str) {
     support::kaniop::install_crd(client).await;
     let kanidm = create(client, support::kaniop::kanidm(ns, "kanidm", image, "default", 1), None).await;
-    let mut sts = workload_object("StatefulSet", ns, "kanidm-default", json!({"app.kubernetes.io/managed-by": "kaniop", "kanidm.kaniop.rs/cluster": "kanidm", "kanidm.kaniop.rs/replica-group": "default"}));
+    let mut sts = workload_object(
+        "StatefulSet",
+        ns,
+        "kanidm-default",
+        json!({"app.kubernetes.io/managed-by": "kaniop", "kanidm.kaniop.rs/cluster": "kanidm", "kanidm.kaniop.rs/replica-group": "default"}),
+    );
     sts["metadata"]["ownerReferences"] = support::kaniop::owner_reference(&kanidm);
     sts["spec"]["template"]["spec"]["containers"] = json!([{"name": "kanidm", "image": image}]);
     sts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "kanidm-data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "openebs-hostpath", "resources": {"requests": {"storage": "10Gi"}}}}]);
@@ -251,7 +277,8 @@ async fn kanidm_scene(prefix: &str, backup_succeeded: bool) -> Scene {
 /// The shipped example (deploy/examples/s3-restore-kanidm.yaml), its
 /// template keyed to the test namespace.
 fn example_config(ns: &str) -> Config {
-    let mut config = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/s3-restore-kanidm.yaml"))).expect("the shipped example is a valid config");
+    let mut config =
+        Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/s3-restore-kanidm.yaml"))).expect("the shipped example is a valid config");
     let app = config.s3_restore.apps.remove(&format!("identity/{PVC}")).expect("the example configures Kanidm");
     config.s3_restore.apps = BTreeMap::from([(format!("{ns}/{PVC}"), app)]);
     config.kanidm.namespace = ns.to_string();
@@ -273,9 +300,18 @@ async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_templ
     let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some("kanidm-default".into()), node: None };
     let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
     let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-    assert_eq!(ids, ["suspend-flux", "scale-down", "wait-stopped", "delete-pod-kanidm-default-0", "wait-unused", "hold-flux", "delete-pvc", "create-pvc", "restore", "scale-up", "resume-flux"], "{}", plan.render_text());
+    assert_eq!(
+        ids,
+        ["suspend-flux", "scale-down", "wait-stopped", "delete-pod-kanidm-default-0", "wait-unused", "hold-flux", "delete-pvc", "create-pvc", "restore", "scale-up", "resume-flux"],
+        "{}",
+        plan.render_text()
+    );
     // kaniop owns the StatefulSet: it is stopped through the Kanidm's replica group.
-    assert!(matches!(&plan.steps[1].action, lifeboat::plan::Action::SetKanidmReplicas { kanidm, group, replicas: 0 } if kanidm.kind == "Kanidm" && group == "default"), "{}", plan.render_text());
+    assert!(
+        matches!(&plan.steps[1].action, lifeboat::plan::Action::SetKanidmReplicas { kanidm, group, replicas: 0 } if kanidm.kind == "Kanidm" && group == "default"),
+        "{}",
+        plan.render_text()
+    );
     // The recovery point is kanidm's own newest backup before the sync shipped it
     // (online_backup `@daily`), not the sync CronJob's last success.
     let synced = Utc::now() - chrono::Duration::minutes(90);
@@ -288,14 +324,16 @@ async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_templ
     // The affected() list of the composed node-loss playbook names this PVC.
     let snap = live_snapshot(&s.client, &config).await;
     let affected = lifeboat::plan::playbooks::s3_restore::affected(&snap.state, &snap.findings);
-    assert!(affected.iter().any(|t| t.namespace.as_deref() == Some(s.ns.as_str()) && t.name.as_deref() == Some(PVC) && t.node.as_deref() == Some(s.doomed.as_str())), "{affected:?}");
+    assert!(
+        affected.iter().any(|t| t.namespace.as_deref() == Some(s.ns.as_str()) && t.name.as_deref() == Some(PVC) && t.node.as_deref() == Some(s.doomed.as_str())),
+        "{affected:?}"
+    );
 
     // kaniop (played since the scene) undoes a direct scale of its StatefulSet, whose controller then
     // re-creates the pod on the claim: only a stop through the Kanidm lets the
     // restore Job (which runs only where its claim can be mounted) start.
     let sts_pods = tokio::spawn(play_statefulset_pods(s.client.clone(), s.ns.clone(), s.healthy.clone()));
-    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(),
-        restore_prints(true, "Restoring ...\n✅ Restore Success!")));
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_prints(true, "Restoring ...\n✅ Restore Success!")));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     jobs.abort();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
@@ -306,7 +344,10 @@ async fn s3_restore_replaces_the_lost_pvc_and_restores_it_with_the_shipped_templ
     assert!(claim["spec"]["volumeName"].is_null(), "not bound to the old, pinned volume: {claim:#}");
     assert_eq!(claim["spec"]["storageClassName"], "openebs-hostpath");
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "10Gi");
-    let job_name = match &plan.steps.iter().find(|st| st.id == "restore").unwrap().action { lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(), other => panic!("{other:?}") };
+    let job_name = match &plan.steps.iter().find(|st| st.id == "restore").unwrap().action {
+        lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(),
+        other => panic!("{other:?}"),
+    };
     let job = get(&s.client, "batch/v1", "Job", Some(&s.ns), &job_name).await;
     let volumes = job["spec"]["template"]["spec"]["volumes"].to_string();
     assert!(volumes.contains(PVC), "the template's {{{{pvc}}}} was filled: {volumes}");
@@ -354,8 +395,13 @@ async fn play_kaniop(client: Client, ns: String) {
     let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await;
     loop {
         if pvcs.get_opt(PVC).await.unwrap().is_none() {
-            create(&client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": PVC, "namespace": ns, "labels": {"app.kubernetes.io/name": "kanidm"}},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "openebs-hostpath", "resources": {"requests": {"storage": "10Gi"}}}}), None).await;
+            create(
+                &client,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": PVC, "namespace": ns, "labels": {"app.kubernetes.io/name": "kanidm"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "openebs-hostpath", "resources": {"requests": {"storage": "10Gi"}}}}),
+                None,
+            )
+            .await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -386,20 +432,26 @@ async fn a_failed_restore_job_stops_the_run_with_its_output_and_flux_stays_suspe
     let config = example_config(&s.ns);
     let trigger = Trigger { namespace: Some(s.ns.clone()), name: Some(PVC.into()), node: None };
     let plan = live_plan(&s.client, &config, "s3-restore", trigger).await;
-    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(),
-        restore_prints(false, "downloading\nERROR: backup file is truncated")));
+    let jobs = tokio::spawn(play_jobs(s.client.clone(), s.ns.clone(), s.healthy.clone(), restore_prints(false, "downloading\nERROR: backup file is truncated")));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     jobs.abort();
     assert_eq!(report.outcome, Outcome::Stopped);
     let restore = report.steps.iter().find(|st| st.id == "restore").unwrap();
-    assert!(matches!(&restore.status, StepStatus::Failed { error } if error.contains("ERROR: backup file is truncated") && error.contains("BackoffLimitExceeded") && error.contains("kubectl delete job")), "{report:#?}");
+    assert!(
+        matches!(&restore.status, StepStatus::Failed { error } if error.contains("ERROR: backup file is truncated") && error.contains("BackoffLimitExceeded") && error.contains("kubectl delete job")),
+        "{report:#?}"
+    );
     assert!(report.steps.iter().filter(|st| st.id == "scale-up" || st.id == "resume-flux").all(|st| st.status == StepStatus::NotRun));
     // The claim was replaced: resumed, Flux would start Kanidm on the empty volume.
     let flux = get(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns), "kanidm").await;
     assert_eq!(flux["spec"]["suspend"], true, "held suspended: {flux:#}");
     assert!(flux["metadata"]["annotations"]["lifeboat.dev/kept-suspended"].as_str().is_some_and(|why| why.contains("s3-restore")), "{flux:#}");
     assert_eq!(report.flux_left_suspended, vec![format!("Kustomization {}/kanidm", s.ns)]);
-    assert!(report.remaining_commands().iter().any(|c| c.contains("kanidm") && c.contains("replicaGroups[name=default].replicas: 1")), "the report says how to finish by hand (kaniop owns the StatefulSet): {:?}", report.remaining_commands());
+    assert!(
+        report.remaining_commands().iter().any(|c| c.contains("kanidm") && c.contains("replicaGroups[name=default].replicas: 1")),
+        "the report says how to finish by hand (kaniop owns the StatefulSet): {:?}",
+        report.remaining_commands()
+    );
 
     // The failed Job is evidence: a resumed run does not re-create it.
     let again = resume(&s.client, &plan, &plan.hash(), &fast(), from_step(&report, "restore"), &|_| {}).await;
@@ -494,11 +546,7 @@ mod credentials {
                     Ok(())
                 }
             }
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter("debug,lifeboat=trace")
-                .with_ansi(false)
-                .with_writer(move || Sink(logs))
-                .finish();
+            let subscriber = tracing_subscriber::fmt().with_env_filter("debug,lifeboat=trace").with_ansi(false).with_writer(move || Sink(logs)).finish();
             tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this test binary");
             logs
         })
@@ -510,7 +558,11 @@ mod credentials {
     }
 
     fn password(user: &str) -> &'static str {
-        if user == "admin" { ADMIN_PW } else { IDM_PW }
+        if user == "admin" {
+            ADMIN_PW
+        } else {
+            IDM_PW
+        }
     }
 
     /// Kanidm running on a healthy node whose kubelet is the stand-in:
@@ -533,8 +585,13 @@ mod credentials {
         create(&client, kanidmd, None).await;
         create(&client, workload_object("Deployment", &ns, "forgejo", json!({})), None).await;
         create(&client, kustomization(&ns, "kanidm", false, "True"), None).await;
-        create(&client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": ns},
-            "stringData": {"ADMIN_PASSWORD": "old-admin", "IDM_ADMIN_PASSWORD": "old-idm"}}), None).await;
+        create(
+            &client,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": ns},
+            "stringData": {"ADMIN_PASSWORD": "old-admin", "IDM_ADMIN_PASSWORD": "old-idm"}}),
+            None,
+        )
+        .await;
         support::kaniop::serve_kanidmd(client.clone(), ns.clone(), "kanidm-default".into(), kubelet, Arc::new(|user: &str| password(user).to_string()));
         let mut config = example_config(&ns);
         config.kanidm.oidc_clients = vec![format!("Deployment/{ns}/forgejo")];
@@ -555,7 +612,11 @@ mod credentials {
         let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
         let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
         assert_eq!(ids, ["wait-running", "recover-admin", "recover-idm-admin", &format!("restart-deployment-{}-forgejo", s.ns)]);
-        assert!(matches!(&plan.steps[1].action, lifeboat::plan::Action::ExecToSecret { pod, command, .. } if pod.name == "kanidm-default-0" && command == &["kanidmd", "recover-account", "admin"]), "{}", plan.render_text());
+        assert!(
+            matches!(&plan.steps[1].action, lifeboat::plan::Action::ExecToSecret { pod, command, .. } if pod.name == "kanidm-default-0" && command == &["kanidmd", "recover-account", "admin"]),
+            "{}",
+            plan.render_text()
+        );
         let again = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
         assert_eq!(plan.hash(), again.hash(), "nothing time-dependent in the plan (restartedAt is stamped at execution)");
 
@@ -604,7 +665,15 @@ mod credentials {
         let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
         // kanidmd stopped (the pod is no longer Running/Ready): the kubelet has
         // no container to exec into.
-        set_status(&s.client, "v1", "Pod", Some(&s.ns), "kanidm-default-0", json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": null})).await;
+        set_status(
+            &s.client,
+            "v1",
+            "Pod",
+            Some(&s.ns),
+            "kanidm-default-0",
+            json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": null}),
+        )
+        .await;
         assert!(!kubelet.is_running(&s.ns, "kanidm-default-0", "kanidm").await, "the kubelet sees the pod stopped");
         // The plan itself refuses: recover-account requires the pod Ready.
         let mut from_recover = lifeboat::act::runner::fresh_report(&plan);
@@ -642,9 +711,14 @@ mod credentials {
         for (file, role) in [("deploy/manifests/lifeboat.yaml", "lifeboat-read"), ("deploy/manifests/optional/remediation-rbac.yaml", "lifeboat-remediate")] {
             let name = format!("{}-{role}", s.ns);
             create(&s.client, shipped_cluster_role(file, role, &name), None).await;
-            create(&s.client, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+            create(
+                &s.client,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": "lifeboat", "namespace": s.ns}]}), None).await;
+                "subjects": [{"kind": "ServiceAccount", "name": "lifeboat", "namespace": s.ns}]}),
+                None,
+            )
+            .await;
         }
         let lifeboat_sa = control_plane().service_account_client(&s.ns, "lifeboat").await;
         let plan = live_plan(&s.client, &config, "kanidm-credential-reset", Trigger::default()).await;
@@ -733,8 +807,13 @@ mod garage {
         create(&client, pv_pinned(&backup_pv, "kubernetes.io/hostname", &healthy, &ns, "garage-meta-backup"), None).await;
         create(&client, pvc(&ns, "garage-meta-backup", &backup_pv, json!({})), None).await;
         create(&client, workload_object("Deployment", &ns, "garage", json!({"helm.toolkit.fluxcd.io/name": "garage", "helm.toolkit.fluxcd.io/namespace": ns})), None).await;
-        create(&client, json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "garage", "namespace": ns},
-            "spec": {"interval": "2h", "chartRef": {"kind": "OCIRepository", "name": "garage-app"}}}), None).await;
+        create(
+            &client,
+            json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "garage", "namespace": ns},
+            "spec": {"interval": "2h", "chartRef": {"kind": "OCIRepository", "name": "garage-app"}}}),
+            None,
+        )
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -769,7 +848,10 @@ mod garage {
         assert_eq!(*repairs.lock().unwrap(), ["tables"], "garage repair -a --yes tables, once");
         assert_eq!(get(&s.client, "apps/v1", "Deployment", Some(&s.ns), "garage").await["spec"]["replicas"], 1);
         assert_eq!(get(&s.client, "helm.toolkit.fluxcd.io/v2", "HelmRelease", Some(&s.ns), "garage").await["spec"]["suspend"], false);
-        let job_name = match &plan.steps.iter().find(|st| st.id == "restore").unwrap().action { lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(), other => panic!("{other:?}") };
+        let job_name = match &plan.steps.iter().find(|st| st.id == "restore").unwrap().action {
+            lifeboat::plan::Action::RunJob { job, .. } => job.name.clone(),
+            other => panic!("{other:?}"),
+        };
         let job = get(&s.client, "batch/v1", "Job", Some(&s.ns), &job_name).await;
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "garage-meta-backup", "readOnly": true}));
@@ -861,10 +943,14 @@ mod garage {
 
     #[test]
     fn the_follow_ups_name_the_cnpg_clusters_that_archive_into_this_garage() {
-        let cluster = |name: &str, store: &str| json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": meta(Some("database"), name),
-            "spec": {"instances": 2, "plugins": [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "parameters": {"barmanObjectName": store, "serverName": name}}]}});
-        let store = |name: &str, endpoint: &str| json!({"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore", "metadata": meta(Some("database"), name),
-            "spec": {"configuration": {"destinationPath": "s3://cnpg/", "endpointURL": endpoint}}});
+        let cluster = |name: &str, store: &str| {
+            json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": meta(Some("database"), name),
+            "spec": {"instances": 2, "plugins": [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "parameters": {"barmanObjectName": store, "serverName": name}}]}})
+        };
+        let store = |name: &str, endpoint: &str| {
+            json!({"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore", "metadata": meta(Some("database"), name),
+            "spec": {"configuration": {"destinationPath": "s3://cnpg/", "endpointURL": endpoint}}})
+        };
         let objects = vec![
             node("node-02", "True", "2026-11-25T00:00:00Z"),
             pv_pinned("pv-meta", "kubernetes.io/hostname", "node-02", "volsync-system", "garage-meta"),

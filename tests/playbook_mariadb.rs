@@ -20,8 +20,8 @@ use lifeboat::plan::{Action, Plan, Precondition, WaitCondition};
 use lifeboat::snapshot::Snapshot;
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
-use support::galera::{Galera, View as GaleraView};
 use support::fixtures::*;
+use support::galera::{Galera, View as GaleraView};
 use support::k8s::*;
 
 const MDB: &str = "k8s.mariadb.com/v1alpha1";
@@ -64,7 +64,8 @@ fn instance(ns: &str, i: usize, node: &str, ready: bool) -> Vec<Value> {
 fn mariadb(ns: &str, galera_ready: Option<&str>, recovered: Value) -> Value {
     let mut m = meta(Some(ns), "mariadb");
     m["labels"] = json!({"kustomize.toolkit.fluxcd.io/name": "mariadb-cluster", "kustomize.toolkit.fluxcd.io/namespace": ns});
-    let mut conditions = vec![condition("Ready", "False", "StatefulSetNotReady", "2026-11-25T11:20:09Z"), condition("GaleraConfigured", "True", "GaleraConfigured", "2025-12-20T14:02:52Z")];
+    let mut conditions =
+        vec![condition("Ready", "False", "StatefulSetNotReady", "2026-11-25T11:20:09Z"), condition("GaleraConfigured", "True", "GaleraConfigured", "2025-12-20T14:02:52Z")];
     if let Some(status) = galera_ready {
         conditions.push(condition("GaleraReady", status, if status == "True" { "GaleraReady" } else { "GaleraNotReady" }, "2026-11-25T11:20:09Z"));
     }
@@ -148,7 +149,10 @@ mod pure {
             assert!(source.description.contains("Galera SST"), "{source:?}");
             assert!(source.evidence.iter().any(|e| e.contains("mariadb-1, mariadb-2")), "{source:?}");
         }
-        assert!(plan.steps.iter().all(|s| !matches!(s.action, Action::SuspendFlux { .. } | Action::MergePatch { .. } | Action::TemporaryPatch { .. })), "quorum held: the CR is not touched");
+        assert!(
+            plan.steps.iter().all(|s| !matches!(s.action, Action::SuspendFlux { .. } | Action::MergePatch { .. } | Action::TemporaryPatch { .. })),
+            "quorum held: the CR is not touched"
+        );
         assert!(matches!(&plan.steps[3].action, Action::Wait { until: WaitCondition::ConditionIs { condition, status }, object, .. }
             if condition == "Ready" && status == "True" && object.kind == "Pod" && object.name == "mariadb-0"));
         assert!(findings_text(&plan).contains("mariadb-0 is on lost node node-01-pve"), "{}", findings_text(&plan));
@@ -165,7 +169,10 @@ mod pure {
         // and mariadb-0 (Pending on a claim pinned to the lost node) never does.
         let recovered = json!({"mariadb-1": {"seqno": 100, "uuid": "u1"}, "mariadb-2": {"seqno": 250, "uuid": "u1"}});
         let plan = plan_for(objects("db", "live", "dead", false, Some("False"), recovered));
-        assert_eq!(ids(&plan), vec!["delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "wait-ready"]);
+        assert_eq!(
+            ids(&plan),
+            vec!["delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "wait-pod-mariadb-0", "wait-galera-ready", "wait-ready"]
+        );
         assert!(
             plan.steps.iter().all(|s| !matches!(s.action, Action::SuspendFlux { .. } | Action::MergePatch { .. } | Action::TemporaryPatch { .. })),
             "the operator's recovery is on and not stuck: the CR is not touched"
@@ -190,8 +197,16 @@ mod pure {
         assert_eq!(
             ids(&plan),
             vec![
-                "suspend-flux", "delete-pod-mariadb-0", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0", "force-bootstrap", "wait-bootstrap-pod",
-                "wait-pod-mariadb-0", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"
+                "suspend-flux",
+                "delete-pod-mariadb-0",
+                "delete-pvc-storage-mariadb-0",
+                "delete-pvc-galera-mariadb-0",
+                "force-bootstrap",
+                "wait-bootstrap-pod",
+                "wait-pod-mariadb-0",
+                "wait-galera-ready",
+                "unset-force-bootstrap",
+                "resume-flux"
             ]
         );
         let text = findings_text(&plan);
@@ -199,9 +214,12 @@ mod pure {
         assert!(text.contains("quorum lost: the survivors mariadb-1, mariadb-2 run but none is Ready"), "{text}");
         assert!(text.contains("acts on forceClusterBootstrapInPod only inside that recovery"), "{text}");
         let force = plan.steps.iter().find(|s| s.id == "force-bootstrap").unwrap();
-        assert!(matches!(&force.action, Action::TemporaryPatch { patch, revert, .. }
+        assert!(
+            matches!(&force.action, Action::TemporaryPatch { patch, revert, .. }
             if patch["spec"]["galera"]["recovery"] == json!({"enabled": true, "forceClusterBootstrapInPod": "mariadb-2"})
-            && revert["spec"]["galera"]["recovery"] == json!({"enabled": false, "forceClusterBootstrapInPod": null})), "{force:?}");
+            && revert["spec"]["galera"]["recovery"] == json!({"enabled": false, "forceClusterBootstrapInPod": null})),
+            "{force:?}"
+        );
         assert_eq!(force.needs, vec!["suspend-flux", "delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0"], "the lost member's storage goes before the bootstrap");
         assert!(force.preconditions.contains(&Precondition::NodeStillLost { node: "dead".into() }), "a returning node may hold newer data");
         for id in ["delete-pvc-storage-mariadb-0", "delete-pvc-galera-mariadb-0"] {
@@ -231,9 +249,15 @@ mod pure {
         let plan = plan_for(all_live(json!({"recovered": positions})));
         assert_eq!(ids(&plan), vec!["suspend-flux", "force-bootstrap", "wait-bootstrap-pod", "wait-galera-ready", "unset-force-bootstrap", "resume-flux"]);
         let text = findings_text(&plan);
-        assert!(text.contains("the operator's recovery is stuck: GaleraReady has been False for 2391s (longer than clusterBootstrapTimeout, 600s) and no bootstrap pod was chosen"), "{text}");
+        assert!(
+            text.contains("the operator's recovery is stuck: GaleraReady has been False for 2391s (longer than clusterBootstrapTimeout, 600s) and no bootstrap pod was chosen"),
+            "{text}"
+        );
         assert!(text.contains("bootstrap pod mariadb-1"), "{text}");
-        assert!(matches!(&plan.steps[1].action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"] == json!({"forceClusterBootstrapInPod": "mariadb-1"})), "the recovery is already on");
+        assert!(
+            matches!(&plan.steps[1].action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"] == json!({"forceClusterBootstrapInPod": "mariadb-1"})),
+            "the recovery is already on"
+        );
         assert!(plan.steps[1].preconditions.is_empty(), "no lost node to re-check");
 
         // A bootstrap the operator started five minutes ago is in progress: not stuck.
@@ -311,7 +335,11 @@ mod pure {
             m["spec"]["galera"]["primary"]["podIndex"] = json!(2);
         });
         let plan = plan_for(all);
-        assert!(findings_text(&plan).contains("bootstrap pod mariadb-2: no Galera seqno is readable and the current primary is not a survivor, so the configured primary"), "{}", findings_text(&plan));
+        assert!(
+            findings_text(&plan).contains("bootstrap pod mariadb-2: no Galera seqno is readable and the current primary is not a survivor, so the configured primary"),
+            "{}",
+            findings_text(&plan)
+        );
         let force = plan.steps.iter().find(|s| s.id == "force-bootstrap").unwrap();
         assert!(matches!(&force.action, Action::TemporaryPatch { patch, .. } if patch["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"] == "mariadb-2"));
     }
@@ -368,7 +396,9 @@ mod pure {
         let mut all = with_recovery_off(objects("db", "live", "dead", false, Some("False"), Value::Null));
         set(&mut all, "MariaDB", "mariadb", |m| m["metadata"]["labels"] = json!({"helm.toolkit.fluxcd.io/name": "mariadb", "helm.toolkit.fluxcd.io/namespace": "db"}));
         let plan = plan_for(all);
-        assert!(matches!(&plan.steps[0].action, Action::SuspendFlux { object, keep_suspended: false } if object.kind == "HelmRelease" && object.api_version == "helm.toolkit.fluxcd.io/v2"));
+        assert!(
+            matches!(&plan.steps[0].action, Action::SuspendFlux { object, keep_suspended: false } if object.kind == "HelmRelease" && object.api_version == "helm.toolkit.fluxcd.io/v2")
+        );
     }
 
     #[test]
@@ -674,9 +704,12 @@ async fn a_re_created_unscheduled_pod_does_not_hold_the_old_pvc_but_a_scheduled_
     };
     let run = |claim: &str| Plan { steps: vec![step(claim)], ..Plan::new("test", "test") };
     let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
-    assert!(get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), "storage-mariadb-0").await["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| f.iter().any(|x| x == "kubernetes.io/pvc-protection")), "the apiserver protects claims");
+    assert!(
+        get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), "storage-mariadb-0").await["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "kubernetes.io/pvc-protection")),
+        "the apiserver protects claims"
+    );
 
     // The runner clears finalizers with the claim's uid in the patch: on a
     // claim re-created under the same name the apiserver refuses it.

@@ -98,7 +98,9 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     // Each phase starts only after the one before it (through its first steps).
     let first = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.clone();
     let all = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.iter().cloned().collect::<BTreeSet<_>>();
-    for (earlier, later) in [("preflight", "databases"), ("databases", "flux-suspend"), ("flux-suspend", "apps"), ("apps", "oidc"), ("oidc", "watch"), ("watch", "cleanup"), ("cleanup", "flux-resume")] {
+    for (earlier, later) in
+        [("preflight", "databases"), ("databases", "flux-suspend"), ("flux-suspend", "apps"), ("apps", "oidc"), ("oidc", "watch"), ("watch", "cleanup"), ("cleanup", "flux-resume")]
+    {
         for step in first(later) {
             let before = ancestors(&p, &step);
             assert!(all(earlier).iter().any(|s| before.contains(s)), "{step} must wait for phase {earlier}");
@@ -113,7 +115,9 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     assert!(confirm.preconditions.contains(&Precondition::NodeStillLost { node: NODE.into() }));
 
     // Waiting apps and restored apps are only watched.
-    for key in ["watch-observability-deployment-teslamate", "watch-kube-system-deployment-kguardian-broker", "watch-media-deployment-radarr", "watch-identity-statefulset-kanidm-default"] {
+    for key in
+        ["watch-observability-deployment-teslamate", "watch-kube-system-deployment-kguardian-broker", "watch-media-deployment-radarr", "watch-identity-statefulset-kanidm-default"]
+    {
         let steps: Vec<_> = p.steps.iter().filter(|s| s.id.starts_with(key)).collect();
         assert!(steps.len() == 1 && matches!(steps[0].action, Action::Wait { until: WaitCondition::WorkloadReady, .. }), "{steps:?}");
     }
@@ -303,7 +307,12 @@ fn the_provisioner_is_rescheduled_and_waited_for_before_any_claim_is_re_created(
     assert_eq!(wait.needs, vec![delete_id.to_string()]);
     // Every claim re-created (by the plan, or by an operator after the plan
     // deleted it) comes after the wait: so does every step after its phase.
-    let recreating: Vec<&str> = p.steps.iter().filter(|s| s.destroys_data() || matches!(&s.action, Action::Apply { object, .. } if object.kind == "PersistentVolumeClaim")).map(|s| s.id.as_str()).collect();
+    let recreating: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.destroys_data() || matches!(&s.action, Action::Apply { object, .. } if object.kind == "PersistentVolumeClaim"))
+        .map(|s| s.id.as_str())
+        .collect();
     assert!(recreating.iter().any(|id| id.starts_with("volsync-restore-utils-forgejo.")) && recreating.len() > 9, "{recreating:?}");
     for step in p.steps.iter().filter(|s| !["preflight", "provisioner"].contains(&p.phase_of(&s.id).unwrap().name.as_str())) {
         assert!(ancestors(&p, &step.id).contains(PROVISIONER_WAIT), "{} runs before the provisioner is back", step.id);
@@ -389,10 +398,10 @@ mod e2e {
 
     use kube::api::{Patch, PatchParams};
     use kube::Client;
-    use lifeboat::remediator::{approve, submit, RemediationError, Remediator};
     use lifeboat::cluster::ClusterState;
     use lifeboat::config::Dur;
     use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger, StepState};
+    use lifeboat::remediator::{approve, submit, RemediationError, Remediator};
     use serde_json::{json, Value};
     use support::controlplane::control_plane;
     use support::example_cluster::{load, ExampleCluster};
@@ -430,8 +439,13 @@ mod e2e {
         tokio::spawn(support::kaniop::play_kaniop(client.clone(), identity.clone()));
         support::kaniop::serve_kanidmd(client.clone(), identity, "kanidm-default".into(), &kubelet, Arc::new(|user: &str| password(user)));
         // kaniop's Secret (the dump holds no Secrets).
-        create(&client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": example.ns("identity")},
-            "data": {"ADMIN_PASSWORD": "b2xk", "IDM_ADMIN_PASSWORD": "b2xk"}}), None).await;
+        create(
+            &client,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kanidm-admin-passwords", "namespace": example.ns("identity")},
+            "data": {"ADMIN_PASSWORD": "b2xk", "IDM_ADMIN_PASSWORD": "b2xk"}}),
+            None,
+        )
+        .await;
 
         let mut config = example_config();
         let app = config.s3_restore.apps.remove(&format!("identity/{KANIDM_PVC}")).unwrap();
@@ -570,14 +584,25 @@ mod e2e {
         let run = submit_node_loss(&s).await;
         let plan = &run.spec.plan;
         let keys = part_keys(plan);
-        for key in ["preflight", "kanidm-credential-reset", "cnpg-instance-lost-nlok-database-postgres", "mariadb-instance-lost-nlok-database-mariadb", "volsync-restore-nlok-utils-forgejo",
-                    "volsync-restore-nlok-media-sonarr", "volsync-restore-nlok-media-radarr", "s3-restore-nlok-identity-kanidm-data-kanidm-default-0", "stale-cleanup",
-                    "watch-nlok-observability-deployment-teslamate", "watch-nlok-kube-system-deployment-kguardian-broker"] {
+        for key in [
+            "preflight",
+            "kanidm-credential-reset",
+            "cnpg-instance-lost-nlok-database-postgres",
+            "mariadb-instance-lost-nlok-database-mariadb",
+            "volsync-restore-nlok-utils-forgejo",
+            "volsync-restore-nlok-media-sonarr",
+            "volsync-restore-nlok-media-radarr",
+            "s3-restore-nlok-identity-kanidm-data-kanidm-default-0",
+            "stale-cleanup",
+            "watch-nlok-observability-deployment-teslamate",
+            "watch-nlok-kube-system-deployment-kguardian-broker",
+        ] {
             assert!(keys.contains(key), "{key} missing: {keys:?}");
         }
         let flux_before = flux_state(&s).await;
         assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
-        let replaced = [("database", "storage-mariadb-0"), ("database", "galera-mariadb-0"), ("utils", "forgejo"), ("media", "sonarr"), ("media", "radarr"), ("identity", KANIDM_PVC)];
+        let replaced =
+            [("database", "storage-mariadb-0"), ("database", "galera-mariadb-0"), ("utils", "forgejo"), ("media", "sonarr"), ("media", "radarr"), ("identity", KANIDM_PVC)];
         let old_uids = uids(&s, &replaced).await;
 
         let done = approve_and_run(&s, &run).await;
@@ -601,10 +626,14 @@ mod e2e {
         assert_eq!((decoded("ADMIN_PASSWORD"), decoded("IDM_ADMIN_PASSWORD")), (password("admin"), password("idm_admin")));
         let journal_text = serde_json::to_string(&done).unwrap();
         assert!(!journal_text.contains(&password("admin")) && !journal_text.contains(&password("idm_admin")), "a password leaked into the journal");
-        let token = plan.steps.iter().find_map(|st| match &st.action {
-            Action::Wait { until: WaitCondition::VolsyncManualSyncDone { token }, object, .. } if object.name == "forgejo-dst" => Some(token.clone()),
-            _ => None,
-        }).unwrap();
+        let token = plan
+            .steps
+            .iter()
+            .find_map(|st| match &st.action {
+                Action::Wait { until: WaitCondition::VolsyncManualSyncDone { token }, object, .. } if object.name == "forgejo-dst" => Some(token.clone()),
+                _ => None,
+            })
+            .unwrap();
         assert!(detail("volsync-restore-nlok-utils-forgejo.wait-restore").contains(&token));
 
         // Every workload is healthy again.

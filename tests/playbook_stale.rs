@@ -64,7 +64,14 @@ async fn removes_volumes_stranded_on_a_gone_node_only_while_unbound_and_the_node
         pv["status"]["phase"] = serde_json::json!(phase);
         pv
     };
-    for (name, node, phase) in [("released", &gone, "Released"), ("available", &gone, "Available"), ("bound", &gone, "Bound"), ("rebound", &gone, "Released"), ("alive", &up, "Released"), ("returning", &back, "Released")] {
+    for (name, node, phase) in [
+        ("released", &gone, "Released"),
+        ("available", &gone, "Available"),
+        ("bound", &gone, "Bound"),
+        ("rebound", &gone, "Released"),
+        ("alive", &up, "Released"),
+        ("returning", &back, "Released"),
+    ] {
         create(&client, pv(name, node, phase), None).await;
     }
 

@@ -60,10 +60,7 @@ fn step<'a>(p: &'a Plan, id: &str) -> &'a lifeboat::plan::Step {
 #[test]
 fn affected_lists_the_volsync_pvcs_on_lost_nodes() {
     let snap = example();
-    let got: Vec<(String, String, String)> = volsync::affected(&snap.state, &snap.findings)
-        .into_iter()
-        .map(|t| (t.namespace.unwrap(), t.name.unwrap(), t.node.unwrap()))
-        .collect();
+    let got: Vec<(String, String, String)> = volsync::affected(&snap.state, &snap.findings).into_iter().map(|t| (t.namespace.unwrap(), t.name.unwrap(), t.node.unwrap())).collect();
     let want = [("media", "radarr"), ("media", "sonarr"), ("utils", "forgejo")];
     assert_eq!(got, want.iter().map(|(n, p)| (n.to_string(), p.to_string(), "node-01-pve".to_string())).collect::<Vec<_>>());
 }
@@ -72,13 +69,27 @@ fn affected_lists_the_volsync_pvcs_on_lost_nodes() {
 fn forgejo_is_restored_from_its_fresh_snapshot() {
     let snap = example();
     let p = plan_for(&snap, "utils", "forgejo");
-    assert_eq!(ids(&p), vec![
-        "suspend-helmrelease-forgejo", "suspend-kustomization-forgejo", "scale-down-forgejo", "pause-source",
-        "delete-pod-forgejo-nbsgpqpvcq-p7mn4", "wait-unused-forgejo", "delete-pvc-forgejo",
-        "wait-unused-volsync-src-forgejo-cache", "delete-pvc-volsync-src-forgejo-cache", "recreate-pvc",
-        "trigger-restore", "wait-restore", "scale-up-forgejo", "resume-source",
-        "resume-helmrelease-forgejo", "resume-kustomization-forgejo",
-    ]);
+    assert_eq!(
+        ids(&p),
+        vec![
+            "suspend-helmrelease-forgejo",
+            "suspend-kustomization-forgejo",
+            "scale-down-forgejo",
+            "pause-source",
+            "delete-pod-forgejo-nbsgpqpvcq-p7mn4",
+            "wait-unused-forgejo",
+            "delete-pvc-forgejo",
+            "wait-unused-volsync-src-forgejo-cache",
+            "delete-pvc-volsync-src-forgejo-cache",
+            "recreate-pvc",
+            "trigger-restore",
+            "wait-restore",
+            "scale-up-forgejo",
+            "resume-source",
+            "resume-helmrelease-forgejo",
+            "resume-kustomization-forgejo",
+        ]
+    );
     // The recovery source names the snapshot and its age.
     let delete = step(&p, "delete-pvc-forgejo");
     assert_eq!(delete.action, Action::DeletePvc { pvc: lifeboat::plan::ObjectRef::pvc("utils", "forgejo"), pinned_node: "node-01-pve".into() });
@@ -96,11 +107,14 @@ fn forgejo_is_restored_from_its_fresh_snapshot() {
     let Action::MergePatch { patch, .. } = &step(&p, "trigger-restore").action else { panic!() };
     let token = patch["spec"]["trigger"]["manual"].as_str().unwrap().to_string();
     assert!(token.starts_with("lifeboat-restore-") && token != "restore-20260406-184210");
-    assert_eq!(step(&p, "wait-restore").action, Action::Wait {
-        object: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst"),
-        until: WaitCondition::VolsyncManualSyncDone { token: token.clone() },
-        timeout_seconds: 4 * 3600,
-    });
+    assert_eq!(
+        step(&p, "wait-restore").action,
+        Action::Wait {
+            object: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst"),
+            until: WaitCondition::VolsyncManualSyncDone { token: token.clone() },
+            timeout_seconds: 4 * 3600,
+        }
+    );
     assert!(matches!(step(&p, "scale-up-forgejo").action, Action::Scale { replicas: 1, .. }));
     // Stable: the same state plans the same hash (approvals survive a re-plan).
     assert_eq!(plan_for(&example(), "utils", "forgejo").hash(), p.hash());
@@ -173,7 +187,11 @@ fn the_restore_identity_is_proven_to_be_the_sources_before_anything_is_deleted()
     let unnamed = edit_rd(&example(), "forgejo-dst", |rd| rd.spec.kopia.as_mut().unwrap().source_identity = None);
     let refused = plan_for(&unnamed, "utils", "forgejo");
     assert!(refused.nothing_to_do(), "{:?}", ids(&refused));
-    assert!(refused.findings.iter().any(|f| f.contains("REFUSED") && f.contains("forgejo-dst@utils") && f.contains("forgejo@utils") && f.contains("No eligible snapshots")), "{:#?}", refused.findings);
+    assert!(
+        refused.findings.iter().any(|f| f.contains("REFUSED") && f.contains("forgejo-dst@utils") && f.contains("forgejo@utils") && f.contains("No eligible snapshots")),
+        "{:#?}",
+        refused.findings
+    );
     // An explicit username/hostname pair wins over sourceIdentity.
     let elsewhere = edit_rd(&example(), "forgejo-dst", |rd| {
         let kopia = rd.spec.kopia.as_mut().unwrap();
@@ -186,9 +204,11 @@ fn the_restore_identity_is_proven_to_be_the_sources_before_anything_is_deleted()
 fn flux_that_would_re_apply_the_destination_is_kept_suspended_with_the_fix() {
     let p = plan_for(&example(), "utils", "forgejo");
     let resume = step(&p, "resume-kustomization-forgejo");
-    assert_eq!(resume.preconditions, vec![lifeboat::plan::Precondition::SsaIfNotPresent {
-        object: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst"),
-    }], "re-checked live before Flux is resumed");
+    assert_eq!(
+        resume.preconditions,
+        vec![lifeboat::plan::Precondition::SsaIfNotPresent { object: lifeboat::plan::ObjectRef::namespaced(VS, "ReplicationDestination", "utils", "forgejo-dst") }],
+        "re-checked live before Flux is resumed"
+    );
 
     let unsafe_rd = edit_rd(&example(), "forgejo-dst", |rd| {
         rd.metadata.labels.as_mut().unwrap().remove("kustomize.toolkit.fluxcd.io/ssa");
@@ -197,7 +217,11 @@ fn flux_that_would_re_apply_the_destination_is_kept_suspended_with_the_fix() {
     assert!(!ids(&p).contains(&"resume-kustomization-forgejo"), "{:?}", ids(&p));
     assert!(ids(&p).contains(&"resume-helmrelease-forgejo"), "the HelmRelease does not apply the destination");
     assert!(matches!(step(&p, "suspend-kustomization-forgejo").action, Action::SuspendFlux { keep_suspended: true, .. }));
-    assert!(p.follow_ups.iter().any(|f| f.contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent") && f.contains("flux resume kustomization forgejo -n utils")), "{:#?}", p.follow_ups);
+    assert!(
+        p.follow_ups.iter().any(|f| f.contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent") && f.contains("flux resume kustomization forgejo -n utils")),
+        "{:#?}",
+        p.follow_ups
+    );
     assert!(p.findings.iter().any(|f| f.contains("reset spec.trigger.manual") && f.contains("SUSPENDED")), "{:#?}", p.findings);
 
     // The marker counts as an annotation too, in any case (fluxcd/pkg AnyInMetadata).
@@ -366,9 +390,17 @@ async fn play_volsync(client: Client, ns: String, result: &'static str, logs: &'
         let claim = pvcs.get_opt("app").await.unwrap();
         let claim_fresh = claim.is_some_and(|c| c.metadata.deletion_timestamp.is_none() && c.data["spec"]["volumeName"].is_null());
         if rd["spec"]["paused"] != true && manual != rd["status"]["lastManualSync"].as_str().unwrap_or_default() && claim_fresh {
-            set_status(&client, VS, "ReplicationDestination", Some(&ns), "app-dst", json!({
+            set_status(
+                &client,
+                VS,
+                "ReplicationDestination",
+                Some(&ns),
+                "app-dst",
+                json!({
                 "lastManualSync": manual, "lastSyncTime": rfc3339(Utc::now()), "lastSyncDuration": "12s",
-                "latestMoverStatus": {"result": result, "logs": logs}})).await;
+                "latestMoverStatus": {"result": result, "logs": logs}}),
+            )
+            .await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -386,11 +418,25 @@ async fn pvc_value(s: &Scene, name: &str) -> Option<Value> {
 async fn restores_a_pvc_end_to_end() {
     let s = scene("vs-e2e").await;
     let p = live_plan(&s).await;
-    assert_eq!(ids(&p), vec![
-        "suspend-kustomization-app", "scale-down-app", "pause-source", "delete-pod-app-5d8f-old",
-        "wait-unused-app", "delete-pvc-app", "wait-unused-volsync-src-app-cache", "delete-pvc-volsync-src-app-cache",
-        "recreate-pvc", "trigger-restore", "wait-restore", "scale-up-app", "resume-source", "resume-kustomization-app",
-    ]);
+    assert_eq!(
+        ids(&p),
+        vec![
+            "suspend-kustomization-app",
+            "scale-down-app",
+            "pause-source",
+            "delete-pod-app-5d8f-old",
+            "wait-unused-app",
+            "delete-pvc-app",
+            "wait-unused-volsync-src-app-cache",
+            "delete-pvc-volsync-src-app-cache",
+            "recreate-pvc",
+            "trigger-restore",
+            "wait-restore",
+            "scale-up-app",
+            "resume-source",
+            "resume-kustomization-app",
+        ]
+    );
     let Action::MergePatch { patch, .. } = &step(&p, "trigger-restore").action else { panic!() };
     let token = patch["spec"]["trigger"]["manual"].as_str().unwrap().to_string();
 
@@ -447,7 +493,10 @@ async fn a_failed_mover_stops_the_run_with_its_logs_and_leaves_the_app_down() {
     workload.abort();
     mover.abort();
     assert_eq!(report.outcome, Outcome::Stopped);
-    assert!(matches!(status_of(&report, "wait-restore"), StepStatus::Failed { error } if error.contains("result Failed") && error.contains("Failed to restore snapshot: kabc123")), "{report:#?}");
+    assert!(
+        matches!(status_of(&report, "wait-restore"), StepStatus::Failed { error } if error.contains("result Failed") && error.contains("Failed to restore snapshot: kabc123")),
+        "{report:#?}"
+    );
     for id in ["scale-up-app", "resume-source", "resume-kustomization-app"] {
         assert_eq!(status_of(&report, id), &StepStatus::NotRun, "{id}");
     }
@@ -470,8 +519,16 @@ async fn a_stale_result_from_an_earlier_sync_is_not_success() {
     }
     // VolSync never runs our trigger; a scheduled sync meanwhile leaves a
     // fresh "Successful" result under the old lastManualSync.
-    set_status(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst", json!({
-        "lastSyncTime": rfc3339(Utc::now()), "latestMoverStatus": {"result": "Successful", "logs": "Snapshot restore completed successfully"}})).await;
+    set_status(
+        &s.client,
+        VS,
+        "ReplicationDestination",
+        Some(&s.ns),
+        "app-dst",
+        json!({
+        "lastSyncTime": rfc3339(Utc::now()), "latestMoverStatus": {"result": "Successful", "logs": "Snapshot restore completed successfully"}}),
+    )
+    .await;
     let workload = tokio::spawn(play_workload(s.client.clone(), s.ns.clone()));
     let report = execute(&s.client, &p, &p.hash(), &fast()).await;
     workload.abort();
@@ -485,18 +542,27 @@ async fn a_stale_result_from_an_earlier_sync_is_not_success() {
 async fn a_paused_destination_is_refused_before_anything_is_deleted() {
     let s = scene("vs-paused").await;
     // Paused before planning: the plan refuses and explains.
-    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns)).await
-        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns))
+        .await
+        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": true}})))
+        .await
+        .unwrap();
     let refused = live_plan(&s).await;
     assert!(refused.nothing_to_do() && refused.findings.iter().any(|f| f.contains("REFUSED")), "{:#?}", refused.findings);
 
     // Paused after approval: the run stops before the PVC deletion.
-    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns)).await
-        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns))
+        .await
+        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": false}})))
+        .await
+        .unwrap();
     let p = live_plan(&s).await;
     assert!(!p.nothing_to_do());
-    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns)).await
-        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    api_for(&s.client, VS, "ReplicationDestination", Some(&s.ns))
+        .await
+        .patch("app-dst", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"paused": true}})))
+        .await
+        .unwrap();
     let workload = tokio::spawn(play_workload(s.client.clone(), s.ns.clone()));
     let report = execute(&s.client, &p, &p.hash(), &fast()).await;
     workload.abort();
@@ -591,7 +657,10 @@ async fn a_destination_restoring_another_identity_is_refused_before_the_pvc_is_d
     patch_rd(&s, json!({"spec": {"kopia": {"sourceIdentity": null}}})).await;
     let report = run_played(&s, &p).await;
     assert_eq!(report.outcome, Outcome::Stopped);
-    assert!(matches!(status_of(&report, "delete-pvc-app"), StepStatus::Refused { reason } if reason.contains("No eligible snapshots") && reason.contains(&format!("app-dst@{}", s.ns))), "{report:#?}");
+    assert!(
+        matches!(status_of(&report, "delete-pvc-app"), StepStatus::Refused { reason } if reason.contains("No eligible snapshots") && reason.contains(&format!("app-dst@{}", s.ns))),
+        "{report:#?}"
+    );
     let claim = pvc_value(&s, "app").await.expect("not deleted");
     assert!(claim["metadata"]["deletionTimestamp"].is_null());
     assert_eq!(claim["spec"]["volumeName"], json!(format!("{}-app", s.ns)));
@@ -622,8 +691,11 @@ async fn flux_is_not_resumed_over_a_destination_it_would_re_apply() {
 
     // What resuming would have done: Git's trigger comes back, so VolSync
     // sees a new manual trigger and restores again.
-    api_for(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns)).await
-        .patch("app", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
+    api_for(&s.client, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", Some(&s.ns))
+        .await
+        .patch("app", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"suspend": false}})))
+        .await
+        .unwrap();
     assert_eq!(support::flux::reconcile(&s.client, &s.ns, "app", std::slice::from_ref(&git)).await, vec![Applied::Written("ReplicationDestination/app-dst".into())]);
     let rd = get(&s.client, VS, "ReplicationDestination", Some(&s.ns), "app-dst").await;
     assert_eq!(rd["spec"]["trigger"]["manual"], "restore-once");

@@ -22,7 +22,6 @@ use support::k8s::*;
 const CLUSTER_API: &str = "postgresql.cnpg.io/v1";
 const FLUX_API: &str = "kustomize.toolkit.fluxcd.io/v1";
 
-
 fn instance_pod(ns: &str, node: &str, instance: &str) -> Value {
     let role = if instance == "postgres-1" { "primary" } else { "replica" };
     running(pod(ns, instance, node, &[instance], json!({"cnpg.io/cluster": "postgres", "cnpg.io/instanceName": instance, "cnpg.io/instanceRole": role}), None))
@@ -121,9 +120,17 @@ async fn resets_the_archive_under_a_new_server_name_end_to_end() {
     let s = scene("walreset-e2e", "barman-cloud-check-wal-archive: ERROR: WAL archive check failed for server postgres: Expected empty archive").await;
     let plan = live_plan(&s).await;
     let ids: Vec<&str> = plan.steps.iter().map(|st| st.id.as_str()).collect();
-    assert_eq!(ids, vec!["suspend-flux", "set-server-name", "restart-postgres-2", "restart-postgres-1", "wait-archiving", "base-backup", "wait-backup"], "replicas restart before the primary");
+    assert_eq!(
+        ids,
+        vec!["suspend-flux", "set-server-name", "restart-postgres-2", "restart-postgres-1", "wait-archiving", "base-backup", "wait-backup"],
+        "replicas restart before the primary"
+    );
     assert_eq!(plan.follow_ups.len(), 1);
-    assert!(plan.follow_ups[0].contains("serverName: postgres-r2") && plan.follow_ups[0].contains(&format!("flux resume kustomization database -n {}", s.ns)), "{:?}", plan.follow_ups);
+    assert!(
+        plan.follow_ups[0].contains("serverName: postgres-r2") && plan.follow_ups[0].contains(&format!("flux resume kustomization database -n {}", s.ns)),
+        "{:?}",
+        plan.follow_ups
+    );
 
     let before = get(&s.client, CLUSTER_API, "Cluster", Some(&s.ns), "postgres").await;
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.node.clone(), true, Backups::Complete));

@@ -33,11 +33,11 @@ use lifeboat::plan::playbooks::kanidm::PASSWORD_PATTERN;
 use lifeboat::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
 use serde_json::{json, Value};
 use support::chart::{denied_by_policy, install_permissions, render, wait_policy_enforced, wait_rbac_effective};
-use support::kaniop::{install_crd as install_kanidm_crd, kanidm, play_kaniop, serve_kanidmd, KANIDM};
-use support::kubelet::FakeKubelet;
 use support::controlplane::control_plane;
 use support::fixtures::*;
 use support::k8s::*;
+use support::kaniop::{install_crd as install_kanidm_crd, kanidm, play_kaniop, serve_kanidmd, KANIDM};
+use support::kubelet::FakeKubelet;
 
 fn shipped_read_role() -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/manifests/lifeboat.yaml")).unwrap();
@@ -55,19 +55,13 @@ async fn shipped_read_role_is_enough_to_watch_everything() {
     let role_name = format!("{ns}-read");
     let mut role = shipped_read_role();
     role["metadata"] = json!({"name": role_name});
-    Api::<ClusterRole>::all(admin.clone())
-        .patch(&role_name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&role))
-        .await
-        .expect("shipped ClusterRole applies");
+    Api::<ClusterRole>::all(admin.clone()).patch(&role_name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&role)).await.expect("shipped ClusterRole applies");
     let binding = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": role_name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
         "subjects": [{"kind": "ServiceAccount", "name": "lifeboat", "namespace": ns}]
     });
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .patch(&role_name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&binding))
-        .await
-        .unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone()).patch(&role_name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(&binding)).await.unwrap();
 
     let client = cp.service_account_client(&ns, "lifeboat").await;
     // The authorizer sees a new binding only once its informer has: until
@@ -213,14 +207,35 @@ async fn play(client: Client, ns: String, node: String) {
             let container = job["spec"]["template"]["spec"]["containers"][0]["name"].clone();
             let mut spec = job["spec"]["template"]["spec"].clone();
             spec["nodeName"] = json!(node);
-            create(&client, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": ns,
-                "labels": {"batch.kubernetes.io/job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}}, "spec": spec}), None).await;
+            create(
+                &client,
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": ns,
+                "labels": {"batch.kubernetes.io/job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}}, "spec": spec}),
+                None,
+            )
+            .await;
             let now = rfc3339(Utc::now());
-            set_status(&client, "v1", "Pod", Some(&ns), &pod_name, json!({"phase": "Succeeded", "containerStatuses": [{"name": container, "ready": false, "restartCount": 0,
-                "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]})).await;
+            set_status(
+                &client,
+                "v1",
+                "Pod",
+                Some(&ns),
+                &pod_name,
+                json!({"phase": "Succeeded", "containerStatuses": [{"name": container, "ready": false, "restartCount": 0,
+                "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]}),
+            )
+            .await;
             let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "", "lastProbeTime": now, "lastTransitionTime": now});
-            set_status(&client, "batch/v1", "Job", Some(&ns), &name, json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
-                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]})).await;
+            set_status(
+                &client,
+                "batch/v1",
+                "Job",
+                Some(&ns),
+                &name,
+                json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]}),
+            )
+            .await;
         }
         for backup in backups.list(&ListParams::default()).await.unwrap().items {
             if backup.data["status"]["phase"].is_null() {
@@ -441,7 +456,11 @@ fn wait_case(until: &WaitCondition) -> &'static str {
 fn all_writes(ns: &str, lost: &str) -> Plan {
     let o = |api: &str, kind: &str, name: &str| ObjectRef::namespaced(api, kind, ns, name);
     let (cluster, mdb) = (ObjectRef::cnpg_cluster(ns, "pg"), o("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb"));
-    let (ks, ks2, hr) = (o("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "app"), o("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "app2"), o("helm.toolkit.fluxcd.io/v2", "HelmRelease", "hr"));
+    let (ks, ks2, hr) = (
+        o("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "app"),
+        o("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "app2"),
+        o("helm.toolkit.fluxcd.io/v2", "HelmRelease", "hr"),
+    );
     let rd = o("volsync.backube/v1alpha1", "ReplicationDestination", "rd");
     let backup = o("postgresql.cnpg.io/v1", "Backup", "pg-r2-base");
     let wait = |object: ObjectRef, until: WaitCondition| Action::Wait { object, until, timeout_seconds: 60 };
@@ -480,11 +499,25 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         step("wait-sync", wait(o("volsync.backube/v1alpha1", "ReplicationDestination", "rd-old"), WaitCondition::VolsyncManualSyncDone { token: "restore-once".into() }), &[]),
         step("wait-unused", wait(ObjectRef::pvc(ns, "nobody-mounts-this"), WaitCondition::ClaimUnused), &[]),
         step("wait-no-replicas", wait(o("apps/v1", "StatefulSet", "idle"), WaitCondition::NoReplicas), &[]),
-        step("wait-provisioner", wait(o("apps/v1", "Deployment", "openebs-localpv-provisioner"), WaitCondition::ProvisionerReadyElsewhere {
-            selector: [("openebs.io/component-name".to_string(), "openebs-localpv-provisioner".to_string())].into(), lost_node: lost.into(), takeover_seconds: 0 }), &[]),
+        step(
+            "wait-provisioner",
+            wait(
+                o("apps/v1", "Deployment", "openebs-localpv-provisioner"),
+                WaitCondition::ProvisionerReadyElsewhere {
+                    selector: [("openebs.io/component-name".to_string(), "openebs-localpv-provisioner".to_string())].into(),
+                    lost_node: lost.into(),
+                    takeover_seconds: 0,
+                },
+            ),
+            &[],
+        ),
         step("gate", Action::ApprovalGate { phase: "writes".into() }, &[]),
         // node-loss
-        step("taint", Action::TaintNode { node: lost.into(), key: "node.kubernetes.io/out-of-service".into(), value: "nodeshutdown".into(), effect: "NoExecute".into() }, &["wait-gone"]),
+        step(
+            "taint",
+            Action::TaintNode { node: lost.into(), key: "node.kubernetes.io/out-of-service".into(), value: "nodeshutdown".into(), effect: "NoExecute".into() },
+            &["wait-gone"],
+        ),
         step("force-delete", Action::ForceDeletePod { pod: ObjectRef::pod(ns, "stuck") }, &[]),
         delete_pvc,
         // cnpg-instance-lost, wal-archive-reset
@@ -492,11 +525,22 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         step("wait-failover", wait(cluster.clone(), WaitCondition::CnpgFailedOver { from: "pg-1".into() }), &["promote"]),
         step("wait-rw-primary", wait(o("v1", "Service", "pg-rw"), WaitCondition::ServiceRoutesToCnpgPrimary { cluster: "pg".into() }), &["wait-failover"]),
         mark_pvc,
-        step("server-name", Action::SetCnpgPluginParameter { cluster: cluster.clone(), plugin: "barman-cloud.cloudnative-pg.io".into(), parameter: "serverName".into(), value: "pg-r2".into() }, &["promote"]),
+        step(
+            "server-name",
+            Action::SetCnpgPluginParameter { cluster: cluster.clone(), plugin: "barman-cloud.cloudnative-pg.io".into(), parameter: "serverName".into(), value: "pg-r2".into() },
+            &["promote"],
+        ),
         step("recreate", Action::RecreatePod { pod: ObjectRef::pod(ns, "pg-1"), timeout_seconds: 60 }, &[]),
         step("restart", Action::RestartPod { pod: ObjectRef::pod(ns, "restart-me") }, &[]),
-        step("base-backup", Action::Apply { object: backup.clone(), manifest: json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
-            "metadata": {"name": "pg-r2-base", "namespace": ns}, "spec": {"cluster": {"name": "pg"}, "method": "plugin", "pluginConfiguration": {"name": "barman-cloud.cloudnative-pg.io"}}}) }, &["server-name"]),
+        step(
+            "base-backup",
+            Action::Apply {
+                object: backup.clone(),
+                manifest: json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
+            "metadata": {"name": "pg-r2-base", "namespace": ns}, "spec": {"cluster": {"name": "pg"}, "method": "plugin", "pluginConfiguration": {"name": "barman-cloud.cloudnative-pg.io"}}}),
+            },
+            &["server-name"],
+        ),
         step("wait-backup", wait(backup, WaitCondition::CnpgBackupCompleted), &["base-backup"]),
         // mariadb-instance-lost
         step("force-bootstrap", Action::TemporaryPatch { object: mdb.clone(), patch: force(true, json!("mariadb-1")), revert: force(false, Value::Null) }, &[]),
@@ -508,8 +552,15 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         step("resume-2", Action::ResumeFlux { object: ks2 }, &["suspend-2"]),
         // volsync-restore, stale-cleanup
         step("pause-source", Action::MergePatch { object: o("volsync.backube/v1alpha1", "ReplicationSource", "rs"), patch: json!({"spec": {"paused": true}}) }, &[]),
-        step("recreate-pvc", Action::Apply { object: ObjectRef::pvc(ns, "restored"), manifest: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "restored", "namespace": ns}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}, "storageClassName": "openebs-hostpath"}}) }, &[]),
+        step(
+            "recreate-pvc",
+            Action::Apply {
+                object: ObjectRef::pvc(ns, "restored"),
+                manifest: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "restored", "namespace": ns}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}, "storageClassName": "openebs-hostpath"}}),
+            },
+            &[],
+        ),
         with(
             step("trigger", Action::MergePatch { object: rd.clone(), patch: json!({"spec": {"trigger": {"manual": "lifeboat-abc123"}, "kopia": {"restoreAsOf": null}}}) }, &[]),
             vec![Precondition::KopiaIdentity { destination: rd.clone(), source: None, identity }, Precondition::SsaIfNotPresent { object: rd }],
@@ -522,8 +573,17 @@ fn all_writes(ns: &str, lost: &str) -> Plan {
         // s3-restore / garage-meta-restore / kanidm-credential-reset
         step("scale-down", Action::Scale { object: o("apps/v1", "StatefulSet", "db"), replicas: 0 }, &[]),
         step("scale-web", Action::Scale { object: o("apps/v1", "Deployment", "web"), replicas: 2 }, &["wait-workload"]),
-        step("restore-job", Action::RunJob { job: o("batch/v1", "Job", "garage-meta-restore-abc"), manifest: garage_restore_job(ns, "garage-meta-restore-abc"), timeout_seconds: 60,
-            success_marker: "Garage metadata restored".into(), output: JobOutput::Capture { label: "snapshot".into(), pattern: "from snapshot {}".into() } }, &[]),
+        step(
+            "restore-job",
+            Action::RunJob {
+                job: o("batch/v1", "Job", "garage-meta-restore-abc"),
+                manifest: garage_restore_job(ns, "garage-meta-restore-abc"),
+                timeout_seconds: 60,
+                success_marker: "Garage metadata restored".into(),
+                output: JobOutput::Capture { label: "snapshot".into(), pattern: "from snapshot {}".into() },
+            },
+            &[],
+        ),
         // s3-restore of a kaniop Kanidm: stopped through its replica group.
         with(
             step("kanidm-stop", Action::SetKanidmReplicas { kanidm: kanidm_cr.clone(), group: "default".into(), replicas: 0 }, &[]),
@@ -555,13 +615,27 @@ async fn every_playbook_write_passes_as_the_shipped_service_account() {
 
     // Every Action and every WaitCondition has its step (see rbac_case).
     let covered: BTreeSet<&str> = plan.steps.iter().filter_map(|s| rbac_case(&s.action)).collect();
-    let waits: BTreeSet<&str> = plan.steps.iter().filter_map(|s| match &s.action { Action::Wait { until, .. } => Some(wait_case(until)), _ => None }).collect();
+    let waits: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Wait { until, .. } => Some(wait_case(until)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(covered.len(), 21, "every Action but VerifyGarage and RepairGarageTables has a step: {covered:?}");
     assert_eq!(waits.len(), 14, "every WaitCondition has a step: {waits:?}");
 
     let _kubelet = kanidmd(&r, &live).await;
     let players = [tokio::spawn(play(r.admin.clone(), r.scene.clone(), live)), tokio::spawn(play_kaniop(r.admin.clone(), r.scene.clone()))];
-    let limits = RunLimits { poll_interval: Duration::from_millis(200), concurrency: 4, max_deletions: 10, max_pvc_deletions: 5, approved_phases: vec!["writes".into()], ..RunLimits::default() };
+    let limits = RunLimits {
+        poll_interval: Duration::from_millis(200),
+        concurrency: 4,
+        max_deletions: 10,
+        max_pvc_deletions: 5,
+        approved_phases: vec!["writes".into()],
+        ..RunLimits::default()
+    };
     let run = run_as_service_account(&r, &plan, &limits).await;
     players.iter().for_each(|p| p.abort());
     assert!(run.failed.is_empty(), "steps refused as lifeboat's ServiceAccount:\n{}", run.failed.join("\n"));
@@ -663,25 +737,59 @@ async fn crafted_escalations_are_refused() {
 
     // The playbooks' own Job is allowed: the refusals below are the changes.
     jobs.create(&dry_post(), &job(&|_| {})).await.expect("the Garage restore Job is allowed");
-    expect("the recover-account Job no playbook runs any more (kanidm image, kanidm-tls)",
-        denied_by_policy(&jobs.create(&dry_post(), &serde_json::from_value(recover_job(ns, "recover")).unwrap()).await));
-    expect("Job mounting another Secret", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "token", "secret": {"secretName": "cluster-admin-token"}}))
-    })).await));
-    expect("Job reading another Secret into env", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "cluster-admin-token", "key": "token"}}}])
-    })).await));
-    expect("Job as another ServiceAccount", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("flux-system-admin"))).await));
-    expect("Job with another image", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/shell:latest"))).await));
-    expect("Job with a hostPath", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "hostPath": {"path": "/"}})
-    })).await));
-    expect("Job with another NFS export", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "nfs": {"server": NFS_SERVER, "path": "/"}})
-    })).await));
-    expect("Job adding a capability", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| {
-        j["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}})
-    })).await));
+    expect(
+        "the recover-account Job no playbook runs any more (kanidm image, kanidm-tls)",
+        denied_by_policy(&jobs.create(&dry_post(), &serde_json::from_value(recover_job(ns, "recover")).unwrap()).await),
+    );
+    expect(
+        "Job mounting another Secret",
+        denied_by_policy(
+            &jobs
+                .create(
+                    &dry_post(),
+                    &job(&|j| j["spec"]["template"]["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "token", "secret": {"secretName": "cluster-admin-token"}}))),
+                )
+                .await,
+        ),
+    );
+    expect(
+        "Job reading another Secret into env",
+        denied_by_policy(
+            &jobs
+                .create(
+                    &dry_post(),
+                    &job(&|j| {
+                        j["spec"]["template"]["spec"]["containers"][0]["env"] =
+                            json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "cluster-admin-token", "key": "token"}}}])
+                    }),
+                )
+                .await,
+        ),
+    );
+    expect(
+        "Job as another ServiceAccount",
+        denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("flux-system-admin"))).await),
+    );
+    expect(
+        "Job with another image",
+        denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/shell:latest"))).await),
+    );
+    expect(
+        "Job with a hostPath",
+        denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "hostPath": {"path": "/"}}))).await),
+    );
+    expect(
+        "Job with another NFS export",
+        denied_by_policy(
+            &jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "backup", "nfs": {"server": NFS_SERVER, "path": "/"}}))).await,
+        ),
+    );
+    expect(
+        "Job adding a capability",
+        denied_by_policy(
+            &jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}}))).await,
+        ),
+    );
     expect("Job in the host network", denied_by_policy(&jobs.create(&dry_post(), &job(&|j| j["spec"]["template"]["spec"]["hostNetwork"] = json!(true))).await));
 
     let patch = |api_version: &'static str, kind: &'static str, name: &'static str, body: Value| {
@@ -697,37 +805,76 @@ async fn crafted_escalations_are_refused() {
         json!({"spec": {"suspend": true, "patches": [{"patch": "- op: add\n  path: /spec/template/spec/serviceAccountName\n  value: admin", "target": {"kind": "Deployment"}}]}})).await);
     expect("Kustomization: another sourceRef", patch(ks, "Kustomization", "app", json!({"spec": {"sourceRef": {"kind": "GitRepository", "name": "evil"}}})).await);
     expect("HelmRelease: values", patch("helm.toolkit.fluxcd.io/v2", "HelmRelease", "hr", json!({"spec": {"values": {"replicas": 9}}})).await);
-    expect("HelmRelease: post-renderers", patch("helm.toolkit.fluxcd.io/v2", "HelmRelease", "hr",
-        json!({"spec": {"postRenderers": [{"kustomize": {"patches": [{"patch": "{}"}]}}]}})).await);
-    expect("Deployment: pod template image", patch("apps/v1", "Deployment", "web",
-        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "evil.example/shell:latest"}]}}}})).await);
+    expect(
+        "HelmRelease: post-renderers",
+        patch("helm.toolkit.fluxcd.io/v2", "HelmRelease", "hr", json!({"spec": {"postRenderers": [{"kustomize": {"patches": [{"patch": "{}"}]}}]}})).await,
+    );
+    expect(
+        "Deployment: pod template image",
+        patch("apps/v1", "Deployment", "web", json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "evil.example/shell:latest"}]}}}})).await,
+    );
     expect("Deployment: pod template ServiceAccount", patch("apps/v1", "Deployment", "web", json!({"spec": {"template": {"spec": {"serviceAccountName": "admin"}}}})).await);
-    expect("StatefulSet: another template annotation", patch("apps/v1", "StatefulSet", "db",
-        json!({"spec": {"template": {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}}}}})).await);
-    expect("CNPG Cluster: another object store", patch("postgresql.cnpg.io/v1", "Cluster", "pg",
-        json!({"spec": {"plugins": [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "parameters": {"barmanObjectName": "evil", "serverName": "pg"}}]}})).await);
-    expect("CNPG Cluster: postgresql parameters", patch("postgresql.cnpg.io/v1", "Cluster", "pg", json!({"spec": {"postgresql": {"parameters": {"archive_command": "curl evil"}}}})).await);
+    expect(
+        "StatefulSet: another template annotation",
+        patch("apps/v1", "StatefulSet", "db", json!({"spec": {"template": {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}}}}}))
+            .await,
+    );
+    expect(
+        "CNPG Cluster: another object store",
+        patch(
+            "postgresql.cnpg.io/v1",
+            "Cluster",
+            "pg",
+            json!({"spec": {"plugins": [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true, "parameters": {"barmanObjectName": "evil", "serverName": "pg"}}]}}),
+        )
+        .await,
+    );
+    expect(
+        "CNPG Cluster: postgresql parameters",
+        patch("postgresql.cnpg.io/v1", "Cluster", "pg", json!({"spec": {"postgresql": {"parameters": {"archive_command": "curl evil"}}}})).await,
+    );
     expect("MariaDB: image", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"image": "evil.example/mariadb:1"}})).await);
     expect("MariaDB: another galera field", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"minClusterSize": 3}}}})).await);
-    expect("MariaDB: recovery turned on without a bootstrap pod", patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"enabled": true}}}})).await);
+    expect(
+        "MariaDB: recovery turned on without a bootstrap pod",
+        patch("k8s.mariadb.com/v1alpha1", "MariaDB", "mariadb", json!({"spec": {"galera": {"recovery": {"enabled": true}}}})).await,
+    );
     let recovery = json!({"spec": {"galera": {"recovery": {"enabled": true, "forceClusterBootstrapInPod": "mariadb-1"}}}});
-    api_for(c, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(ns)).await.patch("mariadb", &dry_patch(), &Patch::Merge(&recovery)).await.expect("recovery on with the bootstrap pod is allowed");
+    api_for(c, "k8s.mariadb.com/v1alpha1", "MariaDB", Some(ns))
+        .await
+        .patch("mariadb", &dry_patch(), &Patch::Merge(&recovery))
+        .await
+        .expect("recovery on with the bootstrap pod is allowed");
     expect("Kanidm: image", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"image": "evil.example/kanidm:1"}})).await);
     expect("Kanidm: another spec field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"tlsSecretName": "other-tls"}})).await);
-    expect("Kanidm: another replica group field", patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1, "role": "write_replica_no_ui"}]}})).await);
-    expect("Kanidm: another replica group", patch(KANIDM, "Kanidm", "kanidm",
-        json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1}, {"name": "extra", "replicas": 1}]}})).await);
+    expect(
+        "Kanidm: another replica group field",
+        patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1, "role": "write_replica_no_ui"}]}})).await,
+    );
+    expect(
+        "Kanidm: another replica group",
+        patch(KANIDM, "Kanidm", "kanidm", json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 1}, {"name": "extra", "replicas": 1}]}})).await,
+    );
     let stop = json!({"spec": {"replicaGroups": [{"name": "default", "replicas": 0}]}});
     api_for(c, KANIDM, "Kanidm", Some(ns)).await.patch("kanidm", &dry_patch(), &Patch::Merge(&stop)).await.expect("a replica count is allowed");
-    expect("ReplicationDestination: another repository", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"repository": "other-secret"}}})).await);
-    expect("ReplicationDestination: another restoreAsOf", patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"restoreAsOf": "2020-01-01T00:00:00Z"}}})).await);
+    expect(
+        "ReplicationDestination: another repository",
+        patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"repository": "other-secret"}}})).await,
+    );
+    expect(
+        "ReplicationDestination: another restoreAsOf",
+        patch("volsync.backube/v1alpha1", "ReplicationDestination", "rd", json!({"spec": {"kopia": {"restoreAsOf": "2020-01-01T00:00:00Z"}}})).await,
+    );
     expect("ReplicationSource: another source PVC", patch("volsync.backube/v1alpha1", "ReplicationSource", "rs", json!({"spec": {"sourcePVC": "other"}})).await);
     expect("a label on a Flux object", patch(ks, "Kustomization", "app", json!({"metadata": {"labels": {"x": "y"}}})).await);
     expect("a foreign annotation", patch(ks, "Kustomization", "app", json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now"}}})).await);
     expect("Secret: another key", patch("v1", "Secret", "kanidm-admin-passwords", json!({"data": {"OTHER": "eA=="}})).await);
     let pvcs = api_for(c, "v1", "PersistentVolumeClaim", Some(ns)).await;
-    let claim = |spec: Value| serde_json::from_value::<kube::api::DynamicObject>(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "grab", "namespace": ns}, "spec": spec})).unwrap();
+    let claim = |spec: Value| {
+        serde_json::from_value::<kube::api::DynamicObject>(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "grab", "namespace": ns}, "spec": spec}))
+        .unwrap()
+    };
     let base = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
     pvcs.create(&dry_post(), &claim(base.clone())).await.expect("a fresh empty PVC is allowed");
     let mut bind = base.clone();
@@ -784,7 +931,12 @@ async fn crafted_escalations_are_refused() {
     expect("Node: removing a taint", node_patch(json!({"spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]}})).await);
     expect("Node: a label", node_patch(json!({"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})).await);
     expect("Node: unschedulable", node_patch(json!({"spec": {"unschedulable": true}})).await);
-    nodes.patch(&lost, &dry_patch(), &Patch::Merge(json!({"spec": {"taints": with_taint(json!({"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}))}})))
+    nodes
+        .patch(
+            &lost,
+            &dry_patch(),
+            &Patch::Merge(json!({"spec": {"taints": with_taint(json!({"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}))}})),
+        )
         .await
         .expect("the out-of-service taint is allowed");
 
@@ -806,7 +958,11 @@ async fn crafted_escalations_are_refused() {
         other => panic!("a Job outside remediation.namespaces was created: {other:?}"),
     }
     // The policy applies to lifeboat only: the same change by someone else passes.
-    api_for(&r.admin, ks, "Kustomization", Some(ns)).await.patch("app", &dry_patch(), &Patch::Merge(json!({"spec": {"patches": [{"patch": "{}"}]}}))).await.expect("admin unaffected");
+    api_for(&r.admin, ks, "Kustomization", Some(ns))
+        .await
+        .patch("app", &dry_patch(), &Patch::Merge(json!({"spec": {"patches": [{"patch": "{}"}]}})))
+        .await
+        .expect("admin unaffected");
     eprintln!("refused:\n  {}", refusals.join("\n  "));
 }
 

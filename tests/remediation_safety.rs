@@ -14,11 +14,11 @@ use std::time::Duration;
 use chrono::Utc;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
-use lifeboat::remediator::{abort, approve, RemediationError, Remediator};
 use lifeboat::config::{Dur, RemediationConfig};
 use lifeboat::journal::{api_resource, Journal, JournalError, Mode, Phase, RunRecord, RunTrigger, StepState};
 use lifeboat::leader::{self, LeaderConfig};
 use lifeboat::plan::{Action, ObjectRef, Plan, RecoverySource, Step, WaitCondition};
+use lifeboat::remediator::{abort, approve, RemediationError, Remediator};
 use serde_json::{json, Value};
 use support::controlplane::control_plane;
 use support::fixtures::{pod, pv_pinned, pvc};
@@ -131,13 +131,7 @@ async fn api_server(s: &Scene) -> String {
 }
 
 async fn api_approve(url: &str, id: &str, body: Value) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/runs/{id}/approve"))
-        .bearer_auth("an-api-token-of-some-length")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(format!("{url}/api/runs/{id}/approve")).bearer_auth("an-api-token-of-some-length").json(&body).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -202,10 +196,7 @@ async fn an_undecodable_run_is_skipped_reported_and_refused_alone() {
 /// leadership away once `first` is running, then does `after_loss`.
 async fn run_losing_the_lease_during(s: &Scene, first: Step, after_loss: impl std::future::Future<Output = ()>) -> RunRecord {
     let victim = victim_pod(s).await;
-    let plan = Plan {
-        steps: vec![first, step("restart", Action::RestartPod { pod: victim }, &["first"])],
-        ..Plan::new("cnpg-instance-lost", format!("{}/lease", s.ns))
-    };
+    let plan = Plan { steps: vec![first, step("restart", Action::RestartPod { pod: victim }, &["first"])], ..Plan::new("cnpg-instance-lost", format!("{}/lease", s.ns)) };
     let run = recorded(s, &plan, Mode::Approve).await;
     approve(&s.journal, &run.id, &run.spec.plan_hash, "alice", TTL).await.unwrap();
     let leader = leader::spawn(s.client.clone(), LeaderConfig::new(s.ns.clone(), "lease-holder"));
@@ -245,10 +236,7 @@ async fn a_leader_that_lost_its_lease_starts_no_further_step() {
     // ...then the wait's condition comes true: the next step must still not start.
     let confirm = async {
         let nodes = api_for(&s.client, "v1", "Node", None).await;
-        nodes
-            .patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}})))
-            .await
-            .unwrap();
+        nodes.patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}}))).await.unwrap();
     };
     let after = run_losing_the_lease_during(&s, first, confirm).await;
     assert!(after.status.steps.iter().all(|st| st.state != StepState::Succeeded || st.id == "first"), "{:?}", after.status.steps);
@@ -300,10 +288,7 @@ async fn an_auto_run_deletes_no_pvc_until_its_node_is_confirmed_gone() {
 
     // Confirmed by the annotation node-loss asks for: now it may go.
     let nodes = api_for(&s.client, "v1", "Node", None).await;
-    nodes
-        .patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}})))
-        .await
-        .unwrap();
+    nodes.patch(&node, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"lifeboat.dev/confirmed-gone": "true"}}}))).await.unwrap();
     let run = recorded(&s, &delete_pvc_plan(&s, &claim, &node, "second"), Mode::Auto).await;
     let after = r.execute(run, None).await.unwrap();
     assert_eq!(after.status.phase, Phase::Succeeded, "{:?}", after.status);

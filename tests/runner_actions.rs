@@ -43,7 +43,14 @@ async fn flux_suspended_by_a_run_is_resumed_however_it_ends() {
             step("suspend-kept", Action::SuspendFlux { object: kept.clone(), keep_suspended: true }, &[]),
             step("scale", Action::Scale { object: deploy.clone(), replicas: 0 }, &["suspend"]),
             step("patch", Action::MergePatch { object: settings.clone(), patch: json!({"data": {"a": "2"}}) }, &["suspend"]),
-            step("apply", Action::Apply { object: job_like.clone(), manifest: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-template", "namespace": ns}, "data": {"made": "by lifeboat"}}) }, &["suspend"]),
+            step(
+                "apply",
+                Action::Apply {
+                    object: job_like.clone(),
+                    manifest: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-template", "namespace": ns}, "data": {"made": "by lifeboat"}}),
+                },
+                &["suspend"],
+            ),
             refused,
             step("resume-after", Action::ResumeFlux { object: ks.clone() }, &["delete-while-node-ready"]),
         ],
@@ -100,8 +107,8 @@ async fn the_kill_switch_api_needs_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_approved_over_http_bound_to_the_plan_hash() {
-    use std::sync::Arc;
     use lifeboat::journal::{Journal, Phase, RunRecord, RunTrigger};
+    use std::sync::Arc;
     let cp = control_plane();
     let client = cp.admin_client();
     let ns = cp.namespace(&client, "approve").await;
@@ -111,9 +118,10 @@ async fn runs_are_approved_over_http_bound_to_the_plan_hash() {
     let api = lifeboat::api::ApiContext::new(client.clone(), ns.clone(), token.into());
     tokio::spawn(async move { axum::serve(listener, lifeboat::api::routes(Arc::new(api))).await });
 
-    let plan = Plan { steps: vec![
-        step("delete", Action::Delete { object: ObjectRef::namespaced("v1", "ConfigMap", &ns, "gone") }, &[]),
-    ], ..Plan::new("stale-cleanup", format!("namespace {ns}")) };
+    let plan = Plan {
+        steps: vec![step("delete", Action::Delete { object: ObjectRef::namespaced("v1", "ConfigMap", &ns, "gone") }, &[])],
+        ..Plan::new("stale-cleanup", format!("namespace {ns}"))
+    };
     let journal = Journal::cluster(client.clone(), ns.clone());
     let run = journal.create(&RunRecord::new(&plan, RunTrigger::default(), lifeboat::config::Mode::Approve, "test", chrono::Utc::now())).await.unwrap();
     let http = reqwest::Client::new();

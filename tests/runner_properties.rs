@@ -27,22 +27,23 @@ fn step(i: usize, needs: Vec<usize>) -> Step {
 
 /// A random DAG: each step may depend on any earlier step.
 fn plans() -> impl Strategy<Value = (Plan, Vec<bool>)> {
-    (1usize..12).prop_flat_map(|n| {
-        let needs = (0..n).map(|i| proptest::collection::vec(0..i.max(1), 0..3).prop_map(move |v| if i == 0 { vec![] } else { v })).collect::<Vec<_>>();
-        (needs, proptest::collection::vec(proptest::bool::weighted(0.8), n))
-    })
-    .prop_map(|(needs, outcomes)| {
-        let steps = needs
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut n)| {
-                n.sort();
-                n.dedup();
-                step(i, n)
-            })
-            .collect();
-        (Plan { steps, ..Plan::new("prop", "t") }, outcomes)
-    })
+    (1usize..12)
+        .prop_flat_map(|n| {
+            let needs = (0..n).map(|i| proptest::collection::vec(0..i.max(1), 0..3).prop_map(move |v| if i == 0 { vec![] } else { v })).collect::<Vec<_>>();
+            (needs, proptest::collection::vec(proptest::bool::weighted(0.8), n))
+        })
+        .prop_map(|(needs, outcomes)| {
+            let steps = needs
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut n)| {
+                    n.sort();
+                    n.dedup();
+                    step(i, n)
+                })
+                .collect();
+            (Plan { steps, ..Plan::new("prop", "t") }, outcomes)
+        })
 }
 
 /// What the stand-in step work saw, in order.

@@ -49,11 +49,8 @@ async fn status_patch_keeps_every_field_it_does_not_name() {
     let api = api_for(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns)).await;
 
     let now = Utc::now();
-    let updated = patch_status_locked(&api, "postgres", 5, |current| {
-        promote_status_patch(&serde_json::to_value(current).unwrap(), "postgres-2", now)
-    })
-    .await
-    .expect("patch succeeds");
+    let updated =
+        patch_status_locked(&api, "postgres", 5, |current| promote_status_patch(&serde_json::to_value(current).unwrap(), "postgres-2", now)).await.expect("patch succeeds");
     assert!(updated.is_some());
 
     let after = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
@@ -73,9 +70,7 @@ async fn status_patch_keeps_every_field_it_does_not_name() {
 
     // Promoting the same pod again is a no-op: nothing is written.
     let version = after["metadata"]["resourceVersion"].clone();
-    let again = patch_status_locked(&api, "postgres", 5, |c| promote_status_patch(&serde_json::to_value(c).unwrap(), "postgres-2", Utc::now()))
-        .await
-        .unwrap();
+    let again = patch_status_locked(&api, "postgres", 5, |c| promote_status_patch(&serde_json::to_value(c).unwrap(), "postgres-2", Utc::now())).await.unwrap();
     assert!(again.is_none());
     let unchanged = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&ns), "postgres").await;
     assert_eq!(unchanged["metadata"]["resourceVersion"], version);

@@ -25,11 +25,9 @@ pub(super) async fn run_action(client: &Client, step: &Step, limits: &RunLimits)
                 return Err(StepError::Refused(format!("{pod_ref} does not exist")));
             }
             let now = Utc::now();
-            let result = patch_status_locked(&api, &cluster.name, 5, |current| {
-                super::cnpg::promote_status_patch(&serde_json::to_value(current).expect("serializes"), pod, now)
-            })
-            .await
-            .map_err(|e| StepError::Failed(e.to_string()))?;
+            let result = patch_status_locked(&api, &cluster.name, 5, |current| super::cnpg::promote_status_patch(&serde_json::to_value(current).expect("serializes"), pod, now))
+                .await
+                .map_err(|e| StepError::Failed(e.to_string()))?;
             Ok(match result {
                 Some(_) => format!("targetPrimary set to {pod}"),
                 None => format!("{pod} was already the target primary"),

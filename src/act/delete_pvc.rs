@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use super::guards::RunLimits;
 use super::nodes::{node_confirmed_gone, node_ready};
 use super::objects::{api, delete, get, StepError};
-use crate::cluster::write::{merge_patch, WriteError};
 use crate::cluster::resources::{Node, PersistentVolume};
+use crate::cluster::write::{merge_patch, WriteError};
 use crate::cluster::ClusterState;
 use crate::plan::ObjectRef;
 
@@ -31,11 +31,7 @@ pub(super) async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planne
         Some(pv) => {
             let nodes: Api<Node> = Api::all(client.clone());
             let node_list = nodes.list(&Default::default()).await.map_err(|e| StepError::Failed(format!("listing nodes: {e}")))?;
-            let mut state = ClusterState {
-                persistent_volumes: vec![Arc::new(pv)],
-                nodes: node_list.items.into_iter().map(Arc::new).collect(),
-                ..Default::default()
-            };
+            let mut state = ClusterState { persistent_volumes: vec![Arc::new(pv)], nodes: node_list.items.into_iter().map(Arc::new).collect(), ..Default::default() };
             state.finish();
             crate::inspect::nodes::pinned_nodes(&state).into_values().next()
         }
@@ -99,7 +95,8 @@ async fn claim_in_use(client: &Client, pvc: &ObjectRef) -> Result<bool, String> 
     let list = pods.list(&Default::default()).await.map_err(|e| format!("listing pods: {e}"))?;
     Ok(list.items.iter().any(|p| {
         p.spec.as_ref().is_some_and(|s| {
-            s.node_name.as_deref().is_some_and(|n| !n.is_empty()) && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
+            s.node_name.as_deref().is_some_and(|n| !n.is_empty())
+                && s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == pvc.name))
         })
     }))
 }

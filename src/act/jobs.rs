@@ -56,9 +56,7 @@ fn terminal(job: &Job) -> Option<Terminal> {
     if holds("Complete").is_some() {
         return Some(Terminal::Complete);
     }
-    holds("Failed").map(|c| {
-        Terminal::Failed(format!("{}{}", c.reason.clone().unwrap_or_default(), c.message.as_ref().map_or(String::new(), |m| format!(": {m}"))))
-    })
+    holds("Failed").map(|c| Terminal::Failed(format!("{}{}", c.reason.clone().unwrap_or_default(), c.message.as_ref().map_or(String::new(), |m| format!(": {m}")))))
 }
 
 fn excerpt(output: &str) -> String {
@@ -81,15 +79,7 @@ fn shown(output: &str, secret: bool) -> String {
     }
 }
 
-pub async fn run_job(
-    client: &Client,
-    job_ref: &ObjectRef,
-    manifest: &Value,
-    timeout_seconds: u64,
-    success_marker: &str,
-    output: &JobOutput,
-    limits: &RunLimits,
-) -> Result<String> {
+pub async fn run_job(client: &Client, job_ref: &ObjectRef, manifest: &Value, timeout_seconds: u64, success_marker: &str, output: &JobOutput, limits: &RunLimits) -> Result<String> {
     let ns = job_ref.namespace.as_deref().ok_or_else(|| JobError::Refused(format!("{job_ref} has no namespace")))?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let secret = output.is_secret();
@@ -159,8 +149,7 @@ pub async fn run_job(
 
 pub(crate) async fn write_secret_key(client: &Client, secret: &ObjectRef, key: &str, value: &str) -> Result<()> {
     let ns = secret.namespace.as_deref().unwrap_or_default();
-    let api: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()));
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()));
     // ByteString serializes as standard base64, the encoding of Secret `data`.
     let encoded = serde_json::to_value(k8s_openapi::ByteString(value.as_bytes().to_vec())).map_err(failed)?;
     let patch = json!({"data": {key: encoded}});
@@ -173,16 +162,10 @@ async fn read_output(client: &Client, ns: &str, job: &Job, manifest: &Value) -> 
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}")))
-        .await
-        .map_err(|e| format!("listing the pods of Job {ns}/{name}: {e}"))?;
+    let list =
+        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"))).await.map_err(|e| format!("listing the pods of Job {ns}/{name}: {e}"))?;
     let complete = terminal(job) == Some(Terminal::Complete);
-    let mut candidates: Vec<&Pod> = list
-        .items
-        .iter()
-        .filter(|p| !complete || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-        .collect();
+    let mut candidates: Vec<&Pod> = list.items.iter().filter(|p| !complete || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")).collect();
     candidates.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     let pod = candidates.last().ok_or_else(|| format!("Job {ns}/{name} has no pod left to read its output from"))?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -216,9 +199,7 @@ pub async fn rollout_restart(client: &Client, object: &ObjectRef) -> Result<Stri
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
     match merge_patch(&api, &object.name, &patch).await {
         Ok(_) => Ok(format!("{object} restarted (restartedAt {now})")),
-        Err(crate::cluster::write::WriteError::Api { source: kube::Error::Api(s), .. }) if s.code == 404 => {
-            Err(JobError::Refused(format!("{object} does not exist")))
-        }
+        Err(crate::cluster::write::WriteError::Api { source: kube::Error::Api(s), .. }) if s.code == 404 => Err(JobError::Refused(format!("{object} does not exist"))),
         Err(e) => Err(failed(e)),
     }
 }
@@ -267,7 +248,8 @@ pub async fn repair_garage_tables(admin_url: &str, token_file: Option<&str>) -> 
     let token = std::fs::read_to_string(path).map_err(|e| JobError::Refused(format!("cannot read the Garage admin token file {path}: {e}")))?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(failed)?;
     let url = format!("{}/v2/LaunchRepairOperation?node=*", admin_url.trim_end_matches('/'));
-    let response = http.post(&url).bearer_auth(token.trim()).json(&json!({"repairType": "tables"})).send().await.map_err(|e| failed(format!("LaunchRepairOperation unreachable: {e}")))?;
+    let response =
+        http.post(&url).bearer_auth(token.trim()).json(&json!({"repairType": "tables"})).send().await.map_err(|e| failed(format!("LaunchRepairOperation unreachable: {e}")))?;
     if !response.status().is_success() {
         return Err(failed(format!("LaunchRepairOperation answered {}", response.status())));
     }

@@ -12,7 +12,13 @@ use crate::plan::ObjectRef;
 
 /// Which pod labelled `selector` in `object`'s namespace has been Ready for
 /// `takeover_seconds` on a node other than `lost_node`, if one has.
-pub(super) async fn ready_elsewhere(client: &Client, object: &ObjectRef, selector: &BTreeMap<String, String>, lost_node: &str, takeover_seconds: u64) -> Result<Option<String>, String> {
+pub(super) async fn ready_elsewhere(
+    client: &Client,
+    object: &ObjectRef,
+    selector: &BTreeMap<String, String>,
+    lost_node: &str,
+    takeover_seconds: u64,
+) -> Result<Option<String>, String> {
     let ns = object.namespace.as_deref().unwrap_or_default();
     let labels = crate::inspect::provisioners::label_selector(selector);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);

@@ -73,9 +73,8 @@ pub(super) async fn revert_temporary_patches(client: &Client, plan: &Plan, repor
     let mut notes = vec![];
     for (i, step) in plan.steps.iter().enumerate() {
         let Action::TemporaryPatch { object, patch, revert } = &step.action else { continue };
-        let reverted_by_step = plan.steps.iter().enumerate().skip(i + 1).any(|(j, s)| {
-            succeeded(j) && matches!(&s.action, Action::MergePatch { object: o, patch: p } if o == object && p == revert)
-        });
+        let reverted_by_step =
+            plan.steps.iter().enumerate().skip(i + 1).any(|(j, s)| succeeded(j) && matches!(&s.action, Action::MergePatch { object: o, patch: p } if o == object && p == revert));
         if !succeeded(i) || reverted_by_step {
             continue;
         }
@@ -88,7 +87,11 @@ pub(super) async fn revert_temporary_patches(client: &Client, plan: &Plan, repor
                 tracing::info!(%object, %patch, %revert, "reverted the temporary patch this run applied");
                 notes.push(format!("reverted the temporary patch {patch} of {object}"));
             }
-            Err(e) => notes.push(format!("{object} STILL CARRIES the temporary patch {patch}: reverting it failed ({e}); run `kubectl patch {} {} --type=merge -p '{revert}'`", object.kubectl_resource(), object.name)),
+            Err(e) => notes.push(format!(
+                "{object} STILL CARRIES the temporary patch {patch}: reverting it failed ({e}); run `kubectl patch {} {} --type=merge -p '{revert}'`",
+                object.kubectl_resource(),
+                object.name
+            )),
         }
     }
     if notes.iter().any(|n| n.contains("STILL CARRIES")) {
@@ -113,11 +116,7 @@ async fn flag_kept_suspended(client: &Client, plan: &Plan, object: &ObjectRef) -
 }
 pub(super) async fn set_flux_suspend(client: &Client, object: &ObjectRef, suspend: bool) -> Result<String, StepError> {
     let api = api(client, object).await.map_err(StepError::Failed)?;
-    let patch = if suspend {
-        json!({"spec": {"suspend": true}})
-    } else {
-        json!({"spec": {"suspend": false}, "metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: null}}})
-    };
+    let patch = if suspend { json!({"spec": {"suspend": true}}) } else { json!({"spec": {"suspend": false}, "metadata": {"annotations": {KEPT_SUSPENDED_ANNOTATION: null}}}) };
     merge_patch(&api, &object.name, &patch).await.map_err(|e| StepError::Failed(e.to_string()))?;
     Ok(format!("{object} {}", if suspend { "suspended" } else { "resumed" }))
 }

@@ -21,11 +21,11 @@ use kube::Client;
 use super::actions::run_action;
 // Where the per-area action modules (cnpg, jobs, kanidm) have always found them.
 pub(super) use super::delete_pvc::check_pvc_deletable;
+pub use super::guards::{Guard, RunLimits, StepGuard};
 pub(super) use super::objects::{api, delete, get, StepError};
 use super::preconditions::check_preconditions;
-use super::restore::{restore_flux, revert_temporary_patches};
-pub use super::guards::{Guard, RunLimits, StepGuard};
 pub use super::restore::KEPT_SUSPENDED_ANNOTATION;
+use super::restore::{restore_flux, revert_temporary_patches};
 pub use crate::plan::report::{fresh_report, not_run, Outcome, RunReport, StepReport, StepStatus};
 use crate::plan::{Action, Plan, Step};
 
@@ -46,14 +46,7 @@ pub type Progress<'a> = &'a (dyn Fn(&RunReport) + Send + Sync);
 /// again; every other step runs (all actions are idempotent, and each
 /// re-checks its preconditions live), so a run interrupted at any point can
 /// be picked up by the next leader.
-pub async fn resume(
-    client: &Client,
-    plan: &Plan,
-    approved_hash: &str,
-    limits: &RunLimits,
-    previous: RunReport,
-    progress: Progress<'_>,
-) -> RunReport {
+pub async fn resume(client: &Client, plan: &Plan, approved_hash: &str, limits: &RunLimits, previous: RunReport, progress: Progress<'_>) -> RunReport {
     if plan.hash() != approved_hash {
         return rejected(plan, format!("approval names plan {approved_hash}, but the current plan is {}: approve again", plan.hash()));
     }
@@ -124,8 +117,7 @@ where
     use futures::stream::{FuturesUnordered, StreamExt};
     let index: std::collections::HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     // Steps the report already shows as succeeded (a resumed run) are done.
-    let mut done: Vec<Option<bool>> =
-        report.steps.iter().map(|s| matches!(s.status, StepStatus::Succeeded { .. }).then_some(true)).collect();
+    let mut done: Vec<Option<bool>> = report.steps.iter().map(|s| matches!(s.status, StepStatus::Succeeded { .. }).then_some(true)).collect();
     let mut started: Vec<bool> = done.iter().map(Option::is_some).collect();
     let mut running = FuturesUnordered::new();
     let mut aborted = false;

@@ -4,9 +4,9 @@
 use kube::{Api, Client};
 use serde_json::Value;
 
+pub use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 use crate::inspect::volsync::kopia_identity;
 use crate::plan::ObjectRef;
-pub use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 
 /// Lines of mover logs kept in a step's detail or error.
 const LOG_EXCERPT_LINES: usize = 6;

@@ -42,9 +42,10 @@ pub(super) async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondit
         }
         if let WaitCondition::ConditionIs { condition, status } = until {
             let current = get(client, object).await.map_err(StepError::Failed)?;
-            let found = current.as_ref().filter(|o| o["metadata"]["deletionTimestamp"].is_null()).and_then(|o| {
-                o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())).cloned()
-            });
+            let found = current
+                .as_ref()
+                .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+                .and_then(|o| o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == condition.as_str())).cloned());
             if let Some(c) = found.as_ref().filter(|c| c["status"] == status.as_str()) {
                 return Ok(format!("{object}: {condition}={status} ({})", c["reason"].as_str().unwrap_or("no reason")));
             }
@@ -103,7 +104,9 @@ pub(super) async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondit
                 return Ok(detail);
             }
             if started.elapsed() >= Duration::from_secs(timeout_seconds) {
-                return Err(StepError::Failed(format!("timed out after {timeout_seconds}s: no pod labelled {selector:?} has been Ready for {takeover_seconds}s on a node other than {lost_node}")));
+                return Err(StepError::Failed(format!(
+                    "timed out after {timeout_seconds}s: no pod labelled {selector:?} has been Ready for {takeover_seconds}s on a node other than {lost_node}"
+                )));
             }
             tokio::time::sleep(limits.poll_interval).await;
             continue;

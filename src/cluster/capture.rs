@@ -62,13 +62,7 @@ pub async fn capture(client: &kube::Client, dir: &Path) -> anyhow::Result<Captur
 /// Every object of one kind, page by page, each with its apiVersion and kind
 /// (list items carry neither) and without managedFields (noise for triage).
 async fn list_all(client: &kube::Client, info: &KindInfo) -> Result<Vec<Value>, kube::Error> {
-    let resource = ApiResource {
-        group: info.group.into(),
-        version: info.version.into(),
-        api_version: info.api_version(),
-        kind: info.kind.into(),
-        plural: info.plural.into(),
-    };
+    let resource = ApiResource { group: info.group.into(), version: info.version.into(), api_version: info.api_version(), kind: info.kind.into(), plural: info.plural.into() };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let mut items = Vec::new();
     let mut params = ListParams::default().limit(PAGE);

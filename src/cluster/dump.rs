@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::resources::*;
 use super::capture::CaptureInfo;
+use super::resources::*;
 use super::ClusterState;
 use crate::for_each_kind;
 
@@ -181,27 +181,20 @@ fn dump_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
 
 fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>, DumpError> {
     if path.extension().and_then(|e| e.to_str()) == Some("json") {
-        let value = serde_json::from_str(text).map_err(|e| DumpError::Syntax {
-            path: path.into(),
-            format: "JSON",
-            message: e.to_string(),
-        })?;
+        let value = serde_json::from_str(text).map_err(|e| DumpError::Syntax { path: path.into(), format: "JSON", message: e.to_string() })?;
         return Ok(vec![value]);
     }
     let mut docs = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document)
-            .map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
         if value.is_null() {
             continue;
         }
-        let json = serde_json::to_value(value)
-            .map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
+        let json = serde_json::to_value(value).map_err(|e| DumpError::Syntax { path: path.into(), format: "YAML", message: e.to_string() })?;
         docs.push(json);
     }
     Ok(docs)
 }
-
 
 /// A `*List` document yields its items; anything else is one object.
 fn list_items(doc: Value) -> Vec<Value> {
@@ -215,13 +208,7 @@ fn list_items(doc: Value) -> Vec<Value> {
     }
 }
 
-fn add_object(
-    state: &mut ClusterState,
-    summary: &mut DumpSummary,
-    path: &Path,
-    index: usize,
-    item: impl Item,
-) -> Result<(), DumpError> {
+fn add_object(state: &mut ClusterState, summary: &mut DumpSummary, path: &Path, index: usize, item: impl Item) -> Result<(), DumpError> {
     let TypeMeta { api_version, kind, metadata } = item.type_meta();
     let name = metadata.name.unwrap_or_else(|| "<unnamed>".into());
     let fail = |message: String| DumpError::Object { path: path.into(), index, kind: kind.clone(), name: name.clone(), message };
@@ -257,8 +244,7 @@ fn read_capture(path: &Path) -> Result<Option<CaptureInfo>, DumpError> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&file).map_err(|source| DumpError::Read { path: file.clone(), source })?;
-    let capture: CaptureInfo =
-        serde_yaml::from_str(&text).map_err(|e| DumpError::Capture { path: file.clone(), message: e.to_string() })?;
+    let capture: CaptureInfo = serde_yaml::from_str(&text).map_err(|e| DumpError::Capture { path: file.clone(), message: e.to_string() })?;
     let known: Vec<String> = ClusterState::all_kinds().iter().map(|k| k.label()).collect();
     if let Some(unknown) = capture.absent_kinds.iter().find(|k| !known.contains(k)) {
         return Err(DumpError::Capture { path: file, message: format!("absentKinds: unknown kind {unknown:?} (known: {})", known.join(", ")) });

@@ -139,10 +139,7 @@ impl ClusterState {
         let ns = namespace(&pod.metadata);
         let owner = controller_owner(&pod.metadata)?;
         if owner.kind == "ReplicaSet" {
-            let rs = self
-                .replica_sets
-                .iter()
-                .find(|r| namespace(&r.metadata) == ns && name(&r.metadata) == owner.name);
+            let rs = self.replica_sets.iter().find(|r| namespace(&r.metadata) == ns && name(&r.metadata) == owner.name);
             if let Some(deploy) = rs.and_then(|r| controller_owner(&r.metadata)) {
                 return Some(WorkloadRef { namespace: ns.to_string(), kind: deploy.kind.clone(), name: deploy.name.clone() });
             }
@@ -200,10 +197,7 @@ pub fn controller_owner(meta: &ObjectMeta) -> Option<&k8s_openapi::apimachinery:
 /// The Flux object that applied `meta`, from the labels kustomize-controller
 /// and helm-controller stamp on everything they manage.
 pub fn flux_owner(meta: &ObjectMeta) -> Option<FluxRef> {
-    if let (Some(name), Some(ns)) = (
-        label(meta, "kustomize.toolkit.fluxcd.io/name"),
-        label(meta, "kustomize.toolkit.fluxcd.io/namespace"),
-    ) {
+    if let (Some(name), Some(ns)) = (label(meta, "kustomize.toolkit.fluxcd.io/name"), label(meta, "kustomize.toolkit.fluxcd.io/namespace")) {
         return Some(FluxRef { kind: "Kustomization".into(), namespace: ns.into(), name: name.into() });
     }
     if let (Some(name), Some(ns)) = (label(meta, "helm.toolkit.fluxcd.io/name"), label(meta, "helm.toolkit.fluxcd.io/namespace")) {

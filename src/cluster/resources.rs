@@ -90,14 +90,7 @@ macro_rules! lean_scope {
 macro_rules! lean_kind {
     ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
         impl LeanObject for $ty {
-            const INFO: KindInfo = KindInfo {
-                group: $group,
-                version: $version,
-                kind: $kind,
-                plural: $plural,
-                namespaced: $ns,
-                optional: $opt,
-            };
+            const INFO: KindInfo = KindInfo { group: $group, version: $version, kind: $kind, plural: $plural, namespaced: $ns, optional: $opt };
             fn metadata(&self) -> &ObjectMeta {
                 &self.metadata
             }
@@ -542,20 +535,13 @@ pub const BARMAN_CLOUD_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 impl CnpgCluster {
     /// The barman-cloud plugin entry that archives WAL, if the cluster uses one.
     pub fn wal_archiver_plugin(&self) -> Option<&CnpgPlugin> {
-        self.spec
-            .plugins
-            .iter()
-            .find(|p| p.name == BARMAN_CLOUD_PLUGIN && p.is_wal_archiver.unwrap_or(false) && p.enabled.unwrap_or(true))
+        self.spec.plugins.iter().find(|p| p.name == BARMAN_CLOUD_PLUGIN && p.is_wal_archiver.unwrap_or(false) && p.enabled.unwrap_or(true))
     }
     /// (ObjectStore name, serverName) when backups go through the plugin.
     pub fn plugin_object_store(&self) -> Option<(String, String)> {
         let plugin = self.wal_archiver_plugin()?;
         let store = plugin.parameters.get("barmanObjectName")?.clone();
-        let server = plugin
-            .parameters
-            .get("serverName")
-            .cloned()
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default());
+        let server = plugin.parameters.get("serverName").cloned().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default());
         Some((store, server))
     }
 }

@@ -125,11 +125,7 @@ for_each_kind!(define_live_cache);
 /// Whether the API server serves `K` (its CRD is installed).
 async fn api_served<K: LeanObject>(client: &Client) -> Result<bool, kube::Error> {
     let info = K::INFO;
-    let list = if info.group.is_empty() {
-        client.list_core_api_resources(info.version).await
-    } else {
-        client.list_api_group_resources(&info.api_version()).await
-    };
+    let list = if info.group.is_empty() { client.list_core_api_resources(info.version).await } else { client.list_api_group_resources(&info.api_version()).await };
     match list {
         Ok(resources) => Ok(resources.resources.iter().any(|r| r.name == info.plural)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
@@ -139,9 +135,9 @@ async fn api_served<K: LeanObject>(client: &Client) -> Result<bool, kube::Error>
 
 fn is_not_found(error: &watcher::Error) -> bool {
     match error {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchStartFailed(kube::Error::Api(s)) | watcher::Error::WatchFailed(kube::Error::Api(s)) => {
+            s.code == 404
+        }
         watcher::Error::WatchError(s) => s.code == 404,
         _ => false,
     }

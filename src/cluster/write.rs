@@ -25,9 +25,7 @@ fn params() -> PatchParams {
 
 /// Merge-patches the object; only the keys in `patch` change.
 pub async fn merge_patch(api: &Api<DynamicObject>, name: &str, patch: &Value) -> Result<DynamicObject, WriteError> {
-    api.patch(name, &params(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| WriteError::Api { what: format!("patching {name}"), source })
+    api.patch(name, &params(), &Patch::Merge(patch)).await.map_err(|source| WriteError::Api { what: format!("patching {name}"), source })
 }
 
 /// Merge-patches the status subresource under optimistic concurrency: the
@@ -89,11 +87,7 @@ where
         let current = api.get(name).await.map_err(|source| WriteError::Api { what: format!("reading {name}"), source })?;
         let Some(mut patch) = build(&current) else { return Ok(None) };
         patch["metadata"]["resourceVersion"] = json!(current.metadata.resource_version);
-        let result = if status {
-            api.patch_status(name, &params(), &Patch::Merge(&patch)).await
-        } else {
-            api.patch(name, &params(), &Patch::Merge(&patch)).await
-        };
+        let result = if status { api.patch_status(name, &params(), &Patch::Merge(&patch)).await } else { api.patch(name, &params(), &Patch::Merge(&patch)).await };
         match result {
             Ok(updated) => return Ok(Some(updated)),
             Err(kube::Error::Api(s)) if s.code == 409 => {

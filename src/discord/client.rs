@@ -192,20 +192,14 @@ impl DiscordClient {
             Target::Webhook { url, webhook_id } => (format!("{url}?wait=true"), format!("POST /webhooks/{webhook_id}"), None),
         };
         let message = self.send(Method::POST, &url, &route, auth, Some(body)).await?;
-        message["id"].as_str().map(str::to_string).ok_or_else(|| DiscordError::Status {
-            route,
-            status: 200,
-            body: "the answer has no message id".into(),
-        })
+        message["id"].as_str().map(str::to_string).ok_or_else(|| DiscordError::Status { route, status: 200, body: "the answer has no message id".into() })
     }
 
     pub async fn edit_message(&self, message_id: &str, body: &Value) -> Result<(), DiscordError> {
         let (url, route, auth) = match &self.target {
-            Target::Bot { api_base, token, channel_id } => (
-                format!("{api_base}/channels/{channel_id}/messages/{message_id}"),
-                format!("PATCH /channels/{channel_id}/messages/:id"),
-                Some(token.as_str()),
-            ),
+            Target::Bot { api_base, token, channel_id } => {
+                (format!("{api_base}/channels/{channel_id}/messages/{message_id}"), format!("PATCH /channels/{channel_id}/messages/:id"), Some(token.as_str()))
+            }
             Target::Webhook { url, webhook_id } => (format!("{url}/messages/{message_id}"), format!("PATCH /webhooks/{webhook_id}/messages/:id"), None),
         };
         self.send(Method::PATCH, &url, &route, auth, Some(body)).await.map(|_| ())
@@ -267,10 +261,7 @@ impl DiscordClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| DiscordError::Unreachable { route: route.into(), reason: e.without_url().to_string() })?;
+            let response = request.send().await.map_err(|e| DiscordError::Unreachable { route: route.into(), reason: e.without_url().to_string() })?;
             let status = response.status();
             self.limits.lock().expect("rate limits lock").observe(route, response.headers(), Instant::now());
             let text = response.text().await.unwrap_or_default();

@@ -28,10 +28,10 @@ use serde_json::{json, Value};
 
 use super::client::DiscordClient;
 use super::render::{self, RenderContext, Transport, Verb};
-use crate::remediator::{self, RemediationError};
 use crate::config::{DiscordApprovers, Dur};
 use crate::journal::{Journal, Phase};
 use crate::plan::shell::quote;
+use crate::remediator::{self, RemediationError};
 
 pub const PATH: &str = "/discord/interactions";
 /// Signed requests older (or newer) than this are refused: a captured
@@ -322,10 +322,7 @@ async fn click(ix: Arc<Interactions>, interaction: Value) -> Answered {
 
 /// The refusal a non-approver gets (ephemeral).
 pub fn not_an_approver(sender: &Sender) -> String {
-    format!(
-        "You ({}, {}) are not a lifeboat approver: nothing was done. Approvers are the users and roles in discord.approvers.",
-        sender.name, sender.id
-    )
+    format!("You ({}, {}) are not a lifeboat approver: nothing was done. Approvers are the users and roles in discord.approvers.", sender.name, sender.id)
 }
 
 async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> Answer {
@@ -341,11 +338,7 @@ async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> An
     }
     if run.status.phase != Phase::AwaitingApproval {
         let what = if verb == Verb::Approve { "approve" } else { "reject" };
-        return Answer::Ephemeral(format!(
-            "Run `{id}` is {:?}: there is nothing to {what} (use `lifeboat abort {}` to stop a run).",
-            run.status.phase,
-            quote(&id)
-        ));
+        return Answer::Ephemeral(format!("Run `{id}` is {:?}: there is nothing to {what} (use `lifeboat abort {}` to stop a run).", run.status.phase, quote(&id)));
     }
     if hash != run.spec.plan_hash {
         return Answer::Ephemeral(format!(
@@ -357,9 +350,7 @@ async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> An
     if phase != run.status.awaiting_phase {
         let shown = phase.as_deref().map_or("the run's first approval".to_string(), |p| format!("phase {p}"));
         let waiting = run.status.awaiting_phase.as_deref().map_or("its first approval".to_string(), |p| format!("phase {p}"));
-        return Answer::Ephemeral(format!(
-            "Refused: this button decides {shown}, but run `{id}` now waits for {waiting}. Use the buttons of its current message."
-        ));
+        return Answer::Ephemeral(format!("Refused: this button decides {shown}, but run `{id}` now waits for {waiting}. Use the buttons of its current message."));
     }
     let now = Utc::now();
     let result = match verb {
@@ -381,9 +372,10 @@ async fn decide(ix: Arc<Interactions>, button: render::Button, by: String) -> An
             tracing::info!(run = %id, %by, phase = ?run.status.phase, "Discord decision recorded");
             Answer::Update(render::main_message(&run, &context(Utc::now())))
         }
-        Err(e @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::NoSuchRun(_) | RemediationError::ApprovalWindowClosed { .. })) => {
-            Answer::Ephemeral(format!("Refused: {e}"))
-        }
+        Err(
+            e
+            @ (RemediationError::WrongHash { .. } | RemediationError::NotAwaitingApproval { .. } | RemediationError::NoSuchRun(_) | RemediationError::ApprovalWindowClosed { .. }),
+        ) => Answer::Ephemeral(format!("Refused: {e}")),
         Err(e) => Answer::Ephemeral(format!("Nothing was done: {e}")),
     }
 }

@@ -50,16 +50,7 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(journal: Arc<Journal>, client: Arc<DiscordClient>, approval_ttl: Dur, edit_interval: Dur) -> Self {
-        Self {
-            journal,
-            client,
-            approval_ttl,
-            edit_interval,
-            poll_interval: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(60),
-            leader: None,
-            sent: HashMap::new(),
-        }
+        Self { journal, client, approval_ttl, edit_interval, poll_interval: Duration::from_secs(2), max_backoff: Duration::from_secs(60), leader: None, sent: HashMap::new() }
     }
 
     fn context(&self) -> RenderContext {

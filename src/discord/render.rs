@@ -178,10 +178,7 @@ fn trigger_text(run: &RunRecord) -> String {
             let _ = writeln!(out, "Requested by **{}** {}", run.spec.requested_by, when(run.spec.requested_at));
         }
     }
-    let labels: Vec<String> = [("namespace", &t.namespace), ("name", &t.name), ("node", &t.node)]
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect();
+    let labels: Vec<String> = [("namespace", &t.namespace), ("name", &t.name), ("node", &t.node)].iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect();
     if !labels.is_empty() {
         let _ = writeln!(out, "Trigger: {}", labels.join(", "));
     }
@@ -222,8 +219,7 @@ fn progress_text(run: &RunRecord, ctx: &RenderContext) -> Option<String> {
     if run.status.phase != Phase::Running {
         return Some(format!("{done} of {total} steps succeeded in {elapsed}"));
     }
-    let running: Vec<(usize, &crate::journal::StepRecord)> =
-        run.status.steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Running).collect();
+    let running: Vec<(usize, &crate::journal::StepRecord)> = run.status.steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Running).collect();
     let current = match running.first() {
         Some((i, s)) => {
             let since = s.started_at.map_or(String::new(), |t| format!(", running for {}", coarse(ctx.now - t, ctx.edit_interval)));
@@ -260,10 +256,7 @@ fn embed_chars(embeds: &[Value]) -> usize {
     embeds
         .iter()
         .map(|e| {
-            len(&e["title"])
-                + len(&e["description"])
-                + len(&e["footer"]["text"])
-                + e["fields"].as_array().map_or(0, |f| f.iter().map(|f| len(&f["name"]) + len(&f["value"])).sum())
+            len(&e["title"]) + len(&e["description"]) + len(&e["footer"]["text"]) + e["fields"].as_array().map_or(0, |f| f.iter().map(|f| len(&f["name"]) + len(&f["value"])).sum())
         })
         .sum()
 }
@@ -390,12 +383,8 @@ pub fn replies(run: &RunRecord) -> Vec<Reply> {
         out.push(reply("approved".into(), format!("✅ Plan `{hash}` of run `{}` approved by {by}", run.id), None, Phase::Approved));
     }
     let total = status.steps.len();
-    let mut finished: Vec<(usize, &crate::journal::StepRecord)> = status
-        .steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.state, StepState::Succeeded | StepState::Failed | StepState::Refused))
-        .collect();
+    let mut finished: Vec<(usize, &crate::journal::StepRecord)> =
+        status.steps.iter().enumerate().filter(|(_, s)| matches!(s.state, StepState::Succeeded | StepState::Failed | StepState::Refused)).collect();
     finished.sort_by_key(|(i, s)| (s.finished_at, *i));
     for (i, step) in finished {
         let verb = match step.state {
@@ -431,14 +420,7 @@ fn final_summary(run: &RunRecord) -> Reply {
         (Some(a), Some(b)) => format!(" in {}", duration(b - a)),
         _ => String::new(),
     };
-    let headline = format!(
-        "**{}** — run `{}` (`{}` for {}): {done} of {} steps{took}",
-        phase_label(status.phase),
-        run.id,
-        run.spec.playbook,
-        run.spec.target,
-        status.steps.len()
-    );
+    let headline = format!("**{}** — run `{}` (`{}` for {}): {done} of {} steps{took}", phase_label(status.phase), run.id, run.spec.playbook, run.spec.target, status.steps.len());
     let mut text = String::new();
     if let Some(message) = &status.message {
         let _ = writeln!(text, "{message}\n");

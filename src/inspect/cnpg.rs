@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{Context, ConfigProblem};
+use super::{ConfigProblem, Context};
 use crate::cluster::resources::*;
 use crate::cluster::{name, namespace};
 use crate::schedule::{Dialect, Schedule};
@@ -136,20 +136,10 @@ fn recovery_window(ctx: &Context, cluster: &CnpgCluster, problems: &mut Vec<Conf
                 format!("WAL archiver plugin names ObjectStore {store_name:?}, which does not exist"),
             ));
         }
-        return (
-            Some(WindowSource::ObjectStore),
-            Some(server),
-            window.and_then(|w| w.first_recoverability_point),
-            window.and_then(|w| w.last_successful_backup_time),
-        );
+        return (Some(WindowSource::ObjectStore), Some(server), window.and_then(|w| w.first_recoverability_point), window.and_then(|w| w.last_successful_backup_time));
     }
     if cluster.spec.backup.as_ref().is_some_and(|b| b.barman_object_store.is_some()) {
-        return (
-            Some(WindowSource::ClusterStatus),
-            None,
-            cluster.status.first_recoverability_point,
-            cluster.status.last_successful_backup,
-        );
+        return (Some(WindowSource::ClusterStatus), None, cluster.status.first_recoverability_point, cluster.status.last_successful_backup);
     }
     (None, None, None, None)
 }

@@ -10,18 +10,11 @@ pub fn lost_instances(state: &ClusterState, findings: &Findings, cluster: &CnpgC
     let ns = namespace(&cluster.metadata);
     let node_of = |instance: &str| -> Option<String> {
         let pod_node = state.pods.iter().find(|p| namespace(&p.metadata) == ns && name(&p.metadata) == instance).and_then(|p| p.spec.node_name.clone());
-        let pvc_node = findings
-            .lost_volumes
-            .iter()
-            .find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(instance))
-            .map(|v| v.node.clone());
+        let pvc_node = findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(instance)).map(|v| v.node.clone());
         pvc_node.or(pod_node)
     };
     let lost_nodes: Vec<&str> = findings.lost_nodes().map(|n| n.node.as_str()).collect();
-    instance_names(state, cluster)
-        .into_iter()
-        .filter_map(|i| node_of(&i).filter(|n| lost_nodes.contains(&n.as_str())).map(|n| (i, n)))
-        .collect()
+    instance_names(state, cluster).into_iter().filter_map(|i| node_of(&i).filter(|n| lost_nodes.contains(&n.as_str())).map(|n| (i, n))).collect()
 }
 
 /// The Ready instances not on a lost node: what CNPG can re-create from.

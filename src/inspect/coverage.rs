@@ -79,25 +79,12 @@ pub fn inspect(ctx: &Context, sources: &Sources) -> Vec<PvcProtection> {
             let ns = namespace(&pvc.metadata);
             let pvc_name = name(&pvc.metadata);
             let (source, provider, fresh) = protection_of(ctx, sources, ns, pvc_name, label(&pvc.metadata, "cnpg.io/cluster"));
-            PvcProtection {
-                namespace: ns.to_string(),
-                pvc: pvc_name.to_string(),
-                pinned_node: ctx.pvc_node(ns, pvc_name).map(str::to_string),
-                source,
-                provider,
-                fresh,
-            }
+            PvcProtection { namespace: ns.to_string(), pvc: pvc_name.to_string(), pinned_node: ctx.pvc_node(ns, pvc_name).map(str::to_string), source, provider, fresh }
         })
         .collect()
 }
 
-fn protection_of(
-    ctx: &Context,
-    sources: &Sources,
-    ns: &str,
-    pvc: &str,
-    cnpg_cluster: Option<&str>,
-) -> (Source, Option<String>, Option<bool>) {
+fn protection_of(ctx: &Context, sources: &Sources, ns: &str, pvc: &str, cnpg_cluster: Option<&str>) -> (Source, Option<String>, Option<bool>) {
     if let Some(cluster) = cnpg_cluster {
         let finding = sources.cnpg.iter().find(|c| c.namespace == ns && c.cluster == cluster);
         let fresh = finding.map(|c| c.archiving_ok == Some(true) && !c.backup_stale && c.instances > 1);
@@ -111,16 +98,10 @@ fn protection_of(
     if (pvc.starts_with("volsync-src-") || pvc.starts_with("volsync-dst-")) && pvc.ends_with("-cache") {
         return (Source::Scratch, None, None);
     }
-    if let Some(rs) = sources
-        .volsync
-        .iter()
-        .find(|v| v.role == Role::Source && v.namespace == ns && v.pvc.as_deref() == Some(pvc))
-    {
+    if let Some(rs) = sources.volsync.iter().find(|v| v.role == Role::Source && v.namespace == ns && v.pvc.as_deref() == Some(pvc)) {
         return (Source::Volsync, Some(rs.name.clone()), Some(!rs.stale && !rs.mover_failed));
     }
-    let garage_pod = sources.garage.pods.iter().find(|g| {
-        g.namespace == ns && ctx.state.pods_using_claim(ns, pvc).any(|p| name(&p.metadata) == g.pod)
-    });
+    let garage_pod = sources.garage.pods.iter().find(|g| g.namespace == ns && ctx.state.pods_using_claim(ns, pvc).any(|p| name(&p.metadata) == g.pod));
     if let Some(pod) = garage_pod {
         return (Source::GarageMetaBackup, Some(pod.pod.clone()), Some(pod.sidecar_present && pod.sidecar_running));
     }

@@ -23,10 +23,8 @@ pub struct CronJobFinding {
 
 pub fn is_backup_cronjob(ctx: &Context, cronjob: &CronJob) -> bool {
     let config = &ctx.config.backup_cron_jobs;
-    let by_name = !config.name_contains.is_empty()
-        && name(&cronjob.metadata).to_ascii_lowercase().contains(&config.name_contains.to_ascii_lowercase());
-    let by_labels = !config.match_labels.is_empty()
-        && config.match_labels.iter().all(|(k, v)| label(&cronjob.metadata, k) == Some(v.as_str()));
+    let by_name = !config.name_contains.is_empty() && name(&cronjob.metadata).to_ascii_lowercase().contains(&config.name_contains.to_ascii_lowercase());
+    let by_labels = !config.match_labels.is_empty() && config.match_labels.iter().all(|(k, v)| label(&cronjob.metadata, k) == Some(v.as_str()));
     by_name || by_labels
 }
 

@@ -31,10 +31,7 @@ pub fn inspect(ctx: &Context) -> Vec<MariaDbFinding> {
             let replicas = mdb.spec.replicas.unwrap_or(1);
             let instances_on_lost_nodes = (0..replicas)
                 .map(|i| format!("{mdb_name}-{i}"))
-                .filter(|pod| {
-                    ctx.pvc_node(ns, &format!("storage-{pod}")).is_some_and(|n| ctx.is_lost(n))
-                        || ctx.instance_node(ns, pod).is_some_and(|n| ctx.is_lost(&n))
-                })
+                .filter(|pod| ctx.pvc_node(ns, &format!("storage-{pod}")).is_some_and(|n| ctx.is_lost(n)) || ctx.instance_node(ns, pod).is_some_and(|n| ctx.is_lost(&n)))
                 .collect();
             let condition = |t: &str| find_condition(&mdb.status.conditions, t).map(|c| c.status == "True");
             MariaDbFinding {
@@ -45,13 +42,7 @@ pub fn inspect(ctx: &Context) -> Vec<MariaDbFinding> {
                 ready: condition("Ready"),
                 galera_ready: condition("GaleraReady"),
                 instances_on_lost_nodes,
-                force_bootstrap_pod: mdb
-                    .spec
-                    .galera
-                    .as_ref()
-                    .and_then(|g| g.recovery.as_ref())
-                    .and_then(|r| r.force_cluster_bootstrap_in_pod.clone())
-                    .filter(|p| !p.is_empty()),
+                force_bootstrap_pod: mdb.spec.galera.as_ref().and_then(|g| g.recovery.as_ref()).and_then(|r| r.force_cluster_bootstrap_in_pod.clone()).filter(|p| !p.is_empty()),
             }
         })
         .collect()
@@ -62,11 +53,7 @@ pub fn instance_of_pvc(ctx: &Context, ns: &str, pvc: &str) -> Option<(String, St
     let pod = pvc.strip_prefix("storage-").or_else(|| pvc.strip_prefix("galera-"))?;
     let (mdb, index) = pod.rsplit_once('-')?;
     index.parse::<u32>().ok()?;
-    ctx.state
-        .mariadbs
-        .iter()
-        .any(|m| namespace(&m.metadata) == ns && name(&m.metadata) == mdb)
-        .then(|| (mdb.to_string(), pod.to_string()))
+    ctx.state.mariadbs.iter().any(|m| namespace(&m.metadata) == ns && name(&m.metadata) == mdb).then(|| (mdb.to_string(), pod.to_string()))
 }
 
 /// mariadb-operator's Galera recovery settings, with its defaults

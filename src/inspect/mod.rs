@@ -43,12 +43,7 @@ impl Context<'_> {
     /// Where a database instance lives: its pod's node, else the node its
     /// same-named PVC is pinned to (CNPG instance PVC name = pod name).
     pub fn instance_node(&self, ns: &str, pod: &str) -> Option<String> {
-        let from_pod = self
-            .state
-            .pods
-            .iter()
-            .find(|p| namespace(&p.metadata) == ns && name(&p.metadata) == pod)
-            .and_then(|p| p.spec.node_name.clone());
+        let from_pod = self.state.pods.iter().find(|p| namespace(&p.metadata) == ns && name(&p.metadata) == pod).and_then(|p| p.spec.node_name.clone());
         from_pod.or_else(|| self.pvc_node(ns, pod).map(str::to_string))
     }
 }
@@ -109,10 +104,7 @@ pub fn inspect(state: &ClusterState, config: &Config, garage_probe: &garage::Gar
     let garage = garage::inspect(&ctx, garage_probe);
     let flux = flux::inspect(&ctx);
     let backup_cronjobs = cronjobs::inspect(&ctx, &mut problems);
-    let protection = coverage::inspect(
-        &ctx,
-        &coverage::Sources { cnpg: &cnpg, mariadb: &mariadb, volsync: &volsync, cronjobs: &backup_cronjobs, garage: &garage },
-    );
+    let protection = coverage::inspect(&ctx, &coverage::Sources { cnpg: &cnpg, mariadb: &mariadb, volsync: &volsync, cronjobs: &backup_cronjobs, garage: &garage });
     problems.sort_by(|a, b| (&a.namespace, &a.name, &a.problem).cmp(&(&b.namespace, &b.name, &b.problem)));
     Findings {
         nodes: node_findings,

@@ -72,13 +72,7 @@ pub fn node_findings(state: &ClusterState, config: &Config, pinned: &BTreeMap<St
     let referenced = pinned.values().map(String::as_str).chain(state.pods.iter().filter_map(|p| p.spec.node_name.as_deref()));
     let missing: BTreeSet<&str> = referenced.filter(|n| !known.contains(n)).collect();
     for node in missing {
-        findings.push(NodeFinding {
-            node: node.to_string(),
-            availability: Availability::Missing,
-            reason: None,
-            since: None,
-            lost: true,
-        });
+        findings.push(NodeFinding { node: node.to_string(), availability: Availability::Missing, reason: None, since: None, lost: true });
     }
     findings.sort_by(|a, b| a.node.cmp(&b.node));
     findings
@@ -87,11 +81,7 @@ pub fn node_findings(state: &ClusterState, config: &Config, pinned: &BTreeMap<St
 /// PV name → the single node its required affinity allows, for every PV that
 /// is pinned to one node (local, hostpath, topolvm, ...: any key, any operator).
 pub fn pinned_nodes(state: &ClusterState) -> BTreeMap<String, String> {
-    state
-        .persistent_volumes
-        .iter()
-        .filter_map(|pv| Some((name(&pv.metadata).to_string(), pinned_node(pv, state)?)))
-        .collect()
+    state.persistent_volumes.iter().filter_map(|pv| Some((name(&pv.metadata).to_string(), pinned_node(pv, state)?))).collect()
 }
 
 fn pinned_node(pv: &PersistentVolume, state: &ClusterState) -> Option<String> {
@@ -114,9 +104,7 @@ fn pinned_node(pv: &PersistentVolume, state: &ClusterState) -> Option<String> {
 fn term_candidates(term: &NodeSelectorTerm, state: &ClusterState) -> BTreeSet<String> {
     // Fast path, the common case (OpenEBS, local PVs): only `In` lists of node
     // names; the term's nodes are exactly the names in all of them.
-    let only_names = term.match_fields.is_empty()
-        && !term.match_expressions.is_empty()
-        && term.match_expressions.iter().all(|e| e.operator == "In" && names_a_node(&e.key));
+    let only_names = term.match_fields.is_empty() && !term.match_expressions.is_empty() && term.match_expressions.iter().all(|e| e.operator == "In" && names_a_node(&e.key));
     if only_names {
         let mut lists = term.match_expressions.iter().map(|e| e.values.iter().cloned().collect::<BTreeSet<String>>());
         let first = lists.next().unwrap_or_default();
@@ -164,11 +152,7 @@ fn term_matches_node(term: &NodeSelectorTerm, node: &Node) -> bool {
         return false; // an empty term matches no objects
     }
     let node_name = name(&node.metadata);
-    let value_of = |key: &str| -> Option<String> {
-        label(&node.metadata, key)
-            .map(str::to_string)
-            .or_else(|| (key == HOSTNAME_LABEL).then(|| node_name.to_string()))
-    };
+    let value_of = |key: &str| -> Option<String> { label(&node.metadata, key).map(str::to_string).or_else(|| (key == HOSTNAME_LABEL).then(|| node_name.to_string())) };
     let expressions_hold = term.match_expressions.iter().all(|req| requirement_holds(req, value_of(&req.key)));
     let fields_hold = term.match_fields.iter().all(|req| {
         let value = (req.key == "metadata.name").then(|| node_name.to_string());
@@ -224,13 +208,7 @@ pub fn blocked_pods(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
-            out.push(BlockedPod {
-                namespace: namespace(&pod.metadata).to_string(),
-                pod: name(&pod.metadata).to_string(),
-                claim: claim.clone(),
-                node: volume.node.clone(),
-                phase,
-            });
+            out.push(BlockedPod { namespace: namespace(&pod.metadata).to_string(), pod: name(&pod.metadata).to_string(), claim: claim.clone(), node: volume.node.clone(), phase });
         }
     }
     out.sort_by(|a, b| (&a.namespace, &a.pod, &a.claim).cmp(&(&b.namespace, &b.pod, &b.claim)));

@@ -85,15 +85,7 @@ pub fn inspect(ctx: &Context, problems: &mut Vec<ConfigProblem>) -> Vec<VolsyncF
     out
 }
 
-fn common(
-    ctx: &Context,
-    ns: &str,
-    object: &str,
-    role: Role,
-    trigger: Option<&VolsyncTrigger>,
-    paused: Option<bool>,
-    status: &VolsyncStatus,
-) -> VolsyncFinding {
+fn common(ctx: &Context, ns: &str, object: &str, role: Role, trigger: Option<&VolsyncTrigger>, paused: Option<bool>, status: &VolsyncStatus) -> VolsyncFinding {
     let manual = trigger.and_then(|t| t.manual.as_deref()).is_some_and(|m| !m.is_empty());
     let schedule = trigger.and_then(|t| t.schedule.clone()).filter(|_| !manual);
     let (interval, schedule_error) = match schedule.as_deref().map(|s| Schedule::parse(s, Dialect::Standard)) {
@@ -116,8 +108,7 @@ fn common(
         interval_seconds: interval.map(|i| i.num_seconds()),
         paused: paused.unwrap_or(false),
         stale: false,
-        mover_failed: status.latest_mover_status.as_ref().and_then(|m| m.result.as_deref()) == Some("Failed")
-            || failing_condition.is_some(),
+        mover_failed: status.latest_mover_status.as_ref().and_then(|m| m.result.as_deref()) == Some("Failed") || failing_condition.is_some(),
         sync_in_progress_since: in_progress,
         stuck: in_progress.is_some_and(|t| ctx.state.now - t > ctx.config.volsync.stuck_after.chrono()),
         cache_pvc,
@@ -162,16 +153,8 @@ fn destination_orphaned(ctx: &Context, rd: &ReplicationDestination) -> bool {
     let app = rd_name.strip_suffix("-dst").unwrap_or(rd_name);
     let identity = rd.mover().and_then(|m| m.source_identity.as_ref());
     let source_name = identity.and_then(|i| i.source_name.as_deref()).unwrap_or(app);
-    let has_source = ctx
-        .state
-        .replication_sources
-        .iter()
-        .any(|rs| namespace(&rs.metadata) == ns && name(&rs.metadata) == source_name);
-    let app_pvc = rd
-        .mover()
-        .and_then(|m| m.destination_pvc.as_deref())
-        .or(identity.and_then(|i| i.source_pvc_name.as_deref()))
-        .unwrap_or(app);
+    let has_source = ctx.state.replication_sources.iter().any(|rs| namespace(&rs.metadata) == ns && name(&rs.metadata) == source_name);
+    let app_pvc = rd.mover().and_then(|m| m.destination_pvc.as_deref()).or(identity.and_then(|i| i.source_pvc_name.as_deref())).unwrap_or(app);
     !has_source && ctx.state.pvc(ns, app_pvc).is_none()
 }
 

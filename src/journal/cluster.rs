@@ -17,13 +17,7 @@ const STATUS_ATTEMPTS: u32 = 5;
 
 /// `lifeboat.dev/v1alpha1` `RemediationRun` (plural `remediationruns`).
 pub fn api_resource() -> ApiResource {
-    ApiResource {
-        group: GROUP.into(),
-        version: VERSION.into(),
-        api_version: format!("{GROUP}/{VERSION}"),
-        kind: KIND.into(),
-        plural: PLURAL.into(),
-    }
+    ApiResource { group: GROUP.into(), version: VERSION.into(), api_version: format!("{GROUP}/{VERSION}"), kind: KIND.into(), plural: PLURAL.into() }
 }
 
 /// RemediationRuns in one namespace (lifeboat's own).
@@ -84,16 +78,12 @@ impl ClusterJournal {
     fn decode(&self, obj: DynamicObject) -> Result<RunRecord, JournalError> {
         let id = obj.metadata.name.clone().unwrap_or_default();
         let corrupt = |reason: String| JournalError::Corrupt { id: id.clone(), location: self.location(), reason };
-        let spec: RunSpec =
-            serde_json::from_value(obj.data.get("spec").cloned().unwrap_or(Value::Null)).map_err(|e| corrupt(format!("spec: {e}")))?;
+        let spec: RunSpec = serde_json::from_value(obj.data.get("spec").cloned().unwrap_or(Value::Null)).map_err(|e| corrupt(format!("spec: {e}")))?;
         let status = match obj.data.get("status") {
             Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| corrupt(format!("status: {e}")))?,
             // Created, but the status write never happened: nothing ran, and
             // nothing runs without a (new) approval.
-            _ => RunStatus {
-                message: Some("no status was recorded (creation interrupted?): approve again to run".into()),
-                ..RunStatus::initial(&spec.plan)
-            },
+            _ => RunStatus { message: Some("no status was recorded (creation interrupted?): approve again to run".into()), ..RunStatus::initial(&spec.plan) },
         };
         Ok(RunRecord { id, namespace: obj.metadata.namespace.clone(), spec, status })
     }
@@ -110,9 +100,7 @@ impl ClusterJournal {
         let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         let created = match api.create(&post, &obj).await {
             Ok(created) => created,
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Err(JournalError::AlreadyExists { id: record.id.clone(), location: self.location() })
-            }
+            Err(kube::Error::Api(s)) if s.code == 409 => return Err(JournalError::AlreadyExists { id: record.id.clone(), location: self.location() }),
             Err(e) => return Err(self.map_error(format!("creating RemediationRun {}", record.id), e, None).await),
         };
         // The status subresource ignores status on create: write it now, on
@@ -196,12 +184,9 @@ impl ClusterJournal {
                 (None, Some(record)) => Ok(record),
                 (None, None) => unreachable!("patch_status_locked returns None only when the closure did"),
             },
-            Err(WriteError::Conflict { attempts, .. }) => Err(JournalError::Conflict {
-                action: "updating the status of".into(),
-                id: id.into(),
-                location: self.location(),
-                attempts,
-            }),
+            Err(WriteError::Conflict { attempts, .. }) => {
+                Err(JournalError::Conflict { action: "updating the status of".into(), id: id.into(), location: self.location(), attempts })
+            }
             Err(WriteError::Api { what, source }) => {
                 let not_found = JournalError::NotFound { id: id.into(), location: self.location() };
                 Err(self.map_error(format!("{what} (RemediationRun)"), source, Some(not_found)).await)

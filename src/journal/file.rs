@@ -61,12 +61,7 @@ impl FileJournal {
     fn write_temp(&self, record: &RunRecord) -> Result<PathBuf, JournalError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(&self.dir).map_err(|e| Self::io("creating the journal directory", &self.dir, e))?;
-        let tmp = self.dir.join(format!(
-            ".{}.json.tmp-{}-{}",
-            record.id,
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.dir.join(format!(".{}.json.tmp-{}-{}", record.id, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
         let mut bytes = serde_json::to_vec_pretty(&record.to_stored_json()).expect("record serializes");
         bytes.push(b'\n');
         let written = std::fs::File::create(&tmp).and_then(|mut f| {
@@ -98,9 +93,7 @@ impl FileJournal {
         let _ = std::fs::remove_file(&tmp);
         match linked {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(JournalError::AlreadyExists { id: record.id.clone(), location: self.location() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(JournalError::AlreadyExists { id: record.id.clone(), location: self.location() }),
             Err(e) => return Err(Self::io("creating", &path, e)),
         }
         self.sync_dir();

@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::plan::report::{Outcome, RunReport, StepStatus};
 use crate::plan::playbooks::Trigger;
+use crate::plan::report::{Outcome, RunReport, StepStatus};
 use crate::plan::Plan;
 
 pub use cluster::{api_resource, ClusterJournal};
@@ -592,7 +592,11 @@ impl Journal {
 fn name_prefix(playbook: &str) -> String {
     let playbook: String = playbook.to_lowercase().chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
     let playbook = playbook.trim_matches('-');
-    if playbook.is_empty() { "run".into() } else { playbook[..playbook.len().min(200)].into() }
+    if playbook.is_empty() {
+        "run".into()
+    } else {
+        playbook[..playbook.len().min(200)].into()
+    }
 }
 
 /// A listing: the records that decode, and one [`JournalError::Corrupt`] per
@@ -630,9 +634,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), JournalError> {
     let valid = !id.is_empty()
         && id.len() <= 253
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && id.split('.').all(|part| {
-            !part.is_empty() && part.as_bytes()[0].is_ascii_alphanumeric() && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
-        });
+        && id.split('.').all(|part| !part.is_empty() && part.as_bytes()[0].is_ascii_alphanumeric() && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {

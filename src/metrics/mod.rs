@@ -155,38 +155,26 @@ impl prometheus_client::collector::Collector for Collector {
                 })
                 .collect(),
         )?;
-        family(
-            &mut enc,
-            &POD_BLOCKED,
-            f.blocked_pods.iter().map(|p| (vec![s(&p.namespace), s(&p.pod), s(&p.claim), s(&p.node)], 1.0)).collect(),
-        )?;
+        family(&mut enc, &POD_BLOCKED, f.blocked_pods.iter().map(|p| (vec![s(&p.namespace), s(&p.pod), s(&p.claim), s(&p.node)], 1.0)).collect())?;
 
         // CloudNativePG.
         family(&mut enc, &CNPG_ARCHIVING_OK, f.cnpg.iter().filter_map(|c| Some((id(&c.namespace, &c.cluster), flag(c.archiving_ok?)))).collect())?;
         family(&mut enc, &CNPG_ARCHIVING_SINCE, f.cnpg.iter().filter_map(|c| Some((id(&c.namespace, &c.cluster), ts(c.archiving_since?)))).collect())?;
-        let states = f.cnpg.iter().flat_map(|c| {
-            crate::inspect::cnpg::BackupState::ALL
-                .iter()
-                .map(move |st| (vec![s(&c.namespace), s(&c.cluster), s(st.as_str())], flag(*st == c.last_backup)))
-        });
+        let states = f
+            .cnpg
+            .iter()
+            .flat_map(|c| crate::inspect::cnpg::BackupState::ALL.iter().map(move |st| (vec![s(&c.namespace), s(&c.cluster), s(st.as_str())], flag(*st == c.last_backup))));
         family(&mut enc, &CNPG_LAST_BACKUP_STATE, states.collect())?;
         let source = |c: &crate::inspect::cnpg::CnpgFinding| match c.window_source {
             Some(crate::inspect::cnpg::WindowSource::ObjectStore) => "objectstore",
             Some(crate::inspect::cnpg::WindowSource::ClusterStatus) => "cluster_status",
             None => "none",
         };
-        family(
-            &mut enc,
-            &CNPG_LAST_BACKUP,
-            f.cnpg.iter().filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.last_successful_backup?)))).collect(),
-        )?;
+        family(&mut enc, &CNPG_LAST_BACKUP, f.cnpg.iter().filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.last_successful_backup?)))).collect())?;
         family(
             &mut enc,
             &CNPG_FIRST_RECOVERABILITY,
-            f.cnpg
-                .iter()
-                .filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.first_recoverability_point?))))
-                .collect(),
+            f.cnpg.iter().filter_map(|c| Some((vec![s(&c.namespace), s(&c.cluster), s(source(c))], ts(c.first_recoverability_point?)))).collect(),
         )?;
         family(&mut enc, &CNPG_BACKUP_STALE, f.cnpg.iter().map(|c| (id(&c.namespace, &c.cluster), flag(c.backup_stale))).collect())?;
         family(&mut enc, &CNPG_BACKUP_MAX_AGE, f.cnpg.iter().map(|c| (id(&c.namespace, &c.cluster), c.max_backup_age_seconds as f64)).collect())?;
@@ -277,11 +265,7 @@ impl prometheus_client::collector::Collector for Collector {
         family(
             &mut enc,
             &PVC_UNPROTECTED,
-            f.protection
-                .iter()
-                .filter(|p| p.unprotected())
-                .map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0))
-                .collect(),
+            f.protection.iter().filter(|p| p.unprotected()).map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0)).collect(),
         )?;
         let intake = hub.self_metrics.get::<crate::alerts::IntakeCounters>().unwrap_or_default();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
@@ -307,31 +291,15 @@ impl prometheus_client::collector::Collector for Collector {
             };
             family(&mut enc, &REMEDIATION_RUNS, pairs(&stats.runs))?;
             family(&mut enc, &REMEDIATION_STEPS, pairs(&stats.steps))?;
-            family(
-                &mut enc,
-                &REMEDIATION_TIME_IN_PHASE,
-                stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect(),
-            )?;
+            family(&mut enc, &REMEDIATION_TIME_IN_PHASE, stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect())?;
             family(&mut enc, &REMEDIATION_ACTIVE_STEPS, pairs(&stats.active_steps))?;
             family(&mut enc, &REMEDIATION_APPROVAL_WAIT, stats.approval_wait.iter().map(|(p, secs)| (vec![owned(p.clone())], *secs)).collect())?;
             family(&mut enc, &REMEDIATION_APPROVAL_WINDOW, vec![(vec![], hub.config.remediation.approval_ttl.0.as_secs_f64())])?;
-            family(
-                &mut enc,
-                &REMEDIATION_LAST_FINISHED,
-                stats.last_finished.iter().map(|((a, b), t)| (vec![owned(a.clone()), owned(b.clone())], ts(*t))).collect(),
-            )?;
+            family(&mut enc, &REMEDIATION_LAST_FINISHED, stats.last_finished.iter().map(|((a, b), t)| (vec![owned(a.clone()), owned(b.clone())], ts(*t))).collect())?;
             family(&mut enc, &REMEDIATION_KILL_SWITCH, vec![(vec![], flag(stats.kill_switch))])?;
         }
-        family(
-            &mut enc,
-            &REMEDIATION_FLUX_KEPT_SUSPENDED,
-            f.flux.iter().filter(|x| x.kept_suspended.is_some()).map(|x| (fid(x), 1.0)).collect(),
-        )?;
-        family(
-            &mut enc,
-            &CONFIG_PROBLEM,
-            f.config_problems.iter().map(|c| (vec![s(&c.kind), s(&c.namespace), s(&c.name), s(&c.problem)], 1.0)).collect(),
-        )?;
+        family(&mut enc, &REMEDIATION_FLUX_KEPT_SUSPENDED, f.flux.iter().filter(|x| x.kept_suspended.is_some()).map(|x| (fid(x), 1.0)).collect())?;
+        family(&mut enc, &CONFIG_PROBLEM, f.config_problems.iter().map(|c| (vec![s(&c.kind), s(&c.namespace), s(&c.name), s(&c.problem)], 1.0)).collect())?;
         Ok(())
     }
 }

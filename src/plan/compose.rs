@@ -174,11 +174,7 @@ fn prefixed_without_flux(part: &Part, flux: &mut FluxUse) -> Vec<Step> {
     let mut replaced: HashMap<&str, Vec<String>> = HashMap::new();
     let mut out = vec![];
     for step in &part.plan.steps {
-        let needs: Vec<String> = step
-            .needs
-            .iter()
-            .flat_map(|n| replaced.get(n.as_str()).cloned().unwrap_or_else(|| vec![format!("{}.{n}", part.key)]))
-            .collect();
+        let needs: Vec<String> = step.needs.iter().flat_map(|n| replaced.get(n.as_str()).cloned().unwrap_or_else(|| vec![format!("{}.{n}", part.key)])).collect();
         match &step.action {
             Action::SuspendFlux { object, keep_suspended: true } => {
                 flux.suspended.insert(object.clone());
@@ -319,7 +315,10 @@ mod tests {
     fn the_gate_of_the_phase_that_needs_flux_suspended_comes_before_the_suspension() {
         let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "utils", "forgejo");
         let scale = |id: &str| step(id, Action::Scale { object: ObjectRef::namespaced("apps/v1", "Deployment", "utils", id), replicas: 0 }, &[]);
-        let apps = part("b", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), scale("down"), step("r", Action::ResumeFlux { object: ks }, &["down"])]);
+        let apps = part(
+            "b",
+            vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), scale("down"), step("r", Action::ResumeFlux { object: ks }, &["down"])],
+        );
         let plan = compose(
             "node-loss",
             "t".into(),
@@ -342,7 +341,10 @@ mod tests {
     fn a_part_that_keeps_flux_suspended_holds_it_in_place_and_nothing_resumes_it() {
         let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "db", "postgres");
         let a = part("a", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: true }, &[]), wait("w", &["s"])]);
-        let b = part("b", vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), wait("v", &["s"]), step("r", Action::ResumeFlux { object: ks }, &["v"])]);
+        let b = part(
+            "b",
+            vec![step("s", Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, &[]), wait("v", &["s"]), step("r", Action::ResumeFlux { object: ks }, &["v"])],
+        );
         let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![a, b] }], false);
         plan.validate().unwrap();
         assert!(matches!(plan.steps[0].action, Action::SuspendFlux { keep_suspended: false, .. }), "suspended at the start like any other");
@@ -355,7 +357,10 @@ mod tests {
     #[test]
     fn a_part_that_keeps_flux_suspended_only_on_failure_is_resumed_at_the_end() {
         let hr = ObjectRef::namespaced("helm.toolkit.fluxcd.io/v2", "HelmRelease", "utils", "forgejo");
-        let a = part("a", vec![step("s", Action::SuspendFlux { object: hr.clone(), keep_suspended: true }, &[]), wait("w", &["s"]), step("r", Action::ResumeFlux { object: hr.clone() }, &["w"])]);
+        let a = part(
+            "a",
+            vec![step("s", Action::SuspendFlux { object: hr.clone(), keep_suspended: true }, &[]), wait("w", &["s"]), step("r", Action::ResumeFlux { object: hr.clone() }, &["w"])],
+        );
         let plan = compose("node-loss", "t".into(), vec![], vec![PhaseParts { name: "apps", title: "Apps".into(), parts: vec![a] }], false);
         plan.validate().unwrap();
         let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
@@ -369,7 +374,13 @@ mod tests {
         let mut p = Plan::new("x", "Cluster db/pg");
         p.findings.push("all good".into());
         p.follow_ups.push("commit it".into());
-        let plan = compose("node-loss", "t".into(), vec!["lost node n1".into()], vec![PhaseParts { name: "one", title: "One".into(), parts: vec![Part { key: "k".into(), plan: p }] }], false);
+        let plan = compose(
+            "node-loss",
+            "t".into(),
+            vec!["lost node n1".into()],
+            vec![PhaseParts { name: "one", title: "One".into(), parts: vec![Part { key: "k".into(), plan: p }] }],
+            false,
+        );
         assert!(plan.nothing_to_do());
         assert_eq!(plan.findings, vec!["lost node n1".to_string(), "Cluster db/pg: all good".to_string()]);
         assert_eq!(plan.follow_ups, vec!["commit it".to_string()]);

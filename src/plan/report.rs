@@ -10,10 +10,16 @@ use super::{Plan, Step};
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum StepStatus {
     NotRun,
-    Succeeded { detail: String },
+    Succeeded {
+        detail: String,
+    },
     /// A precondition or a safety invariant did not hold: nothing was done.
-    Refused { reason: String },
-    Failed { error: String },
+    Refused {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -159,9 +159,7 @@ impl Remediator {
     /// The global kill switch (config or ConfigMap) is engaged, or this
     /// instance is not the leader.
     async fn stopped(&self, leader: Option<&LeaderHandle>) -> bool {
-        self.kill_switch.load(Ordering::SeqCst)
-            || leader.is_some_and(|l| !l.is_leader())
-            || crate::act::kill_switch::engaged(&self.client, &self.namespace()).await
+        self.kill_switch.load(Ordering::SeqCst) || leader.is_some_and(|l| !l.is_leader()) || crate::act::kill_switch::engaged(&self.client, &self.namespace()).await
     }
 
     fn namespace(&self) -> String {

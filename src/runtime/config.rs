@@ -17,11 +17,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| e.to_string())?
-        };
+        let config: Config = if text.trim().is_empty() { Config::default() } else { serde_yaml::from_str(text).map_err(|e| e.to_string())? };
         let problems: Vec<String> = [config.problems(), crate::plan::playbooks::config_problems(&config), crate::discord::config_problems(&config.discord)].concat();
         if !problems.is_empty() {
             return Err(problems.join("; "));

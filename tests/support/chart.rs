@@ -34,16 +34,11 @@ pub fn helm() -> PathBuf {
 pub fn render(release: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values file");
     std::fs::write(file.path(), serde_json::to_vec(values).unwrap()).unwrap();
-    let out = Command::new(helm())
-        .args(["template", release, &format!("{ROOT}/deploy/helm/lifeboat"), "--namespace", namespace, "-f"])
-        .arg(file.path())
-        .output()
-        .expect("helm runs");
+    let out =
+        Command::new(helm()).args(["template", release, &format!("{ROOT}/deploy/helm/lifeboat"), "--namespace", namespace, "-f"]).arg(file.path()).output().expect("helm runs");
     assert!(out.status.success(), "helm template failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .filter_map(|d| <Option<Value> as serde::Deserialize>::deserialize(d).expect("helm renders YAML"))
-        .collect()
+    serde_yaml::Deserializer::from_str(&text).filter_map(|d| <Option<Value> as serde::Deserialize>::deserialize(d).expect("helm renders YAML")).collect()
 }
 
 /// The kinds that say what lifeboat's ServiceAccount may do.

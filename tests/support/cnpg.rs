@@ -176,13 +176,18 @@ pub async fn reconcile(client: &Client, cluster: &Value, world: &World<'_>, fail
     let gone: Vec<&String> = instances.iter().filter(|i| world.pod(&ns, i).is_none() && world.pvc(&ns, i).is_none()).collect();
     let others_ready = instances.iter().filter(|i| !gone.contains(i)).all(|i| world.reporting(&ns, i));
     if !gone.is_empty() && others_ready {
-        let serial = status["latestGeneratedNode"].as_i64().unwrap_or(0).max(
-            instances.iter().filter_map(|i| i.rsplit('-').next().and_then(|n| n.parse::<i64>().ok())).max().unwrap_or(0),
-        ) + 1;
+        let serial =
+            status["latestGeneratedNode"].as_i64().unwrap_or(0).max(instances.iter().filter_map(|i| i.rsplit('-').next().and_then(|n| n.parse::<i64>().ok())).max().unwrap_or(0))
+                + 1;
         let instance = format!("{name}-{serial}");
-        create(client, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        create(
+            client,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": instance, "namespace": ns, "labels": {"cnpg.io/cluster": name, "cnpg.io/instanceName": instance, "cnpg.io/pvcRole": "PG_DATA"}},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cluster["spec"]["storage"]["size"].as_str().unwrap_or("1Gi")}}}}), None).await;
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cluster["spec"]["storage"]["size"].as_str().unwrap_or("1Gi")}}}}),
+            None,
+        )
+        .await;
         let mut pod = instance_pod(cluster, &ns, &instance, Some(world.healthy_node));
         pod["status"] = super::players::running_status(&pod);
         create(client, pod, None).await;
@@ -248,8 +253,13 @@ async fn route_rw(client: &Client, ns: &str, cluster: &str, primary: &str, world
     if existing.as_ref().is_some_and(|s| s["endpoints"][0]["targetRef"]["name"] == primary) {
         return;
     }
-    create(client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("{cluster}-rw"), "namespace": ns},
-        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": cluster, "cnpg.io/instanceRole": "primary"}}}), None).await;
+    create(
+        client,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("{cluster}-rw"), "namespace": ns},
+        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": cluster, "cnpg.io/instanceRole": "primary"}}}),
+        None,
+    )
+    .await;
     create(client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": slice_name, "namespace": ns, "labels": {"kubernetes.io/service-name": format!("{cluster}-rw")}},
         "addressType": "IPv4", "ports": [{"port": 5432}],
@@ -279,11 +289,21 @@ pub async fn play_cnpg_with(client: Client, ns: String, healthy: String, failove
                 api.list(&Default::default()).await.map(|l| l.items.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect::<Vec<Value>>()).unwrap_or_default()
             }
         };
-        let (clusters, pods, pvcs, pvs, nodes) =
-            (list(CNPG, "Cluster", true).await, list("v1", "Pod", true).await, list("v1", "PersistentVolumeClaim", true).await, list("v1", "PersistentVolume", false).await, list("v1", "Node", false).await);
+        let (clusters, pods, pvcs, pvs, nodes) = (
+            list(CNPG, "Cluster", true).await,
+            list("v1", "Pod", true).await,
+            list("v1", "PersistentVolumeClaim", true).await,
+            list("v1", "PersistentVolume", false).await,
+            list("v1", "Node", false).await,
+        );
         let nodes_ready: BTreeMap<String, bool> = nodes
             .iter()
-            .map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_string(), n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))))
+            .map(|n| {
+                (
+                    n["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                    n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+                )
+            })
             .collect();
         let world = World { pods: pods.iter().collect(), pvcs: pvcs.iter().collect(), pvs: pvs.iter().collect(), nodes_ready: &nodes_ready, healthy_node: &healthy };
         for cluster in &clusters {
@@ -317,9 +337,8 @@ pub async fn lost_primary_cluster_since(client: &Client, ns: &str, since: chrono
         }
         create(client, p, None).await;
     }
-    let mut cluster = cnpg_cluster(ns, "postgres", "postgres-1", vec![
-        condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z"),
-    ], "postgres-r2");
+    let mut cluster =
+        cnpg_cluster(ns, "postgres", "postgres-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-11-20T00:00:00Z")], "postgres-r2");
     cluster["spec"]["storage"] = json!({"size": "1Gi"});
     cluster["status"]["instanceNames"] = json!(["postgres-1", "postgres-2", "postgres-3"]);
     cluster["status"]["phase"] = json!("Waiting for the instances to become active");
@@ -346,7 +365,6 @@ pub async fn follow_promotion(client: &Client, ns: &str) {
     let cluster = get(client, CNPG, "Cluster", Some(ns), "postgres").await;
     let target = cluster["status"]["targetPrimary"].as_str().unwrap_or_default().to_string();
     if cluster["status"]["currentPrimary"].as_str() != Some(target.as_str()) {
-        set_status(client, CNPG, "Cluster", Some(ns), "postgres",
-            json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
+        set_status(client, CNPG, "Cluster", Some(ns), "postgres", json!({"currentPrimary": target, "phase": "Waiting for the instances to become active"})).await;
     }
 }

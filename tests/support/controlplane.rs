@@ -100,9 +100,8 @@ pub fn control_plane_holding_back(held_back: &[&str]) -> &'static ControlPlane {
 }
 
 pub fn bin_dir() -> PathBuf {
-    let root = std::env::var_os("LIFEBOAT_CONTROL_PLANE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/control-plane").join(KUBE_VERSION));
+    let root =
+        std::env::var_os("LIFEBOAT_CONTROL_PLANE_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/control-plane").join(KUBE_VERSION));
     root.join("bin")
 }
 
@@ -269,9 +268,7 @@ fn launch(bins: &Path, dir: &Path, [client_port, peer_port, api_port]: [u16; 3],
         return Err("openssl could not generate the service-account key".into());
     }
     let tokens = dir.join("tokens.csv");
-    std::fs::File::create(&tokens)
-        .and_then(|mut f| writeln!(f, "{ADMIN_TOKEN},lifeboat-admin,lifeboat-admin-uid,\"system:masters\""))
-        .map_err(|e| e.to_string())?;
+    std::fs::File::create(&tokens).and_then(|mut f| writeln!(f, "{ADMIN_TOKEN},lifeboat-admin,lifeboat-admin-uid,\"system:masters\"")).map_err(|e| e.to_string())?;
     let keys_made = began.elapsed();
     let apiserver = spawn(
         "kube-apiserver",
@@ -497,9 +494,7 @@ async fn apply_crds(client: &Client, crds: Vec<Value>) -> Result<(), String> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in &crds {
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-        api.patch(name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(crd))
-            .await
-            .map_err(|e| format!("applying CRD {name}: {e}"))?;
+        api.patch(name, &PatchParams::apply("lifeboat-tests").force(), &Patch::Apply(crd)).await.map_err(|e| format!("applying CRD {name}: {e}"))?;
     }
     futures::future::try_join_all(crds.iter().map(|crd| wait_served(client, crd))).await?;
     Ok(())
@@ -510,17 +505,11 @@ async fn wait_served(client: &Client, crd: &Value) -> Result<(), String> {
     let name = crd["metadata"]["name"].as_str().unwrap_or_default();
     let group = crd["spec"]["group"].as_str().unwrap_or_default();
     let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
-    let versions: Vec<&str> =
-        crd["spec"]["versions"].as_array().map(|v| v.iter().filter(|v| v["served"] == true).filter_map(|v| v["name"].as_str()).collect()).unwrap_or_default();
+    let versions: Vec<&str> = crd["spec"]["versions"].as_array().map(|v| v.iter().filter(|v| v["served"] == true).filter_map(|v| v["name"].as_str()).collect()).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let established = api
-            .get(name)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        let established =
+            api.get(name).await.ok().and_then(|c| c.status).and_then(|s| s.conditions).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
         let mut served = established;
         for v in &versions {
             served &= client.list_api_group_resources(&format!("{group}/{v}")).await.is_ok_and(|l| l.resources.iter().any(|r| r.name == plural));

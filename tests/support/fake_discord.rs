@@ -480,14 +480,22 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
         let (_, retry_after) = s.inject.remove(i);
         s.injected += 1;
         s.global_until = Some(now + Duration::from_secs_f64(retry_after));
-        return (StatusCode::TOO_MANY_REQUESTS, [("x-ratelimit-global", "true"), ("x-ratelimit-scope", "global")],
-            axum::Json(json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": true}))).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("x-ratelimit-global", "true"), ("x-ratelimit-scope", "global")],
+            axum::Json(json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": true})),
+        )
+            .into_response();
     }
     if let Some(until) = s.global_until.filter(|t| *t > now) {
         s.violations += 1;
         let retry_after = (until - now).as_secs_f64();
-        return (StatusCode::TOO_MANY_REQUESTS, [("x-ratelimit-global", "true"), ("x-ratelimit-scope", "global")],
-            axum::Json(json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": true}))).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("x-ratelimit-global", "true"), ("x-ratelimit-scope", "global")],
+            axum::Json(json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": true})),
+        )
+            .into_response();
     }
     let bucket_name = bucket_of(method, &segments);
     let (size, window) = (s.bucket_size, s.reset_after);
@@ -498,14 +506,26 @@ fn route(state: &Arc<Mutex<Fake>>, method: &Method, uri: &Uri, headers: &HeaderM
     let reset_after = format!("{:.3}", (bucket.reset_at - now).as_secs_f64());
     if bucket.remaining == 0 {
         s.violations += 1;
-        return (StatusCode::TOO_MANY_REQUESTS,
-            [("x-ratelimit-limit", size.to_string()), ("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset-after", reset_after.clone()),
-             ("x-ratelimit-bucket", bucket_name), ("x-ratelimit-scope", "user".into())],
-            axum::Json(json!({"message": "You are being rate limited.", "retry_after": reset_after.parse::<f64>().unwrap(), "global": false}))).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("x-ratelimit-limit", size.to_string()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset-after", reset_after.clone()),
+                ("x-ratelimit-bucket", bucket_name),
+                ("x-ratelimit-scope", "user".into()),
+            ],
+            axum::Json(json!({"message": "You are being rate limited.", "retry_after": reset_after.parse::<f64>().unwrap(), "global": false})),
+        )
+            .into_response();
     }
     bucket.remaining -= 1;
-    let limit_headers = [("x-ratelimit-limit", size.to_string()), ("x-ratelimit-remaining", bucket.remaining.to_string()),
-        ("x-ratelimit-reset-after", reset_after), ("x-ratelimit-bucket", bucket_name)];
+    let limit_headers = [
+        ("x-ratelimit-limit", size.to_string()),
+        ("x-ratelimit-remaining", bucket.remaining.to_string()),
+        ("x-ratelimit-reset-after", reset_after),
+        ("x-ratelimit-bucket", bucket_name),
+    ];
     // The request itself.
     if headers.get("content-type").and_then(|v| v.to_str().ok()).map(|c| c.starts_with("application/json")) != Some(true) {
         return error(StatusCode::BAD_REQUEST, "Content-Type must be application/json");
@@ -736,7 +756,8 @@ fn gateway_routes(s: &mut Fake, method: &Method, segments: &[&str], headers: &He
         } else {
             let url = s.gateway.url.clone();
             axum::Json(json!({"url": url, "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}})).into_response()
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}}))
+            .into_response()
         }),
         (Method::POST, ["interactions", id, token, "callback"]) => Some(interaction_callback(s, id, token, text)),
         (Method::PUT, ["applications", app, "guilds", guild, "commands"]) => Some(if !bot_authorized(headers) {

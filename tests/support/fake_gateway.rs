@@ -107,11 +107,7 @@ impl FakeGateway {
     pub async fn start(heartbeat_interval: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
-            token: BOT_TOKEN.to_string(),
-            heartbeat_interval_ms: heartbeat_interval.as_millis() as u64,
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(State { token: BOT_TOKEN.to_string(), heartbeat_interval_ms: heartbeat_interval.as_millis() as u64, ..State::default() }));
         let (accepting, resume_url) = (state.clone(), url.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

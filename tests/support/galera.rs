@@ -80,7 +80,9 @@ enum Member {
     Pending,
     /// Scheduled on a node that is not Ready, or being deleted.
     Unreachable,
-    Running { ready: bool },
+    Running {
+        ready: bool,
+    },
 }
 
 fn condition_status<'a>(mdb: &'a Value, type_: &str) -> Option<&'a str> {

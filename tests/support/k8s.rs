@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 pub async fn api_for(client: &Client, api_version: &str, kind: &str, ns: Option<&str>) -> Api<DynamicObject> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (resource, caps): (ApiResource, _) =
-        discovery::pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovering {api_version} {kind}: {e}"));
+    let (resource, caps): (ApiResource, _) = discovery::pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovering {api_version} {kind}: {e}"));
     match (caps.scope, ns) {
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
         (Scope::Namespaced, None) => panic!("{kind} is namespaced: give a namespace"),
@@ -46,9 +45,7 @@ pub async fn create(client: &Client, mut object: Value, ns: Option<&str>) -> Val
     }
     let (api_version, kind, ns, name) = identity(&object);
     let api = api_for(client, &api_version, &kind, ns.as_deref()).await;
-    api.patch(&name, &PatchParams::apply("lifeboat-test-operator").force(), &Patch::Apply(&object))
-        .await
-        .unwrap_or_else(|e| panic!("creating {kind} {name}: {e}"));
+    api.patch(&name, &PatchParams::apply("lifeboat-test-operator").force(), &Patch::Apply(&object)).await.unwrap_or_else(|e| panic!("creating {kind} {name}: {e}"));
     if let Some(status) = status {
         set_status(client, &api_version, &kind, ns.as_deref(), &name, status).await;
     }
@@ -58,9 +55,7 @@ pub async fn create(client: &Client, mut object: Value, ns: Option<&str>) -> Val
 /// Merge-patches `status` on the status subresource (what an operator does).
 pub async fn set_status(client: &Client, api_version: &str, kind: &str, ns: Option<&str>, name: &str, status: Value) {
     let api = api_for(client, api_version, kind, ns).await;
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
-        .await
-        .unwrap_or_else(|e| panic!("writing status of {kind} {name}: {e}"));
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await.unwrap_or_else(|e| panic!("writing status of {kind} {name}: {e}"));
 }
 
 pub async fn get(client: &Client, api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {

@@ -143,10 +143,17 @@ impl FakeKubelet {
 
     /// Points the node's status at this kubelet, as a kubelet registers itself.
     pub async fn register(&self, client: &Client, node: &str) {
-        super::k8s::set_status(client, "v1", "Node", None, node, json!({
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
-        }))
+        super::k8s::set_status(
+            client,
+            "v1",
+            "Node",
+            None,
+            node,
+            json!({
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
+            }),
+        )
         .await;
     }
 }
@@ -227,7 +234,8 @@ fn exit_status(command: &[String], code: i32) -> String {
     }
     json!({"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
            "message": format!("command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"),
-           "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}}).to_string()
+           "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+    .to_string()
 }
 
 /// The kubelet's side of an SPDY exec (k8s.io/kubelet v0.35.4, staged from
@@ -263,7 +271,12 @@ async fn serve_exec<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut
     let params: Vec<(String, String)> = query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect();
     let flag = |name: &str| params.iter().any(|(k, v)| k == name && v == "1");
     let command: Vec<String> = params.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
-    let offered = head.lines().filter_map(|l| l.split_once(':')).filter(|(k, _)| k.trim().eq_ignore_ascii_case("x-stream-protocol-version")).flat_map(|(_, v)| v.split(',').map(|p| p.trim().to_string())).any(|p| p == "v4.channel.k8s.io");
+    let offered = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("x-stream-protocol-version"))
+        .flat_map(|(_, v)| v.split(',').map(|p| p.trim().to_string()))
+        .any(|p| p == "v4.channel.k8s.io");
     let refuse = |status: &str, body: &str| format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let Some(handler) = handler else {
         let _ = io.write_all(refuse("404 Not Found", "container is not running").as_bytes()).await;

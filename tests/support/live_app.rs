@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use lifeboat::remediator::Remediator;
 use lifeboat::config::RemediationConfig;
 use lifeboat::journal::Journal;
 use lifeboat::plan::{Action, ObjectRef, Plan, Step, WaitCondition};
+use lifeboat::remediator::Remediator;
 use serde_json::json;
 
 use super::controlplane::control_plane;
@@ -29,20 +29,35 @@ pub async fn scene(prefix: &str) -> Scene {
     let client = cp.admin_client();
     let ns = cp.namespace(&client, prefix).await;
     create(&client, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"}, "data": {"a": "b"}}), Some(&ns)).await;
-    create(&client, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+    create(
+        &client,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "app"}},
-                 "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}), Some(&ns)).await;
-    create(&client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "app"},
-        "spec": {"ports": [{"port": 80}], "selector": {"app": "app"}}}), Some(&ns)).await;
+                 "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+        Some(&ns),
+    )
+    .await;
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "app"},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "app"}}}),
+        Some(&ns),
+    )
+    .await;
     let journal = Arc::new(Journal::cluster(client.clone(), ns.clone()));
     Scene { client, ns, journal }
 }
 
 pub async fn endpoints_ready(s: &Scene) {
-    create(&s.client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    create(
+        &s.client,
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "app-1", "labels": {"kubernetes.io/service-name": "app"}},
         "addressType": "IPv4", "ports": [{"port": 80}],
-        "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true}}]}), Some(&s.ns)).await;
+        "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true}}]}),
+        Some(&s.ns),
+    )
+    .await;
 }
 
 /// annotate → scale `deployment` to 0 → wait until Service app has a ready endpoint.
@@ -60,16 +75,22 @@ pub fn plan(ns: &str, deployment: &str) -> Plan {
         target: format!("Service {ns}/app"),
         findings: vec!["a test plan".into()],
         steps: vec![
-            step("annotate", "Note the incident on the ConfigMap", Action::MergePatch {
-                object: ObjectRef::namespaced("v1", "ConfigMap", ns, "app-config"),
-                patch: json!({"metadata": {"annotations": {"lifeboat.dev/incident": "node-loss"}}}),
-            }, &[]),
+            step(
+                "annotate",
+                "Note the incident on the ConfigMap",
+                Action::MergePatch {
+                    object: ObjectRef::namespaced("v1", "ConfigMap", ns, "app-config"),
+                    patch: json!({"metadata": {"annotations": {"lifeboat.dev/incident": "node-loss"}}}),
+                },
+                &[],
+            ),
             step("scale-down", "Scale the app to 0", Action::Scale { object: ObjectRef::namespaced("apps/v1", "Deployment", ns, deployment), replicas: 0 }, &["annotate"]),
-            step("wait-endpoints", "Wait for the app Service to have a ready endpoint", Action::Wait {
-                object: ObjectRef::namespaced("v1", "Service", ns, "app"),
-                until: WaitCondition::ServiceHasEndpoints,
-                timeout_seconds: 120,
-            }, &["scale-down"]),
+            step(
+                "wait-endpoints",
+                "Wait for the app Service to have a ready endpoint",
+                Action::Wait { object: ObjectRef::namespaced("v1", "Service", ns, "app"), until: WaitCondition::ServiceHasEndpoints, timeout_seconds: 120 },
+                &["scale-down"],
+            ),
         ],
         ..Plan::new("stale-cleanup", "")
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use openmetrics_parser::{OpenMetricsValue, MetricsExposition, OpenMetricsType};
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -18,8 +18,7 @@ pub fn parse(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     for (family_name, family) in &exposition.families {
         for sample in family.iter_samples() {
-            let labels: BTreeMap<String, String> =
-                sample.get_labelset().expect("labels").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let labels: BTreeMap<String, String> = sample.get_labelset().expect("labels").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             let (name, value) = match &sample.value {
                 OpenMetricsValue::Gauge(n) | OpenMetricsValue::Unknown(n) => (family_name.clone(), n.as_f64()),
                 OpenMetricsValue::Counter(c) => (format!("{family_name}_total"), c.value.as_f64()),
@@ -34,10 +33,7 @@ pub fn parse(text: &str) -> Vec<Sample> {
 
 /// The value of the one sample of `name` whose labels include all of `labels`.
 pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
-        .collect();
+    let matching: Vec<&Sample> = samples.iter().filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))).collect();
     assert!(matching.len() <= 1, "{name}{labels:?} matches {} samples: {matching:?}", matching.len());
     matching.first().map(|s| s.value)
 }

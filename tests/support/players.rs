@@ -30,9 +30,9 @@ use kube::core::GroupVersionKind;
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::deadline::{Alarm, Deadline};
 use super::example_cluster::ExampleCluster;
 use super::k8s::{create, rfc3339, set_status};
-use super::deadline::{Alarm, Deadline};
 use super::kubelet::FakeKubelet;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -107,8 +107,16 @@ pub fn pod_ready(pod: &Value) -> bool {
 /// What a kubelet reports for a running, Ready pod.
 pub fn running_status(pod: &Value) -> Value {
     let now = rfc3339(Utc::now());
-    let containers: Vec<Value> = pod["spec"]["containers"].as_array().cloned().unwrap_or_default().iter().map(|c| json!({
-        "name": c["name"], "ready": true, "started": true, "restartCount": 0, "image": c["image"], "imageID": "", "state": {"running": {"startedAt": now}}})).collect();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+        "name": c["name"], "ready": true, "started": true, "restartCount": 0, "image": c["image"], "imageID": "", "state": {"running": {"startedAt": now}}})
+        })
+        .collect();
     let inits: Vec<Value> = pod["spec"]["initContainers"].as_array().cloned().unwrap_or_default().iter().map(|c| json!({
         "name": c["name"], "ready": true, "restartCount": 0, "image": c["image"], "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}})).collect();
     let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
@@ -222,7 +230,8 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
                     // The scheduler places it now its claims are usable: as a fresh pod.
                     c.delete_pod(&ns, &name_of(p), true).await;
                 } else if !pod_ready(p) && p["spec"]["nodeName"].is_string() && view.nodes_ready.get(p["spec"]["nodeName"].as_str().unwrap()) == Some(&true) && db_up {
-                    set_status(&c.client, "v1", "Pod", Some(&ns), &name_of(p), running_status(p)).await; // its init-db found Postgres
+                    set_status(&c.client, "v1", "Pod", Some(&ns), &name_of(p), running_status(p)).await;
+                    // its init-db found Postgres
                 }
             }
             let live_now = live.iter().filter(|p| !(p["spec"]["nodeName"].is_null() && view.pod_runnable(p))).count();
@@ -280,7 +289,15 @@ async fn workloads_tick(c: &Cluster, view: &View, serial: &mut u32) {
                 }
             }
             if s["status"]["readyReplicas"].as_i64().unwrap_or(0) != ready || s["status"]["replicas"].as_i64().unwrap_or(0) != count {
-                set_status(&c.client, "apps/v1", "StatefulSet", Some(&ns), &name, json!({"replicas": count, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": count, "updatedReplicas": count})).await;
+                set_status(
+                    &c.client,
+                    "apps/v1",
+                    "StatefulSet",
+                    Some(&ns),
+                    &name,
+                    json!({"replicas": count, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": count, "updatedReplicas": count}),
+                )
+                .await;
             }
         }
     }
@@ -307,12 +324,8 @@ async fn mariadb_tick(c: &Cluster, view: &View) {
     for m in c.list(super::galera::MDB, "MariaDB").await {
         let ns = ns_of(&m);
         let pods: Vec<Value> = view.pods_in(&ns).cloned().collect();
-        let claims: BTreeMap<String, String> = view
-            .pvcs
-            .iter()
-            .filter(|((n, _), _)| *n == ns)
-            .filter_map(|((_, claim), pvc)| Some((claim.clone(), pvc["spec"]["volumeName"].as_str()?.to_string())))
-            .collect();
+        let claims: BTreeMap<String, String> =
+            view.pvcs.iter().filter(|((n, _), _)| *n == ns).filter_map(|((_, claim), pvc)| Some((claim.clone(), pvc["spec"]["volumeName"].as_str()?.to_string()))).collect();
         let galera_view = super::galera::View { pods: &pods, claims: &claims, nodes_ready: &view.nodes_ready };
         super::galera::Galera::default().tick(&c.client, &m, &galera_view).await;
     }
@@ -341,9 +354,17 @@ async fn volsync_tick(c: &Cluster, view: &View) {
                 continue;
             }
             let logs = format!("Selected snapshot with id: k{:x}\nRestoring into /data ({target})\nSnapshot restore completed successfully", manual.len() * 7919);
-            set_status(&c.client, VS, "ReplicationDestination", Some(&ns), &name, json!({
+            set_status(
+                &c.client,
+                VS,
+                "ReplicationDestination",
+                Some(&ns),
+                &name,
+                json!({
                 "lastManualSync": manual, "lastSyncTime": rfc3339(Utc::now()), "lastSyncDuration": "1s",
-                "latestMoverStatus": {"result": "Successful", "logs": logs}})).await;
+                "latestMoverStatus": {"result": "Successful", "logs": logs}}),
+            )
+            .await;
         }
     }
 }
@@ -364,16 +385,37 @@ async fn jobs_tick(c: &Cluster, kubelet: &FakeKubelet, job_output: &JobOutput) {
             spec["nodeName"] = json!(c.healthy_nodes[0]);
             let pod_name = format!("{name}-x7k2p");
             kubelet.set_log(&ns, &pod_name, &container, &output);
-            create(&c.client, json!({"apiVersion": "v1", "kind": "Pod",
+            create(
+                &c.client,
+                json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"],
-                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"], "controller": true}]}, "spec": spec}), None).await;
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"], "controller": true}]}, "spec": spec}),
+                None,
+            )
+            .await;
             let now = rfc3339(Utc::now());
-            set_status(&c.client, "v1", "Pod", Some(&ns), &pod_name, json!({"phase": "Succeeded",
+            set_status(
+                &c.client,
+                "v1",
+                "Pod",
+                Some(&ns),
+                &pod_name,
+                json!({"phase": "Succeeded",
                 "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "",
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]})).await;
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]}),
+            )
+            .await;
             let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now});
-            set_status(&c.client, "batch/v1", "Job", Some(&ns), &name, json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
-                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]})).await;
+            set_status(
+                &c.client,
+                "batch/v1",
+                "Job",
+                Some(&ns),
+                &name,
+                json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]}),
+            )
+            .await;
         }
     }
 }

@@ -57,9 +57,14 @@ fn pod_labels() -> Value {
 pub async fn install(client: &kube::Client, example: &ExampleCluster) -> String {
     let ns = example.ns("openebs");
     create(client, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), None).await;
-    create(client, json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    create(
+        client,
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": STORAGE_CLASS, "annotations": {"openebs.io/cas-type": "local"}},
-        "provisioner": PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete"}), None).await;
+        "provisioner": PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete"}),
+        None,
+    )
+    .await;
     let template = json!({"metadata": {"labels": pod_labels()}, "spec": {
         "serviceAccountName": DEPLOYMENT,
         "containers": [{"name": DEPLOYMENT, "image": "openebs/provisioner-localpv:4.0.0", "env": [{"name": "LEADER_ELECTION_ENABLED", "value": "true"}]}],
@@ -77,12 +82,22 @@ pub async fn install(client: &kube::Client, example: &ExampleCluster) -> String 
         "containerStatuses": [{"name": DEPLOYMENT, "ready": false, "restartCount": 0, "image": "openebs/provisioner-localpv:4.0.0", "imageID": "", "state": {"running": {"startedAt": since}}}]});
     create(client, pod, None).await;
     let selector = json!({"matchLabels": {"app": "localpv-provisioner", "release": "openebs", "component": "localpv-provisioner"}});
-    create(client, json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": REPLICA_SET, "namespace": ns, "labels": pod_labels(),
+    create(
+        client,
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": REPLICA_SET, "namespace": ns, "labels": pod_labels(),
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT, "uid": "00000000-0000-4000-8000-0000000000a2", "controller": true}]},
-        "spec": {"replicas": 1, "selector": selector, "template": template}}), None).await;
-    create(client, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": DEPLOYMENT, "namespace": ns, "labels": pod_labels()},
+        "spec": {"replicas": 1, "selector": selector, "template": template}}),
+        None,
+    )
+    .await;
+    create(
+        client,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": DEPLOYMENT, "namespace": ns, "labels": pod_labels()},
         "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": selector, "template": template},
-        "status": {"replicas": 1, "readyReplicas": 0, "unavailableReplicas": 1}}), None).await;
+        "status": {"replicas": 1, "readyReplicas": 0, "unavailableReplicas": 1}}),
+        None,
+    )
+    .await;
     ns
 }
 
@@ -134,12 +149,20 @@ pub fn spawn(c: &Cluster) -> ProvisionerPlayer {
 
 /// The pod that leads (its name): Ready on a Ready node for a whole lease duration.
 fn leader(pods: &[Value], nodes: &[Value]) -> Option<String> {
-    let node_ready = |name: &str| nodes.iter().any(|n| n["metadata"]["name"] == name && n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True")));
+    let node_ready = |name: &str| {
+        nodes
+            .iter()
+            .any(|n| n["metadata"]["name"] == name && n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True")))
+    };
     pods.iter()
         .filter(|p| p["metadata"]["labels"]["openebs.io/component-name"] == "openebs-localpv-provisioner" && pod_ready(p))
         .filter(|p| p["spec"]["nodeName"].as_str().is_some_and(node_ready))
         .find(|p| {
-            let ready = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|x| x["type"] == "Ready")).and_then(|x| x["lastTransitionTime"].as_str()).and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|x| x["type"] == "Ready"))
+                .and_then(|x| x["lastTransitionTime"].as_str())
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
             ready.is_some_and(|t| (Utc::now() - t.with_timezone(&Utc)).num_seconds() >= LEASE_DURATION)
         })
         .and_then(|p| p["metadata"]["name"].as_str().map(String::from))
@@ -161,7 +184,8 @@ async fn tick(c: &Cluster, record: &Mutex<Vec<Provisioned>>) {
         let claims_api = api_for(&c.client, "v1", "PersistentVolumeClaim", Some(&ns)).await;
         // The PV controller names the class's provisioner on the claim, provisioner running or not.
         if claim["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] != PROVISIONER {
-            let patch = json!({"metadata": {"annotations": {"volume.kubernetes.io/storage-provisioner": PROVISIONER, "volume.beta.kubernetes.io/storage-provisioner": PROVISIONER}}});
+            let patch =
+                json!({"metadata": {"annotations": {"volume.kubernetes.io/storage-provisioner": PROVISIONER, "volume.beta.kubernetes.io/storage-provisioner": PROVISIONER}}});
             let _ = claims_api.patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch)).await;
         }
         if !leading {
@@ -171,13 +195,18 @@ async fn tick(c: &Cluster, record: &Mutex<Vec<Provisioned>>) {
         let node = c.healthy_nodes[0].clone();
         let uid = claim["metadata"]["uid"].as_str().unwrap();
         let volume = format!("pvc-{uid}");
-        create(&c.client, json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        create(
+            &c.client,
+            json!({"apiVersion": "v1", "kind": "PersistentVolume",
             "metadata": {"name": volume, "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}, "labels": {"openebs.io/cas-type": "local-hostpath"}},
             "spec": {"capacity": {"storage": size_of(claim)}, "accessModes": claim["spec"]["accessModes"], "storageClassName": STORAGE_CLASS,
                      "persistentVolumeReclaimPolicy": "Delete", "volumeMode": "Filesystem", "local": {"path": format!("/var/openebs/local/{volume}"), "fsType": ""},
                      "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": name, "uid": uid},
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}},
-            "status": {"phase": "Bound"}}), None).await;
+            "status": {"phase": "Bound"}}),
+            None,
+        )
+        .await;
         // The PV controller binds the claim to it (volumeName may be set once).
         let bind = json!({"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes", "volume.kubernetes.io/selected-node": node}}, "spec": {"volumeName": volume}});
         if claims_api.patch(&name, &Default::default(), &kube::api::Patch::Merge(&bind)).await.is_err() {
@@ -193,5 +222,9 @@ async fn tick(c: &Cluster, record: &Mutex<Vec<Provisioned>>) {
 
 fn size_of(claim: &Value) -> Value {
     let size = &claim["spec"]["resources"]["requests"]["storage"];
-    if size.is_null() { json!("1Gi") } else { size.clone() }
+    if size.is_null() {
+        json!("1Gi")
+    } else {
+        size.clone()
+    }
 }

@@ -63,7 +63,11 @@ fn given(v: &Value) -> Option<String> {
 
 fn user(name: &str) -> String {
     let u = clean(name, false);
-    if u.is_empty() { "volsync-default".into() } else { u.chars().take(50).collect() }
+    if u.is_empty() {
+        "volsync-default".into()
+    } else {
+        u.chars().take(50).collect()
+    }
 }
 
 fn host(namespace: &str, name: &str) -> String {
@@ -134,9 +138,17 @@ pub async fn tick(client: &kube::Client, ns: &str) -> Vec<String> {
         let wanted = destination_identity(&rd);
         let found = sources.iter().any(|rs| !rs["status"]["lastSyncTime"].is_null() && source_identity(rs) == wanted);
         let logs = if found { RESTORED_LOGS } else { NO_SNAPSHOT_LOGS };
-        set_status(client, VS, "ReplicationDestination", Some(ns), rd["metadata"]["name"].as_str().unwrap(), json!({
+        set_status(
+            client,
+            VS,
+            "ReplicationDestination",
+            Some(ns),
+            rd["metadata"]["name"].as_str().unwrap(),
+            json!({
             "lastManualSync": manual, "lastSyncTime": rfc3339(Utc::now()), "lastSyncDuration": "12s",
-            "latestMoverStatus": {"result": "Successful", "logs": logs}})).await;
+            "latestMoverStatus": {"result": "Successful", "logs": logs}}),
+        )
+        .await;
     }
     waiting
 }
@@ -148,4 +160,3 @@ pub async fn play(client: kube::Client, ns: String) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-

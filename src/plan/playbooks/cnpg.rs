@@ -13,19 +13,17 @@ pub mod recovery;
 
 use crate::cluster::resources::CnpgCluster;
 use crate::cluster::{name, namespace, ClusterState};
+pub use crate::inspect::cnpg_instances::{instance_names, lost_instances, pod_ready, surviving_replicas};
 use crate::inspect::Findings;
 use crate::plan::playbooks::PlanError;
 use crate::plan::{Action, ObjectRef, Plan, Precondition, RecoverySource, Step, WaitCondition};
-use failover::Failover;
-pub use crate::inspect::cnpg_instances::{instance_names, lost_instances, pod_ready, surviving_replicas};
 pub use crate::triage::NO_REPLICA_ACTION;
+use failover::Failover;
 
 const SWITCHOVER_TIMEOUT: u64 = 600;
 const HEALTHY_TIMEOUT: u64 = 1800;
 const ARCHIVING_TIMEOUT: u64 = 900;
 const BACKUP_TIMEOUT: u64 = 7200;
-
-
 
 pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluster_name: &str) -> Result<Plan, PlanError> {
     let cluster = super::find_named(&state.cnpg_clusters, "Cluster", ns, cluster_name)?;
@@ -46,9 +44,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluste
         Some(false) => "WAL archiving FAILING",
         None => "no WAL archiving reported",
     };
-    let backup = finding
-        .and_then(|f| f.last_successful_backup)
-        .map_or("no successful base backup on record".to_string(), |t| format!("last base backup {}", t.to_rfc3339()));
+    let backup = finding.and_then(|f| f.last_successful_backup).map_or("no successful base backup on record".to_string(), |t| format!("last base backup {}", t.to_rfc3339()));
     plan.findings.push(format!("{archive}; {backup}"));
     let survivors = surviving_replicas(state, findings, cluster);
     if survivors.is_empty() {
@@ -70,9 +66,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluste
                 return Ok(plan);
             }
             Failover::InProgress { current, target } => {
-                plan.findings.push(format!(
-                    "CNPG is already failing over (currentPrimary {current}, targetPrimary {target}): lifeboat waits for its failover and promotes nobody"
-                ));
+                plan.findings.push(format!("CNPG is already failing over (currentPrimary {current}, targetPrimary {target}): lifeboat waits for its failover and promotes nobody"));
                 wait_for_operator(&mut plan, &cluster_ref, lost_primary, cluster);
                 after_primary.push("wait-failover".to_string());
             }
@@ -133,9 +127,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, cluste
 }
 
 fn no_replica(state: &ClusterState, cluster: &CnpgCluster, plan: &mut Plan, has_backup: bool) {
-    plan.findings.push(format!(
-        "no healthy replica survives: deleting the lost instance's storage would leave nothing to re-create it from; {NO_REPLICA_ACTION}"
-    ));
+    plan.findings.push(format!("no healthy replica survives: deleting the lost instance's storage would leave nothing to re-create it from; {NO_REPLICA_ACTION}"));
     let cluster_ref = ObjectRef::cnpg_cluster(namespace(&cluster.metadata), name(&cluster.metadata));
     match recovery::recovery_cluster(state, cluster) {
         Some(_) if !has_backup => plan.follow_ups.push(format!(
@@ -155,11 +147,7 @@ fn wait_for_operator(plan: &mut Plan, cluster_ref: &ObjectRef, lost_primary: &st
     plan.steps.push(Step {
         id: "wait-failover".into(),
         title: format!("Wait for CNPG's own failover away from {lost_primary}"),
-        action: Action::Wait {
-            object: cluster_ref.clone(),
-            until: WaitCondition::CnpgFailedOver { from: lost_primary.to_string() },
-            timeout_seconds: delay + SWITCHOVER_TIMEOUT,
-        },
+        action: Action::Wait { object: cluster_ref.clone(), until: WaitCondition::CnpgFailedOver { from: lost_primary.to_string() }, timeout_seconds: delay + SWITCHOVER_TIMEOUT },
         needs: vec![],
         preconditions: vec![],
         recovery_source: None,
@@ -202,9 +190,7 @@ fn archive_after_failover(plan: &mut Plan, cluster_ref: &ObjectRef, cluster: &Cn
         return;
     };
     if archiving_ok == Some(false) {
-        plan.follow_ups.push(format!(
-            "WAL archiving of {cluster_ref} was already failing: after the failover run wal-archive-reset, which takes the fresh base backup"
-        ));
+        plan.follow_ups.push(format!("WAL archiving of {cluster_ref} was already failing: after the failover run wal-archive-reset, which takes the fresh base backup"));
         return;
     }
     let ns = cluster_ref.namespace.as_deref().unwrap_or_default();
@@ -258,10 +244,8 @@ fn destroy_instance(
     source: &RecoverySource,
 ) -> Vec<String> {
     let ns = cluster_ref.namespace.as_deref().unwrap_or_default();
-    let mut preconditions = vec![
-        Precondition::NodeStillLost { node: node.to_string() },
-        Precondition::CnpgPrimary { cluster: cluster_ref.clone(), pod: instance.to_string(), is_primary: false },
-    ];
+    let mut preconditions =
+        vec![Precondition::NodeStillLost { node: node.to_string() }, Precondition::CnpgPrimary { cluster: cluster_ref.clone(), pod: instance.to_string(), is_primary: false }];
     if let Some(pod) = new_primary {
         preconditions.push(Precondition::PodReady { pod: ObjectRef::pod(ns, pod) });
     }
@@ -323,7 +307,6 @@ fn instance_pvcs(state: &ClusterState, ns: &str, instance: &str) -> Vec<String> 
     pvcs.sort();
     pvcs
 }
-
 
 /// `cnpg-instance-lost`.
 pub struct InstanceLost;

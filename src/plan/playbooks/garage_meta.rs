@@ -49,7 +49,10 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
     let mut plan = Plan::new(PLAYBOOK, pvc_ref.to_string());
     if let Some(s) = snapshot {
         if DateTime::parse_from_rfc3339(s).is_err() {
-            return Err(PlanError::MissingArgument { playbook: "garage-meta-restore", what: "--name as an RFC3339 snapshot timestamp (snapshots/<RFC3339>), or no --name for the newest" });
+            return Err(PlanError::MissingArgument {
+                playbook: "garage-meta-restore",
+                what: "--name as an RFC3339 snapshot timestamp (snapshots/<RFC3339>), or no --name for the newest",
+            });
         }
     }
     let Some(backup) = &config.backup else {
@@ -69,17 +72,35 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
 
     let mut last: Vec<String> = vec![];
     if let Some(f) = &flux {
-        plan.steps.push(step("suspend-flux", format!("Suspend {f}"), Action::SuspendFlux { object: f.clone(), keep_suspended: false }, &last, still_lost.iter().cloned().collect()));
+        plan.steps.push(step(
+            "suspend-flux",
+            format!("Suspend {f}"),
+            Action::SuspendFlux { object: f.clone(), keep_suspended: false },
+            &last,
+            still_lost.iter().cloned().collect(),
+        ));
         last = vec!["suspend-flux".into()];
     }
-    plan.steps.push(step("scale-down", format!("Scale {workload} to 0 so nothing writes during the restore"), Action::Scale { object: workload.clone(), replicas: 0 }, &last, still_lost.iter().cloned().collect()));
+    plan.steps.push(step(
+        "scale-down",
+        format!("Scale {workload} to 0 so nothing writes during the restore"),
+        Action::Scale { object: workload.clone(), replicas: 0 },
+        &last,
+        still_lost.iter().cloned().collect(),
+    ));
     last = vec!["scale-down".into()];
     if let Some(l) = lost {
         plan.findings.push(format!("{pvc_ref} is pinned to lost node {}: it is deleted and re-created empty before the restore", l.node));
         for pod in state.pods_using_claim(ns, &config.meta_pvc).filter(|p| p.spec.node_name.as_deref() == Some(l.node.as_str())) {
             let pod_name = name(&pod.metadata);
             let id = format!("delete-pod-{pod_name}");
-            plan.steps.push(step(&id, format!("Force-delete pod {pod_name} (its node {} is gone)", l.node), Action::ForceDeletePod { pod: ObjectRef::pod(ns, pod_name) }, &["scale-down".to_string()], still_lost.iter().cloned().collect()));
+            plan.steps.push(step(
+                &id,
+                format!("Force-delete pod {pod_name} (its node {} is gone)", l.node),
+                Action::ForceDeletePod { pod: ObjectRef::pod(ns, pod_name) },
+                &["scale-down".to_string()],
+                still_lost.iter().cloned().collect(),
+            ));
             last.push(id);
         }
     }
@@ -99,12 +120,17 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
     if let (Some(l), Some(pvc)) = (lost, pvc) {
         let Some(newest) = findings.garage.newest_snapshot else {
             plan.steps.clear();
-            plan.findings.push(format!(
-                "refusing to delete {pvc_ref}: no metadata snapshot is known (mount the backup into lifeboat and set garage.backupDir); nothing will be deleted"
-            ));
+            plan.findings
+                .push(format!("refusing to delete {pvc_ref}: no metadata snapshot is known (mount the backup into lifeboat and set garage.backupDir); nothing will be deleted"));
             return Ok(plan);
         };
-        let mut delete = step("delete-pvc", format!("Delete {pvc_ref} pinned to {}", l.node), Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: l.node.clone() }, &last, still_lost.iter().cloned().collect());
+        let mut delete = step(
+            "delete-pvc",
+            format!("Delete {pvc_ref} pinned to {}", l.node),
+            Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: l.node.clone() },
+            &last,
+            still_lost.iter().cloned().collect(),
+        );
         delete.recovery_source = Some(RecoverySource {
             description: format!("Garage metadata backup ({}), restored from {which}", describe(backup)),
             evidence: vec![format!("snapshots/{}/data.mdb present in garage.backupDir", snapshot_name(newest))],
@@ -137,7 +163,13 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         &last,
         vec![],
     ));
-    plan.steps.push(step("scale-up", format!("Scale {workload} back to 1 (Garage runs single-replica)"), Action::Scale { object: workload, replicas: 1 }, &["restore".to_string()], vec![]));
+    plan.steps.push(step(
+        "scale-up",
+        format!("Scale {workload} back to 1 (Garage runs single-replica)"),
+        Action::Scale { object: workload, replicas: 1 },
+        &["restore".to_string()],
+        vec![],
+    ));
     let mut after = "scale-up".to_string();
     let min_buckets = findings.garage.bucket_count.unwrap_or(1);
     match (&garage.admin_url, findings.garage.bucket_count) {
@@ -149,7 +181,12 @@ pub fn meta_restore(state: &ClusterState, findings: &Findings, snapshot: Option<
         Some(url) => plan.steps.push(step(
             "verify",
             format!("Verify through the Garage admin API: cluster healthy, at least {min_buckets} bucket(s) listed"),
-            Action::VerifyGarage { admin_url: url.clone(), token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()), min_buckets, timeout_seconds: VERIFY_TIMEOUT },
+            Action::VerifyGarage {
+                admin_url: url.clone(),
+                token_file: garage.admin_token_file.as_ref().map(|p| p.display().to_string()),
+                min_buckets,
+                timeout_seconds: VERIFY_TIMEOUT,
+            },
             &[after.clone()],
             vec![],
         )),
@@ -297,11 +334,7 @@ pub struct MetaRestore;
 
 impl super::Playbook for MetaRestore {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: PLAYBOOK,
-            arguments: "[--name SNAPSHOT]",
-            summary: "restore Garage's metadata database from its newest (or the named) snapshot",
-        }
+        super::PlaybookInfo { name: PLAYBOOK, arguments: "[--name SNAPSHOT]", summary: "restore Garage's metadata database from its newest (or the named) snapshot" }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

@@ -81,11 +81,7 @@ pub struct CredentialReset;
 
 impl super::Playbook for CredentialReset {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: PLAYBOOK,
-            arguments: "",
-            summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients",
-        }
+        super::PlaybookInfo { name: PLAYBOOK, arguments: "", summary: "reset Kanidm's admin and idm_admin credentials after a restore and bounce its OIDC clients" }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

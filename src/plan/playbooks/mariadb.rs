@@ -58,11 +58,7 @@ fn lost_instance(state: &ClusterState, findings: &Findings, ns: &str, pod: &str)
     let pvcs: Vec<(String, String)> = [format!("storage-{pod}"), format!("galera-{pod}")]
         .into_iter()
         .filter_map(|claim| {
-            findings
-                .lost_volumes
-                .iter()
-                .find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(claim.as_str()))
-                .map(|v| (claim, v.node.clone()))
+            findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(claim.as_str())).map(|v| (claim, v.node.clone()))
         })
         .collect();
     let pod_node = pod_object(state, ns, pod).and_then(|p| p.spec.node_name.clone()).filter(|n| lost_nodes.contains(n.as_str()));
@@ -145,10 +141,7 @@ pub fn instance_lost(state: &ClusterState, findings: &Findings, ns: &str, mdb_na
         } else {
             "not every survivor is Running on a live node: there is no evidence that quorum is lost (the survivors may still be starting)".to_string()
         };
-        plan.findings.push(format!(
-            "no survivor is Ready, but {why}; nothing deleted, nothing bootstrapped — plan again in a minute, or {}",
-            restore_pointer(ns, mdb_name)
-        ));
+        plan.findings.push(format!("no survivor is Ready, but {why}; nothing deleted, nothing bootstrapped — plan again in a minute, or {}", restore_pointer(ns, mdb_name)));
         return Ok(plan);
     }
     plan.findings.push(if recovery_on {
@@ -250,7 +243,9 @@ fn recovery_stuck(mdb: &MariaDb, instances: &[String], now: chrono::DateTime<chr
     }
     let missing: Vec<&String> = instances.iter().filter(|p| !recovery.recovered.contains_key(p.as_str()) && !recovery.state.contains_key(p.as_str())).collect();
     let lacking = if missing.is_empty() { String::new() } else { format!("; no seqno for {}", join(&missing)) };
-    Ok(format!("GaleraReady has been False for {down}s (longer than clusterBootstrapTimeout, {t}s) and no bootstrap pod was chosen (status.galeraRecovery.bootstrap unset{lacking})"))
+    Ok(format!(
+        "GaleraReady has been False for {down}s (longer than clusterBootstrapTimeout, {t}s) and no bootstrap pod was chosen (status.galeraRecovery.bootstrap unset{lacking})"
+    ))
 }
 
 /// Force-delete each lost member's pod and delete its pinned PVCs (with
@@ -479,7 +474,9 @@ fn choose_bootstrap_pod(mdb: &MariaDb, survivors: &[&String], lost: &[LostInstan
     }
     let configured = mdb.spec.galera.as_ref().and_then(|g| g.primary.as_ref()).and_then(|p| p.pod_index).map(|i| format!("{}-{i}", name(&mdb.metadata)));
     if let Some(primary) = configured.filter(|p| is_survivor(p)) {
-        notes.push(format!("bootstrap pod {primary}: no Galera seqno is readable and the current primary is not a survivor, so the configured primary (spec.galera.primary.podIndex) is chosen"));
+        notes.push(format!(
+            "bootstrap pod {primary}: no Galera seqno is readable and the current primary is not a survivor, so the configured primary (spec.galera.primary.podIndex) is chosen"
+        ));
         return Some(primary);
     }
     notes.push(format!(
@@ -511,11 +508,8 @@ fn pod_object<'a>(state: &'a ClusterState, ns: &str, pod: &str) -> Option<&'a st
 /// readiness probe, not its node, decides whether it is Ready.
 fn pod_running_on_live_node(state: &ClusterState, findings: &Findings, ns: &str, pod: &str) -> bool {
     let lost: BTreeSet<&str> = findings.lost_nodes().map(|n| n.node.as_str()).collect();
-    pod_object(state, ns, pod).is_some_and(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status.phase.as_deref() == Some("Running")
-            && p.spec.node_name.as_deref().is_some_and(|n| !lost.contains(n))
-    })
+    pod_object(state, ns, pod)
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && p.status.phase.as_deref() == Some("Running") && p.spec.node_name.as_deref().is_some_and(|n| !lost.contains(n)))
 }
 
 /// Running, not being deleted, every container ready, and the Ready condition

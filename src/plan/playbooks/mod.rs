@@ -7,8 +7,8 @@ pub mod mariadb;
 pub mod node_loss;
 pub mod s3_restore;
 pub mod stale;
-pub mod wal_reset;
 pub mod volsync;
+pub mod wal_reset;
 
 use serde::{Deserialize, Serialize};
 

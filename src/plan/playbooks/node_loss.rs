@@ -49,10 +49,9 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     let mut triggers: Vec<(Category, &'static str, Trigger)> = vec![];
     let mut watched: BTreeSet<(String, String)> = BTreeSet::new();
     for w in &report.workloads {
-        let for_pvc = |playbook: &'static str, pvc: &String| (w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(pvc.clone()), node: Some(node.into()) });
-        let provider = || {
-            w.pvcs.iter().find_map(|pvc| findings.protection.iter().find(|p| p.namespace == w.namespace && &p.pvc == pvc).and_then(|p| p.provider.clone()))
-        };
+        let for_pvc =
+            |playbook: &'static str, pvc: &String| (w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(pvc.clone()), node: Some(node.into()) });
+        let provider = || w.pvcs.iter().find_map(|pvc| findings.protection.iter().find(|p| p.namespace == w.namespace && &p.pvc == pvc).and_then(|p| p.provider.clone()));
         match w.category {
             Category::Garage => triggers.push((w.category, "garage-meta-restore", Trigger { node: Some(node.into()), ..Trigger::default() })),
             Category::CnpgInstance | Category::MariadbInstance => {
@@ -74,12 +73,9 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
                 watched.insert((w.namespace.clone(), w.workload.clone()));
             }
             Category::Stale => triggers.push((w.category, "stale-cleanup", Trigger::default())),
-            Category::Unprotected => findings_text.push(format!(
-                "{} {} ({}): no recovery source — its data is gone unless the node comes back; not touched",
-                w.namespace,
-                w.workload,
-                w.pvcs.join(", ")
-            )),
+            Category::Unprotected => {
+                findings_text.push(format!("{} {} ({}): no recovery source — its data is gone unless the node comes back; not touched", w.namespace, w.workload, w.pvcs.join(", ")))
+            }
         }
     }
     // Orphans elsewhere (e.g. pinned to another, long-gone node) are the
@@ -267,11 +263,7 @@ pub struct NodeLoss;
 
 impl super::Playbook for NodeLoss {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: PLAYBOOK,
-            arguments: "--node NODE",
-            summary: "the whole recovery from one lost node, in phases, as one plan",
-        }
+        super::PlaybookInfo { name: PLAYBOOK, arguments: "--node NODE", summary: "the whole recovery from one lost node, in phases, as one plan" }
     }
 
     fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {

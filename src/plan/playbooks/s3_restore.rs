@@ -166,9 +166,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
     };
     let cronjob = findings.backup_cronjobs.iter().find(|c| c.namespace == ns && c.cronjob == cronjob_name);
     let Some(last_success) = cronjob.and_then(|c| c.last_success) else {
-        plan.findings.push(format!(
-            "backup CronJob {ns}/{cronjob_name} has never succeeded: there is no recovery point; refusing to delete {pvc_ref} (nothing will be deleted)"
-        ));
+        plan.findings.push(format!("backup CronJob {ns}/{cronjob_name} has never succeeded: there is no recovery point; refusing to delete {pvc_ref} (nothing will be deleted)"));
         return Ok(plan);
     };
     let key = format!("{ns}/{pvc_name}");
@@ -189,7 +187,10 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         Some(expr) => match crate::schedule::Schedule::parse(expr, crate::schedule::Dialect::SecondsFirst).map(|s| s.last_run_until(last_success)) {
             Ok(Some(point)) => point,
             Ok(None) => {
-                plan.findings.push(format!("the app's backup schedule {expr:?} has no run before the CronJob's last success {}: no recovery point; nothing will be deleted", last_success.to_rfc3339()));
+                plan.findings.push(format!(
+                    "the app's backup schedule {expr:?} has no run before the CronJob's last success {}: no recovery point; nothing will be deleted",
+                    last_success.to_rfc3339()
+                ));
                 return Ok(plan);
             }
             Err(e) => {
@@ -309,10 +310,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
         action: Action::DeletePvc { pvc: pvc_ref.clone(), pinned_node: node.clone() },
         needs: vec![before_delete.into()],
         preconditions: [still_lost.clone()].into_iter().chain(image_checks.iter().cloned()).collect(),
-        recovery_source: Some(RecoverySource {
-            description: format!("the app's S3 backup, restored by a Job from template ({marker:?} expected in its output)"),
-            evidence,
-        }),
+        recovery_source: Some(RecoverySource { description: format!("the app's S3 backup, restored by a Job from template ({marker:?} expected in its output)"), evidence }),
     });
     let mut new_pvc = json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -394,12 +392,8 @@ pub fn hold_flux(flux: &ObjectRef, after: &str, preconditions: Vec<Precondition>
 pub fn kaniop_owner(state: &ClusterState, ns: &str, sts: &str) -> Option<(String, String)> {
     let set = state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == sts)?;
     let owner = set.metadata.owner_references.as_ref()?.iter().find(|o| o.kind == "Kanidm" && o.api_version.starts_with("kaniop.rs/"))?;
-    let group = set
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("kanidm.kaniop.rs/replica-group").cloned())
-        .or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
+    let group =
+        set.metadata.labels.as_ref().and_then(|l| l.get("kanidm.kaniop.rs/replica-group").cloned()).or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
     Some((owner.name.clone(), group))
 }
 
@@ -459,9 +453,11 @@ pub fn workload_of_claim(state: &ClusterState, ns: &str, claim: &str) -> Option<
     let (kind, wname) = match from_pods {
         Some(w) => (w.kind, w.name),
         None => {
-            let sts = state.stateful_sets.iter().filter(|s| namespace(&s.metadata) == ns).find(|s| {
-                claim.rsplit_once('-').is_some_and(|(head, ordinal)| ordinal.parse::<u32>().is_ok() && head.ends_with(&format!("-{}", name(&s.metadata))))
-            })?;
+            let sts = state
+                .stateful_sets
+                .iter()
+                .filter(|s| namespace(&s.metadata) == ns)
+                .find(|s| claim.rsplit_once('-').is_some_and(|(head, ordinal)| ordinal.parse::<u32>().is_ok() && head.ends_with(&format!("-{}", name(&s.metadata)))))?;
             ("StatefulSet".to_string(), name(&sts.metadata).to_string())
         }
     };
@@ -485,11 +481,7 @@ pub struct S3Restore;
 
 impl super::Playbook for S3Restore {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: PLAYBOOK,
-            arguments: "-n NAMESPACE --name PVC|WORKLOAD",
-            summary: "restore an app's volume from its S3 backup with the configured restore Job",
-        }
+        super::PlaybookInfo { name: PLAYBOOK, arguments: "-n NAMESPACE --name PVC|WORKLOAD", summary: "restore an app's volume from its S3 backup with the configured restore Job" }
     }
 
     fn config_problems(&self, config: &crate::config::Config) -> Vec<String> {

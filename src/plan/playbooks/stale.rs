@@ -56,10 +56,8 @@ pub fn cleanup(state: &ClusterState, findings: &Findings, only_namespace: Option
 
 fn stranded_volumes(state: &ClusterState, findings: &Findings, plan: &mut Plan) {
     for v in crate::inspect::nodes::stranded_volumes(state, &findings.lost_volumes) {
-        plan.findings.push(format!(
-            "PersistentVolume {} is {} and pinned to node {}, which is gone ({}): its provisioner cannot delete it",
-            v.persistent_volume, v.phase, v.node, v.gone
-        ));
+        plan.findings
+            .push(format!("PersistentVolume {} is {} and pinned to node {}, which is gone ({}): its provisioner cannot delete it", v.persistent_volume, v.phase, v.node, v.gone));
         plan.steps.push(Step {
             id: format!("delete-pv-{}", v.persistent_volume),
             title: format!("Delete PersistentVolume {} ({}, pinned to gone node {})", v.persistent_volume, v.phase, v.node),
@@ -76,11 +74,7 @@ pub struct Cleanup;
 
 impl super::Playbook for Cleanup {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: "stale-cleanup",
-            arguments: "[-n NAMESPACE]",
-            summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)",
-        }
+        super::PlaybookInfo { name: "stale-cleanup", arguments: "[-n NAMESPACE]", summary: "delete what a recovery leaves behind (orphaned ReplicationDestinations and the like)" }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {

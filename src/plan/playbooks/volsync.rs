@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
+use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 use crate::cluster::resources::{PersistentVolumeClaim, ReplicationDestination, ReplicationSource};
 use crate::cluster::{flux_owner, name, namespace, ClusterState, FluxRef};
-use crate::cluster::marks::{ssa_if_not_present, NOTHING_RESTORED_MARKERS, SSA_IF_NOT_PRESENT, SSA_KEY};
 use crate::inspect::volsync::kopia_identity;
 use crate::inspect::Findings;
 use crate::plan::playbooks::{PlanError, Trigger};
@@ -39,7 +39,11 @@ pub fn affected(state: &ClusterState, findings: &Findings) -> Vec<Trigger> {
         .filter_map(|v| {
             let (ns, claim) = (v.claim_namespace.as_deref()?, v.claim_name.as_deref()?);
             let rd = destination_for(state, ns, claim)?;
-            (rd.mover().and_then(|m| m.destination_pvc.as_deref()) == Some(claim)).then(|| Trigger { namespace: Some(ns.into()), name: Some(claim.into()), node: Some(v.node.clone()) })
+            (rd.mover().and_then(|m| m.destination_pvc.as_deref()) == Some(claim)).then(|| Trigger {
+                namespace: Some(ns.into()),
+                name: Some(claim.into()),
+                node: Some(v.node.clone()),
+            })
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -85,9 +89,8 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     let pvc = state.pvc(ns, claim).ok_or_else(|| PlanError::NotFound(format!("PersistentVolumeClaim {ns}/{claim}")))?;
     let pvc_ref = ObjectRef::pvc(ns, claim);
     let mut plan = Plan::new(PLAYBOOK, pvc_ref.to_string());
-    let lost_node_of = |ns: &str, claim: &str| {
-        findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(claim)).map(|v| v.node.clone())
-    };
+    let lost_node_of =
+        |ns: &str, claim: &str| findings.lost_volumes.iter().find(|v| v.claim_namespace.as_deref() == Some(ns) && v.claim_name.as_deref() == Some(claim)).map(|v| v.node.clone());
     let Some(node) = lost_node_of(ns, claim) else {
         plan.findings.push(format!("{pvc_ref} is not pinned to a lost node: nothing to do"));
         return Ok(plan);
@@ -144,8 +147,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     }
     let rd_restored = rd.status.last_sync_time.filter(|_| {
         let m = rd.status.latest_mover_status.as_ref();
-        m.and_then(|m| m.result.as_deref()) == Some("Successful")
-            && !m.and_then(|m| m.logs.as_deref()).is_some_and(|l| NOTHING_RESTORED_MARKERS.iter().any(|x| l.contains(x)))
+        m.and_then(|m| m.result.as_deref()) == Some("Successful") && !m.and_then(|m| m.logs.as_deref()).is_some_and(|l| NOTHING_RESTORED_MARKERS.iter().any(|x| l.contains(x)))
     });
     if let Some(t) = rd_restored {
         evidence.push(format!("{rd_obj} last restored successfully {}", t.to_rfc3339()));
@@ -173,10 +175,8 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     };
     let repository = mover.repository.clone().unwrap_or_else(|| "(unnamed)".into());
     let identity = mover.source_identity.as_ref().and_then(|i| i.source_name.clone()).or_else(|| rs_name.clone()).unwrap_or_else(|| claim.to_string());
-    let source = RecoverySource {
-        description: format!("the newest kopia snapshot of source {identity} in repository {repository}, restored through {rd_obj}"),
-        evidence: evidence.clone(),
-    };
+    let source =
+        RecoverySource { description: format!("the newest kopia snapshot of source {identity} in repository {repository}, restored through {rd_obj}"), evidence: evidence.clone() };
     plan.findings.push(match recovery_point {
         Some(t) => format!("recovery point: backup of {} ({} old); changes since then are lost", t.to_rfc3339(), age(state.now - t)),
         None => "recovery point: UNKNOWN age (only a past restore proves the repository holds a snapshot)".into(),
@@ -277,7 +277,13 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     let mut suspend_ids = vec![];
     for f in &suspended {
         let id = format!("suspend-{}-{}", f.kind.to_lowercase(), f.name);
-        plan.steps.push(step(&id, format!("Suspend {f} so it does not fight the restore"), Action::SuspendFlux { object: f.clone(), keep_suspended: true }, &[], vec![still_lost.clone()]));
+        plan.steps.push(step(
+            &id,
+            format!("Suspend {f} so it does not fight the restore"),
+            Action::SuspendFlux { object: f.clone(), keep_suspended: true },
+            &[],
+            vec![still_lost.clone()],
+        ));
         suspend_ids.push(id);
     }
     let after_suspend: Vec<&str> = suspend_ids.iter().map(String::as_str).collect();
@@ -286,19 +292,37 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
     let mut quiet = vec![];
     for (object, _, _) in &scaled {
         let id = format!("scale-down-{}", object.name);
-        plan.steps.push(step(&id, format!("Scale {object} to 0 so nothing holds {claim}"), Action::Scale { object: object.clone(), replicas: 0 }, &after_suspend, vec![still_lost.clone()]));
+        plan.steps.push(step(
+            &id,
+            format!("Scale {object} to 0 so nothing holds {claim}"),
+            Action::Scale { object: object.clone(), replicas: 0 },
+            &after_suspend,
+            vec![still_lost.clone()],
+        ));
         quiet.push(id);
     }
     if let (Some(rs_name), false) = (&rs_name, rs_paused_before) {
         let title = format!("Pause {} so it does not back up the empty new volume", rs_ref(ns, rs_name));
-        plan.steps.push(step("pause-source", title, Action::MergePatch { object: rs_ref(ns, rs_name), patch: serde_json::json!({"spec": {"paused": true}}) }, &after_suspend, vec![]));
+        plan.steps.push(step(
+            "pause-source",
+            title,
+            Action::MergePatch { object: rs_ref(ns, rs_name), patch: serde_json::json!({"spec": {"paused": true}}) },
+            &after_suspend,
+            vec![],
+        ));
         quiet.push("pause-source".into());
     }
     let quiet_refs: Vec<&str> = quiet.iter().map(String::as_str).collect();
     let mut pod_steps = vec![];
     for pod in &stuck_pods {
         let id = format!("delete-pod-{pod}");
-        plan.steps.push(step(&id, format!("Force-delete pod {pod} (its node {node} is gone)"), Action::ForceDeletePod { pod: ObjectRef::pod(ns, pod) }, &quiet_refs, vec![still_lost.clone()]));
+        plan.steps.push(step(
+            &id,
+            format!("Force-delete pod {pod} (its node {node} is gone)"),
+            Action::ForceDeletePod { pod: ObjectRef::pod(ns, pod) },
+            &quiet_refs,
+            vec![still_lost.clone()],
+        ));
         pod_steps.push(id);
     }
     let released: Vec<&str> = quiet_refs.iter().copied().chain(pod_steps.iter().map(String::as_str)).collect();
@@ -318,10 +342,18 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
         let is_cache = *c != claim;
         plan.steps.push(Step {
             id: id.clone(),
-            title: if is_cache { format!("Delete mover cache PVC {c} pinned to {node} (scratch space, re-created by VolSync)") } else { format!("Delete PVC {c} pinned to {node}") },
+            title: if is_cache {
+                format!("Delete mover cache PVC {c} pinned to {node} (scratch space, re-created by VolSync)")
+            } else {
+                format!("Delete PVC {c} pinned to {node}")
+            },
             action: Action::DeletePvc { pvc: ObjectRef::pvc(ns, c), pinned_node: node.clone() },
             needs: vec![wait_id],
-            preconditions: if is_cache { vec![still_lost.clone(), rd_ready.clone()] } else { [still_lost.clone(), rd_ready.clone()].into_iter().chain(identity_check.clone()).collect() },
+            preconditions: if is_cache {
+                vec![still_lost.clone(), rd_ready.clone()]
+            } else {
+                [still_lost.clone(), rd_ready.clone()].into_iter().chain(identity_check.clone()).collect()
+            },
             recovery_source: Some(if is_cache {
                 RecoverySource { description: "none needed: a kopia cache holds no data of its own; VolSync re-creates it".into(), evidence: evidence.clone() }
             } else {
@@ -530,20 +562,12 @@ pub struct Restore;
 
 impl super::Playbook for Restore {
     fn info(&self) -> super::PlaybookInfo {
-        super::PlaybookInfo {
-            name: PLAYBOOK,
-            arguments: "-n NAMESPACE --name PVC",
-            summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot",
-        }
+        super::PlaybookInfo { name: PLAYBOOK, arguments: "-n NAMESPACE --name PVC", summary: "re-create an app's PVC from its newest VolSync (Kopia) snapshot" }
     }
 
     fn default_routes(&self) -> Vec<crate::config::Route> {
         // Per pod, so per claim: a claim nothing restores plans "nothing to do".
-        vec![crate::config::Route::new(
-            "LifeboatPodBlockedOnLostVolume",
-            self.name(),
-            &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")],
-        )]
+        vec![crate::config::Route::new("LifeboatPodBlockedOnLostVolume", self.name(), &[("namespace", "namespace"), ("name", "persistentvolumeclaim"), ("node", "node")])]
     }
 
     fn plan(&self, state: &ClusterState, findings: &Findings, trigger: &super::Trigger) -> Result<Plan, super::PlanError> {

@@ -67,48 +67,63 @@ pub fn archive_reset(state: &ClusterState, findings: &Findings, ns: &str, cluste
     let flux = flux_owner(&cluster.metadata);
     if let Some(owner) = &flux {
         let object = owner.object_ref();
-        chain(&mut plan, "suspend-flux".into(), format!("Suspend {object} so it does not revert the new serverName (stays suspended)"), Action::SuspendFlux {
-            object,
-            keep_suspended: true,
-        });
+        chain(
+            &mut plan,
+            "suspend-flux".into(),
+            format!("Suspend {object} so it does not revert the new serverName (stays suspended)"),
+            Action::SuspendFlux { object, keep_suspended: true },
+        );
     }
-    chain(&mut plan, "set-server-name".into(), format!("Set serverName {next} on the {BARMAN_CLOUD_PLUGIN} plugin of {cluster_ref}"), Action::SetCnpgPluginParameter {
-        cluster: cluster_ref.clone(),
-        plugin: BARMAN_CLOUD_PLUGIN.into(),
-        parameter: "serverName".into(),
-        value: next.clone(),
-    });
+    chain(
+        &mut plan,
+        "set-server-name".into(),
+        format!("Set serverName {next} on the {BARMAN_CLOUD_PLUGIN} plugin of {cluster_ref}"),
+        Action::SetCnpgPluginParameter { cluster: cluster_ref.clone(), plugin: BARMAN_CLOUD_PLUGIN.into(), parameter: "serverName".into(), value: next.clone() },
+    );
     let (restart, not_ready) = restart_order(state, cluster);
     if !not_ready.is_empty() {
         plan.findings.push(format!("not restarted (not Ready, e.g. on a lost node; they read the new serverName when they start): {}", not_ready.join(", ")));
     }
     for pod in restart {
-        chain(&mut plan, format!("restart-{pod}"), format!("Restart {pod} so its plugin sidecar reads serverName {next}"), Action::RecreatePod {
-            pod: ObjectRef::pod(ns, &pod),
-            timeout_seconds: RESTART_TIMEOUT,
-        });
+        chain(
+            &mut plan,
+            format!("restart-{pod}"),
+            format!("Restart {pod} so its plugin sidecar reads serverName {next}"),
+            Action::RecreatePod { pod: ObjectRef::pod(ns, &pod), timeout_seconds: RESTART_TIMEOUT },
+        );
     }
-    chain(&mut plan, "wait-archiving".into(), format!("Wait for ContinuousArchiving=True on {cluster_ref}"), Action::Wait {
-        object: cluster_ref.clone(),
-        until: WaitCondition::ConditionIs { condition: "ContinuousArchiving".into(), status: "True".into() },
-        timeout_seconds: ARCHIVING_TIMEOUT,
-    });
+    chain(
+        &mut plan,
+        "wait-archiving".into(),
+        format!("Wait for ContinuousArchiving=True on {cluster_ref}"),
+        Action::Wait {
+            object: cluster_ref.clone(),
+            until: WaitCondition::ConditionIs { condition: "ContinuousArchiving".into(), status: "True".into() },
+            timeout_seconds: ARCHIVING_TIMEOUT,
+        },
+    );
     let backup_name = if next.starts_with(cluster_name) { format!("{next}-base") } else { format!("{cluster_name}-{next}-base") };
     let backup = ObjectRef::namespaced("postgresql.cnpg.io/v1", "Backup", ns, &backup_name);
-    chain(&mut plan, "base-backup".into(), format!("Take a base backup for the new WAL stream ({backup})"), Action::Apply {
-        object: backup.clone(),
-        manifest: serde_json::json!({
-            "apiVersion": "postgresql.cnpg.io/v1",
-            "kind": "Backup",
-            "metadata": {"name": backup.name, "namespace": ns},
-            "spec": {"cluster": {"name": cluster_name}, "method": "plugin", "pluginConfiguration": {"name": BARMAN_CLOUD_PLUGIN}},
-        }),
-    });
-    chain(&mut plan, "wait-backup".into(), format!("Wait for {backup} to complete"), Action::Wait {
-        object: backup,
-        until: WaitCondition::CnpgBackupCompleted,
-        timeout_seconds: BACKUP_TIMEOUT,
-    });
+    chain(
+        &mut plan,
+        "base-backup".into(),
+        format!("Take a base backup for the new WAL stream ({backup})"),
+        Action::Apply {
+            object: backup.clone(),
+            manifest: serde_json::json!({
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "Backup",
+                "metadata": {"name": backup.name, "namespace": ns},
+                "spec": {"cluster": {"name": cluster_name}, "method": "plugin", "pluginConfiguration": {"name": BARMAN_CLOUD_PLUGIN}},
+            }),
+        },
+    );
+    chain(
+        &mut plan,
+        "wait-backup".into(),
+        format!("Wait for {backup} to complete"),
+        Action::Wait { object: backup, until: WaitCondition::CnpgBackupCompleted, timeout_seconds: BACKUP_TIMEOUT },
+    );
 
     let commit = format!("commit `serverName: {next}` (spec.plugins[{BARMAN_CLOUD_PLUGIN}].parameters of {cluster_ref}) to Git");
     plan.follow_ups.push(match &flux {
@@ -123,12 +138,7 @@ pub fn archive_reset(state: &ClusterState, findings: &Findings, ns: &str, cluste
 
 /// serverNames the ObjectStore already holds archives for: never reuse one.
 pub(super) fn used_server_names(state: &ClusterState, ns: &str, store: &str) -> Vec<String> {
-    state
-        .object_stores
-        .iter()
-        .filter(|o| namespace(&o.metadata) == ns && name(&o.metadata) == store)
-        .flat_map(|o| o.status.server_recovery_window.keys().cloned())
-        .collect()
+    state.object_stores.iter().filter(|o| namespace(&o.metadata) == ns && name(&o.metadata) == store).flat_map(|o| o.status.server_recovery_window.keys().cloned()).collect()
 }
 
 /// `postgres` → `postgres-r2` → `postgres-r3`, skipping names in `used`.
@@ -137,10 +147,7 @@ pub fn next_server_name(current: &str, used: &[String]) -> String {
         Some((base, n)) if !base.is_empty() && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => (base, n.parse::<u32>().unwrap_or(1)),
         _ => (current, 1),
     };
-    (generation + 1..)
-        .map(|g| format!("{base}-r{g}"))
-        .find(|candidate| !used.iter().any(|u| u == candidate))
-        .expect("an unused generation exists")
+    (generation + 1..).map(|g| format!("{base}-r{g}")).find(|candidate| !used.iter().any(|u| u == candidate)).expect("an unused generation exists")
 }
 
 /// Ready instance pods, replicas first (by name), the primary last; and the
