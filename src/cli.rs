@@ -76,7 +76,7 @@ pub enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// The runbook's triage checklist: lost nodes, pinned PVs, affected workloads by recovery category.
+    /// Node-loss triage: lost nodes, pinned PVs, affected workloads by recovery category.
     /// Exit code 0: nothing wrong; 1: something needs attention; 2: lifeboat could not run.
     Triage {
         #[command(flatten)]

@@ -13,8 +13,8 @@ use crate::config::GarageConfig;
 use crate::inspect::garage::GarageProbe;
 use crate::snapshot::Hub;
 
-/// Newest `snapshots/<RFC3339>/` directory holding `data.mdb` (Garage's own
-/// snapshot layout; the runbook's `db.lmdb` name is wrong, see FACTS).
+/// Newest `snapshots/<RFC3339>/` directory holding `data.mdb` (the layout of Garage's
+/// own metadata snapshots; there is no `db.lmdb` file).
 pub fn newest_snapshot(backup_dir: &Path) -> Result<DateTime<Utc>, String> {
     let dir = backup_dir.join("snapshots");
     let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -1,6 +1,6 @@
-//! The runbook's triage checklist as one function: lost nodes, the volumes
-//! pinned to them, every affected workload in the runbook's recovery
-//! categories with its recovery source and whether that source looks fresh,
+//! A node-loss triage checklist as one function: lost nodes, the volumes
+//! pinned to them, every affected workload in its recovery
+//! category with its recovery source and whether that source looks fresh,
 //! and every recovery point that is not what it seems.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ impl Category {
         }
     }
 
-    /// What the runbook says to do for this category.
+    /// What to do for this category.
     pub fn action(self) -> &'static str {
         match self {
             Category::Garage => "restore the meta PVC from the backup-sync mirror (garage-meta-restore) before anything that needs S3",
@@ -263,8 +263,8 @@ fn databases_degraded(findings: &Findings) -> bool {
 }
 
 /// Pods on healthy nodes, without lost volumes, stuck in an init container
-/// while a database is degraded: the runbook's "stateless app stuck on a
-/// downstream DB init" — watched, never touched.
+/// while a database is degraded: a stateless app stuck on a
+/// downstream database's init — watched, never touched.
 fn waiting_on_database(state: &ClusterState, findings: &Findings) -> Vec<AffectedWorkload> {
     let mut out = Vec::new();
     for pod in &state.pods {

@@ -1,4 +1,4 @@
-//! Every finding on small fixtures, including the traps in FACTS.md.
+//! Every finding on small fixtures, including the traps where upstream field names differ from what one would guess.
 
 mod support;
 

@@ -390,7 +390,7 @@ async fn the_restore_output_is_read_from_pods_log_through_the_apiserver() {
 }
 
 /// Plays kaniop: re-creates the data PVC from its volumeClaimTemplate as
-/// soon as it is gone, even with the StatefulSet at 0 (the runbook's note).
+/// soon as it is gone, even with the StatefulSet at 0.
 async fn play_kaniop(client: Client, ns: String) {
     let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&ns)).await;
     loop {
@@ -856,7 +856,7 @@ mod garage {
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "garage-meta-backup", "readOnly": true}));
         assert_eq!(pod["volumes"][1]["persistentVolumeClaim"]["claimName"], "garage-meta");
-        assert!(pod["containers"][0]["args"][0].as_str().unwrap().contains("/backup/snapshots/$LATEST/data.mdb"), "the FACTS layout, not db.lmdb");
+        assert!(pod["containers"][0]["args"][0].as_str().unwrap().contains("/backup/snapshots/$LATEST/data.mdb"), "Garage's snapshot layout, not db.lmdb");
 
         // A requested snapshot goes to the Job as data (an env var), and must be a timestamp.
         let pinned = live_plan(&s.client, &config, "garage-meta-restore", Trigger { name: Some("2026-11-24T02:00:00Z".into()), ..Default::default() }).await;

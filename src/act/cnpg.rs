@@ -1,4 +1,5 @@
-//! CloudNativePG writes, as `kubectl cnpg promote` performs them (see FACTS),
+//! CloudNativePG writes, as `kubectl cnpg promote` performs them (cloudnative-pg
+//! `internal/cmd/plugin/promote/promote.go`),
 //! and the reads that tell whether the operator's own failover happened.
 
 use chrono::{DateTime, Utc};

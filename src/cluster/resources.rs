@@ -2,7 +2,7 @@
 //!
 //! Each struct holds only the fields some finding or playbook uses; serde drops
 //! everything else while decoding, so the watch caches stay small. Field names
-//! follow upstream (see FACTS.md); every field is optional or defaulted because
+//! follow upstream (each type names its CRD); every field is optional or defaulted because
 //! operators fill status in lazily.
 
 use std::borrow::Cow;

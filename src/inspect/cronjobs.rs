@@ -1,4 +1,4 @@
-//! App backup CronJobs (the runbook's "easy to miss" kind, e.g.
+//! App backup CronJobs (the easy-to-miss kind of backup, e.g.
 //! `kanidm-backup-sync`): when did one last succeed, and is that too long ago.
 
 use chrono::{DateTime, Duration, Utc};

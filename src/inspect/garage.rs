@@ -1,4 +1,4 @@
-//! The Garage metadata-backup sidecar (the runbook's `backup-sync` container)
+//! The Garage metadata-backup sidecar (a `backup-sync` container)
 //! and, when configured, the newest metadata snapshot and the admin API health.
 //! The probes that need I/O run in the background (see `crate::probes`); this
 //! module only reads their last result.

@@ -33,7 +33,7 @@ pub enum Action {
     ForceDeletePod { pod: ObjectRef },
     /// Delete a PVC whose volume is pinned to `pinned_node`; if it stays
     /// Terminating on `kubernetes.io/pvc-protection` with no pod left using it,
-    /// clear its finalizers (the runbook's step).
+    /// clear its finalizers.
     DeletePvc { pvc: ObjectRef, pinned_node: String },
     /// Delete any object (e.g. an orphaned ReplicationDestination).
     Delete { object: ObjectRef },

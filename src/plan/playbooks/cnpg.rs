@@ -1,4 +1,4 @@
-//! `cnpg-instance-lost`: the runbook's CloudNativePG procedure, checked
+//! `cnpg-instance-lost`: recovering a CloudNativePG instance lost with its node, checked
 //! against the operator (cloudnative-pg v1.30.0). A lost primary is left to
 //! CNPG's own failover unless CNPG is demonstrably stuck (see
 //! [`failover::situation`]); the lost instance's PVCs are deleted before its

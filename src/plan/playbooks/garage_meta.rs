@@ -1,5 +1,5 @@
-//! `garage-meta-restore`: the runbook's Garage metadata recovery, corrected
-//! by FACTS (a snapshot is `snapshots/<RFC3339>/data.mdb`). Scale Garage to
+//! `garage-meta-restore`: Garage metadata recovery from the backup sidecar's
+//! snapshots (each is `snapshots/<RFC3339>/data.mdb`). Scale Garage to
 //! 0; if its metadata PVC is pinned to a lost node, delete and re-create it
 //! (only when the newest snapshot in the backup is known); run a Job that
 //! wipes the PVC and copies the config files, the snapshots and the chosen
@@ -274,7 +274,7 @@ fn describe(backup: &GarageBackupSource) -> String {
     }
 }
 
-/// The runbook's restore script with the FACTS layout; the chosen snapshot
+/// The restore script for that snapshot layout; the chosen snapshot
 /// is printed and written to the termination message.
 const SCRIPT: &str = r#"set -eu
 LATEST="${REQUESTED:-}"

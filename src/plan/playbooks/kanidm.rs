@@ -1,4 +1,4 @@
-//! `kanidm-credential-reset`: the runbook's fix for kaniop failing to
+//! `kanidm-credential-reset`: the fix for kaniop failing to
 //! authenticate after a restore. `kanidmd recover-account` talks to the
 //! running server's admin socket (kanidm/kanidm v1.x `server/daemon/src/
 //! main.rs`: `KanidmdOpt::RecoverAccount` goes through the admin socket of

@@ -1,4 +1,4 @@
-//! `mariadb-instance-lost`: the runbook's MariaDB Galera procedure, checked
+//! `mariadb-instance-lost`: recovering a MariaDB Galera member lost with its node, checked
 //! against mariadb-operator v25.10.4 (pkg/controller/galera/recovery.go,
 //! recovery_status.go, internal/controller/statefulset_galera_controller.go).
 //! While a surviving member is Ready (the cluster holds quorum), force-delete

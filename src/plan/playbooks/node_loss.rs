@@ -78,8 +78,8 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
             }
         }
     }
-    // Orphans elsewhere (e.g. pinned to another, long-gone node) are the
-    // runbook's "removed/stale → just delete": cleaned up in the same run.
+    // Orphans elsewhere (e.g. pinned to another, long-gone node) are stale
+    // leftovers with nothing to recover: cleaned up in the same run.
     let recovering = !triggers.is_empty() || !watched.is_empty();
     if recovering && !triggers.iter().any(|(c, _, _)| *c == Category::Stale) && !crate::plan::playbooks::stale::cleanup(state, findings, None).nothing_to_do() {
         triggers.push((Category::Stale, "stale-cleanup", Trigger::default()));

@@ -1,4 +1,4 @@
-//! `s3-restore`: the runbook's Kanidm pattern, for any app whose only
+//! `s3-restore`: the Kanidm restore pattern, for any app whose only
 //! recovery point is a backup its own CronJob ships to S3. Suspend Flux
 //! (held suspended if the run stops: Flux would start the app on the empty
 //! volume), scale the app to 0, force-delete its pods on the lost node, wait

@@ -1,5 +1,4 @@
-//! `volsync-restore`: the runbook's single-app VolSync flow, corrected by
-//! FACTS, for one app PVC whose volume is pinned to a lost node. Everything
+//! `volsync-restore`: restoring one app from its VolSync (Kopia) backup, for one app PVC whose volume is pinned to a lost node. Everything
 //! is discovered from the state: the workload and its replica count (pods →
 //! owner references), the Flux objects that would fight the run (Flux
 //! labels), the ReplicationSource/Destination pair, the PVC's size, class and
@@ -182,7 +181,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, claim: &str)
         None => "recovery point: UNKNOWN age (only a past restore proves the repository holds a snapshot)".into(),
     });
     if let Some(as_of) = &mover.restore_as_of {
-        plan.findings.push(format!("{rd_obj} has restoreAsOf {as_of}: cleared so the newest snapshot is restored (the runbook's step 7)"));
+        plan.findings.push(format!("{rd_obj} has restoreAsOf {as_of}: cleared so the newest snapshot is restored"));
     }
 
     // The workload(s) mounting the claim, and how many replicas to restore.

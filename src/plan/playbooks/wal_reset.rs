@@ -1,6 +1,6 @@
 //! `wal-archive-reset`: ContinuousArchiving fails with barman-cloud's
 //! "Expected empty archive" (typically after a forced promotion started a new
-//! timeline). The fix from the runbook: archive under a fresh `serverName`
+//! timeline). The fix: archive under a fresh `serverName`
 //! (a new prefix; the old one is kept), restart the instances so the plugin
 //! sidecar re-reads it (replicas first, the primary last), wait for
 //! archiving, then take a base backup so the new WAL stream has something to

@@ -35,8 +35,8 @@ pub enum Failover {
     ByOperator { why: String },
     /// CNPG refuses to fail over on purpose; lifeboat does not override it.
     Refused { why: String },
-    /// CNPG would have failed over by now and has not: the runbook's
-    /// "operator gets stuck" case; lifeboat promotes.
+    /// CNPG would have failed over by now and has not (the operator is
+    /// stuck); lifeboat promotes.
     Stuck { why: String },
 }
 
