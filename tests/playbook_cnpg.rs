@@ -84,6 +84,7 @@ async fn recovers_a_lost_primary_end_to_end() {
     );
     assert!(plan.findings.iter().any(|f| f.contains("it is stuck")), "{}", plan.render_text());
 
+    let lost_claim = claim_uid(&s, "postgres-1").await;
     let operator = tokio::spawn(play_cnpg(s.client.clone(), s.ns.clone(), s.healthy.clone()));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     operator.abort();
@@ -93,31 +94,22 @@ async fn recovers_a_lost_primary_end_to_end() {
     assert_eq!(cluster["status"]["currentPrimary"], "postgres-2");
     assert_eq!(cluster["spec"]["storage"]["size"], "1Gi", "spec untouched");
     let pvcs = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await;
-    assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none(), "the lost instance's PVC is gone");
     assert!(pvcs.get_opt("postgres-2").await.unwrap().is_some() && pvcs.get_opt("postgres-3").await.unwrap().is_some());
-    let pods = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await;
-    assert!(pods.get_opt("postgres-1").await.unwrap().is_none(), "no pod re-attached to the lost instance's PVC");
+    assert_recreated_off(&s, "postgres-1", &lost_claim).await;
     assert!(step(&report, "mark-pvc-postgres-1").finished <= step(&report, "delete-pod-postgres-1").started, "the PVC went before the pod");
     let backup = get(&s.client, "postgresql.cnpg.io/v1", "Backup", Some(&s.ns), "postgres-after-postgres-1-lost").await;
     assert_eq!(backup["status"]["phase"], "completed", "a base backup on the new timeline");
 
-    // Idempotent: running the same plan again (as a resumed run would)
-    // changes nothing: promote is a no-op, the deletes find nothing.
+    // Running the same plan again never touches the instance CNPG re-created
+    // under the lost one's name: promote is a no-op, and the first destructive
+    // step refuses the new claim, which no volume on the lost node backs.
     let version = cluster["metadata"]["resourceVersion"].clone();
+    let recreated = claim_uid(&s, "postgres-1").await;
     let again = execute(&s.client, &plan, &plan.hash(), &fast()).await;
-    assert_eq!(again.outcome, Outcome::Succeeded, "{again:#?}");
-    let details: Vec<String> = again
-        .steps
-        .iter()
-        .map(|st| match &st.status {
-            StepStatus::Succeeded { detail } => detail.clone(),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert!(details[position(&plan, "promote")].contains("already the target primary"), "{details:?}");
-    for id in ["mark-pvc-postgres-1", "delete-pod-postgres-1", "delete-pvc-postgres-1"] {
-        assert!(details[position(&plan, id)].contains("already gone"), "{details:?}");
-    }
+    assert_eq!(again.outcome, Outcome::Stopped, "{again:#?}");
+    assert!(matches!(&step(&again, "promote").status, StepStatus::Succeeded { detail } if detail.contains("already the target primary")), "{again:#?}");
+    assert!(matches!(&step(&again, "mark-pvc-postgres-1").status, StepStatus::Refused { reason } if reason.contains("cannot prove which node holds its data")), "{again:#?}");
+    assert_eq!(claim_uid(&s, "postgres-1").await, recreated, "the re-created instance's claim is untouched");
     let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
     assert_eq!(cluster["metadata"]["resourceVersion"], version, "nothing written");
 }
@@ -268,6 +260,7 @@ async fn cnpg_fails_over_by_itself_to_the_most_advanced_replica_and_lifeboat_onl
     report_lsn(&s.client, &s.ns, "postgres-2", "0/3000000").await;
     report_lsn(&s.client, &s.ns, "postgres-3", "0/5000000").await;
     shorten_waits(&mut plan, 60);
+    let lost_claim = claim_uid(&s, "postgres-1").await;
     let operator = tokio::spawn(play_cnpg_with(s.client.clone(), s.ns.clone(), s.healthy.clone(), Failover::Automatic));
     let report = execute(&s.client, &plan, &plan.hash(), &fast()).await;
     operator.abort();
@@ -275,7 +268,26 @@ async fn cnpg_fails_over_by_itself_to_the_most_advanced_replica_and_lifeboat_onl
     let cluster = get(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres").await;
     assert_eq!((cluster["status"]["currentPrimary"].as_str(), cluster["status"]["targetPrimary"].as_str()), (Some("postgres-3"), Some("postgres-3")));
     assert!(matches!(&step(&report, "wait-failover").status, StepStatus::Succeeded { detail } if detail.contains("to postgres-3")), "{report:#?}");
-    assert!(api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt("postgres-1").await.unwrap().is_none());
+    assert_recreated_off(&s, "postgres-1", &lost_claim).await;
+}
+
+async fn claim_uid(s: &Scene, claim: &str) -> String {
+    get(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns), claim).await["metadata"]["uid"].as_str().unwrap().to_string()
+}
+
+/// The lost instance's claim (uid `lost_claim`) is gone and, if CNPG has re-created
+/// the instance under its own name (v1.30.0 `generateNodeSerial` reuses the first
+/// free serial), that is a new claim and a pod on a Ready node, not the lost one.
+async fn assert_recreated_off(s: &Scene, instance: &str, lost_claim: &str) {
+    let claim = api_for(&s.client, "v1", "PersistentVolumeClaim", Some(&s.ns)).await.get_opt(instance).await.unwrap();
+    if let Some(claim) = claim {
+        let claim = serde_json::to_value(claim).unwrap();
+        assert_ne!(claim["metadata"]["uid"].as_str(), Some(lost_claim), "the lost instance's PVC is still there: {claim:#}");
+    }
+    if let Some(pod) = api_for(&s.client, "v1", "Pod", Some(&s.ns)).await.get_opt(instance).await.unwrap() {
+        let pod = serde_json::to_value(pod).unwrap();
+        assert_ne!(pod["spec"]["nodeName"].as_str(), Some(s.doomed.as_str()), "a pod re-attached on the lost node: {pod:#}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,9 @@
 //!    re-created on that PVC, Pending when the PVC's node is gone
 //!    (`internal/controller/cluster_create.go` ensureInstancesAreCreated,
 //!    "Creating new Pod to reattach a PVC"; deferred while a PVC terminates).
-//! 4. An instance with neither pod nor PVC is replaced by a new serial on a
-//!    healthy node (`cluster_create.go` reconcileMissingInstance), only while
+//! 4. An instance with neither pod nor PVC is re-created on a healthy node
+//!    under the first serial no other instance uses, usually its own name
+//!    (`cluster_create.go` reconcileMissingInstance, generateNodeSerial), only while
 //!    every other instance is Ready ("Waiting for the instances to become
 //!    active" otherwise).
 //! 5. The status (readyInstances, danglingPVC, phase) follows the pods; the
@@ -176,9 +177,10 @@ pub async fn reconcile(client: &Client, cluster: &Value, world: &World<'_>, fail
     let gone: Vec<&String> = instances.iter().filter(|i| world.pod(&ns, i).is_none() && world.pvc(&ns, i).is_none()).collect();
     let others_ready = instances.iter().filter(|i| !gone.contains(i)).all(|i| world.reporting(&ns, i));
     if !gone.is_empty() && others_ready {
-        let serial =
-            status["latestGeneratedNode"].as_i64().unwrap_or(0).max(instances.iter().filter_map(|i| i.rsplit('-').next().and_then(|n| n.parse::<i64>().ok())).max().unwrap_or(0))
-                + 1;
+        // v1.30.0 `generateNodeSerial`: the first serial no remaining instance
+        // uses, so a lost instance comes back under its own name.
+        let remaining: Vec<&String> = instances.iter().filter(|i| !gone.contains(i)).collect();
+        let serial = (1..).find(|n| !remaining.iter().any(|i| **i == format!("{name}-{n}"))).unwrap();
         let instance = format!("{name}-{serial}");
         create(
             client,
@@ -192,7 +194,7 @@ pub async fn reconcile(client: &Client, cluster: &Value, world: &World<'_>, fail
         pod["status"] = super::players::running_status(&pod);
         create(client, pod, None).await;
         let names: Vec<String> = instances.iter().filter(|i| !gone.contains(i)).cloned().chain([instance]).collect();
-        set(json!({"instanceNames": names, "instances": names.len(), "latestGeneratedNode": serial})).await;
+        set(json!({"instanceNames": names, "instances": names.len()})).await;
         return;
     }
     // 5. Status and the -rw endpoint.
