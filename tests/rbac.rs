@@ -225,17 +225,7 @@ async fn play(client: Client, ns: String, node: String) {
                 "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]}),
             )
             .await;
-            let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "", "lastProbeTime": now, "lastTransitionTime": now});
-            set_status(
-                &client,
-                "batch/v1",
-                "Job",
-                Some(&ns),
-                &name,
-                json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
-                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]}),
-            )
-            .await;
+            set_status(&client, "batch/v1", "Job", Some(&ns), &name, support::players::job_complete_status(&now)).await;
         }
         for backup in backups.list(&ListParams::default()).await.unwrap().items {
             if backup.data["status"]["phase"].is_null() {

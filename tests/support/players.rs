@@ -104,6 +104,14 @@ pub fn pod_ready(pod: &Value) -> bool {
         && pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
+/// What the Job controller reports once its one pod succeeded (kubernetes
+/// v1.35 `pkg/controller/job/job_controller.go`: SuccessCriteriaMet, then Complete).
+pub fn job_complete_status(now: &str) -> Value {
+    let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now});
+    json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+           "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]})
+}
+
 /// What a kubelet reports for a running, Ready pod.
 pub fn running_status(pod: &Value) -> Value {
     let now = rfc3339(Utc::now());
@@ -405,17 +413,7 @@ async fn jobs_tick(c: &Cluster, kubelet: &FakeKubelet, job_output: &JobOutput) {
                     "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]}),
             )
             .await;
-            let cond = |t: &str| json!({"type": t, "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now});
-            set_status(
-                &c.client,
-                "batch/v1",
-                "Job",
-                Some(&ns),
-                &name,
-                json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
-                "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]}),
-            )
-            .await;
+            set_status(&c.client, "batch/v1", "Job", Some(&ns), &name, job_complete_status(&now)).await;
         }
     }
 }
