@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the seconds since the script started: where CI time goes.
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 # Every check this script runs must exist: a missing one is a broken
 # checkout, not something to skip.
@@ -86,3 +87,4 @@ if [ ! -x "$server" ]; then
 fi
 # Every test binary runs even after one fails: CI reports all failures at once.
 "$server" with-shared-plane cargo test --locked --no-fail-fast
+step "done"
