@@ -381,7 +381,7 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
     let source = Source::default();
     let client = crate::cluster::connect::client("").await?;
     let namespace = snapshot_config.remediation.namespace();
-    refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
+    crate::remediator::direct_run::refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
     let snapshot = current_snapshot(config, &source).await?;
     let plan = playbooks::plan(&target.playbook, &snapshot.state, &snapshot.findings, &target.trigger())?;
     print!("{}", plan.render_text());
@@ -389,7 +389,7 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
         return Ok(ExitCode::SUCCESS);
     }
     let journal = crate::journal::Journal::cluster(client.clone(), namespace.clone());
-    refuse_if_collides(&journal, &plan).await?;
+    crate::remediator::direct_run::refuse_if_collides(&journal, &plan).await?;
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!("not a terminal: pass --yes to execute without confirmation");
@@ -403,8 +403,8 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
         }
     }
     // Again after the confirmation, which may have taken a while.
-    refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
-    refuse_if_collides(&journal, &plan).await?;
+    crate::remediator::direct_run::refuse_if_kill_switch(&client, &snapshot_config.remediation).await?;
+    crate::remediator::direct_run::refuse_if_collides(&journal, &plan).await?;
     let limits = crate::act::runner::RunLimits::from_config(&snapshot_config.remediation);
     let report = crate::act::runner::execute(&client, &plan, &plan.hash(), &limits).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -416,44 +416,6 @@ async fn run_command(target: PlanArgs, config: Option<PathBuf>, yes: bool) -> an
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// `lifeboat run` honours the kill switch like the leader does: the config
-/// flag and the cluster's ConfigMap (unreadable counts as engaged).
-async fn refuse_if_kill_switch(client: &kube::Client, config: &crate::config::RemediationConfig) -> anyhow::Result<()> {
-    if config.kill_switch {
-        bail!("remediation.killSwitch is set in the config: nothing may run");
-    }
-    let namespace = config.namespace();
-    if crate::act::kill_switch::engaged(client, &namespace).await {
-        bail!(
-            "the kill switch is engaged (ConfigMap {namespace}/{}, or it cannot be read): nothing may run; `lifeboat kill-switch off` releases it",
-            crate::act::kill_switch::NAME
-        );
-    }
-    Ok(())
-}
-
-/// `lifeboat run` refuses to run beside an unfinished journaled run on the
-/// same target or objects (the check the intake and `submit` make).
-async fn refuse_if_collides(journal: &crate::journal::Journal, plan: &crate::plan::Plan) -> anyhow::Result<()> {
-    let active = match journal.find_active(plan).await {
-        Ok(active) => active,
-        // No journal in this cluster: nothing can be running from it.
-        Err(crate::journal::JournalError::CrdMissing { .. }) => None,
-        Err(e) => return Err(anyhow::Error::new(e).context("checking the journal for an unfinished run on the same objects")),
-    };
-    if let Some(run) = active {
-        bail!(
-            "run {} ({} for {}) is still {:?} and touches the same target or objects: one active run at a time there (approve, abort or wait for it; `lifeboat runs show {}`)",
-            run.id,
-            run.spec.playbook,
-            run.spec.target,
-            run.status.phase,
-            run.id
-        );
-    }
-    Ok(())
 }
 
 async fn approve_command(id: String, hash: String, by: String, args: JournalArgs) -> anyhow::Result<ExitCode> {

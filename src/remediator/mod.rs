@@ -3,6 +3,7 @@
 //! Also the journal-side verbs the CLI and (later) Alertmanager intake and
 //! Discord use: submit, approve, abort.
 
+pub mod direct_run;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
