@@ -320,6 +320,8 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
     // 5. Approved on Discord for the plan it recorded, the run executes against the apiserver.
     assert_eq!(discord.click(&interactions, &message.id, &approve_id, APPROVER, &[]).await["type"], 7, "the message is updated in place");
     assert_eq!(stack.journal.get(&main_run.id).await.unwrap().unwrap().status.phase, Phase::Approved);
+    let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&main_ns)).await;
+    let lost_claim = pvcs.get("postgres-1").await.unwrap().metadata.uid;
     let operator = tokio::spawn(play_cnpg(client.clone(), main_ns.clone(), main_healthy));
     let done = stack
         .wait_for("the approved run to finish", || async {
@@ -334,8 +336,9 @@ async fn alert_to_approved_recovery_through_prometheus_and_alertmanager() {
     assert!(done.status.steps.iter().all(|s| s.state == StepState::Succeeded), "{:#?}", done.status.steps);
     let cluster = get(&client, "postgresql.cnpg.io/v1", "Cluster", Some(&main_ns), "postgres").await;
     assert_eq!(cluster["status"]["currentPrimary"], "postgres-2");
-    let pvcs = api_for(&client, "v1", "PersistentVolumeClaim", Some(&main_ns)).await;
-    assert!(pvcs.get_opt("postgres-1").await.unwrap().is_none(), "the lost instance's PVC is gone");
+    // CNPG v1.30.0 re-creates the lost instance under its own name (generateNodeSerial), on a new claim.
+    let claim = pvcs.get_opt("postgres-1").await.unwrap();
+    assert!(claim.is_none_or(|c| c.metadata.uid != lost_claim), "the lost instance's PVC is gone");
 
     // Discord followed it: the message edited live to the outcome, every step
     // and the summary replied to it, nothing secret, nothing Discord refused.

@@ -193,7 +193,9 @@ pub async fn reconcile(client: &Client, cluster: &Value, world: &World<'_>, fail
         let mut pod = instance_pod(cluster, &ns, &instance, Some(world.healthy_node));
         pod["status"] = super::players::running_status(&pod);
         create(client, pod, None).await;
-        let names: Vec<String> = instances.iter().filter(|i| !gone.contains(i)).cloned().chain([instance]).collect();
+        // Sorted, as `pkg/reconciler/persistentvolumeclaim/status.go` reports them.
+        let mut names: Vec<String> = instances.iter().filter(|i| !gone.contains(i)).cloned().chain([instance]).collect();
+        names.sort();
         set(json!({"instanceNames": names, "instances": names.len()})).await;
         return;
     }
