@@ -476,6 +476,13 @@ async fn wait_healthy_does_not_trust_a_status_naming_an_instance_whose_storage_i
     });
     let report = execute(&s.client, &wait, &wait.hash(), &fast()).await;
     assert!(matches!(&report.steps[0].status, StepStatus::Failed { error } if error.contains("timed out")), "a stale healthy status is not health: {report:#?}");
+    // Nor is one that names only the survivors while still counting three ready.
+    let survivors = serde_json::json!({"instanceNames": ["postgres-2", "postgres-3"]});
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", survivors).await;
+    let report = execute(&s.client, &wait, &wait.hash(), &fast()).await;
+    assert!(matches!(&report.steps[0].status, StepStatus::Failed { error } if error.contains("timed out")), "two named of three is not health: {report:#?}");
+    let all = serde_json::json!({"instanceNames": ["postgres-1", "postgres-2", "postgres-3"]});
+    set_status(&s.client, "postgresql.cnpg.io/v1", "Cluster", Some(&s.ns), "postgres", all).await;
 
     // The operator re-created the instance: its claim and a Ready pod exist again.
     create(&s.client, pvc(&s.ns, "postgres-1", &format!("{}-pv-1", s.ns), serde_json::json!({"cnpg.io/cluster": "postgres"})), None).await;

@@ -164,7 +164,10 @@ pub(super) async fn wait(client: &Client, object: &ObjectRef, until: &WaitCondit
                 let ready = status["readyInstances"].as_i64().unwrap_or(0);
                 let dangling = status["danglingPVC"].as_array().map_or(0, |d| d.len());
                 let healthy = status["phase"].as_str() == Some("Cluster in healthy state");
-                if ready >= instances && dangling == 0 && healthy {
+                // Right after an instance's storage is deleted the operator can name only the
+                // survivors while readyInstances and the phase still say healthy.
+                let listed = status["instanceNames"].as_array().map_or(0, |names| names.len()) as i64;
+                if ready >= instances && listed >= instances && dangling == 0 && healthy {
                     let ns = object.namespace.as_deref().unwrap_or_default();
                     if super::cnpg::instances_missing(client, ns, status).await.map_err(StepError::Failed)?.is_none() {
                         return Ok(format!("{ready}/{instances} instances ready, no dangling PVCs"));
