@@ -152,7 +152,6 @@ impl View {
             .map(|n| (name_of(n), n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"))))
             .collect();
         let pvs = c.list("v1", "PersistentVolume").await.into_iter().map(|p| (name_of(&p), p)).collect();
-        let pvcs = c.list("v1", "PersistentVolumeClaim").await.into_iter().map(|p| ((ns_of(&p), name_of(&p)), p)).collect();
         // Workloads before their pods: a pod created before its workload (as a
         // test sets a scene) is then always counted, as a ReplicaSet or
         // StatefulSet controller counts it from its synced pod informer;
@@ -162,6 +161,10 @@ impl View {
         let replica_sets = c.list("apps/v1", "ReplicaSet").await;
         let stateful_sets = c.list("apps/v1", "StatefulSet").await;
         let pods = c.list("v1", "Pod").await;
+        // Claims after pods: a run marks a claim for deletion before it deletes
+        // the pod, so a pod seen gone always comes with its claim seen
+        // Terminating, and no pod is re-attached to a claim about to vanish.
+        let pvcs = c.list("v1", "PersistentVolumeClaim").await.into_iter().map(|p| ((ns_of(&p), name_of(&p)), p)).collect();
         View { nodes_ready, pvs, pvcs, deployments, replica_sets, stateful_sets, pods }
     }
 
