@@ -359,7 +359,15 @@ async fn scene(r: &Release) -> (String, String) {
     provisioner["metadata"]["labels"] = json!({"openebs.io/component-name": "openebs-localpv-provisioner"});
     create(c, provisioner, None).await;
     let mut cluster = cnpg_cluster(ns, "pg", "pg-1", vec![condition("ContinuousArchiving", "True", "ContinuousArchivingSuccess", "2026-12-01T00:00:00Z")], "pg");
-    cluster["status"]["readyInstances"] = json!(3);
+    // wait-healthy reads each instance the status names: its claim and a Ready pod.
+    cluster["spec"]["instances"] = json!(2);
+    cluster["status"]["instances"] = json!(2);
+    cluster["status"]["readyInstances"] = json!(2);
+    cluster["status"]["instanceNames"] = json!(["pg-1", "pg-2"]);
+    for p in ["pg-1", "pg-2"] {
+        create(c, pv_pinned(&format!("{ns}-{p}"), "kubernetes.io/hostname", &live, ns, p), None).await;
+        create(c, pvc(ns, p, &format!("{ns}-{p}"), json!({})), None).await;
+    }
     create(c, cluster, None).await;
     create(c, mariadb(ns), None).await;
     for k in ["app", "app2"] {
