@@ -106,20 +106,26 @@ impl Hub {
 
     /// Rebuilds from the live cache when it changed, when the probe changed,
     /// and at least every `snapshot_interval` (ages and grace periods move).
+    /// Under churn a change-driven rebuild waits for [`RebuildPacing`], so a
+    /// busy cluster costs a bounded share of a core instead of one full
+    /// rebuild per poll.
     pub async fn run_rebuilds(self: Arc<Self>) {
         let Some(live) = self.live.clone() else { return };
+        let pacing = RebuildPacing { poll: Duration::from_millis(250), interval: self.config.snapshot_interval.0 };
         let mut seen_generation = u64::MAX;
-        let mut last_build = Instant::now() - self.config.snapshot_interval.0;
+        let mut last: Option<(Instant, Duration)> = None;
         loop {
             let generation = live.generation.load(Ordering::Relaxed);
-            if generation != seen_generation || last_build.elapsed() >= self.config.snapshot_interval.0 {
+            let since = last.map(|(started, took)| (started.elapsed(), took));
+            if pacing.due(since, generation != seen_generation, self.ready()) {
                 seen_generation = generation;
-                last_build = Instant::now();
+                let started = Instant::now();
                 let probe = self.garage_probe.read().expect("probe lock poisoned").clone();
                 let state = live.snapshot();
                 self.publish(Snapshot::build(state, &self.config, &probe));
+                last = Some((started, started.elapsed()));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(pacing.poll).await;
         }
     }
 
@@ -130,5 +136,67 @@ impl Hub {
         let started = Instant::now();
         let findings = inspect::inspect(&current.state, &self.config, &probe);
         self.publish(Snapshot { state: current.state.clone(), findings, built_at: started, build_duration: started.elapsed() });
+    }
+}
+
+/// When the rebuild loop builds again. A change is picked up at the next poll
+/// while the served snapshot still lacks a first list (readiness waits on it)
+/// and while rebuilds are cheap; once they are not, a change waits until the
+/// previous rebuild's duration is at most [`Self::CHURN_PERCENT`] percent of the time
+/// since it started. Nothing waits longer than `interval`, the age refresh.
+#[derive(Clone, Copy, Debug)]
+pub struct RebuildPacing {
+    pub poll: Duration,
+    pub interval: Duration,
+}
+
+impl RebuildPacing {
+    /// Percent of one core that change-driven rebuilds may take under churn.
+    pub const CHURN_PERCENT: u32 = 10;
+
+    /// `since`: time since the last rebuild started and how long it took
+    /// (`None` before the first).
+    pub fn due(&self, since: Option<(Duration, Duration)>, changed: bool, ready: bool) -> bool {
+        let Some((elapsed, took)) = since else { return true };
+        if elapsed >= self.interval {
+            return true;
+        }
+        changed && (!ready || elapsed >= took * (100 / Self::CHURN_PERCENT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RebuildPacing;
+    use std::time::Duration;
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    const PACING: RebuildPacing = RebuildPacing { poll: Duration::from_millis(250), interval: Duration::from_secs(10) };
+
+    #[test]
+    fn the_first_build_and_the_age_refresh_never_wait() {
+        assert!(PACING.due(None, false, false));
+        assert!(PACING.due(Some((ms(10_000), ms(5_000))), false, true));
+        assert!(!PACING.due(Some((ms(9_999), ms(1))), false, true), "no change, no refresh due");
+    }
+
+    #[test]
+    fn cheap_rebuilds_follow_every_change() {
+        assert!(PACING.due(Some((ms(250), ms(20))), true, true));
+    }
+
+    #[test]
+    fn costly_rebuilds_under_churn_keep_to_their_share_of_a_core() {
+        // A 400 ms rebuild is followed by the next one 4 s after it started.
+        assert!(!PACING.due(Some((ms(3_999), ms(400))), true, true));
+        assert!(PACING.due(Some((ms(4_000), ms(400))), true, true));
+    }
+
+    #[test]
+    fn until_ready_a_change_is_built_at_once() {
+        assert!(PACING.due(Some((ms(250), ms(400))), true, false));
     }
 }
