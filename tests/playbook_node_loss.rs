@@ -688,6 +688,10 @@ mod e2e {
         ] {
             assert!(keys.contains(key), "{key} missing: {keys:?}");
         }
+        // The live cache kept the init-db host (`postgres-rw.<ns>.svc…`): teslamate is watched once Postgres is back, MariaDB or not.
+        let teslamate: BTreeSet<String> = steps_of(plan, "watch-nlok-observability-deployment-teslamate").into_iter().flat_map(|id| ancestors(plan, id)).collect();
+        let waits_for = |db: &str| teslamate.iter().any(|id| id.starts_with(&format!("{db}.")));
+        assert!(waits_for("cnpg-instance-lost-nlok-database-postgres") && !waits_for("mariadb-instance-lost-nlok-database-mariadb"), "{teslamate:?}");
         let flux_before = flux_state(&s).await;
         assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
         // CNPG's lost instance comes back under its own name (v1.30.0 generateNodeSerial), on a new claim.

@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(c.env, EnvReferences { hosts: vec!["postgres-rw.database.svc".into()], secrets: vec!["postgres-app".into()] });
         assert_eq!(c.env_from, vec!["app-secret".to_string()]);
         let again: Container = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
-        assert_eq!((again.env, again.env_from), (c.env, c.env_from));
+        assert_eq!((again.env, again.env_from), (c.env.clone(), c.env_from.clone()));
         assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
         let empty: Container = serde_json::from_value(serde_json::json!({"env": null})).unwrap();
         assert_eq!(empty.env, EnvReferences::default());

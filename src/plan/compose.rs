@@ -467,7 +467,7 @@ mod tests {
         // Approved phase by phase, the phases stay in sequence.
         let gated = compose_with("node-loss", "t".into(), vec![], phases(), true, &dependencies);
         let needs = |id: &str| gated.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
-        assert_eq!(needs("apps.approve"), vec!["a.a2".to_string(), "b.b1".to_string()]);
+        assert_eq!(needs(suspend), vec!["a.a2".to_string(), "b.b1".to_string()]);
         assert_eq!(needs("z.restore"), vec![suspend.to_string()]);
         assert_eq!(needs("w.ready"), vec!["x.restore".to_string(), "y.restore".to_string(), "z.restore".to_string()]);
     }

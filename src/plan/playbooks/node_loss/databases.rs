@@ -121,11 +121,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn object<T: serde::de::DeserializeOwned>(ns: &str, name: &str) -> T {
+        serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}})).unwrap()
+    }
+
     fn state(pods: Vec<serde_json::Value>) -> ClusterState {
-        let object = |kind: &str, ns: &str, name: &str| serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}, "kind": kind})).unwrap();
         ClusterState {
-            cnpg_clusters: vec![object("Cluster", "db", "pg"), object("Cluster", "apps", "local")],
-            mariadbs: vec![object("MariaDB", "db", "maria")],
+            cnpg_clusters: vec![object("db", "pg"), object("apps", "local")],
+            mariadbs: vec![object("db", "maria")],
             pods: pods.into_iter().map(|p| serde_json::from_value(p).unwrap()).collect(),
             ..ClusterState::default()
         }
