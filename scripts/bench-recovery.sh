@@ -7,6 +7,7 @@
 # each weighted by its measured duration: what unlimited concurrency would
 # take), the sum of its steps' durations as if run one after another, and the
 # ratios wall/critical path and sum/wall; then the critical path's steps.
+# LIFEBOAT_BENCH_CONCURRENCY=N runs it with remediation.concurrency N (default 4).
 # Needs the test control plane (scripts/build-control-plane.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -548,6 +548,10 @@ mod e2e {
         // The example deletes 8 PVCs (the default blast radius allows 5).
         config.remediation.max_pvc_deletions = 8;
         config.remediation.node_loss.approval = approval;
+        // scripts/bench-recovery.sh may measure another `remediation.concurrency`; the tests run the default.
+        if let Some(n) = std::env::var("LIFEBOAT_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+            config.remediation.concurrency = n;
+        }
         let journal = Arc::new(Journal::cluster(client.clone(), journal_ns));
         Scene { client, example, config, journal, players }
     }
@@ -768,11 +772,12 @@ mod e2e {
         let (critical, chain) = support::graph::critical_path(&done);
         s.players.stop().await;
         println!(
-            "RECOVERY wall={wall:.2}s critical_path={critical:.2}s sum_of_steps={sum:.2}s wall_over_critical={:.2}x parallel_speedup={:.2}x steps={} phases={}",
+            "RECOVERY wall={wall:.2}s critical_path={critical:.2}s sum_of_steps={sum:.2}s wall_over_critical={:.2}x parallel_speedup={:.2}x steps={} phases={} concurrency={}",
             wall / critical.max(0.001),
             sum / wall.max(0.001),
             done.status.steps.len(),
-            plan.phases.len()
+            plan.phases.len(),
+            s.config.remediation.concurrency
         );
         println!("CRITICAL PATH {}", chain.join(" -> "));
     }
