@@ -49,7 +49,7 @@ pub mod env {
         let vars = Option::<Vec<EnvVar>>::deserialize(d)?.unwrap_or_default();
         let mut refs = EnvReferences::default();
         for var in vars {
-            if let Some(host) = var.value.as_deref().and_then(host_in) {
+            if let Some(host) = var.value.as_deref().and_then(|v| host_in(&var.name, v)) {
                 push_new(&mut refs.hosts, host);
             }
             if let Some(secret) = var.value_from.and_then(|f| f.secret_key_ref).filter(|s| !s.name.is_empty()) {
@@ -90,19 +90,23 @@ fn push_new(list: &mut Vec<String>, item: String) {
     }
 }
 
-/// The host an env value names, lowercased: the host of a URL
-/// (`postgres://u:p@pg-rw.db.svc:5432/app` → `pg-rw.db.svc`), of a libpq
-/// keyword string (`host=pg-rw dbname=app`), or the value itself when it is
-/// a `host[:port]`. None for anything else.
-pub fn host_in(value: &str) -> Option<String> {
+/// The host the env variable `name` = `value` names, lowercased: the host of
+/// a URL (`postgres://u:p@pg-rw.db.svc:5432/app` → `pg-rw.db.svc`), of a libpq
+/// keyword string (`host=pg-rw dbname=app`), or the value itself when it is a
+/// `host[:port]` that looks like one: dotted or dashed (`pg-rw`,
+/// `maria.db:3306`), or any name in a variable named for a host (`DB_HOST=maria`).
+/// None for anything else (`true`, `info`, `Europe/Paris`), so the cache keeps no such values.
+pub fn host_in(name: &str, value: &str) -> Option<String> {
     let value = value.trim();
     let candidate = if let Some(at) = value.find("host=") {
         value[at + 5..].split_whitespace().next()?
     } else if let Some(at) = value.find("://") {
         let authority = value[at + 3..].split(['/', '?', '#']).next()?;
         authority.rsplit('@').next()?
-    } else {
+    } else if value.contains(['.', '-']) || name.to_ascii_uppercase().contains("HOST") {
         value
+    } else {
+        return None;
     };
     let host = candidate.split(':').next()?.trim_end_matches('.').to_ascii_lowercase();
     let dns_like = !host.is_empty()
@@ -118,14 +122,16 @@ mod tests {
 
     #[test]
     fn the_host_of_urls_keyword_strings_and_bare_hosts_and_nothing_else() {
-        assert_eq!(host_in("postgres://app:s3cr:et@Postgres-RW.database.svc:5432/app?sslmode=require").as_deref(), Some("postgres-rw.database.svc"));
-        assert_eq!(host_in("jdbc:mariadb://mariadb-primary.database:3306/nextcloud").as_deref(), Some("mariadb-primary.database"));
-        assert_eq!(host_in("host=postgres-rw port=5432 dbname=app").as_deref(), Some("postgres-rw"));
-        assert_eq!(host_in("postgres-rw.database.svc.cluster.local.").as_deref(), Some("postgres-rw.database.svc.cluster.local"));
-        assert_eq!(host_in("mariadb:3306").as_deref(), Some("mariadb"));
-        assert_eq!(host_in("a value with spaces"), None);
-        assert_eq!(host_in("/data/config"), None);
-        assert_eq!(host_in(""), None);
+        assert_eq!(host_in("DATABASE_URL", "postgres://app:s3cr:et@Postgres-RW.database.svc:5432/app?sslmode=require").as_deref(), Some("postgres-rw.database.svc"));
+        assert_eq!(host_in("JDBC", "jdbc:mariadb://mariadb-primary.database:3306/nextcloud").as_deref(), Some("mariadb-primary.database"));
+        assert_eq!(host_in("DSN", "host=postgres-rw port=5432 dbname=app").as_deref(), Some("postgres-rw"));
+        assert_eq!(host_in("INIT_POSTGRES_HOST", "postgres-rw.database.svc.cluster.local.").as_deref(), Some("postgres-rw.database.svc.cluster.local"));
+        assert_eq!(host_in("DB_HOST", "mariadb:3306").as_deref(), Some("mariadb"));
+        assert_eq!(host_in("DB", "maria-primary").as_deref(), Some("maria-primary"));
+        assert_eq!(host_in("MODE", "production"), None, "a bare word only where a host is expected");
+        assert_eq!(host_in("DB_HOST", "a value with spaces"), None);
+        assert_eq!(host_in("CONFIG", "/data/config"), None);
+        assert_eq!(host_in("DB_HOST", ""), None);
     }
 
     #[derive(Deserialize, Serialize)]
@@ -142,6 +148,7 @@ mod tests {
             "env": [
                 {"name": "DATABASE_URL", "value": "postgres://app:hunter2@postgres-rw.database.svc:5432/app"},
                 {"name": "TZ", "value": "Europe/Paris"},
+                {"name": "LOG_LEVEL", "value": "info"},
                 {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "postgres-app", "key": "password"}}},
                 {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
             ],

@@ -153,13 +153,16 @@ mod tests {
             pod("web", "c", json!({"containers": [{"name": "app", "env": [{"name": "R", "value": "pg-ro.db:5432"}, {"name": "M", "value": "maria-0.maria-internal.db.svc"}]}]})),
             // `pg-rw` without a namespace resolves in the pod's own: no Cluster pg there.
             pod("web", "d", json!({"containers": [{"name": "app", "env": [{"name": "H", "value": "pg-rw"}, {"name": "X", "value": "pg-rw.other"}]}]})),
-            pod("db", "e", json!({"containers": [{"name": "app", "env": [{"name": "H", "value": "pg-rw"}, {"name": "M", "value": "maria"}]}]})),
+            pod("db", "e", json!({"containers": [{"name": "app", "env": [{"name": "H", "value": "pg-rw"}, {"name": "MYSQL_HOST", "value": "maria"}]}]})),
+            // A bare word is a host only in a variable named for one.
+            pod("db", "f", json!({"containers": [{"name": "app", "env": [{"name": "FLAVOUR", "value": "maria"}]}]})),
         ]);
         assert_eq!(used_by(&s, "web", "Pod a"), BTreeSet::from([cnpg("db", "pg")]));
         assert_eq!(used_by(&s, "web", "Pod b"), BTreeSet::from([mariadb("db", "maria")]));
         assert_eq!(used_by(&s, "web", "Pod c"), BTreeSet::from([cnpg("db", "pg"), mariadb("db", "maria")]));
         assert_eq!(used_by(&s, "web", "Pod d"), BTreeSet::new());
         assert_eq!(used_by(&s, "db", "Pod e"), BTreeSet::from([cnpg("db", "pg"), mariadb("db", "maria")]));
+        assert_eq!(used_by(&s, "db", "Pod f"), BTreeSet::new());
     }
 
     #[test]
