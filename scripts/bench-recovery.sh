@@ -2,8 +2,12 @@
 # The simulated node-loss recovery's timing: runs the end-to-end test
 # (tests/playbook_node_loss.rs, the examples/node-loss cluster on the real
 # test apiserver, every operator played) and prints its RECOVERY line: the
-# run's wall time (first step started → last step finished), the sum of its
-# steps' durations as if run one after another, and their ratio.
+# run's wall time (first step started → last step finished), the plan's
+# critical path (the longest chain of executed steps along their `needs`,
+# each weighted by its measured duration: what unlimited concurrency would
+# take), the sum of its steps' durations as if run one after another, and the
+# ratios wall/critical path and sum/wall; then the critical path's steps.
+# LIFEBOAT_BENCH_CONCURRENCY=N runs it with remediation.concurrency N (default 4).
 # Needs the test control plane (scripts/build-control-plane.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +28,6 @@ for i in $(seq 1 "$runs"); do
         exit 1
     fi
     echo "run $i: $line"
+    grep -E '^CRITICAL PATH ' "$log" | sed "s/^/run $i: /" || true
 done
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -95,12 +95,24 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
     }
     assert!(!part_keys(&p).iter().any(|k| k.contains("volsync-src-forgejo-cache")), "the mover cache goes with forgejo, not as an app: {:?}", part_keys(&p));
 
-    // Each phase starts only after the one before it (through its first steps).
+    // The orderings kept for safety: each later phase starts only after the
+    // earlier one (through its first steps). The apps and the watches skip
+    // the databases they do not use (see the test below); cleanup and the
+    // Flux resume wait for everything.
     let first = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.clone();
     let all = |phase: &str| p.phases.iter().find(|ph| ph.name == phase).unwrap().steps.iter().cloned().collect::<BTreeSet<_>>();
-    for (earlier, later) in
-        [("preflight", "databases"), ("databases", "flux-suspend"), ("flux-suspend", "apps"), ("apps", "oidc"), ("oidc", "watch"), ("watch", "cleanup"), ("cleanup", "flux-resume")]
-    {
+    for (earlier, later) in [
+        ("preflight", "databases"),
+        ("preflight", "flux-suspend"),
+        ("flux-suspend", "apps"),
+        ("flux-suspend", "watch"),
+        ("apps", "oidc"),
+        ("databases", "cleanup"),
+        ("apps", "cleanup"),
+        ("oidc", "cleanup"),
+        ("watch", "cleanup"),
+        ("cleanup", "flux-resume"),
+    ] {
         for step in first(later) {
             let before = ancestors(&p, &step);
             assert!(all(earlier).iter().any(|s| before.contains(s)), "{step} must wait for phase {earlier}");
@@ -128,6 +140,83 @@ fn the_plan_has_every_part_in_its_phase_in_order() {
         assert!(s.recovery_source.is_some(), "{}", s.id);
         assert!(s.preconditions.iter().any(|c| matches!(c, Precondition::NodeStillLost { node } if node == NODE)), "{}", s.id);
     }
+}
+
+/// Steps of part `key`.
+fn steps_of<'a>(p: &'a Plan, key: &str) -> BTreeSet<&'a str> {
+    p.steps.iter().map(|s| s.id.as_str()).filter(|id| id.split_once('.').is_some_and(|(k, _)| k == key)).collect()
+}
+
+const POSTGRES: &str = "cnpg-instance-lost-database-postgres";
+const MARIADB: &str = "mariadb-instance-lost-database-mariadb";
+
+/// What every step of part `key` waits for, transitively: which database parts.
+fn databases_before(p: &Plan, key: &str) -> BTreeSet<&'static str> {
+    let before: BTreeSet<String> = steps_of(p, key).into_iter().flat_map(|id| ancestors(p, id)).collect();
+    let mut out = BTreeSet::new();
+    for db in [POSTGRES, MARIADB] {
+        let steps = steps_of(p, db);
+        assert!(!steps.is_empty(), "no part {db}");
+        if steps.iter().all(|s| before.contains(*s)) {
+            out.insert(db);
+        } else {
+            assert!(steps.iter().all(|s| !before.contains(*s)), "{key} waits for part of {db} only");
+        }
+    }
+    out
+}
+
+/// The example with forgejo's pods naming CNPG `postgres` by its read-write
+/// Service, radarr's naming both Postgres (read-only Service) and MariaDB
+/// `mariadb` (primary Service), sonarr's none. (References by Secret:
+/// the unit tests of `node_loss::databases`.)
+#[test]
+fn an_app_waits_for_the_databases_its_pods_name_and_only_those() {
+    let (mut state, _) = dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).expect("example loads");
+    let name_hosts = |state: &mut lifeboat::cluster::ClusterState, ns: &str, deployment: &str, hosts: &[&str]| {
+        let of_it: Vec<usize> = (0..state.pods.len())
+            .filter(|&i| state.workload_of(&state.pods[i]).is_some_and(|w| w.namespace == ns && w.kind == "Deployment" && w.name == deployment))
+            .collect();
+        assert!(!of_it.is_empty(), "no pod of {ns}/{deployment}");
+        for i in of_it {
+            std::sync::Arc::make_mut(&mut state.pods[i]).spec.containers[0].env.hosts.extend(hosts.iter().map(|h| h.to_string()));
+        }
+    };
+    name_hosts(&mut state, "utils", "forgejo", &["postgres-rw.database.svc.cluster.local"]);
+    name_hosts(&mut state, "media", "radarr", &["postgres-ro.database", "mariadb-primary.database.svc"]);
+    let snap = Snapshot::build(state, &example_config(), &Default::default());
+    let p = node_loss(&snap, NODE);
+
+    assert_eq!(databases_before(&p, "volsync-restore-utils-forgejo"), BTreeSet::from([POSTGRES]), "forgejo uses Postgres only");
+    assert_eq!(databases_before(&p, "volsync-restore-media-radarr"), BTreeSet::from([POSTGRES, MARIADB]), "radarr uses both");
+    assert_eq!(databases_before(&p, "volsync-restore-media-sonarr"), BTreeSet::new(), "sonarr names no database: it starts beside them");
+    assert_eq!(databases_before(&p, "s3-restore-identity-kanidm-data-kanidm-default-0"), BTreeSet::new());
+    // The example's teslamate and kguardian init-db name postgres-rw: they are watched once Postgres is back, MariaDB or not.
+    assert_eq!(databases_before(&p, "watch-observability-deployment-teslamate"), BTreeSet::from([POSTGRES]));
+    assert_eq!(databases_before(&p, "watch-kube-system-deployment-kguardian-broker"), BTreeSet::from([POSTGRES]));
+    // A restored app is watched once its own restore is done, not the others'.
+    let watch_forgejo: BTreeSet<String> = steps_of(&p, "watch-utils-deployment-forgejo").into_iter().flat_map(|id| ancestors(&p, id)).collect();
+    assert!(steps_of(&p, "volsync-restore-utils-forgejo").iter().all(|s| watch_forgejo.contains(*s)));
+    assert!(steps_of(&p, "volsync-restore-media-sonarr").iter().all(|s| !watch_forgejo.contains(*s)));
+    // The dry run shows what waits for what: forgejo's first step names Postgres's last.
+    let first = p.steps.iter().find(|s| s.id.starts_with("volsync-restore-utils-forgejo.") && s.needs.iter().any(|n| n.starts_with(POSTGRES))).expect("forgejo waits for Postgres");
+    let text = p.render_text();
+    assert!(text.contains(&format!("[{}] {}\n   after:    {}", first.id, first.title, first.needs.join(", "))), "{text}");
+
+    // Without the references, no restored app waits for a database.
+    let plain = node_loss(&example_with(&example_config()), NODE);
+    for key in ["volsync-restore-utils-forgejo", "volsync-restore-media-radarr", "volsync-restore-media-sonarr"] {
+        assert_eq!(databases_before(&plain, key), BTreeSet::new(), "{key}");
+    }
+}
+
+/// Per-phase approval keeps the phases in sequence: a human approves them in the order shown.
+#[test]
+fn with_per_phase_approval_the_apps_still_wait_for_every_database() {
+    let mut config = example_config();
+    config.remediation.node_loss.approval = ApprovalScope::PerPhase;
+    let gated = node_loss(&example_with(&config), NODE);
+    assert_eq!(databases_before(&gated, "volsync-restore-media-sonarr"), BTreeSet::from([POSTGRES, MARIADB]));
 }
 
 #[test]
@@ -459,6 +548,10 @@ mod e2e {
         // The example deletes 8 PVCs (the default blast radius allows 5).
         config.remediation.max_pvc_deletions = 8;
         config.remediation.node_loss.approval = approval;
+        // scripts/bench-recovery.sh may measure another `remediation.concurrency`; the tests run the default.
+        if let Some(n) = std::env::var("LIFEBOAT_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+            config.remediation.concurrency = n;
+        }
         let journal = Arc::new(Journal::cluster(client.clone(), journal_ns));
         Scene { client, example, config, journal, players }
     }
@@ -599,6 +692,10 @@ mod e2e {
         ] {
             assert!(keys.contains(key), "{key} missing: {keys:?}");
         }
+        // The live cache kept the init-db host (`postgres-rw.<ns>.svc…`): teslamate is watched once Postgres is back, MariaDB or not.
+        let teslamate: BTreeSet<String> = steps_of(plan, "watch-nlok-observability-deployment-teslamate").into_iter().flat_map(|id| ancestors(plan, id)).collect();
+        let waits_for = |db: &str| teslamate.iter().any(|id| id.starts_with(&format!("{db}.")));
+        assert!(waits_for("cnpg-instance-lost-nlok-database-postgres") && !waits_for("mariadb-instance-lost-nlok-database-mariadb"), "{teslamate:?}");
         let flux_before = flux_state(&s).await;
         assert!(flux_before.iter().all(|(name, suspended, _)| *suspended == (name == "Kustomization nlok-observability/teslamate")), "{flux_before:?}");
         // CNPG's lost instance comes back under its own name (v1.30.0 generateNodeSerial), on a new claim.
@@ -667,13 +764,22 @@ mod e2e {
         // Flux: everything the run suspended is resumed; teslamate stays as it was.
         assert_eq!(flux_state(&s).await, flux_before, "Flux as before the run, no kept-suspended annotation");
 
-        // The benchmark: the recovery's wall time against its steps one after another.
+        // The benchmark: the recovery's wall time against its critical path and its steps one after another.
         let started = done.status.steps.iter().filter_map(|st| st.started_at).min().unwrap();
         let finished = done.status.steps.iter().filter_map(|st| st.finished_at).max().unwrap();
         let wall = (finished - started).num_milliseconds() as f64 / 1000.0;
         let sum: f64 = done.status.steps.iter().map(|st| (st.finished_at.unwrap() - st.started_at.unwrap()).num_milliseconds() as f64 / 1000.0).sum();
+        let (critical, chain) = support::graph::critical_path(&done);
         s.players.stop().await;
-        println!("RECOVERY wall={wall:.2}s sum_of_steps={sum:.2}s parallel_speedup={:.2}x steps={} phases={}", sum / wall.max(0.001), done.status.steps.len(), plan.phases.len());
+        println!(
+            "RECOVERY wall={wall:.2}s critical_path={critical:.2}s sum_of_steps={sum:.2}s wall_over_critical={:.2}x parallel_speedup={:.2}x steps={} phases={} concurrency={}",
+            wall / critical.max(0.001),
+            sum / wall.max(0.001),
+            done.status.steps.len(),
+            plan.phases.len(),
+            s.config.remediation.concurrency
+        );
+        println!("CRITICAL PATH {}", chain.join(" -> "));
     }
 
     /// The OpenEBS hostpath provisioner ran only on the lost node (its pod

@@ -132,3 +132,14 @@ proptest! {
         prop_assert_eq!(plan.validate().is_ok(), with_source);
     }
 }
+
+/// With one slot and two branches ready, the head of the longer chain starts
+/// first (s1 → s2 → s3 before the lone s0); ties keep plan order (s0 before s3).
+#[test]
+fn the_longest_chain_starts_first_when_slots_are_scarce() {
+    let plan = Plan { steps: vec![step(0, vec![]), step(1, vec![]), step(2, vec![1]), step(3, vec![2])], ..Plan::new("p", "t") };
+    let (report, order, _) = run(&plan, &[true; 4], &RunLimits { concurrency: 1, ..RunLimits::default() });
+    let started: Vec<String> = order.into_iter().filter_map(|e| if let Event::Started(s) = e { Some(s) } else { None }).collect();
+    assert_eq!(started, vec!["s1", "s2", "s0", "s3"]);
+    assert_eq!(report.outcome, Outcome::Succeeded);
+}

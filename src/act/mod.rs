@@ -14,5 +14,6 @@ mod preconditions;
 pub mod provisioner;
 mod restore;
 pub mod runner;
+mod start_order;
 pub mod volsync;
 mod waits;

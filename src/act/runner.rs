@@ -106,7 +106,8 @@ fn pause_at_gate(plan: &Plan, report: &mut RunReport) -> bool {
 }
 
 /// Runs steps as their dependencies succeed, independent ones concurrently
-/// (at most `limits.concurrency`). A step whose dependency did not succeed
+/// (at most `limits.concurrency`; when more are ready, the head of the
+/// longest chain first). A step whose dependency did not succeed
 /// never runs (its branch stops); other branches go on. The kill switch stops
 /// new steps from starting. `run` performs one step (the API work).
 pub async fn schedule<'p, F, Fut>(plan: &'p Plan, limits: &RunLimits, report: &mut RunReport, progress: Progress<'_>, run: F)
@@ -122,12 +123,14 @@ where
     let mut running = FuturesUnordered::new();
     let mut aborted = false;
     let mut guard_refused = false;
+    let order = super::start_order::critical_first(plan);
     loop {
         if !aborted && limits.kill_switch.load(Ordering::SeqCst) {
             aborted = true;
             tracing::warn!("kill switch set: no further steps start");
         }
-        for (i, step) in plan.steps.iter().enumerate() {
+        for &i in &order {
+            let step = &plan.steps[i];
             if started[i] || aborted || running.len() >= limits.concurrency.max(1) {
                 continue;
             }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod dump;
 pub mod marks;
 mod object_ref;
+pub mod pod_references;
 pub mod resources;
 pub mod watch;
 pub mod write;

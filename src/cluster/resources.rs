@@ -274,6 +274,8 @@ pub struct PodSpec {
     pub volumes: Vec<PodVolume>,
     #[serde(default)]
     pub containers: Vec<NamedContainer>,
+    #[serde(default)]
+    pub init_containers: Vec<NamedContainer>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -281,6 +283,14 @@ pub struct PodVolume {
     pub name: String,
     #[serde(default)]
     pub persistent_volume_claim: Option<ClaimSource>,
+    #[serde(default)]
+    pub secret: Option<SecretVolumeSource>,
+}
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolumeSource {
+    #[serde(default)]
+    pub secret_name: String,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -290,6 +300,12 @@ pub struct ClaimSource {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct NamedContainer {
     pub name: String,
+    /// Only the hosts and Secrets `env` names (see `pod_references`).
+    #[serde(default, with = "super::pod_references::env")]
+    pub env: super::pod_references::EnvReferences,
+    /// Only the Secrets `envFrom` names.
+    #[serde(default, rename = "envFrom", with = "super::pod_references::env_from")]
+    pub env_from_secrets: Vec<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

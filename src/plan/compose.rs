@@ -1,9 +1,14 @@
 //! Composing playbook plans into one plan with phases in dependency order.
 //!
 //! Each part keeps its own DAG; its step ids get the part's key as prefix.
-//! A part's first steps wait for every last step of the phase before it, so
-//! a phase starts only once the previous one is done (and a failure stops
-//! what depends on it, while the other parts of the same phase go on).
+//! By default a part's first steps wait for every last step of the phase
+//! before it, so a phase starts only once the previous one is done (and a
+//! failure stops what depends on it, while the other parts of the same phase
+//! go on). `Dependencies` loosens that where the caller knows better: a
+//! phase may skip earlier phases (its parts then wait only for the parts of
+//! those phases they name), and a phase may wait for everything before it.
+//! With approval gates phases stay in sequence: a human approves them one at
+//! a time, in the order shown.
 //!
 //! Flux objects are handled once for the whole run: several parts may
 //! suspend the same Kustomization, and one part resuming it while another
@@ -15,7 +20,7 @@
 //! step where its suspension was: only once that part has started does a
 //! stopped run leave the object suspended; before, the runner resumes it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +47,20 @@ pub struct PhaseParts {
     pub parts: Vec<Part>,
 }
 
+/// What waits for what beyond "each phase waits for the one before".
+#[derive(Default)]
+pub struct Dependencies {
+    /// Phase → earlier phases it does not wait for as a whole: its parts
+    /// start once the nearest earlier phase not listed is done (or the
+    /// run-wide Flux suspension, when that comes between), plus the parts
+    /// `part_needs` names.
+    pub independent_of: BTreeMap<&'static str, Vec<&'static str>>,
+    /// Phases that start only once every step before them is done.
+    pub after_everything: Vec<&'static str>,
+    /// Part key → keys of earlier parts whose every step its first steps wait for.
+    pub part_needs: BTreeMap<String, BTreeSet<String>>,
+}
+
 const FLUX_SUSPEND_PHASE: &str = "flux-suspend";
 const FLUX_RESUME_PHASE: &str = "flux-resume";
 
@@ -49,8 +68,17 @@ const FLUX_RESUME_PHASE: &str = "flux-resume";
 /// are kept (prefixed with the part's target); empty phases are dropped.
 /// With `gated`, every later phase that changes something starts with an
 /// approval gate: the run pauses there until the phase is approved.
-pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases: Vec<PhaseParts>, gated: bool) -> Plan {
+pub fn compose(playbook: &str, target: String, findings: Vec<String>, phases: Vec<PhaseParts>, gated: bool) -> Plan {
+    compose_with(playbook, target, findings, phases, gated, &Dependencies::default())
+}
+
+/// `compose`, with the phases and parts waiting for what `dependencies` says
+/// (ignored when `gated`: approved phases run in sequence).
+pub fn compose_with(playbook: &str, target: String, mut findings: Vec<String>, phases: Vec<PhaseParts>, gated: bool, dependencies: &Dependencies) -> Plan {
     let mut plan = Plan::new(playbook, target);
+    // Each part's steps (by id) and its last steps, for `part_needs`.
+    let mut part_of: HashMap<String, String> = HashMap::new();
+    let mut part_leaves: HashMap<String, Vec<String>> = HashMap::new();
     let mut flux = FluxUse::default();
     let mut composed: Vec<(&'static str, String, Vec<Step>)> = vec![];
     // The run-wide suspensions go right before the first phase that needs
@@ -69,7 +97,10 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
                     plan.follow_ups.push(f.clone());
                 }
             }
-            steps.extend(prefixed_without_flux(&part, &mut flux));
+            let part_steps = prefixed_without_flux(&part, &mut flux);
+            part_leaves.insert(part.key.clone(), leaves(&part_steps));
+            part_of.extend(part_steps.iter().map(|s| (s.id.clone(), part.key.clone())));
+            steps.extend(part_steps);
         }
         if flux.suspended.len() > suspensions_before && first_suspending.is_none() {
             first_suspending = Some(composed.len());
@@ -124,9 +155,21 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
             (gated && index > 0 && changes_something && ![FLUX_SUSPEND_PHASE, FLUX_RESUME_PHASE].contains(name)).then(|| (name.to_string(), title.clone()))
         })
         .collect();
+    let suspend_before = composed.iter().position(|(name, _, _)| *name == FLUX_SUSPEND_PHASE).and_then(|i| composed.get(i + 1)).map(|(name, _, _)| *name);
     let mut previous_leaves: Vec<String> = vec![];
+    let mut phase_leaves: Vec<Vec<String>> = vec![];
     for (index, (name, title, mut steps)) in composed.into_iter().enumerate() {
         let leaves = leaves(&steps);
+        if !gated && index > 0 {
+            // The Flux suspension waits for what the phase it precedes would have waited for.
+            let waits_as = if name == FLUX_SUSPEND_PHASE { suspend_before.unwrap_or(name) } else { name };
+            previous_leaves = if name == FLUX_RESUME_PHASE || dependencies.after_everything.contains(&name) {
+                self::leaves(&plan.steps)
+            } else {
+                let skipped = dependencies.independent_of.get(waits_as).map_or(&[][..], Vec::as_slice);
+                plan.phases.iter().rposition(|p| !skipped.contains(&p.name.as_str())).map_or(vec![], |followed| phase_leaves[followed].clone())
+            };
+        }
         let gate_for = match name {
             FLUX_SUSPEND_PHASE => gate_of.get(index + 1).cloned().flatten(),
             _ if index > 0 && plan.phases[index - 1].name == FLUX_SUSPEND_PHASE => None,
@@ -141,14 +184,20 @@ pub fn compose(playbook: &str, target: String, mut findings: Vec<String>, phases
             recovery_source: None,
         });
         let roots_need = gate.as_ref().map_or(previous_leaves.clone(), |g| vec![g.id.clone()]);
+        let known: HashSet<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         for step in &mut steps {
             if step.needs.is_empty() {
-                step.needs = roots_need.clone();
+                let mut needs = roots_need.clone();
+                let named = part_of.get(&step.id).and_then(|key| dependencies.part_needs.get(key)).filter(|_| !gated);
+                // Only parts of earlier phases: a step never waits for one after it.
+                needs.extend(named.into_iter().flatten().flat_map(|key| part_leaves.get(key)).flatten().filter(|id| known.contains(id.as_str())).cloned());
+                step.needs = dedup(needs);
             }
         }
         steps.splice(0..0, gate);
         plan.phases.push(PlanPhase { name: name.to_string(), title, steps: steps.iter().map(|s| s.id.clone()).collect() });
         plan.steps.extend(steps);
+        phase_leaves.push(leaves.clone());
         previous_leaves = leaves;
     }
     plan
@@ -367,6 +416,60 @@ mod tests {
         assert_eq!(ids, vec!["flux-suspend.helmrelease-utils-forgejo", "a.s", "a.w", "flux-resume.helmrelease-utils-forgejo"]);
         assert_eq!(plan.steps[1].needs, vec!["flux-suspend.helmrelease-utils-forgejo".to_string()]);
         assert_eq!(plan.steps[3].needs, vec!["a.w".to_string()]);
+    }
+
+    #[test]
+    fn parts_wait_for_the_parts_they_name_and_skipped_phases_only_through_them() {
+        let ks = ObjectRef::namespaced("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "web", "x");
+        let x = || {
+            let (suspend, resume) = (Action::SuspendFlux { object: ks.clone(), keep_suspended: false }, Action::ResumeFlux { object: ks.clone() });
+            part("x", vec![step("s", suspend, &[]), wait("restore", &["s"]), step("r", resume, &["restore"])])
+        };
+        let phases = || {
+            vec![
+                PhaseParts { name: "preflight", title: "P".into(), parts: vec![part("p", vec![wait("confirm", &[])])] },
+                PhaseParts { name: "databases", title: "D".into(), parts: vec![part("a", vec![wait("a1", &[]), wait("a2", &["a1"])]), part("b", vec![wait("b1", &[])])] },
+                PhaseParts {
+                    name: "apps",
+                    title: "A".into(),
+                    parts: vec![x(), part("y", vec![wait("restore", &[])]), part("z", vec![wait("restore", &[])])],
+                },
+                PhaseParts { name: "watch", title: "W".into(), parts: vec![part("w", vec![wait("ready", &[])])] },
+                PhaseParts { name: "cleanup", title: "C".into(), parts: vec![part("c", vec![wait("gc", &[])])] },
+            ]
+        };
+        let dependencies = Dependencies {
+            independent_of: BTreeMap::from([("apps", vec!["databases"]), ("watch", vec!["databases", "apps"])]),
+            after_everything: vec!["cleanup"],
+            part_needs: BTreeMap::from([
+                ("x".to_string(), BTreeSet::from(["a".to_string()])),
+                ("y".to_string(), BTreeSet::from(["a".to_string(), "b".to_string()])),
+                ("w".to_string(), BTreeSet::from(["y".to_string()])),
+                // A part after it is never waited for: the plan stays in order.
+                ("a".to_string(), BTreeSet::from(["x".to_string()])),
+            ]),
+        };
+        let plan = compose_with("node-loss", "t".into(), vec![], phases(), false, &dependencies);
+        plan.validate().unwrap();
+        let needs = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        let suspend = "flux-suspend.kustomization-web-x";
+        assert_eq!(needs("a.a1"), vec!["p.confirm".to_string()]);
+        assert_eq!(needs(suspend), vec!["p.confirm".to_string()], "the suspension waits for what the apps would have, not the databases");
+        assert_eq!(needs("x.restore"), vec![suspend.to_string(), "a.a2".to_string()], "x uses a");
+        assert_eq!(needs("y.restore"), vec![suspend.to_string(), "a.a2".to_string(), "b.b1".to_string()], "y uses a and b");
+        assert_eq!(needs("z.restore"), vec![suspend.to_string()], "z uses no database: it starts beside them");
+        assert_eq!(needs("w.ready"), vec![suspend.to_string(), "y.restore".to_string()], "the watch waits for what it watches, after Flux is suspended");
+        assert_eq!(needs("c.gc"), vec!["x.restore".to_string(), "z.restore".to_string(), "w.ready".to_string()], "cleanup waits for everything (the databases through x and y)");
+        assert_eq!(needs("flux-resume.kustomization-web-x"), vec!["c.gc".to_string()]);
+        let phase_names: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(phase_names, vec!["preflight", "databases", "flux-suspend", "apps", "watch", "cleanup", "flux-resume"]);
+
+        // Approved phase by phase, the phases stay in sequence.
+        let gated = compose_with("node-loss", "t".into(), vec![], phases(), true, &dependencies);
+        let needs = |id: &str| gated.steps.iter().find(|s| s.id == id).unwrap().needs.clone();
+        assert_eq!(needs(suspend), vec!["a.a2".to_string(), "b.b1".to_string()]);
+        assert_eq!(needs("z.restore"), vec![suspend.to_string()]);
+        assert_eq!(needs("w.ready"), vec!["x.restore".to_string(), "y.restore".to_string(), "z.restore".to_string()]);
     }
 
     #[test]

@@ -76,6 +76,11 @@ fn rename(value: &mut Value, key: &str, prefix: &str, namespaces: &BTreeSet<Stri
     match value {
         Value::String(s) if nodes.contains(s.as_str()) => *s = format!("{prefix}-{s}"),
         Value::String(s) if NAMESPACE_KEYS.contains(&key) && namespaces.contains(s.as_str()) => *s = format!("{prefix}-{s}"),
+        // An env value naming a Service in the cluster (`svc.ns.svc.cluster.local`) names it in the prefixed namespace.
+        Value::String(s) if key == "value" && s.split('.').nth(1).is_some_and(|ns| namespaces.contains(ns)) => {
+            let (service, rest) = s.split_once('.').unwrap();
+            *s = format!("{service}.{prefix}-{rest}");
+        }
         Value::Array(items) => items.iter_mut().for_each(|v| rename(v, key, prefix, namespaces, nodes)),
         Value::Object(map) => map.iter_mut().for_each(|(k, v)| rename(v, k, prefix, namespaces, nodes)),
         _ => {}

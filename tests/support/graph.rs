@@ -47,3 +47,31 @@ pub fn assert_report_followed_needs(plan: &Plan, report: &RunReport) {
     let violations = needs_violations(plan, times);
     assert!(violations.is_empty(), "the run did not follow its plan's needs:\n{}", violations.join("\n"));
 }
+
+/// The longest chain of a run's executed steps along the plan's `needs`,
+/// each step weighted by its measured duration (finished − started), in
+/// seconds, with the chain's step ids. Only steps that started and finished
+/// count; the wall time of an ideal scheduler with unlimited concurrency.
+pub fn critical_path(run: &RunRecord) -> (f64, Vec<String>) {
+    let duration: BTreeMap<&str, f64> = run
+        .status
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.id.as_str(), (s.finished_at? - s.started_at?).num_milliseconds() as f64 / 1000.0)))
+        .collect();
+    // The plan's steps come in an order where every need is listed first (Plan::validate).
+    let mut longest: BTreeMap<&str, (f64, Option<&str>)> = BTreeMap::new();
+    for step in &run.spec.plan.steps {
+        let Some(own) = duration.get(step.id.as_str()) else { continue };
+        let before = step.needs.iter().filter_map(|n| longest.get(n.as_str()).map(|(l, _)| (*l, n.as_str()))).max_by(|a, b| a.0.total_cmp(&b.0));
+        longest.insert(&step.id, (own + before.map_or(0.0, |b| b.0), before.map(|b| b.1)));
+    }
+    let Some((mut at, (total, _))) = longest.iter().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).map(|(id, v)| (*id, *v)) else { return (0.0, vec![]) };
+    let mut chain = vec![at.to_string()];
+    while let Some((_, Some(previous))) = longest.get(at) {
+        chain.push(previous.to_string());
+        at = previous;
+    }
+    chain.reverse();
+    (total, chain)
+}

@@ -2,25 +2,28 @@
 //! phases in dependency order — a human confirms the node is gone, then
 //! a volume provisioner that was on the node is running elsewhere (every
 //! re-created PVC needs it), then Garage metadata (S3 backs everything
-//! else), then the databases, then the
-//! VolSync and S3-restore apps in parallel, then the apps that only waited
-//! on a database and the restored apps are watched (never touched) until
-//! they are Ready, then stale
-//! cleanup (cluster-wide: orphans the triage finds are deleted with the rest).
+//! else), then the databases and, beside them, the VolSync and S3-restore
+//! apps, each of which waits only for the databases its pods reference
+//! (`databases`); Kanidm's credentials once all apps are back; the apps that
+//! only waited on a database and the restored apps are watched (never
+//! touched) until they are Ready, each as soon as what it waits for is
+//! done; then stale cleanup (cluster-wide: orphans the triage finds are
+//! deleted with the rest) once everything else is done.
 //!
 //! What is affected comes from `triage` for the node (the same
 //! classification `lifeboat triage` prints); each piece is planned by its own
 //! playbook, and the plans are composed (see `plan::compose`).
 
+mod databases;
 mod provisioner;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::ClusterState;
 use crate::config::NodeLossConfig;
 use crate::inspect::coverage::Source;
 use crate::inspect::Findings;
-use crate::plan::compose::{compose, slug, Part, PhaseParts};
+use crate::plan::compose::{compose_with, slug, Dependencies, Part, PhaseParts};
 use crate::plan::playbooks::{plan as plan_playbook, PlanError, Trigger};
 use crate::plan::{Action, ObjectRef, Plan, Precondition, Step, WaitCondition};
 use crate::triage::{triage, Category};
@@ -47,8 +50,15 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     };
     let mut findings_text = vec![format!("node {node} is {state_text}, past the node-lost grace")];
     let mut triggers: Vec<(Category, &'static str, Trigger)> = vec![];
+    // Part key of an app's restore → the workload it restores.
+    let mut restores: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut watched: BTreeSet<(String, String)> = BTreeSet::new();
+    // (namespace, workload) → the databases its pods reference.
+    let mut uses: BTreeMap<(String, String), BTreeSet<databases::Database>> = BTreeMap::new();
     for w in &report.workloads {
+        if matches!(w.category, Category::VolsyncApp | Category::S3BackupApp | Category::WaitingOnDatabase) {
+            uses.insert((w.namespace.clone(), w.workload.clone()), databases::used_by(state, &w.namespace, &w.workload));
+        }
         let for_pvc =
             |playbook: &'static str, pvc: &String| (w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(pvc.clone()), node: Some(node.into()) });
         let provider = || w.pvcs.iter().find_map(|pvc| findings.protection.iter().find(|p| p.namespace == w.namespace && &p.pvc == pvc).and_then(|p| p.provider.clone()));
@@ -66,9 +76,17 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
                 let is_cache = |pvc: &String| findings.protection.iter().any(|p| p.namespace == w.namespace && &p.pvc == pvc && p.source == Source::Scratch);
                 let apps: Vec<&String> = w.pvcs.iter().filter(|p| !is_cache(p)).collect();
                 let pvcs = if apps.is_empty() { w.pvcs.iter().collect() } else { apps };
-                triggers.extend(pvcs.into_iter().map(|p| for_pvc("volsync-restore", p)));
+                for (_, playbook, trigger) in pvcs.into_iter().map(|p| for_pvc("volsync-restore", p)) {
+                    restores.insert(part_key(playbook, &trigger), (w.namespace.clone(), w.workload.clone()));
+                    triggers.push((w.category, playbook, trigger));
+                }
             }
-            Category::S3BackupApp => triggers.extend(w.pvcs.iter().map(|p| for_pvc("s3-restore", p))),
+            Category::S3BackupApp => {
+                for (_, playbook, trigger) in w.pvcs.iter().map(|p| for_pvc("s3-restore", p)) {
+                    restores.insert(part_key(playbook, &trigger), (w.namespace.clone(), w.workload.clone()));
+                    triggers.push((w.category, playbook, trigger));
+                }
+            }
             Category::WaitingOnDatabase => {
                 watched.insert((w.namespace.clone(), w.workload.clone()));
             }
@@ -89,8 +107,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
 
     let part_for = |playbook: &str, trigger: &Trigger| -> Result<Part, PlanError> {
         let plan = plan_playbook(playbook, state, findings, trigger)?;
-        let key = slug(&format!("{playbook} {} {}", trigger.namespace.as_deref().unwrap_or(""), trigger.name.as_deref().unwrap_or("")));
-        Ok(Part { key, plan })
+        Ok(Part { key: part_key(playbook, trigger), plan })
     };
     let parts_of = |categories: &[Category]| -> Result<Vec<Part>, PlanError> {
         triggers.iter().filter(|(c, _, _)| categories.contains(c)).map(|(_, playbook, t)| part_for(playbook, t)).collect()
@@ -108,21 +125,42 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     phases.push(PhaseParts { name: "oidc", title: "Kanidm credentials and its OIDC clients after its restore".into(), parts: kanidm_after_restore(state, findings, &phases)? });
     // The restored apps are scaled back up by their parts; the run is done
     // when they are Ready too, so they are watched with the waiting ones.
-    let restored: Vec<ObjectRef> = phases
+    let restored: Vec<(ObjectRef, String)> = phases
         .iter()
         .flat_map(|p| p.parts.iter())
-        .flat_map(|part| part.plan.steps.iter())
-        .filter_map(|s| match &s.action {
-            Action::Scale { object, replicas } if *replicas > 0 => Some(object.clone()),
+        .flat_map(|part| part.plan.steps.iter().map(move |s| (part, s)))
+        .filter_map(|(part, s)| match &s.action {
+            Action::Scale { object, replicas } if *replicas > 0 => Some((object.clone(), part.key.clone())),
             // kaniop scales its StatefulSet `<kanidm>-<group>` from the group.
-            Action::SetKanidmReplicas { kanidm, group, replicas } if *replicas > 0 => {
-                Some(ObjectRef::namespaced("apps/v1", "StatefulSet", kanidm.namespace.as_deref().unwrap_or_default(), &format!("{}-{group}", kanidm.name)))
-            }
+            Action::SetKanidmReplicas { kanidm, group, replicas } if *replicas > 0 => Some((
+                ObjectRef::namespaced("apps/v1", "StatefulSet", kanidm.namespace.as_deref().unwrap_or_default(), &format!("{}-{group}", kanidm.name)),
+                part.key.clone(),
+            )),
             _ => None,
         })
         .collect();
+    let database_parts: BTreeSet<String> =
+        triggers.iter().filter(|(c, _, _)| matches!(c, Category::CnpgInstance | Category::MariadbInstance)).map(|(_, playbook, t)| part_key(playbook, t)).collect();
+    let database_keys = |ns: &str, workload: &str| -> BTreeSet<String> {
+        let used = uses.get(&(ns.to_string(), workload.to_string())).into_iter().flatten();
+        used.map(|db| part_key(db.playbook(), &Trigger { namespace: Some(db.namespace().into()), name: Some(db.name().into()), node: None })).collect()
+    };
+    let mut part_needs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (key, (ns, workload)) in &restores {
+        part_needs.insert(key.clone(), database_keys(ns, workload));
+    }
+    for (ns, workload) in &watched {
+        // Waiting on a database it names none of: it waits for them all.
+        let named = database_keys(ns, workload);
+        let waits_for = if named.is_empty() { database_parts.clone() } else { named };
+        let Some((kind, name)) = workload.split_once(' ') else { continue };
+        part_needs.insert(watch_key_of(ns, kind, name), waits_for);
+    }
+    for (object, restored_by) in &restored {
+        part_needs.entry(watch_key(object)).or_default().insert(restored_by.clone());
+    }
     let mut watching = watch(&watched, options);
-    watching.extend(watch_restored(&restored, options));
+    watching.extend(watch_restored(&restored.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(), options));
     phases.push(PhaseParts { name: "watch", title: "Apps waiting on a database, and the restored apps: watched until Ready, not touched".into(), parts: watching });
     phases.push(PhaseParts { name: "cleanup", title: "Stale resources".into(), parts: parts_of(&[Category::Stale])? });
 
@@ -131,7 +169,30 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         findings_text.push("nothing on this node needs recovering".into());
         phases[0].parts.clear();
     }
-    Ok(compose(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase))
+    // Safety orderings kept: the confirmation, the provisioner and Garage come
+    // first; Flux is suspended before any app is touched; Kanidm's reset waits
+    // for every app; cleanup waits for everything. Apps skip the databases
+    // they do not use, the watches everything but what they watch for.
+    let dependencies = Dependencies {
+        independent_of: BTreeMap::from([("apps", vec!["databases"]), ("watch", vec!["databases", "apps", "oidc"])]),
+        after_everything: vec!["cleanup"],
+        part_needs,
+    };
+    Ok(compose_with(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase, &dependencies))
+}
+
+/// A part's key: its playbook and what it is for.
+fn part_key(playbook: &str, trigger: &Trigger) -> String {
+    slug(&format!("{playbook} {} {}", trigger.namespace.as_deref().unwrap_or(""), trigger.name.as_deref().unwrap_or("")))
+}
+
+/// The key of the part that watches `object`.
+fn watch_key(object: &ObjectRef) -> String {
+    watch_key_of(object.namespace.as_deref().unwrap_or_default(), &object.kind, &object.name)
+}
+
+fn watch_key_of(ns: &str, kind: &str, name: &str) -> String {
+    slug(&format!("watch {ns} {kind} {name}"))
 }
 
 /// After Kanidm's database came back from its S3 backup, the admin
@@ -227,8 +288,7 @@ fn watch_restored(restored: &[ObjectRef], options: &NodeLossConfig) -> Vec<Part>
                 preconditions: vec![],
                 recovery_source: None,
             });
-            let ns = object.namespace.as_deref().unwrap_or_default();
-            Part { key: slug(&format!("watch {ns} {} {}", object.kind, object.name)), plan }
+            Part { key: watch_key(object), plan }
         })
         .collect()
 }
@@ -253,7 +313,7 @@ fn watch(watched: &BTreeSet<(String, String)>, options: &NodeLossConfig) -> Vec<
                 preconditions: vec![],
                 recovery_source: None,
             });
-            Some(Part { key: slug(&format!("watch {ns} {kind} {name}")), plan })
+            Some(Part { key: watch_key_of(ns, kind, name), plan })
         })
         .collect()
 }
