@@ -58,8 +58,9 @@ fn example_lists() -> Vec<(String, Vec<Value>)> {
 }
 
 /// Copy `n` of a namespaced or volume object: namespaces (wherever an object
-/// names one: its own, a claimRef's, a Flux target's or owner label) and
-/// PV names get the suffix `-n`; nodes are shared by every copy.
+/// names one: its own, a claimRef's, a Flux target's or owner label, a
+/// Service host in an env value) and PV names get the suffix `-n`; nodes are
+/// shared by every copy.
 fn copy(object: &Value, n: usize, namespaces: &BTreeSet<String>, volumes: &BTreeSet<String>) -> Value {
     fn walk(v: &mut Value, key: Option<&str>, n: usize, namespaces: &BTreeSet<String>, volumes: &BTreeSet<String>) {
         match v {
@@ -69,6 +70,11 @@ fn copy(object: &Value, n: usize, namespaces: &BTreeSet<String>, volumes: &BTree
                 let names_namespace = key.is_some_and(|k| k == "namespace" || k == "targetNamespace" || k.ends_with(".fluxcd.io/namespace"));
                 if (names_namespace && namespaces.contains(s.as_str())) || (key == Some("volumeName") && volumes.contains(s.as_str())) {
                     *s = format!("{s}-{n}");
+                } else if key == Some("value") {
+                    // A database host in an env value, e.g. `postgres-rw.database.svc.cluster.local`.
+                    if let Some(ns) = namespaces.iter().find(|ns| s.contains(&format!(".{ns}.svc"))) {
+                        *s = s.replace(&format!(".{ns}.svc"), &format!(".{ns}-{n}.svc"));
+                    }
                 }
             }
             _ => {}
