@@ -4,7 +4,9 @@
 pub mod capture;
 pub mod connect;
 pub mod dump;
+pub mod intern;
 pub mod marks;
+pub mod meta;
 mod object_ref;
 pub mod resources;
 pub mod watch;
@@ -14,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use object_ref::ObjectRef;
 use resources::*;
@@ -85,34 +86,34 @@ macro_rules! define_state {
 }
 for_each_kind!(define_state);
 
-fn key(meta: &ObjectMeta) -> (&str, &str) {
+fn key(meta: &Meta) -> (&str, &str) {
     (meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
 }
 
 /// `namespace/name` (or `name` for cluster-scoped objects).
-pub fn display_name(meta: &ObjectMeta) -> String {
+pub fn display_name(meta: &Meta) -> String {
     match &meta.namespace {
         Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or("")),
-        None => meta.name.clone().unwrap_or_default(),
+        None => name(meta).to_string(),
     }
 }
 
-pub fn name(meta: &ObjectMeta) -> &str {
+pub fn name(meta: &Meta) -> &str {
     meta.name.as_deref().unwrap_or("")
 }
 
-pub fn namespace(meta: &ObjectMeta) -> &str {
+pub fn namespace(meta: &Meta) -> &str {
     meta.namespace.as_deref().unwrap_or("")
 }
 
 /// `metadata.creationTimestamp` as a chrono time.
-pub fn created_at(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
+pub fn created_at(meta: &Meta) -> Option<DateTime<Utc>> {
     let t = meta.creation_timestamp.as_ref()?.0;
     DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
 }
 
-pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
-    meta.labels.as_ref()?.get(key).map(String::as_str)
+pub fn label<'a>(meta: &'a Meta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key)
 }
 
 impl ClusterState {
@@ -141,10 +142,10 @@ impl ClusterState {
         if owner.kind == "ReplicaSet" {
             let rs = self.replica_sets.iter().find(|r| namespace(&r.metadata) == ns && name(&r.metadata) == owner.name);
             if let Some(deploy) = rs.and_then(|r| controller_owner(&r.metadata)) {
-                return Some(WorkloadRef { namespace: ns.to_string(), kind: deploy.kind.clone(), name: deploy.name.clone() });
+                return Some(WorkloadRef { namespace: ns.to_string(), kind: deploy.kind.to_string(), name: deploy.name.to_string() });
             }
         }
-        Some(WorkloadRef { namespace: ns.to_string(), kind: owner.kind.clone(), name: owner.name.clone() })
+        Some(WorkloadRef { namespace: ns.to_string(), kind: owner.kind.to_string(), name: owner.name.to_string() })
     }
 }
 
@@ -160,7 +161,7 @@ pub struct StateIndex {
 
 impl StateIndex {
     fn build(state: &ClusterState) -> Self {
-        let owned = |meta: &ObjectMeta| (namespace(meta).to_string(), name(meta).to_string());
+        let owned = |meta: &Meta| (namespace(meta).to_string(), name(meta).to_string());
         let mut pods_by_claim: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, pod) in state.pods.iter().enumerate() {
             for claim in pod.spec.volumes.iter().filter_map(|v| v.persistent_volume_claim.as_ref()) {
@@ -189,14 +190,14 @@ impl std::fmt::Display for WorkloadRef {
     }
 }
 
-pub fn controller_owner(meta: &ObjectMeta) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+pub fn controller_owner(meta: &Meta) -> Option<&Owner> {
     let owners = meta.owner_references.as_ref()?;
     owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())
 }
 
 /// The Flux object that applied `meta`, from the labels kustomize-controller
 /// and helm-controller stamp on everything they manage.
-pub fn flux_owner(meta: &ObjectMeta) -> Option<FluxRef> {
+pub fn flux_owner(meta: &Meta) -> Option<FluxRef> {
     if let (Some(name), Some(ns)) = (label(meta, "kustomize.toolkit.fluxcd.io/name"), label(meta, "kustomize.toolkit.fluxcd.io/namespace")) {
         return Some(FluxRef { kind: "Kustomization".into(), namespace: ns.into(), name: name.into() });
     }

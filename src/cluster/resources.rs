@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+pub use super::meta::{Meta, Owner, KEPT_ANNOTATIONS};
 use serde::{Deserialize, Serialize};
 
 pub type Time = DateTime<Utc>;
@@ -71,11 +73,16 @@ impl KindInfo {
     }
 }
 
-/// Implemented by every lean object type; ties it to its API coordinates.
-pub trait LeanObject: Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + 'static {
+/// Implemented by every lean object type (with the cache's [`Meta`]); ties it
+/// to its API coordinates and to the form watch events and dumps decode.
+pub trait LeanObject: Clone + std::fmt::Debug + Send + Sync + 'static {
     const INFO: KindInfo;
-    fn metadata(&self) -> &ObjectMeta;
-    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+    /// The same object with `k8s_openapi`'s full `ObjectMeta`: what the
+    /// watcher decodes (it needs each object's resourceVersion).
+    type Wire: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + 'static;
+    fn metadata(&self) -> &Meta;
+    /// Keeps what the cache holds of a decoded object.
+    fn from_wire(wire: Self::Wire) -> Self;
 }
 
 macro_rules! lean_scope {
@@ -88,17 +95,18 @@ macro_rules! lean_scope {
 }
 
 macro_rules! lean_kind {
-    ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
+    ($ty:ident { $($field:ident),* }, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
         impl LeanObject for $ty {
             const INFO: KindInfo = KindInfo { group: $group, version: $version, kind: $kind, plural: $plural, namespaced: $ns, optional: $opt };
-            fn metadata(&self) -> &ObjectMeta {
+            type Wire = $ty<ObjectMeta>;
+            fn metadata(&self) -> &Meta {
                 &self.metadata
             }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
+            fn from_wire(wire: $ty<ObjectMeta>) -> Self {
+                $ty { metadata: Meta::from(wire.metadata), $($field: wire.$field),* }
             }
         }
-        impl kube::Resource for $ty {
+        impl kube::Resource for $ty<ObjectMeta> {
             type DynamicType = ();
             type Scope = lean_scope!($ns);
             fn kind(_: &()) -> Cow<'_, str> {
@@ -127,8 +135,8 @@ macro_rules! lean_kind {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Node {
-    pub metadata: ObjectMeta,
+pub struct Node<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: NodeSpec,
     #[serde(default)]
@@ -153,12 +161,12 @@ pub struct NodeStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
-lean_kind!(Node, "", "v1", "Node", "nodes", namespaced = false, optional = false);
+lean_kind!(Node { spec, status }, "", "v1", "Node", "nodes", namespaced = false, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PersistentVolume {
-    pub metadata: ObjectMeta,
+pub struct PersistentVolume<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PvSpec,
     #[serde(default)]
@@ -226,12 +234,12 @@ pub struct PhaseStatus {
     #[serde(default)]
     pub phase: Option<String>,
 }
-lean_kind!(PersistentVolume, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
+lean_kind!(PersistentVolume { spec, status }, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PersistentVolumeClaim {
-    pub metadata: ObjectMeta,
+pub struct PersistentVolumeClaim<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PvcSpec,
     #[serde(default)]
@@ -254,12 +262,12 @@ pub struct PvcResources {
     #[serde(default)]
     pub requests: BTreeMap<String, String>,
 }
-lean_kind!(PersistentVolumeClaim, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
+lean_kind!(PersistentVolumeClaim { spec, status }, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Pod {
-    pub metadata: ObjectMeta,
+pub struct Pod<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PodSpec,
     #[serde(default)]
@@ -341,7 +349,7 @@ pub struct StateReason {
     #[serde(default)]
     pub finished_at: Option<Time>,
 }
-lean_kind!(Pod, "", "v1", "Pod", "pods", namespaced = true, optional = false);
+lean_kind!(Pod { spec, status }, "", "v1", "Pod", "pods", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -363,14 +371,14 @@ macro_rules! workload_kind {
     ($ty:ident, $kind:literal, $plural:literal) => {
         #[derive(Clone, Debug, Default, Deserialize, Serialize)]
         #[serde(rename_all = "camelCase")]
-        pub struct $ty {
-            pub metadata: ObjectMeta,
+        pub struct $ty<M = Meta> {
+            pub metadata: M,
             #[serde(default)]
             pub spec: WorkloadSpec,
             #[serde(default)]
             pub status: WorkloadStatus,
         }
-        lean_kind!($ty, "apps", "v1", $kind, $plural, namespaced = true, optional = false);
+        lean_kind!($ty { spec, status }, "apps", "v1", $kind, $plural, namespaced = true, optional = false);
     };
 }
 workload_kind!(Deployment, "Deployment", "deployments");
@@ -379,8 +387,8 @@ workload_kind!(ReplicaSet, "ReplicaSet", "replicasets");
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CronJob {
-    pub metadata: ObjectMeta,
+pub struct CronJob<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: CronJobSpec,
     #[serde(default)]
@@ -404,12 +412,12 @@ pub struct CronJobStatus {
     #[serde(default)]
     pub last_successful_time: Option<Time>,
 }
-lean_kind!(CronJob, "batch", "v1", "CronJob", "cronjobs", namespaced = true, optional = false);
+lean_kind!(CronJob { spec, status }, "batch", "v1", "CronJob", "cronjobs", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Job {
-    pub metadata: ObjectMeta,
+pub struct Job<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub status: JobStatus,
 }
@@ -423,14 +431,14 @@ pub struct JobStatus {
     #[serde(default)]
     pub completion_time: Option<Time>,
 }
-lean_kind!(Job, "batch", "v1", "Job", "jobs", namespaced = true, optional = false);
+lean_kind!(Job { status }, "batch", "v1", "Job", "jobs", namespaced = true, optional = false);
 
 // ---------------------------------------------------------------- CloudNativePG
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CnpgCluster {
-    pub metadata: ObjectMeta,
+pub struct CnpgCluster<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: CnpgClusterSpec,
     #[serde(default)]
@@ -528,7 +536,7 @@ pub struct CnpgClusterStatus {
     #[serde(default)]
     pub instances_reported_state: BTreeMap<String, CnpgReportedState>,
 }
-lean_kind!(CnpgCluster, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
+lean_kind!(CnpgCluster { spec, status }, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
 
 pub const BARMAN_CLOUD_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 
@@ -541,15 +549,15 @@ impl CnpgCluster {
     pub fn plugin_object_store(&self) -> Option<(String, String)> {
         let plugin = self.wal_archiver_plugin()?;
         let store = plugin.parameters.get("barmanObjectName")?.clone();
-        let server = plugin.parameters.get("serverName").cloned().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default());
+        let server = plugin.parameters.get("serverName").cloned().unwrap_or_else(|| crate::cluster::name(&self.metadata).to_string());
         Some((store, server))
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ScheduledBackup {
-    pub metadata: ObjectMeta,
+pub struct ScheduledBackup<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ScheduledBackupSpec,
     #[serde(default)]
@@ -580,12 +588,12 @@ pub struct ScheduledBackupStatus {
     #[serde(default)]
     pub next_schedule_time: Option<Time>,
 }
-lean_kind!(ScheduledBackup, "postgresql.cnpg.io", "v1", "ScheduledBackup", "scheduledbackups", namespaced = true, optional = true);
+lean_kind!(ScheduledBackup { spec, status }, "postgresql.cnpg.io", "v1", "ScheduledBackup", "scheduledbackups", namespaced = true, optional = true);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectStore {
-    pub metadata: ObjectMeta,
+pub struct ObjectStore<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ObjectStoreSpec,
     #[serde(default)]
@@ -614,7 +622,7 @@ pub struct RecoveryWindow {
     #[serde(default)]
     pub last_failed_backup_time: Option<Time>,
 }
-lean_kind!(ObjectStore, "barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores", namespaced = true, optional = true);
+lean_kind!(ObjectStore { spec, status }, "barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores", namespaced = true, optional = true);
 
 // ---------------------------------------------------------------- VolSync
 
@@ -653,8 +661,8 @@ pub struct VolsyncStatus {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReplicationSource {
-    pub metadata: ObjectMeta,
+pub struct ReplicationSource<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ReplicationSourceSpec,
     #[serde(default)]
@@ -682,12 +690,12 @@ pub struct KopiaSource {
     #[serde(default)]
     pub hostname: Option<String>,
 }
-lean_kind!(ReplicationSource, "volsync.backube", "v1alpha1", "ReplicationSource", "replicationsources", namespaced = true, optional = true);
+lean_kind!(ReplicationSource { spec, status }, "volsync.backube", "v1alpha1", "ReplicationSource", "replicationsources", namespaced = true, optional = true);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReplicationDestination {
-    pub metadata: ObjectMeta,
+pub struct ReplicationDestination<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ReplicationDestinationSpec,
     #[serde(default)]
@@ -737,7 +745,7 @@ pub struct SourceIdentity {
     #[serde(default, rename = "sourcePVCName")]
     pub source_pvc_name: Option<String>,
 }
-lean_kind!(ReplicationDestination, "volsync.backube", "v1alpha1", "ReplicationDestination", "replicationdestinations", namespaced = true, optional = true);
+lean_kind!(ReplicationDestination { spec, status }, "volsync.backube", "v1alpha1", "ReplicationDestination", "replicationdestinations", namespaced = true, optional = true);
 
 impl ReplicationDestination {
     pub fn mover(&self) -> Option<&KopiaDestination> {
@@ -749,8 +757,8 @@ impl ReplicationDestination {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MariaDb {
-    pub metadata: ObjectMeta,
+pub struct MariaDb<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: MariaDbSpec,
     #[serde(default)]
@@ -842,7 +850,7 @@ pub struct GaleraPosition {
     #[serde(default)]
     pub safe_to_bootstrap: Option<bool>,
 }
-lean_kind!(MariaDb, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
+lean_kind!(MariaDb { spec, status }, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
 
 // ---------------------------------------------------------------- Flux
 
@@ -851,14 +859,14 @@ macro_rules! flux_kind {
     ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal) => {
         #[derive(Clone, Debug, Default, Deserialize, Serialize)]
         #[serde(rename_all = "camelCase")]
-        pub struct $ty {
-            pub metadata: ObjectMeta,
+        pub struct $ty<M = Meta> {
+            pub metadata: M,
             #[serde(default)]
             pub spec: FluxSpec,
             #[serde(default)]
             pub status: FluxStatus,
         }
-        lean_kind!($ty, $group, $version, $kind, $plural, namespaced = true, optional = true);
+        lean_kind!($ty { spec, status }, $group, $version, $kind, $plural, namespaced = true, optional = true);
     };
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -877,48 +885,3 @@ pub struct FluxStatus {
 
 flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
-
-/// Annotations a finding reads; every other one is dropped from the cache.
-pub const KEPT_ANNOTATIONS: &[&str] = &[crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION];
-
-/// Drops the metadata no finding reads before an object is cached: managed
-/// fields, annotations other than [`KEPT_ANNOTATIONS`] (last-applied
-/// configuration can be larger than the rest of the object), uid,
-/// resourceVersion, generateName. Writes never use the cache: they re-read
-/// the live object. An owner keeps its apiVersion: a kind alone does not say
-/// which operator owns the object (s3-restore stops a StatefulSet through its
-/// kaniop.rs `Kanidm`).
-pub fn strip_metadata(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = meta
-        .annotations
-        .take()
-        .map(|mut kept| {
-            kept.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
-            kept
-        })
-        .filter(|kept| !kept.is_empty());
-    meta.uid = None;
-    meta.resource_version = None;
-    meta.generate_name = None;
-    meta.generation = None;
-    for owner in meta.owner_references.iter_mut().flatten() {
-        owner.uid = String::new();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
-    #[test]
-    fn a_cached_owner_keeps_its_api_version() {
-        let owner = OwnerReference { api_version: "kaniop.rs/v1beta1".into(), kind: "Kanidm".into(), name: "kanidm".into(), uid: "1234".into(), ..Default::default() };
-        let mut meta = ObjectMeta { owner_references: Some(vec![owner]), uid: Some("5678".into()), ..Default::default() };
-        strip_metadata(&mut meta);
-        let owner = &meta.owner_references.unwrap()[0];
-        assert_eq!((owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()), ("kaniop.rs/v1beta1", "Kanidm", ""));
-        assert_eq!(meta.uid, None);
-    }
-}
