@@ -1,8 +1,10 @@
 //! Bytes per cached object, counted by the allocator: builds N objects of
 //! each shape through the same conversion the watch cache and the dump
 //! loader use (decode the wire form, `LeanObject::from_wire`) and prints
-//! what they keep on the heap, next to the wire form the cache held before
-//! (`ObjectMeta` stripped of managed fields, uid, resourceVersion, ...).
+//! what they keep on the heap, next to the same objects holding the decoded
+//! `ObjectMeta` stripped as the cache did before it had a `Meta` of its own
+//! (managed fields, uid, resourceVersion, ... dropped). Spec and status are
+//! the same in both columns: they are made compact while decoding.
 //!
 //!     cargo run --example cache_memory [-- --objects 10000]
 //!
@@ -66,11 +68,11 @@ fn strip_as_before(meta: &mut ObjectMeta) {
 /// Bytes per object kept on the heap by `keep` (plus the `Arc` slot a
 /// snapshot list holds per object), for `n` objects made by `make`.
 fn per_object<T>(n: usize, make: impl Fn(usize) -> Value, keep: impl Fn(Value) -> T) -> f64 {
-    let inputs: Vec<Value> = (0..n).map(&make).collect();
     let before = live();
+    let inputs: Vec<Value> = (0..n).map(&make).collect();
     let mut kept: Vec<Arc<T>> = Vec::with_capacity(n);
     for input in inputs {
-        // The input is freed here too: only what `keep` retains counts.
+        // Each input is freed here: only what `keep` retains counts.
         kept.push(Arc::new(keep(input)));
     }
     let bytes = live() - before;
@@ -79,19 +81,12 @@ fn per_object<T>(n: usize, make: impl Fn(usize) -> Value, keep: impl Fn(Value) -
 }
 
 fn row<K: LeanObject>(label: &str, n: usize, make: impl Fn(usize) -> Value, wire_meta: impl Fn(&mut K::Wire) -> &mut ObjectMeta) {
-    let inputs_bytes = {
-        let before = live();
-        let inputs: Vec<Value> = (0..n).map(&make).collect();
-        let b = live() - before;
-        drop(inputs);
-        b
-    };
     let before = per_object(n, &make, |v| {
         let mut wire: K::Wire = serde_json::from_value(v).expect("decodes");
         strip_as_before(wire_meta(&mut wire));
         wire
-    }) - inputs_bytes as f64 / n as f64;
-    let after = per_object(n, &make, |v| K::from_wire(serde_json::from_value(v).expect("decodes"))) - inputs_bytes as f64 / n as f64;
+    });
+    let after = per_object(n, &make, |v| K::from_wire(serde_json::from_value(v).expect("decodes")));
     println!(
         "| {label} | {:.0} B ({} inline) | {:.0} B ({} inline) | {:.0}% |",
         before,
@@ -142,7 +137,7 @@ fn main() {
     }
     let since = "2026-11-01T00:00:00Z";
     println!("Heap bytes per object ({n} objects of each shape; inline = size_of the struct, counted in the heap figure through its Arc):\n");
-    println!("| object | before: stripped ObjectMeta | after: compact Meta | saved |");
+    println!("| object | with ObjectMeta (stripped) | with Meta | saved |");
     println!("|---|---|---|---|");
     // The shapes of benches/scale.rs (tests/support/fixtures.rs).
     row::<Pod>("Pod (scale bench fixture)", n, |i| fixtures::pod(&ns(i), &format!("pod-{i}"), &format!("node-{:04}", i % 1000), &[&format!("data-{i}")], json!({"app": format!("app-{}", i % 500)}), None), |w| &mut w.metadata);

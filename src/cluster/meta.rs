@@ -47,10 +47,11 @@ pub struct Owner {
     pub controller: Option<bool>,
 }
 
-/// Labels sorted by key (the order a `BTreeMap` iterates and serializes in),
-/// keys and values interned.
+/// A string map sorted by key (the order a `BTreeMap` iterates and
+/// serializes in), keys and values interned: labels, resource quantities.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Labels(Box<[(Atom, Atom)]>);
+pub struct InternedMap(Box<[(Atom, Atom)]>);
+pub type Labels = InternedMap;
 
 /// The kept annotations, sorted by key.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -97,7 +98,13 @@ macro_rules! sorted_pairs {
         }
     };
 }
-sorted_pairs!(Labels, Atom);
+sorted_pairs!(InternedMap, Atom);
+
+impl<'de> Deserialize<'de> for InternedMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(BTreeMap::<String, String>::deserialize(deserializer)?.into_iter().collect())
+    }
+}
 sorted_pairs!(Annotations, Box<str>);
 
 impl From<ObjectMeta> for Meta {

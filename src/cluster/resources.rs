@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-pub use super::meta::{Meta, Owner, KEPT_ANNOTATIONS};
+pub use super::intern::Atom;
+pub use super::meta::{InternedMap, Meta, Owner, KEPT_ANNOTATIONS};
 use serde::{Deserialize, Serialize};
 
 pub type Time = DateTime<Utc>;
@@ -21,12 +22,12 @@ pub type Time = DateTime<Utc>;
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
+    pub type_: Atom,
+    pub status: Atom,
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Atom>,
     #[serde(default)]
-    pub message: Option<String>,
+    pub message: Option<Box<str>>,
     #[serde(default)]
     pub last_transition_time: Option<Time>,
 }
@@ -178,17 +179,9 @@ pub struct PvSpec {
     #[serde(default)]
     pub claim_ref: Option<ClaimRef>,
     #[serde(default)]
-    pub storage_class_name: Option<String>,
+    pub storage_class_name: Option<Atom>,
     #[serde(default)]
     pub node_affinity: Option<VolumeNodeAffinity>,
-    #[serde(default)]
-    pub persistent_volume_reclaim_policy: Option<String>,
-    #[serde(default)]
-    pub capacity: BTreeMap<String, String>,
-    #[serde(default)]
-    pub local: Option<PathSource>,
-    #[serde(default)]
-    pub host_path: Option<PathSource>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -197,11 +190,6 @@ pub struct ClaimRef {
     pub namespace: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-}
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct PathSource {
-    #[serde(default)]
-    pub path: String,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct VolumeNodeAffinity {
@@ -232,7 +220,7 @@ pub struct NodeSelectorRequirement {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct PhaseStatus {
     #[serde(default)]
-    pub phase: Option<String>,
+    pub phase: Option<Atom>,
 }
 lean_kind!(PersistentVolume { spec, status }, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
 
@@ -251,16 +239,16 @@ pub struct PvcSpec {
     #[serde(default)]
     pub volume_name: Option<String>,
     #[serde(default)]
-    pub storage_class_name: Option<String>,
+    pub storage_class_name: Option<Atom>,
     #[serde(default)]
-    pub access_modes: Vec<String>,
+    pub access_modes: Vec<Atom>,
     #[serde(default)]
     pub resources: PvcResources,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct PvcResources {
     #[serde(default)]
-    pub requests: BTreeMap<String, String>,
+    pub requests: InternedMap,
 }
 lean_kind!(PersistentVolumeClaim { spec, status }, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
 
@@ -303,7 +291,7 @@ pub struct NamedContainer {
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(default)]
-    pub phase: Option<String>,
+    pub phase: Option<Atom>,
     #[serde(default)]
     pub container_statuses: Vec<ContainerStatus>,
     #[serde(default)]
@@ -314,7 +302,7 @@ pub struct PodStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
-    pub name: String,
+    pub name: Atom,
     #[serde(default)]
     pub ready: bool,
     #[serde(default)]
@@ -325,13 +313,14 @@ pub struct ContainerStatus {
     pub last_state: ContainerState,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// Boxed: a pod carries two per container and at most one is set in each.
 pub struct ContainerState {
     #[serde(default)]
-    pub running: Option<RunningState>,
+    pub running: Option<Box<RunningState>>,
     #[serde(default)]
-    pub waiting: Option<StateReason>,
+    pub waiting: Option<Box<StateReason>>,
     #[serde(default)]
-    pub terminated: Option<StateReason>,
+    pub terminated: Option<Box<StateReason>>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -343,7 +332,7 @@ pub struct RunningState {
 #[serde(rename_all = "camelCase")]
 pub struct StateReason {
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Atom>,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]

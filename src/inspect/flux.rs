@@ -38,7 +38,7 @@ fn finding(kind: &'static str, meta: &crate::cluster::meta::Meta, spec: &FluxSpe
         name: name(meta).to_string(),
         suspended,
         ready: ready.map(|c| c.status == "True"),
-        reason: ready.and_then(|c| c.reason.clone()),
+        reason: ready.and_then(|c| c.reason.as_deref().map(String::from)),
         // Resumed by hand: no longer held, though the annotation stays
         // (`flux resume` only sets spec.suspend false and updates the object
         // as read: fluxcd/flux2 cmd/flux/resume.go, resumeCommand.run).
