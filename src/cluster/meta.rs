@@ -222,6 +222,26 @@ mod tests {
         assert_eq!(serde_json::from_value::<Meta>(json).unwrap(), meta, "decodes back to the same");
     }
 
+    /// The Node confirmation (node-loss), the CNPG fence (failover) and
+    /// Flux's ssa marker (VolSync restore) are read from the snapshot; the
+    /// cache used to drop all three.
+    #[test]
+    fn annotations_readers_act_on_survive_a_dump_load() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "annotations": {"lifeboat.dev/confirmed-gone": "true"}}},
+            {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg", "namespace": "db", "annotations": {"cnpg.io/fencedInstances": "[\"pg-1\"]"}}},
+            {"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationDestination",
+             "metadata": {"name": "rd", "namespace": "app", "annotations": {"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent", "other": "dropped"}}}
+        ]});
+        let state = crate::cluster::dump::parse_str("fixture", &list.to_string(), chrono::Utc::now()).unwrap();
+        assert_eq!(crate::inspect::nodes::confirmed_gone(&state, "n1"), Some("annotated lifeboat.dev/confirmed-gone=true"));
+        let fenced = state.cnpg_clusters[0].metadata.annotations.as_ref().and_then(|a| a.get(marks::CNPG_FENCED_INSTANCES_ANNOTATION));
+        assert_eq!(fenced, Some("[\"pg-1\"]"));
+        let rd = &state.replication_destinations[0];
+        assert!(marks::ssa_if_not_present(&serde_json::json!({ "metadata": rd.metadata })));
+        assert_eq!(rd.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+    }
+
     #[test]
     fn labels_edit_like_a_map() {
         let mut labels: Labels = [("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())].into_iter().collect();
