@@ -6,8 +6,8 @@
 //! the watch falls back to waiting. A snapshot is assembled from the maps on
 //! demand; no finding ever calls the API.
 
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::cmp::Ordering as KeyOrder;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub struct WatchHealth {
     pub errors: AtomicU64,
 }
 
-/// A cached object, hashed and compared by its (namespace, name), so the
-/// cache stores no key beside the object.
+/// A cached object, ordered by its (namespace, name), so the cache stores
+/// no key beside the object, and hands out its objects in the order a
+/// snapshot sorts them in (the sort then only checks it).
 struct Keyed<K>(Arc<K>);
 
 impl<K: LeanObject> Keyed<K> {
@@ -53,26 +54,31 @@ impl<K: LeanObject> PartialEq for Keyed<K> {
     }
 }
 impl<K: LeanObject> Eq for Keyed<K> {}
-impl<K: LeanObject> Hash for Keyed<K> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state)
+impl<K: LeanObject> PartialOrd for Keyed<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrder> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: LeanObject> Ord for Keyed<K> {
+    fn cmp(&self, other: &Self) -> KeyOrder {
+        self.key().cmp(&other.key())
     }
 }
 
 /// Objects of one kind, one per (namespace, name), plus the watch's health.
 pub struct KindCache<K> {
-    objects: RwLock<HashSet<Keyed<K>>>,
+    objects: RwLock<BTreeSet<Keyed<K>>>,
     pub health: WatchHealth,
 }
 
 impl<K> Default for KindCache<K> {
     fn default() -> Self {
-        Self { objects: RwLock::new(HashSet::new()), health: WatchHealth::default() }
+        Self { objects: RwLock::new(BTreeSet::new()), health: WatchHealth::default() }
     }
 }
 
 impl<K: LeanObject> KindCache<K> {
-    fn replace_all(&self, objects: HashSet<Keyed<K>>) {
+    fn replace_all(&self, objects: BTreeSet<Keyed<K>>) {
         *self.objects.write().expect("cache lock poisoned") = objects;
     }
     fn apply(&self, object: K) {
@@ -221,18 +227,18 @@ async fn watch_until_gone<K: LeanObject>(client: &Client, cache: &KindCache<K>, 
     // WatchList gate, on by default only from Kubernetes 1.34.
     let config = watcher::Config::default();
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    let mut pending: Option<HashSet<Keyed<K>>> = None;
+    let mut pending: Option<BTreeSet<Keyed<K>>> = None;
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 cache.health.up.store(true, Ordering::Relaxed);
                 cache.health.events.fetch_add(1, Ordering::Relaxed);
                 match event {
-                    Event::Init => pending = Some(HashSet::new()),
+                    Event::Init => pending = Some(BTreeSet::new()),
                     // Each object is converted to its cached form as it
                     // arrives: the decoded one lives only this long.
                     Event::InitApply(object) => {
-                        pending.get_or_insert_with(HashSet::new).replace(Keyed::new(K::from_wire(object)));
+                        pending.get_or_insert_with(BTreeSet::new).replace(Keyed::new(K::from_wire(object)));
                     }
                     Event::InitDone => {
                         cache.replace_all(pending.take().unwrap_or_default());
@@ -267,6 +273,28 @@ mod tests {
         for (_, health) in live.health() {
             health.listed.store(true, Ordering::Relaxed);
         }
+    }
+
+    fn pod(ns: &str, name: &str, phase: &str) -> Pod {
+        let wire = serde_json::json!({"metadata": {"namespace": ns, "name": name, "uid": "1"}, "status": {"phase": phase}});
+        Pod::from_wire(serde_json::from_value(wire).unwrap())
+    }
+
+    #[test]
+    fn the_cache_keeps_one_object_per_name_and_hands_them_out_sorted() {
+        let cache = KindCache::<Pod>::default();
+        cache.apply(pod("b", "x", "Pending"));
+        cache.apply(pod("a", "y", "Pending"));
+        cache.apply(pod("a", "x", "Pending"));
+        cache.apply(pod("b", "x", "Running"));
+        cache.delete(pod("a", "y", "Unknown"));
+        let held: Vec<(String, String, String)> = cache
+            .snapshot()
+            .iter()
+            .map(|p| (super::super::namespace(&p.metadata).into(), super::super::name(&p.metadata).into(), p.status.phase.as_deref().unwrap_or("").into()))
+            .collect();
+        let expected = [("a", "x", "Pending"), ("b", "x", "Running")].map(|(n, m, p)| (n.to_string(), m.to_string(), p.to_string()));
+        assert_eq!(held, expected);
     }
 
     #[test]
