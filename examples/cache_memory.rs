@@ -10,7 +10,6 @@
 //!
 //! Figures are printed, never asserted; record them in BENCHMARKS.md.
 
-#[allow(dead_code)]
 #[path = "../tests/support/fixtures.rs"]
 mod fixtures;
 
