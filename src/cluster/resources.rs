@@ -1,7 +1,10 @@
 //! Partial typed views of the Kubernetes objects lifeboat reads.
 //!
 //! Each struct holds only the fields some finding or playbook uses; serde drops
-//! everything else while decoding, so the watch caches stay small. Field names
+//! everything else while decoding, so the watch caches stay small. Values that
+//! repeat across objects (condition types, phases) decode interned. Each kind
+//! is generic over its metadata: `Pod<ObjectMeta>` is what watches and dumps
+//! decode, `Pod` (with the compact [`Meta`]) what the cache holds. Field names
 //! follow upstream (each type names its CRD); every field is optional or defaulted because
 //! operators fill status in lazily.
 
@@ -10,10 +13,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
 
 pub use super::intern::Atom;
 pub use super::meta::{InternedMap, Meta, Owner, KEPT_ANNOTATIONS};
-use serde::{Deserialize, Serialize};
 
 pub type Time = DateTime<Utc>;
 
@@ -312,8 +315,8 @@ pub struct ContainerStatus {
     #[serde(default)]
     pub last_state: ContainerState,
 }
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 /// Boxed: a pod carries two per container and at most one is set in each.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ContainerState {
     #[serde(default)]
     pub running: Option<Box<RunningState>>,
