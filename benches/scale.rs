@@ -201,6 +201,14 @@ fn usage(pid: u32) -> (u64, u64, f64) {
     (kib("VmRSS:"), kib("VmHWM:"), (ticks(11) + ticks(12)) / hz)
 }
 
+/// Resident (RssAnon, RssFile) in bytes: heap and stacks, against the
+/// mapped binary and libraries (a debug build's code is a fixed part of RSS).
+fn rss_split(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    (kib("RssAnon:"), kib("RssFile:"))
+}
+
 struct Tool {
     name: &'static str,
     child: Child,
@@ -299,6 +307,9 @@ struct Figures {
     cpu_to_complete: f64,
     peak_rss: u64,
     steady_rss: u64,
+    steady_anon_file: (u64, u64),
+    /// lifeboat's `lifeboat_snapshot_build_duration_seconds` after the churn.
+    snapshot_build: Option<f64>,
     cpu_per_minute_churn: f64,
     p50: Duration,
     p99: Duration,
@@ -338,6 +349,8 @@ async fn measure(mut tool: Tool, s: &Scale, a: &Args, client: &Client) -> Figure
         let body = http.get(&tool.metrics_url).send().await.unwrap().bytes().await.unwrap();
         latencies.push(t.elapsed());
         f.body_bytes = body.len();
+        let text = String::from_utf8_lossy(&body);
+        f.snapshot_build = text.lines().find_map(|l| l.strip_prefix("lifeboat_snapshot_build_duration_seconds ")?.trim().parse().ok());
     }
     latencies.sort();
     f.p50 = latencies[latencies.len() / 2];
@@ -348,6 +361,7 @@ async fn measure(mut tool: Tool, s: &Scale, a: &Args, client: &Client) -> Figure
     }
     let (rss, hwm, _) = usage(pid);
     (f.steady_rss, f.peak_rss) = (rss, hwm);
+    f.steady_anon_file = rss_split(pid);
     let _ = tool.child.kill();
     let _ = tool.child.wait();
     f
@@ -426,7 +440,9 @@ async fn main() {
     row("peak RSS", &|f| mib(f.peak_rss));
     row("steady RSS (after churn)", &|f| mib(f.steady_rss));
     row("steady RSS per object", &|f| format!("{} B", f.steady_rss / s.objects() as u64));
+    row("steady RSS: anonymous (heap, stacks) / file (binary, libraries)", &|f| format!("{} / {}", mib(f.steady_anon_file.0), mib(f.steady_anon_file.1)));
     row("CPU per minute under churn", &|f| format!("{:.2} s", f.cpu_per_minute_churn));
+    row("snapshot build (last, after the churn)", &|f| f.snapshot_build.map_or("-".into(), |b| format!("{:.0} ms", b * 1000.0)));
     row("/metrics p50 / p99", &|f| format!("{} / {}", ms(f.p50), ms(f.p99)));
     row("/metrics body (gzip)", &|f| format!("{} KB ({})", f.body_bytes / 1000, f.gzip_bytes.map_or("no gzip".into(), |g| format!("{} KB", g / 1000))));
     println!("| load average (1/5/15 min) at start → end | {} |", results.iter().map(|r| r.2.as_str()).collect::<Vec<_>>().join(" | "));

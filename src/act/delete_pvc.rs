@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::guards::RunLimits;
 use super::nodes::{node_confirmed_gone, node_ready};
 use super::objects::{api, delete, get, StepError};
-use crate::cluster::resources::{Node, PersistentVolume};
+use crate::cluster::resources::{LeanObject, Node, PersistentVolume};
 use crate::cluster::write::{merge_patch, WriteError};
 use crate::cluster::ClusterState;
 use crate::plan::ObjectRef;
@@ -25,13 +25,14 @@ pub(super) async fn check_pvc_deletable(client: &Client, pvc: &ObjectRef, planne
     let Some(volume) = claim["spec"]["volumeName"].as_str() else {
         return Err(StepError::Refused(format!("{pvc} is not bound: cannot prove which node holds its data")));
     };
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pvs: Api<<PersistentVolume as LeanObject>::Wire> = Api::all(client.clone());
     let pv = pvs.get_opt(volume).await.map_err(|e| StepError::Failed(format!("reading PV {volume}: {e}")))?;
     let pinned = match pv {
         Some(pv) => {
-            let nodes: Api<Node> = Api::all(client.clone());
+            let nodes: Api<<Node as LeanObject>::Wire> = Api::all(client.clone());
             let node_list = nodes.list(&Default::default()).await.map_err(|e| StepError::Failed(format!("listing nodes: {e}")))?;
-            let mut state = ClusterState { persistent_volumes: vec![Arc::new(pv)], nodes: node_list.items.into_iter().map(Arc::new).collect(), ..Default::default() };
+            let nodes = node_list.items.into_iter().map(|n| Arc::new(Node::from_wire(n))).collect();
+            let mut state = ClusterState { persistent_volumes: vec![Arc::new(PersistentVolume::from_wire(pv))], nodes, ..Default::default() };
             state.finish();
             crate::inspect::nodes::pinned_nodes(&state).into_values().next()
         }

@@ -5,11 +5,11 @@ use kube::api::DynamicObject;
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::cluster::resources::{find_condition, Node};
+use crate::cluster::resources::{find_condition, LeanObject, Node};
 
 /// Ready unless the Node is missing or its Ready condition is not True.
 pub(super) async fn node_ready(client: &Client, node: &str) -> Result<bool, String> {
-    let nodes: Api<Node> = Api::all(client.clone());
+    let nodes: Api<<Node as LeanObject>::Wire> = Api::all(client.clone());
     match nodes.get_opt(node).await {
         Ok(Some(n)) => Ok(find_condition(&n.status.conditions, "Ready").is_some_and(|c| c.status == "True")),
         Ok(None) => Ok(false),

@@ -221,9 +221,8 @@ fn add_object(state: &mut ClusterState, summary: &mut DumpSummary, path: &Path, 
             $(
                 let info = <$ty as LeanObject>::INFO;
                 if info.kind == kind && info.api_version() == api_version {
-                    let mut object: $ty = item.decode().map_err(fail)?;
-                    strip_metadata(object.metadata_mut());
-                    state.$field.push(Arc::new(object));
+                    let wire: <$ty as LeanObject>::Wire = item.decode().map_err(fail)?;
+                    state.$field.push(Arc::new(<$ty>::from_wire(wire)));
                     summary.objects += 1;
                     return Ok(());
                 }

@@ -11,6 +11,11 @@ pub const KEPT_SUSPENDED_ANNOTATION: &str = "lifeboat.dev/kept-suspended";
 pub const CONFIRMED_GONE_ANNOTATION: &str = "lifeboat.dev/confirmed-gone";
 pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
+/// The CNPG instances fenced by a human, on the `Cluster`: a JSON list of
+/// instance names, or `["*"]` (cloudnative-pg v1.30.0
+/// `pkg/utils/labels_annotations.go`).
+pub const CNPG_FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
+
 /// What the kopia mover logs when the repository holds no snapshot for the
 /// source: it exits 0, so the result is "Successful" although nothing was
 /// restored (and with enableFileDeletion the volume was emptied first).

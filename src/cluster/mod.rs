@@ -4,18 +4,19 @@
 pub mod capture;
 pub mod connect;
 pub mod dump;
+pub mod intern;
 pub mod marks;
+pub mod meta;
 mod object_ref;
 pub mod pod_references;
 pub mod resources;
 pub mod watch;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use object_ref::ObjectRef;
 use resources::*;
@@ -86,34 +87,34 @@ macro_rules! define_state {
 }
 for_each_kind!(define_state);
 
-fn key(meta: &ObjectMeta) -> (&str, &str) {
+fn key(meta: &Meta) -> (&str, &str) {
     (meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
 }
 
 /// `namespace/name` (or `name` for cluster-scoped objects).
-pub fn display_name(meta: &ObjectMeta) -> String {
+pub fn display_name(meta: &Meta) -> String {
     match &meta.namespace {
         Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or("")),
-        None => meta.name.clone().unwrap_or_default(),
+        None => name(meta).to_string(),
     }
 }
 
-pub fn name(meta: &ObjectMeta) -> &str {
+pub fn name(meta: &Meta) -> &str {
     meta.name.as_deref().unwrap_or("")
 }
 
-pub fn namespace(meta: &ObjectMeta) -> &str {
+pub fn namespace(meta: &Meta) -> &str {
     meta.namespace.as_deref().unwrap_or("")
 }
 
 /// `metadata.creationTimestamp` as a chrono time.
-pub fn created_at(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
+pub fn created_at(meta: &Meta) -> Option<DateTime<Utc>> {
     let t = meta.creation_timestamp.as_ref()?.0;
     DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
 }
 
-pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
-    meta.labels.as_ref()?.get(key).map(String::as_str)
+pub fn label<'a>(meta: &'a Meta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key)
 }
 
 impl ClusterState {
@@ -122,16 +123,26 @@ impl ClusterState {
     }
 
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
-        self.index.nodes.get(name).map(|&i| &self.nodes[i])
+        find_sorted(&self.nodes, ("", name))
     }
 
     pub fn pvc(&self, ns: &str, name: &str) -> Option<&Arc<PersistentVolumeClaim>> {
-        self.index.pvcs.get(&(ns.to_string(), name.to_string())).map(|&i| &self.persistent_volume_claims[i])
+        find_sorted(&self.persistent_volume_claims, (ns, name))
     }
 
     pub fn pods_using_claim<'a>(&'a self, ns: &str, claim: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
-        let indices = self.index.pods_by_claim.get(&(ns.to_string(), claim.to_string()));
-        indices.into_iter().flatten().map(|&i| &self.pods[i])
+        let claims = &self.index.pods_by_claim;
+        let claim_of = |&(pod, volume): &(u32, u32)| self.pod_claim(pod, volume);
+        let start = claims.partition_point(|entry| claim_of(entry) < (ns, claim));
+        let end = start + claims[start..].partition_point(|entry| claim_of(entry) == (ns, claim));
+        claims[start..end].iter().map(|&(pod, _)| &self.pods[pod as usize])
+    }
+
+    /// (namespace, claim name) of a pod's `volume`-th volume (a claim).
+    fn pod_claim(&self, pod: u32, volume: u32) -> (&str, &str) {
+        let pod = &self.pods[pod as usize];
+        let claim = pod.spec.volumes[volume as usize].persistent_volume_claim.as_ref().map_or("", |c| c.claim_name.as_str());
+        (namespace(&pod.metadata), claim)
     }
 
     /// Follows controller owner references from a pod to its top workload
@@ -142,37 +153,42 @@ impl ClusterState {
         if owner.kind == "ReplicaSet" {
             let rs = self.replica_sets.iter().find(|r| namespace(&r.metadata) == ns && name(&r.metadata) == owner.name);
             if let Some(deploy) = rs.and_then(|r| controller_owner(&r.metadata)) {
-                return Some(WorkloadRef { namespace: ns.to_string(), kind: deploy.kind.clone(), name: deploy.name.clone() });
+                return Some(WorkloadRef { namespace: ns.to_string(), kind: deploy.kind.to_string(), name: deploy.name.to_string() });
             }
         }
-        Some(WorkloadRef { namespace: ns.to_string(), kind: owner.kind.clone(), name: owner.name.clone() })
+        Some(WorkloadRef { namespace: ns.to_string(), kind: owner.kind.to_string(), name: owner.name.to_string() })
     }
 }
 
-/// Lookup tables over a snapshot's lists (positions into them), so findings
-/// stay linear on clusters with tens of thousands of objects.
+/// The object named `key` in a list [`ClusterState::finish`] sorted.
+fn find_sorted<'a, K: LeanObject>(objects: &'a [Arc<K>], wanted: (&str, &str)) -> Option<&'a Arc<K>> {
+    objects.binary_search_by(|o| key(o.metadata()).cmp(&wanted)).ok().map(|i| &objects[i])
+}
+
+/// Lookups over a snapshot's lists, so findings stay linear on clusters with
+/// tens of thousands of objects. Nodes and claims are found by binary search
+/// in their sorted lists; pods by the claims they mount need this one table
+/// of positions (no copies of names).
 #[derive(Clone, Debug, Default)]
 pub struct StateIndex {
-    nodes: HashMap<String, usize>,
-    pvcs: HashMap<(String, String), usize>,
-    /// (namespace, claim) → pods that mount it.
-    pods_by_claim: HashMap<(String, String), Vec<usize>>,
+    /// (pod, volume) positions of every claim a pod mounts, sorted by
+    /// (namespace, claim name).
+    pods_by_claim: Vec<(u32, u32)>,
 }
 
 impl StateIndex {
     fn build(state: &ClusterState) -> Self {
-        let owned = |meta: &ObjectMeta| (namespace(meta).to_string(), name(meta).to_string());
-        let mut pods_by_claim: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut pods_by_claim: Vec<(u32, u32)> = Vec::new();
         for (i, pod) in state.pods.iter().enumerate() {
-            for claim in pod.spec.volumes.iter().filter_map(|v| v.persistent_volume_claim.as_ref()) {
-                pods_by_claim.entry((namespace(&pod.metadata).to_string(), claim.claim_name.clone())).or_default().push(i);
+            for (v, volume) in pod.spec.volumes.iter().enumerate() {
+                if volume.persistent_volume_claim.is_some() {
+                    pods_by_claim.push((i as u32, v as u32));
+                }
             }
         }
-        StateIndex {
-            nodes: state.nodes.iter().enumerate().map(|(i, n)| (name(&n.metadata).to_string(), i)).collect(),
-            pvcs: state.persistent_volume_claims.iter().enumerate().map(|(i, p)| (owned(&p.metadata), i)).collect(),
-            pods_by_claim,
-        }
+        // Stable: pods mounting one claim stay in list order.
+        pods_by_claim.sort_by(|&(p1, v1), &(p2, v2)| state.pod_claim(p1, v1).cmp(&state.pod_claim(p2, v2)));
+        StateIndex { pods_by_claim }
     }
 }
 
@@ -190,14 +206,14 @@ impl std::fmt::Display for WorkloadRef {
     }
 }
 
-pub fn controller_owner(meta: &ObjectMeta) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+pub fn controller_owner(meta: &Meta) -> Option<&Owner> {
     let owners = meta.owner_references.as_ref()?;
     owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())
 }
 
 /// The Flux object that applied `meta`, from the labels kustomize-controller
 /// and helm-controller stamp on everything they manage.
-pub fn flux_owner(meta: &ObjectMeta) -> Option<FluxRef> {
+pub fn flux_owner(meta: &Meta) -> Option<FluxRef> {
     if let (Some(name), Some(ns)) = (label(meta, "kustomize.toolkit.fluxcd.io/name"), label(meta, "kustomize.toolkit.fluxcd.io/namespace")) {
         return Some(FluxRef { kind: "Kustomization".into(), namespace: ns.into(), name: name.into() });
     }

@@ -1,7 +1,10 @@
 //! Partial typed views of the Kubernetes objects lifeboat reads.
 //!
 //! Each struct holds only the fields some finding or playbook uses; serde drops
-//! everything else while decoding, so the watch caches stay small. Field names
+//! everything else while decoding, so the watch caches stay small. Values that
+//! repeat across objects (condition types, phases) decode interned. Each kind
+//! is generic over its metadata: `Pod<ObjectMeta>` is what watches and dumps
+//! decode, `Pod` (with the compact [`Meta`]) what the cache holds. Field names
 //! follow upstream (each type names its CRD); every field is optional or defaulted because
 //! operators fill status in lazily.
 
@@ -12,6 +15,9 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+pub use super::intern::Atom;
+pub use super::meta::{InternedMap, Meta, Owner, KEPT_ANNOTATIONS};
+
 pub type Time = DateTime<Utc>;
 
 /// A `metav1.Condition` or core-style condition (both share these fields).
@@ -19,12 +25,12 @@ pub type Time = DateTime<Utc>;
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
+    pub type_: Atom,
+    pub status: Atom,
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Atom>,
     #[serde(default)]
-    pub message: Option<String>,
+    pub message: Option<Box<str>>,
     #[serde(default)]
     pub last_transition_time: Option<Time>,
 }
@@ -71,11 +77,16 @@ impl KindInfo {
     }
 }
 
-/// Implemented by every lean object type; ties it to its API coordinates.
-pub trait LeanObject: Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + 'static {
+/// Implemented by every lean object type (with the cache's [`Meta`]); ties it
+/// to its API coordinates and to the form watch events and dumps decode.
+pub trait LeanObject: Clone + std::fmt::Debug + Send + Sync + 'static {
     const INFO: KindInfo;
-    fn metadata(&self) -> &ObjectMeta;
-    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+    /// The same object with `k8s_openapi`'s full `ObjectMeta`: what the
+    /// watcher decodes (it needs each object's resourceVersion).
+    type Wire: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + 'static;
+    fn metadata(&self) -> &Meta;
+    /// Keeps what the cache holds of a decoded object.
+    fn from_wire(wire: Self::Wire) -> Self;
 }
 
 macro_rules! lean_scope {
@@ -88,17 +99,18 @@ macro_rules! lean_scope {
 }
 
 macro_rules! lean_kind {
-    ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
+    ($ty:ident { $($field:ident),* }, $group:literal, $version:literal, $kind:literal, $plural:literal, namespaced = $ns:tt, optional = $opt:literal) => {
         impl LeanObject for $ty {
             const INFO: KindInfo = KindInfo { group: $group, version: $version, kind: $kind, plural: $plural, namespaced: $ns, optional: $opt };
-            fn metadata(&self) -> &ObjectMeta {
+            type Wire = $ty<ObjectMeta>;
+            fn metadata(&self) -> &Meta {
                 &self.metadata
             }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
+            fn from_wire(wire: $ty<ObjectMeta>) -> Self {
+                $ty { metadata: Meta::from(wire.metadata), $($field: wire.$field),* }
             }
         }
-        impl kube::Resource for $ty {
+        impl kube::Resource for $ty<ObjectMeta> {
             type DynamicType = ();
             type Scope = lean_scope!($ns);
             fn kind(_: &()) -> Cow<'_, str> {
@@ -127,8 +139,8 @@ macro_rules! lean_kind {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Node {
-    pub metadata: ObjectMeta,
+pub struct Node<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: NodeSpec,
     #[serde(default)]
@@ -153,12 +165,12 @@ pub struct NodeStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
-lean_kind!(Node, "", "v1", "Node", "nodes", namespaced = false, optional = false);
+lean_kind!(Node { spec, status }, "", "v1", "Node", "nodes", namespaced = false, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PersistentVolume {
-    pub metadata: ObjectMeta,
+pub struct PersistentVolume<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PvSpec,
     #[serde(default)]
@@ -170,17 +182,9 @@ pub struct PvSpec {
     #[serde(default)]
     pub claim_ref: Option<ClaimRef>,
     #[serde(default)]
-    pub storage_class_name: Option<String>,
+    pub storage_class_name: Option<Atom>,
     #[serde(default)]
     pub node_affinity: Option<VolumeNodeAffinity>,
-    #[serde(default)]
-    pub persistent_volume_reclaim_policy: Option<String>,
-    #[serde(default)]
-    pub capacity: BTreeMap<String, String>,
-    #[serde(default)]
-    pub local: Option<PathSource>,
-    #[serde(default)]
-    pub host_path: Option<PathSource>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -189,11 +193,6 @@ pub struct ClaimRef {
     pub namespace: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-}
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct PathSource {
-    #[serde(default)]
-    pub path: String,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct VolumeNodeAffinity {
@@ -224,14 +223,14 @@ pub struct NodeSelectorRequirement {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct PhaseStatus {
     #[serde(default)]
-    pub phase: Option<String>,
+    pub phase: Option<Atom>,
 }
-lean_kind!(PersistentVolume, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
+lean_kind!(PersistentVolume { spec, status }, "", "v1", "PersistentVolume", "persistentvolumes", namespaced = false, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PersistentVolumeClaim {
-    pub metadata: ObjectMeta,
+pub struct PersistentVolumeClaim<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PvcSpec,
     #[serde(default)]
@@ -243,23 +242,23 @@ pub struct PvcSpec {
     #[serde(default)]
     pub volume_name: Option<String>,
     #[serde(default)]
-    pub storage_class_name: Option<String>,
+    pub storage_class_name: Option<Atom>,
     #[serde(default)]
-    pub access_modes: Vec<String>,
+    pub access_modes: Vec<Atom>,
     #[serde(default)]
     pub resources: PvcResources,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct PvcResources {
     #[serde(default)]
-    pub requests: BTreeMap<String, String>,
+    pub requests: InternedMap,
 }
-lean_kind!(PersistentVolumeClaim, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
+lean_kind!(PersistentVolumeClaim { spec, status }, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Pod {
-    pub metadata: ObjectMeta,
+pub struct Pod<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: PodSpec,
     #[serde(default)]
@@ -311,7 +310,7 @@ pub struct NamedContainer {
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(default)]
-    pub phase: Option<String>,
+    pub phase: Option<Atom>,
     #[serde(default)]
     pub container_statuses: Vec<ContainerStatus>,
     #[serde(default)]
@@ -322,7 +321,7 @@ pub struct PodStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
-    pub name: String,
+    pub name: Atom,
     #[serde(default)]
     pub ready: bool,
     #[serde(default)]
@@ -332,14 +331,15 @@ pub struct ContainerStatus {
     #[serde(default)]
     pub last_state: ContainerState,
 }
+/// Boxed: a pod carries two per container and at most one is set in each.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ContainerState {
     #[serde(default)]
-    pub running: Option<RunningState>,
+    pub running: Option<Box<RunningState>>,
     #[serde(default)]
-    pub waiting: Option<StateReason>,
+    pub waiting: Option<Box<StateReason>>,
     #[serde(default)]
-    pub terminated: Option<StateReason>,
+    pub terminated: Option<Box<StateReason>>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -351,13 +351,13 @@ pub struct RunningState {
 #[serde(rename_all = "camelCase")]
 pub struct StateReason {
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Atom>,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub finished_at: Option<Time>,
 }
-lean_kind!(Pod, "", "v1", "Pod", "pods", namespaced = true, optional = false);
+lean_kind!(Pod { spec, status }, "", "v1", "Pod", "pods", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -379,14 +379,14 @@ macro_rules! workload_kind {
     ($ty:ident, $kind:literal, $plural:literal) => {
         #[derive(Clone, Debug, Default, Deserialize, Serialize)]
         #[serde(rename_all = "camelCase")]
-        pub struct $ty {
-            pub metadata: ObjectMeta,
+        pub struct $ty<M = Meta> {
+            pub metadata: M,
             #[serde(default)]
             pub spec: WorkloadSpec,
             #[serde(default)]
             pub status: WorkloadStatus,
         }
-        lean_kind!($ty, "apps", "v1", $kind, $plural, namespaced = true, optional = false);
+        lean_kind!($ty { spec, status }, "apps", "v1", $kind, $plural, namespaced = true, optional = false);
     };
 }
 workload_kind!(Deployment, "Deployment", "deployments");
@@ -395,8 +395,8 @@ workload_kind!(ReplicaSet, "ReplicaSet", "replicasets");
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CronJob {
-    pub metadata: ObjectMeta,
+pub struct CronJob<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: CronJobSpec,
     #[serde(default)]
@@ -420,12 +420,12 @@ pub struct CronJobStatus {
     #[serde(default)]
     pub last_successful_time: Option<Time>,
 }
-lean_kind!(CronJob, "batch", "v1", "CronJob", "cronjobs", namespaced = true, optional = false);
+lean_kind!(CronJob { spec, status }, "batch", "v1", "CronJob", "cronjobs", namespaced = true, optional = false);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Job {
-    pub metadata: ObjectMeta,
+pub struct Job<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub status: JobStatus,
 }
@@ -439,14 +439,14 @@ pub struct JobStatus {
     #[serde(default)]
     pub completion_time: Option<Time>,
 }
-lean_kind!(Job, "batch", "v1", "Job", "jobs", namespaced = true, optional = false);
+lean_kind!(Job { status }, "batch", "v1", "Job", "jobs", namespaced = true, optional = false);
 
 // ---------------------------------------------------------------- CloudNativePG
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CnpgCluster {
-    pub metadata: ObjectMeta,
+pub struct CnpgCluster<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: CnpgClusterSpec,
     #[serde(default)]
@@ -544,7 +544,7 @@ pub struct CnpgClusterStatus {
     #[serde(default)]
     pub instances_reported_state: BTreeMap<String, CnpgReportedState>,
 }
-lean_kind!(CnpgCluster, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
+lean_kind!(CnpgCluster { spec, status }, "postgresql.cnpg.io", "v1", "Cluster", "clusters", namespaced = true, optional = true);
 
 pub const BARMAN_CLOUD_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 
@@ -557,15 +557,15 @@ impl CnpgCluster {
     pub fn plugin_object_store(&self) -> Option<(String, String)> {
         let plugin = self.wal_archiver_plugin()?;
         let store = plugin.parameters.get("barmanObjectName")?.clone();
-        let server = plugin.parameters.get("serverName").cloned().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default());
+        let server = plugin.parameters.get("serverName").cloned().unwrap_or_else(|| crate::cluster::name(&self.metadata).to_string());
         Some((store, server))
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ScheduledBackup {
-    pub metadata: ObjectMeta,
+pub struct ScheduledBackup<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ScheduledBackupSpec,
     #[serde(default)]
@@ -596,12 +596,12 @@ pub struct ScheduledBackupStatus {
     #[serde(default)]
     pub next_schedule_time: Option<Time>,
 }
-lean_kind!(ScheduledBackup, "postgresql.cnpg.io", "v1", "ScheduledBackup", "scheduledbackups", namespaced = true, optional = true);
+lean_kind!(ScheduledBackup { spec, status }, "postgresql.cnpg.io", "v1", "ScheduledBackup", "scheduledbackups", namespaced = true, optional = true);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectStore {
-    pub metadata: ObjectMeta,
+pub struct ObjectStore<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ObjectStoreSpec,
     #[serde(default)]
@@ -630,7 +630,7 @@ pub struct RecoveryWindow {
     #[serde(default)]
     pub last_failed_backup_time: Option<Time>,
 }
-lean_kind!(ObjectStore, "barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores", namespaced = true, optional = true);
+lean_kind!(ObjectStore { spec, status }, "barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores", namespaced = true, optional = true);
 
 // ---------------------------------------------------------------- VolSync
 
@@ -669,8 +669,8 @@ pub struct VolsyncStatus {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReplicationSource {
-    pub metadata: ObjectMeta,
+pub struct ReplicationSource<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ReplicationSourceSpec,
     #[serde(default)]
@@ -698,12 +698,12 @@ pub struct KopiaSource {
     #[serde(default)]
     pub hostname: Option<String>,
 }
-lean_kind!(ReplicationSource, "volsync.backube", "v1alpha1", "ReplicationSource", "replicationsources", namespaced = true, optional = true);
+lean_kind!(ReplicationSource { spec, status }, "volsync.backube", "v1alpha1", "ReplicationSource", "replicationsources", namespaced = true, optional = true);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReplicationDestination {
-    pub metadata: ObjectMeta,
+pub struct ReplicationDestination<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: ReplicationDestinationSpec,
     #[serde(default)]
@@ -753,7 +753,7 @@ pub struct SourceIdentity {
     #[serde(default, rename = "sourcePVCName")]
     pub source_pvc_name: Option<String>,
 }
-lean_kind!(ReplicationDestination, "volsync.backube", "v1alpha1", "ReplicationDestination", "replicationdestinations", namespaced = true, optional = true);
+lean_kind!(ReplicationDestination { spec, status }, "volsync.backube", "v1alpha1", "ReplicationDestination", "replicationdestinations", namespaced = true, optional = true);
 
 impl ReplicationDestination {
     pub fn mover(&self) -> Option<&KopiaDestination> {
@@ -765,8 +765,8 @@ impl ReplicationDestination {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MariaDb {
-    pub metadata: ObjectMeta,
+pub struct MariaDb<M = Meta> {
+    pub metadata: M,
     #[serde(default)]
     pub spec: MariaDbSpec,
     #[serde(default)]
@@ -858,7 +858,7 @@ pub struct GaleraPosition {
     #[serde(default)]
     pub safe_to_bootstrap: Option<bool>,
 }
-lean_kind!(MariaDb, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
+lean_kind!(MariaDb { spec, status }, "k8s.mariadb.com", "v1alpha1", "MariaDB", "mariadbs", namespaced = true, optional = true);
 
 // ---------------------------------------------------------------- Flux
 
@@ -867,14 +867,14 @@ macro_rules! flux_kind {
     ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal) => {
         #[derive(Clone, Debug, Default, Deserialize, Serialize)]
         #[serde(rename_all = "camelCase")]
-        pub struct $ty {
-            pub metadata: ObjectMeta,
+        pub struct $ty<M = Meta> {
+            pub metadata: M,
             #[serde(default)]
             pub spec: FluxSpec,
             #[serde(default)]
             pub status: FluxStatus,
         }
-        lean_kind!($ty, $group, $version, $kind, $plural, namespaced = true, optional = true);
+        lean_kind!($ty { spec, status }, $group, $version, $kind, $plural, namespaced = true, optional = true);
     };
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -893,48 +893,3 @@ pub struct FluxStatus {
 
 flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
-
-/// Annotations a finding reads; every other one is dropped from the cache.
-pub const KEPT_ANNOTATIONS: &[&str] = &[crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION];
-
-/// Drops the metadata no finding reads before an object is cached: managed
-/// fields, annotations other than [`KEPT_ANNOTATIONS`] (last-applied
-/// configuration can be larger than the rest of the object), uid,
-/// resourceVersion, generateName. Writes never use the cache: they re-read
-/// the live object. An owner keeps its apiVersion: a kind alone does not say
-/// which operator owns the object (s3-restore stops a StatefulSet through its
-/// kaniop.rs `Kanidm`).
-pub fn strip_metadata(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = meta
-        .annotations
-        .take()
-        .map(|mut kept| {
-            kept.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
-            kept
-        })
-        .filter(|kept| !kept.is_empty());
-    meta.uid = None;
-    meta.resource_version = None;
-    meta.generate_name = None;
-    meta.generation = None;
-    for owner in meta.owner_references.iter_mut().flatten() {
-        owner.uid = String::new();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
-    #[test]
-    fn a_cached_owner_keeps_its_api_version() {
-        let owner = OwnerReference { api_version: "kaniop.rs/v1beta1".into(), kind: "Kanidm".into(), name: "kanidm".into(), uid: "1234".into(), ..Default::default() };
-        let mut meta = ObjectMeta { owner_references: Some(vec![owner]), uid: Some("5678".into()), ..Default::default() };
-        strip_metadata(&mut meta);
-        let owner = &meta.owner_references.unwrap()[0];
-        assert_eq!((owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()), ("kaniop.rs/v1beta1", "Kanidm", ""));
-        assert_eq!(meta.uid, None);
-    }
-}

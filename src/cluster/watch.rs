@@ -6,7 +6,8 @@
 //! the watch falls back to waiting. A snapshot is assembled from the maps on
 //! demand; no finding ever calls the API.
 
-use std::collections::HashMap;
+use std::cmp::Ordering as KeyOrder;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -34,35 +35,63 @@ pub struct WatchHealth {
     pub errors: AtomicU64,
 }
 
-/// Objects of one kind keyed by `namespace/name`, plus the watch's health.
+/// A cached object, ordered by its (namespace, name), so the cache stores
+/// no key beside the object, and hands out its objects in the order a
+/// snapshot sorts them in (the sort then only checks it).
+struct Keyed<K>(Arc<K>);
+
+impl<K: LeanObject> Keyed<K> {
+    fn new(object: K) -> Self {
+        Keyed(Arc::new(object))
+    }
+    fn key(&self) -> (&str, &str) {
+        super::key(self.0.metadata())
+    }
+}
+impl<K: LeanObject> PartialEq for Keyed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl<K: LeanObject> Eq for Keyed<K> {}
+impl<K: LeanObject> PartialOrd for Keyed<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrder> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: LeanObject> Ord for Keyed<K> {
+    fn cmp(&self, other: &Self) -> KeyOrder {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Objects of one kind, one per (namespace, name), plus the watch's health.
 pub struct KindCache<K> {
-    objects: RwLock<HashMap<String, Arc<K>>>,
+    objects: RwLock<BTreeSet<Keyed<K>>>,
     pub health: WatchHealth,
 }
 
 impl<K> Default for KindCache<K> {
     fn default() -> Self {
-        Self { objects: RwLock::new(HashMap::new()), health: WatchHealth::default() }
+        Self { objects: RwLock::new(BTreeSet::new()), health: WatchHealth::default() }
     }
 }
 
 impl<K: LeanObject> KindCache<K> {
-    fn replace_all(&self, objects: HashMap<String, Arc<K>>) {
+    fn replace_all(&self, objects: BTreeSet<Keyed<K>>) {
         *self.objects.write().expect("cache lock poisoned") = objects;
     }
     fn apply(&self, object: K) {
-        let key = super::display_name(object.metadata());
-        self.objects.write().expect("cache lock poisoned").insert(key, Arc::new(object));
+        self.objects.write().expect("cache lock poisoned").replace(Keyed::new(object));
     }
-    fn delete(&self, object: &K) {
-        let key = super::display_name(object.metadata());
-        self.objects.write().expect("cache lock poisoned").remove(&key);
+    fn delete(&self, object: K) {
+        self.objects.write().expect("cache lock poisoned").remove(&Keyed::new(object));
     }
     fn clear(&self) {
         self.objects.write().expect("cache lock poisoned").clear();
     }
     pub fn snapshot(&self) -> Vec<Arc<K>> {
-        self.objects.read().expect("cache lock poisoned").values().cloned().collect()
+        self.objects.read().expect("cache lock poisoned").iter().map(|keyed| keyed.0.clone()).collect()
     }
 }
 
@@ -143,10 +172,7 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-async fn run_watch<K>(client: Client, cache: &KindCache<K>, generation: &AtomicU64, discovery_interval: Duration)
-where
-    K: LeanObject + kube::Resource<DynamicType = ()>,
-{
+async fn run_watch<K: LeanObject>(client: Client, cache: &KindCache<K>, generation: &AtomicU64, discovery_interval: Duration) {
     let label = K::INFO.label();
     let mut reported_absent = false;
     loop {
@@ -191,12 +217,9 @@ fn mark_absent<K: LeanObject>(cache: &KindCache<K>, generation: &AtomicU64) {
 
 /// Runs the watch until the API stops being served (404). Other errors are
 /// counted and retried with the watcher's backoff.
-async fn watch_until_gone<K>(client: &Client, cache: &KindCache<K>, generation: &AtomicU64)
-where
-    K: LeanObject + kube::Resource<DynamicType = ()>,
-{
+async fn watch_until_gone<K: LeanObject>(client: &Client, cache: &KindCache<K>, generation: &AtomicU64) {
     let label = K::INFO.label();
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K::Wire> = Api::all(client.clone());
     // Paged lists (500 objects a page) at the most recent version. With
     // `any_semantic()` (resourceVersion=0) the apiserver ignores `limit` and
     // answers the whole kind in one response, all of it in memory at once.
@@ -204,28 +227,25 @@ where
     // WatchList gate, on by default only from Kubernetes 1.34.
     let config = watcher::Config::default();
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    let mut pending: Option<HashMap<String, Arc<K>>> = None;
+    let mut pending: Option<BTreeSet<Keyed<K>>> = None;
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 cache.health.up.store(true, Ordering::Relaxed);
                 cache.health.events.fetch_add(1, Ordering::Relaxed);
                 match event {
-                    Event::Init => pending = Some(HashMap::new()),
-                    Event::InitApply(mut object) => {
-                        strip_metadata(object.metadata_mut());
-                        let key = super::display_name(object.metadata());
-                        pending.get_or_insert_with(HashMap::new).insert(key, Arc::new(object));
+                    Event::Init => pending = Some(BTreeSet::new()),
+                    // Each object is converted to its cached form as it
+                    // arrives: the decoded one lives only this long.
+                    Event::InitApply(object) => {
+                        pending.get_or_insert_with(BTreeSet::new).replace(Keyed::new(K::from_wire(object)));
                     }
                     Event::InitDone => {
                         cache.replace_all(pending.take().unwrap_or_default());
                         cache.health.listed.store(true, Ordering::Relaxed);
                     }
-                    Event::Apply(mut object) => {
-                        strip_metadata(object.metadata_mut());
-                        cache.apply(object);
-                    }
-                    Event::Delete(object) => cache.delete(&object),
+                    Event::Apply(object) => cache.apply(K::from_wire(object)),
+                    Event::Delete(object) => cache.delete(K::from_wire(object)),
                 }
                 generation.fetch_add(1, Ordering::Relaxed);
             }
@@ -253,6 +273,28 @@ mod tests {
         for (_, health) in live.health() {
             health.listed.store(true, Ordering::Relaxed);
         }
+    }
+
+    fn pod(ns: &str, name: &str, phase: &str) -> Pod {
+        let wire = serde_json::json!({"metadata": {"namespace": ns, "name": name, "uid": "1"}, "status": {"phase": phase}});
+        Pod::from_wire(serde_json::from_value(wire).unwrap())
+    }
+
+    #[test]
+    fn the_cache_keeps_one_object_per_name_and_hands_them_out_sorted() {
+        let cache = KindCache::<Pod>::default();
+        cache.apply(pod("b", "x", "Pending"));
+        cache.apply(pod("a", "y", "Pending"));
+        cache.apply(pod("a", "x", "Pending"));
+        cache.apply(pod("b", "x", "Running"));
+        cache.delete(pod("a", "y", "Unknown"));
+        let held: Vec<(String, String, String)> = cache
+            .snapshot()
+            .iter()
+            .map(|p| (super::super::namespace(&p.metadata).into(), super::super::name(&p.metadata).into(), p.status.phase.as_deref().unwrap_or("").into()))
+            .collect();
+        let expected = [("a", "x", "Pending"), ("b", "x", "Running")].map(|(n, m, p)| (n.to_string(), m.to_string(), p.to_string()));
+        assert_eq!(held, expected);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn inspect(ctx: &Context, problems: &mut Vec<ConfigProblem>) -> Vec<CnpgFind
                 cluster: cluster_name.to_string(),
                 archiving_ok: archiving.map(|c| c.status == "True"),
                 archiving_since: archiving.and_then(|c| c.last_transition_time),
-                archiving_message: archiving.filter(|c| c.status != "True").and_then(|c| c.message.clone()),
+                archiving_message: archiving.filter(|c| c.status != "True").and_then(|c| c.message.as_deref().map(String::from)),
                 last_backup: backup_state(find_condition(conditions, "LastBackupSucceeded")),
                 window_source,
                 server_name,

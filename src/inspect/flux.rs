@@ -28,7 +28,7 @@ pub fn inspect(ctx: &Context) -> Vec<FluxFinding> {
     ks.chain(hr).collect()
 }
 
-fn finding(kind: &'static str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, spec: &FluxSpec, status: &FluxStatus) -> FluxFinding {
+fn finding(kind: &'static str, meta: &crate::cluster::meta::Meta, spec: &FluxSpec, status: &FluxStatus) -> FluxFinding {
     let ready = find_condition(&status.conditions, "Ready");
     let suspended = spec.suspend.unwrap_or(false);
     let kept = meta.annotations.as_ref().and_then(|a| a.get(crate::cluster::marks::KEPT_SUSPENDED_ANNOTATION));
@@ -38,10 +38,10 @@ fn finding(kind: &'static str, meta: &k8s_openapi::apimachinery::pkg::apis::meta
         name: name(meta).to_string(),
         suspended,
         ready: ready.map(|c| c.status == "True"),
-        reason: ready.and_then(|c| c.reason.clone()),
+        reason: ready.and_then(|c| c.reason.as_deref().map(String::from)),
         // Resumed by hand: no longer held, though the annotation stays
         // (`flux resume` only sets spec.suspend false and updates the object
         // as read: fluxcd/flux2 cmd/flux/resume.go, resumeCommand.run).
-        kept_suspended: kept.filter(|_| suspended).cloned(),
+        kept_suspended: kept.filter(|_| suspended).map(String::from),
     }
 }

@@ -63,7 +63,7 @@ pub fn node_findings(state: &ClusterState, config: &Config, pinned: &BTreeMap<St
         findings.push(NodeFinding {
             node: name(&node.metadata).to_string(),
             availability: Availability::NotReady,
-            reason: ready.and_then(|c| c.reason.clone()),
+            reason: ready.and_then(|c| c.reason.as_deref().map(String::from)),
             since,
             lost: since.is_none_or(|s| state.now - s >= grace),
         });
@@ -192,7 +192,7 @@ pub fn pinned_volumes_on(state: &ClusterState, pinned: &BTreeMap<String, String>
                 node: node.clone(),
                 claim_namespace: pv.spec.claim_ref.as_ref().and_then(|c| c.namespace.clone()),
                 claim_name: pv.spec.claim_ref.as_ref().and_then(|c| c.name.clone()),
-                storage_class: pv.spec.storage_class_name.clone(),
+                storage_class: pv.spec.storage_class_name.as_deref().map(String::from),
             })
         })
         .collect()
@@ -204,7 +204,7 @@ pub fn blocked_pods(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> Vec<
     for volume in lost_volumes {
         let (Some(ns), Some(claim)) = (&volume.claim_namespace, &volume.claim_name) else { continue };
         for pod in state.pods_using_claim(ns, claim) {
-            let phase = pod.status.phase.clone().unwrap_or_else(|| "Unknown".into());
+            let phase = pod.status.phase.as_deref().unwrap_or("Unknown").to_string();
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
@@ -243,7 +243,7 @@ pub fn stranded_volumes(state: &ClusterState, lost_volumes: &[PinnedVolume]) -> 
         .iter()
         .filter_map(|v| {
             let pv = state.persistent_volumes.iter().find(|pv| name(&pv.metadata) == v.persistent_volume)?;
-            let phase = pv.status.phase.clone().unwrap_or_default();
+            let phase = pv.status.phase.as_deref().unwrap_or_default().to_string();
             let unbound = phase == "Released" || phase == "Available";
             let gone = confirmed_gone(state, &v.node)?;
             unbound.then(|| StrandedVolume { persistent_volume: v.persistent_volume.clone(), node: v.node.clone(), phase, gone })

@@ -114,7 +114,7 @@ fn common(ctx: &Context, ns: &str, object: &str, role: Role, trigger: Option<&Vo
         cache_pvc,
         cache_pvc_lost_node: cache_node,
         orphaned: false,
-        error: failing_condition.and_then(|c| c.message.clone()),
+        error: failing_condition.and_then(|c| c.message.as_deref().map(String::from)),
         schedule_error,
     }
 }

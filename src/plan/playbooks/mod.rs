@@ -37,10 +37,10 @@ pub enum PlanError {
 }
 
 /// The object named `ns/name` among `objects`, or NotFound naming its kind.
-pub(crate) fn find_named<'a, T: kube::Resource>(objects: &'a [std::sync::Arc<T>], kind: &str, ns: &str, wanted: &str) -> Result<&'a T, PlanError> {
+pub(crate) fn find_named<'a, T: crate::cluster::resources::LeanObject>(objects: &'a [std::sync::Arc<T>], kind: &str, ns: &str, wanted: &str) -> Result<&'a T, PlanError> {
     objects
         .iter()
-        .find(|o| crate::cluster::namespace(o.meta()) == ns && crate::cluster::name(o.meta()) == wanted)
+        .find(|o| crate::cluster::namespace(o.metadata()) == ns && crate::cluster::name(o.metadata()) == wanted)
         .map(|o| o.as_ref())
         .ok_or_else(|| PlanError::NotFound(format!("{kind} {ns}/{wanted}")))
 }

@@ -393,8 +393,8 @@ pub fn kaniop_owner(state: &ClusterState, ns: &str, sts: &str) -> Option<(String
     let set = state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == sts)?;
     let owner = set.metadata.owner_references.as_ref()?.iter().find(|o| o.kind == "Kanidm" && o.api_version.starts_with("kaniop.rs/"))?;
     let group =
-        set.metadata.labels.as_ref().and_then(|l| l.get("kanidm.kaniop.rs/replica-group").cloned()).or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
-    Some((owner.name.clone(), group))
+        set.metadata.labels.as_ref().and_then(|l| l.get("kanidm.kaniop.rs/replica-group")).map(String::from).or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
+    Some((owner.name.to_string(), group))
 }
 
 pub fn kanidm_ref(ns: &str, name: &str) -> ObjectRef {

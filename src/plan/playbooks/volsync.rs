@@ -509,7 +509,7 @@ fn rd_under_flux(rd: &ReplicationDestination, rd_obj: &ObjectRef, suspended: &[O
 
 /// The old claim's request, else the destination's capacity.
 fn size_of(pvc: &PersistentVolumeClaim, capacity: Option<&str>) -> String {
-    pvc.spec.resources.requests.get("storage").cloned().or(capacity.map(str::to_string)).unwrap_or_else(|| "1Gi".into())
+    pvc.spec.resources.requests.get("storage").map(String::from).or(capacity.map(str::to_string)).unwrap_or_else(|| "1Gi".into())
 }
 
 /// The manual trigger this plan uses. It must be

@@ -13,11 +13,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::cluster::marks::CNPG_FENCED_INSTANCES_ANNOTATION as FENCED_INSTANCES;
 use crate::cluster::resources::{find_condition, CnpgCluster, Pod};
 use crate::cluster::{name, namespace, ClusterState};
 
-/// `cnpg.io/fencedInstances` (v1.30.0 `pkg/utils/labels_annotations.go`).
-const FENCED_INSTANCES: &str = "cnpg.io/fencedInstances";
 /// The phase `ensureNoFailoverOnFullDisk` registers (cluster_controller.go).
 const PHASE_NO_DISK_SPACE: &str = "Not enough disk space";
 /// Beyond `spec.failoverDelay`: the node lifecycle controller marks the pod
