@@ -71,7 +71,7 @@ pub struct IntakeCounters {
     pub resolved: AtomicU64,
     /// Resolved alerts whose run awaiting approval is marked "condition cleared".
     pub cleared: AtomicU64,
-    /// Journal reads: full listings, listings of one alert's runs, reads of one run.
+    /// Journal reads: full listings, listings of the runs of given alerts, reads of one run.
     pub journal_lists: AtomicU64,
     pub journal_alert_lists: AtomicU64,
     pub journal_gets: AtomicU64,
@@ -236,6 +236,11 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
     } else {
         (None, None)
     };
+    // Resolved alerts without a known run create nothing: their own runs are all they need, in one read.
+    let mut runs_of_alerts = match runs {
+        Some(_) => None,
+        None => runs_of_alerts(intake, alerts, &needs).await?,
+    };
     let mut results = Vec::with_capacity(alerts.len());
     for ((alert, intent), need) in alerts.iter().zip(intents).zip(needs) {
         let result = match (need, intent) {
@@ -243,17 +248,11 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
             (_, None) => unreachable!("an unrouted alert is answered"),
             (need, Some((route, plan))) => {
                 let plan = plan.and_then(Result::ok);
-                match (runs.as_mut(), need) {
-                    (Some(runs), _) => handle(intake, alert, route, plan, runs).await?,
-                    (None, Need::Run(id)) => resolve_run(intake, alert, route, &id).await?,
-                    // Resolved: nothing is created, so this alert's runs are all it needs.
-                    (None, Need::RunsOfAlert) => {
-                        let mut found = intake.journal.list_for_alert(&alert.fingerprint).await?;
-                        intake.counters.journal_alert_lists.fetch_add(1, Ordering::Relaxed);
-                        intake.index.lock().expect("alert index lock").remember(&found);
-                        handle(intake, alert, route, None, &mut found).await?
-                    }
-                    (None, Need::Listing | Need::Blocker(_) | Need::Answered(_)) => unreachable!("a firing alert without a run makes the notification list the journal"),
+                match (runs.as_mut(), need, runs_of_alerts.as_mut()) {
+                    (Some(runs), _, _) => handle(intake, alert, route, plan, runs).await?,
+                    (None, Need::Run(id), _) => resolve_run(intake, alert, route, &id).await?,
+                    (None, Need::RunsOfAlert, Some(found)) => handle(intake, alert, route, None, found).await?,
+                    (None, _, _) => unreachable!("a firing alert without a run makes the notification list the journal"),
                 }
             }
         };
@@ -262,6 +261,20 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
         results.push(result);
     }
     Ok(results)
+}
+
+/// The runs of the resolved alerts without a known run (`Need::RunsOfAlert`), if there are any.
+async fn runs_of_alerts(intake: &Intake, alerts: &[Alert], needs: &[Need]) -> Result<Option<Vec<RunRecord>>, crate::journal::JournalError> {
+    let mut fingerprints: Vec<&str> = alerts.iter().zip(needs).filter(|(_, need)| matches!(need, Need::RunsOfAlert)).map(|(alert, _)| alert.fingerprint.as_str()).collect();
+    if fingerprints.is_empty() {
+        return Ok(None);
+    }
+    fingerprints.sort_unstable();
+    fingerprints.dedup();
+    let found = intake.journal.list_for_alerts(&fingerprints).await?;
+    intake.counters.journal_alert_lists.fetch_add(1, Ordering::Relaxed);
+    intake.index.lock().expect("alert index lock").remember(&found);
+    Ok(Some(found))
 }
 
 fn need_of(index: &AlertIndex, alert: &Alert, intent: &Intent) -> Need {

@@ -44,13 +44,18 @@ impl Replica {
 
     /// Posts one alert; returns its result.
     async fn deliver(&self, alert: &Value) -> Value {
-        let status = alert["status"].clone();
+        self.deliver_all(std::slice::from_ref(alert)).await.remove(0)
+    }
+
+    /// Posts one notification of these alerts; returns their results.
+    async fn deliver_all(&self, alerts: &[Value]) -> Vec<Value> {
+        let status = alerts[0]["status"].clone();
         let body = json!({"version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0, "status": status, "receiver": "lifeboat",
-                          "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": [alert]});
+                          "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": alerts});
         let response = reqwest::Client::new().post(&self.url).bearer_auth(TOKEN).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
-        answer["alerts"][0].clone()
+        answer["alerts"].as_array().unwrap().clone()
     }
 
     /// (full listings, listings of one alert's runs, reads of one run) so far.
@@ -221,4 +226,21 @@ async fn an_alert_refused_for_a_busy_target_gets_the_blocking_run_until_it_ends(
     assert_eq!(free["result"], "run", "{free}");
     assert_eq!(replica.reads(), (2, 0, 2));
     assert_eq!(runs_of(&journal, "99aa88bb77cc66dd").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolved_alerts_of_one_notification_are_looked_up_in_one_read() {
+    let (ns, journal) = namespace("index-batch").await;
+    let (a, b) = (Replica::start(&ns).await, Replica::start(&ns).await);
+    assert_eq!(a.deliver(&orphan_alert()).await["result"], "run");
+    let (postgres, mariadb) = (postgres_alert(), mariadb_alert());
+    let by_b = [b.deliver(&postgres).await, b.deliver(&mariadb).await];
+    let before = a.reads();
+    let gone = a.deliver_all(&[resolved(&postgres), resolved(&mariadb)]).await;
+    for (gone, by_b) in gone.iter().zip(&by_b) {
+        assert_eq!(gone["result"], "resolved", "{gone}");
+        assert_eq!(gone["run"], by_b["run"], "{gone}");
+        assert!(cleared(&journal.get(by_b["run"].as_str().unwrap()).await.unwrap().unwrap()));
+    }
+    assert_eq!(a.reads(), (before.0, before.1 + 1, before.2), "one listing for both alerts' runs");
 }

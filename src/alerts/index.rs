@@ -14,7 +14,8 @@
 //! * a resolved instance with a run is cleared through that run alone (a
 //!   `get` and, the first time, a status write);
 //! * a resolved instance without a known run asks the journal only for the
-//!   runs labelled with its fingerprint (`Journal::list_for_alert`), once a
+//!   runs labelled with its fingerprint (`Journal::list_for_alerts`, one read
+//!   for all such alerts of a notification), once a
 //!   full listing has been read since start (`primed`): runs that existed
 //!   then are in the index, runs created since (by any replica of this
 //!   version) carry the label;

@@ -142,13 +142,16 @@ impl ClusterJournal {
         self.list_with(&ListParams::default()).await
     }
 
-    /// The runs labelled with this alert fingerprint (every run when it
-    /// cannot be a label value: then no run carries it as a label).
-    pub async fn list_for_alert(&self, fingerprint: &str) -> Result<Listing, JournalError> {
-        if !is_label_value(fingerprint) {
+    /// The runs labelled with one of these alert fingerprints (every run
+    /// when one cannot be a label value: then no run carries it as a label).
+    pub async fn list_for_alerts(&self, fingerprints: &[&str]) -> Result<Listing, JournalError> {
+        if fingerprints.is_empty() {
+            return Ok(Listing::default());
+        }
+        if !fingerprints.iter().all(|f| !f.is_empty() && is_label_value(f)) {
             return self.list().await;
         }
-        self.list_with(&ListParams::default().labels(&format!("{ALERT_FINGERPRINT_LABEL}={fingerprint}"))).await
+        self.list_with(&ListParams::default().labels(&format!("{ALERT_FINGERPRINT_LABEL} in ({})", fingerprints.join(",")))).await
     }
 
     async fn list_with(&self, params: &ListParams) -> Result<Listing, JournalError> {

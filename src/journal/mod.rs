@@ -43,7 +43,7 @@ pub const PLURAL: &str = "remediationruns";
 pub const CRD_NAME: &str = "remediationruns.lifeboat.dev";
 pub const CRD_FILE: &str = "deploy/crds/remediationrun.yaml";
 /// The label naming the Alertmanager fingerprint of the alert that started
-/// a run (when it is a valid label value), for [`Journal::list_for_alert`].
+/// a run (when it is a valid label value), for [`Journal::list_for_alerts`].
 pub const ALERT_FINGERPRINT_LABEL: &str = "lifeboat.dev/alert-fingerprint";
 
 /// How a run is allowed to proceed (`observe`, `approve`, `auto`): the
@@ -558,20 +558,20 @@ impl Journal {
         Ok(listing.records)
     }
 
-    /// The runs started by an alert with this Alertmanager fingerprint, newest
-    /// first: in the cluster only the objects labelled with it (runs created
-    /// before the label existed are not among them), else every record that
-    /// names it. Undecodable records are logged, not counted (the count is
-    /// the full listing's).
-    pub async fn list_for_alert(&self, fingerprint: &str) -> Result<Vec<RunRecord>, JournalError> {
+    /// The runs started by alerts with these Alertmanager fingerprints,
+    /// newest first: in the cluster only the objects labelled with one of
+    /// them (runs created before the label existed are not among them), else
+    /// every record that names one. Undecodable records are logged, not
+    /// counted (the count is the full listing's).
+    pub async fn list_for_alerts(&self, fingerprints: &[&str]) -> Result<Vec<RunRecord>, JournalError> {
         let listing = match self {
-            Journal::Cluster(j) => j.list_for_alert(fingerprint).await?,
+            Journal::Cluster(j) => j.list_for_alerts(fingerprints).await?,
             Journal::File(j) => j.list()?,
         };
         for error in &listing.undecodable {
             tracing::warn!(%error, "skipping an undecodable RemediationRun; every other run goes on");
         }
-        Ok(listing.records.into_iter().filter(|r| r.spec.trigger.alert.as_ref().is_some_and(|a| a.fingerprint == fingerprint)).collect())
+        Ok(listing.records.into_iter().filter(|r| r.spec.trigger.alert.as_ref().is_some_and(|a| fingerprints.contains(&a.fingerprint.as_str()))).collect())
     }
 
     /// The readable records (newest first) and the errors of those that are not.
