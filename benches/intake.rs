@@ -6,9 +6,23 @@
 //!
 //!     cargo bench --bench intake
 //!
+//!     cargo bench --bench intake -- --journal cluster
+//!
+//! serves the same traffic against the cluster journal (RemediationRuns) on
+//! the test control plane (tests/support/controlplane.rs, with
+//! `LIFEBOAT_CONTROL_PLANE_DIR`; a fresh namespace), with the Discord
+//! notifier posting to the fake Discord REST API (tests/support/fake_discord.rs,
+//! bot mode), and also prints, for every run awaiting approval the traffic
+//! created, the time from its webhook request to the fake receiving the
+//! approval message. As the incident's runs are created only once, a probe
+//! sends besides the traffic, one at a time, a new instance of a routed alert
+//! (a later `startsAt`), waits for its approval message and aborts the run
+//! (as a human would) so the next one can start.
+//!
 //! Env: LIFEBOAT_BENCH_SECONDS (default 10), LIFEBOAT_BENCH_CONCURRENCY
-//! (concurrent connections, default 8). Figures are printed, never asserted;
-//! record them in BENCHMARKS.md.
+//! (concurrent connections, default 8), LIFEBOAT_BENCH_JOURNAL (`directory`,
+//! the default, or `cluster`; `--journal` wins). Figures are printed, never
+//! asserted; record them in BENCHMARKS.md.
 //!
 //! The traffic is an incident as Alertmanager delivers it: the alerts
 //! rules/e2e.sh expects for examples/node-loss (two of them routed to a
@@ -19,6 +33,10 @@
 //! interval) so almost every routed alert is a duplicate; a fifth of the
 //! synthetic groups arrive resolved.
 
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +44,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeboat::alerts::{default_routes, routes, Intake};
-use lifeboat::config::Config;
+use lifeboat::config::{Config, Dur};
+use lifeboat::discord::client::DiscordClient;
+use lifeboat::discord::notifier::Notifier;
 use lifeboat::journal::Journal;
+use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 use lifeboat::snapshot::{Hub, Snapshot};
 use serde_json::{json, Map, Value};
 
@@ -229,70 +250,194 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// `--journal directory|cluster` (cargo passes `--bench` too), else LIFEBOAT_BENCH_JOURNAL.
+fn journal_kind() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().position(|a| a == "--journal").and_then(|i| args.get(i + 1).cloned());
+    let from_args = from_args.or_else(|| args.iter().find_map(|a| a.strip_prefix("--journal=").map(String::from)));
+    let kind = from_args.or_else(|| std::env::var("LIFEBOAT_BENCH_JOURNAL").ok()).unwrap_or_else(|| "directory".into());
+    assert!(kind == "directory" || kind == "cluster", "--journal {kind}: directory or cluster");
+    kind
+}
+
+/// RemediationRuns in a fresh namespace of the test control plane (every CRD installed, lifeboat's too).
+async fn cluster_journal() -> Journal {
+    let plane = support::controlplane::control_plane();
+    let client = plane.admin_client();
+    let namespace = plane.namespace(&client, "bench-intake").await;
+    Journal::cluster(client, namespace)
+}
+
+/// A run awaiting approval that a request created: when the request was sent, and the run.
+type Created = (Instant, String);
+
+/// The ids of the runs awaiting approval a webhook answer says it created.
+fn runs_created(body: &[u8]) -> Vec<String> {
+    if !body.windows(14).any(|w| w == b"\"result\":\"run\"") {
+        return vec![];
+    }
+    let answer: Value = serde_json::from_slice(body).unwrap_or_default();
+    let alerts = answer["alerts"].as_array().cloned().unwrap_or_default();
+    alerts.iter().filter(|a| a["result"] == "run" && a["phase"] == "AwaitingApproval").filter_map(|a| a["run"].as_str().map(String::from)).collect()
+}
+
+/// When the fake received the approval message of run `id` (its main message), if it did.
+fn approval_message_at(fake: &FakeDiscord, id: &str) -> Option<Instant> {
+    let needle = format!("`{id}`");
+    fake.messages().iter().find(|m| m.reply_to.is_none() && m.text().contains(&needle)).map(|m| m.posted_at.into_std())
+}
+
+/// The probe: one new instance of a routed alert at a time (a later
+/// `startsAt` each), until `deadline`; each run it creates is waited for at
+/// the fake Discord, then aborted so the target is free for the next. A
+/// busy target's run (the traffic's own) is aborted the same way.
+async fn probe(url: String, http: reqwest::Client, journal: Arc<Journal>, fake: Arc<FakeDiscord>, deadline: Instant) -> Vec<Created> {
+    let mut created = vec![];
+    let identity = [("namespace", "utils".to_string()), ("name", "oldapp-dst".to_string())];
+    for n in 0.. {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        let starts_at = format!("2026-11-25T12:{:02}:{:02}.000Z", (n / 60) % 60, n % 60);
+        let body = notification(&[&alert("LifeboatVolsyncDestinationOrphaned", &identity, &starts_at)], false);
+        let sent = Instant::now();
+        let response = http.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(body).send().await.unwrap();
+        let answer: Value = response.json().await.unwrap_or_default();
+        let result = &answer["alerts"][0];
+        let Some(run) = result["run"].as_str() else { continue };
+        if result["result"] == "run" {
+            created.push((sent, run.to_string()));
+            let waited = Instant::now() + Duration::from_secs(10);
+            while approval_message_at(&fake, run).is_none() && Instant::now() < waited {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        lifeboat::remediator::abort(&journal, run, "bench").await.unwrap();
+    }
+    created
+}
+
+/// p50/p99/max of the times from each request to its run's approval message, and how many never got one.
+fn report_approval_latency(what: &str, fake: &FakeDiscord, created: &[Created]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut latencies: Vec<u32> = vec![];
+    let mut missing = 0;
+    for (sent, id) in created {
+        let mut at = approval_message_at(fake, id);
+        while at.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            at = approval_message_at(fake, id);
+        }
+        match at {
+            Some(at) => latencies.push(at.saturating_duration_since(*sent).as_micros().min(u128::from(u32::MAX)) as u32),
+            None => missing += 1,
+        }
+    }
+    latencies.sort_unstable();
+    if latencies.is_empty() {
+        println!("{what}: no runs awaiting approval ({missing} without a message)");
+        return;
+    }
+    println!(
+        "{what}: n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {missing} without a message within 10 s",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+}
+
 fn main() {
     let seconds = env_or("LIFEBOAT_BENCH_SECONDS", 10);
     let concurrency = env_or("LIFEBOAT_BENCH_CONCURRENCY", 8) as usize;
+    let cluster = journal_kind() == "cluster";
     let traffic = Arc::new(traffic());
     let distinct_alerts: usize = traffic.iter().map(|(_, n)| n).sum();
     let bytes: usize = traffic.iter().map(|(b, _)| b.len()).sum();
 
     // The server gets its own runtime, as in `lifeboat serve` (2 worker threads on this machine).
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("lifeboat-server").enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("bench-client").enable_all().build().unwrap();
     let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss");
     let (state, _) = lifeboat::cluster::dump::load(&dump).unwrap();
     let config = Config::default();
     let hub = Arc::new(Hub::new(config.clone(), Snapshot::build(state, &config, &Default::default()), None));
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(Journal::file(dir.path()));
+    let journal = Arc::new(if cluster { server.block_on(cluster_journal()) } else { Journal::file(dir.path()) });
+    // In the cluster lifeboat posts each new run to Discord: the fake plays Discord (no rate limit in the way).
+    let fake = cluster.then(|| Arc::new(client_rt.block_on(FakeDiscord::start(1_000_000, Duration::from_secs(1)))));
+    if let Some(fake) = &fake {
+        let discord = Arc::new(DiscordClient::bot(&fake.api_base, BOT_TOKEN, CHANNEL_ID));
+        server.spawn(Notifier::new(journal.clone(), discord, Dur::hours(1), Dur::secs(15)).run_forever());
+    }
     let intake = Arc::new(Intake::new(hub.clone(), journal.clone(), default_routes(), TOKEN));
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}/alertmanager", listener.local_addr().unwrap());
     server.spawn(async move { axum::serve(listener, routes(intake)).await });
 
-    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("bench-client").enable_all().build().unwrap();
     let next = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency + 1).build().unwrap();
     let server_cpu_before = thread_cpu_seconds("lifeboat-server");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let prober = fake.clone().map(|fake| client_rt.spawn(probe(url.clone(), http.clone(), journal.clone(), fake, deadline)));
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (http, url, traffic, next) = (http.clone(), url.clone(), traffic.clone(), next.clone());
             client_rt.spawn(async move {
-                let (mut latencies, mut alerts, mut failures) = (Vec::<u32>::new(), 0usize, 0usize);
+                let (mut latencies, mut alerts, mut failures, mut created) = (Vec::<(bool, u32)>::new(), 0usize, 0usize, Vec::<Created>::new());
                 while Instant::now() < deadline {
-                    let (body, n) = &traffic[next.fetch_add(1, Ordering::Relaxed) % traffic.len()];
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let (body, n) = &traffic[i % traffic.len()];
                     let sent = Instant::now();
                     let response = http.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(body.clone()).send().await;
                     let ok = match response {
-                        Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                        Err(_) => false,
+                        Ok(r) if r.status() == 200 => match r.bytes().await {
+                            Ok(body) => {
+                                if cluster {
+                                    created.extend(runs_created(&body).into_iter().map(|id| (sent, id)));
+                                }
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        _ => false,
                     };
-                    latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    latencies.push((i >= traffic.len(), sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32));
                     if ok {
                         alerts += n;
                     } else {
                         failures += 1;
                     }
                 }
-                (latencies, alerts, failures)
+                (latencies, alerts, failures, created)
             })
         })
         .collect();
-    let (mut latencies, mut alerts, mut failures) = (vec![], 0, 0);
+    let (mut latencies, mut alerts, mut failures, mut created) = (vec![], 0, 0, vec![]);
     for w in workers {
-        let (l, a, f) = client_rt.block_on(w).unwrap();
+        let (l, a, f, c) = client_rt.block_on(w).unwrap();
         latencies.extend(l);
         alerts += a;
         failures += f;
+        created.extend(c);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu = thread_cpu_seconds("lifeboat-server") - server_cpu_before;
+    let probed = prober.map(|p| client_rt.block_on(p).unwrap()).unwrap_or_default();
+    // After the first cycle every notification is a repeat (the steady state of an incident).
+    let mut repeats: Vec<u32> = latencies.iter().filter(|(repeat, _)| *repeat).map(|(_, l)| *l).collect();
+    let mut latencies: Vec<u32> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort_unstable();
+    repeats.sort_unstable();
     let runs = server.block_on(journal.list()).unwrap();
     let c = lifeboat::alerts::IntakeCounters::of(&hub);
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
 
+    println!("journal: {}; load average {}", journal.location(), std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     println!("traffic: {} notifications cycled ({distinct_alerts} alerts, {:.1} KiB); {concurrency} concurrent connections for {seconds}s", traffic.len(), bytes as f64 / 1024.0);
     println!("requests:   {:>9} ({:.0}/s), {failures} not 200", latencies.len(), latencies.len() as f64 / elapsed);
     println!("alerts:     {:>9} ({:.0}/s)", alerts, alerts as f64 / elapsed);
@@ -303,6 +448,7 @@ fn main() {
         load(&c.runs_created),
         runs.len()
     );
+    println!("journal reads: {} full listings, {} listings of given alerts' runs, {} reads of one run", load(&c.journal_lists), load(&c.journal_alert_lists), load(&c.journal_gets));
     println!(
         "latency:    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (per request)",
         percentile(&latencies, 0.5),
@@ -310,5 +456,21 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
+    if !repeats.is_empty() {
+        println!(
+            "latency after the first cycle: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests, each a repeat)",
+            percentile(&repeats, 0.5),
+            percentile(&repeats, 0.9),
+            percentile(&repeats, 0.99),
+            percentile(&repeats, 1.0),
+            repeats.len()
+        );
+    }
     println!("server CPU: {:.2} s in {elapsed:.1} s ({:.0}% of one core), {:.1} µs per alert", server_cpu, 100.0 * server_cpu / elapsed, 1e6 * server_cpu / alerts.max(1) as f64);
+    if let Some(fake) = &fake {
+        report_approval_latency("alert → Discord approval message, traffic's runs", fake, &created);
+        report_approval_latency("alert → Discord approval message, probe's runs  ", fake, &probed);
+        let all: Vec<Created> = created.iter().chain(&probed).cloned().collect();
+        report_approval_latency("alert → Discord approval message, all          ", fake, &all);
+    }
 }

@@ -10,7 +10,9 @@
 //! with the reason (Alertmanager does not retry those); 5xx only when a retry
 //! can help (the journal was unreachable).
 
-use std::collections::BTreeMap;
+mod index;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
+use index::AlertIndex;
 use crate::plan::Plan;
 use crate::snapshot::Hub;
 
@@ -68,6 +71,10 @@ pub struct IntakeCounters {
     pub resolved: AtomicU64,
     /// Resolved alerts whose run awaiting approval is marked "condition cleared".
     pub cleared: AtomicU64,
+    /// Journal reads: full listings, listings of the runs of given alerts, reads of one run.
+    pub journal_lists: AtomicU64,
+    pub journal_alert_lists: AtomicU64,
+    pub journal_gets: AtomicU64,
 }
 
 impl IntakeCounters {
@@ -87,10 +94,9 @@ pub struct Intake {
     pub counters: Arc<IntakeCounters>,
     /// Serializes journal lookups and run creation within this process.
     journal_lock: tokio::sync::Mutex<()>,
-    /// Alert instances (fingerprint, start) known to have a run, and its id:
-    /// a repeated firing delivery of one of them is a duplicate without a
-    /// journal read. Filled from every journal listing and every run created.
-    known: std::sync::Mutex<std::collections::HashMap<(String, DateTime<Utc>), String>>,
+    /// What this process knows of alert instances and their runs, to read
+    /// the journal no more than needed (see `index`).
+    index: std::sync::Mutex<AlertIndex>,
 }
 
 impl Intake {
@@ -103,7 +109,7 @@ impl Intake {
             None => format!("Bearer {credentials}"),
         };
         let counters = IntakeCounters::of(&hub);
-        Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()), known: Default::default() }
+        Self { hub, journal, routes, authorization, counters, journal_lock: tokio::sync::Mutex::new(()), index: Default::default() }
     }
 
     pub fn from_file(hub: Arc<Hub>, journal: Arc<Journal>, routes: Vec<Route>, path: &std::path::Path) -> anyhow::Result<Self> {
@@ -180,10 +186,25 @@ async fn receive(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bo
 /// An alert's route (None: unrouted) and, when it fires, its plan or why planning failed.
 type Intent<'a> = Option<(&'a Route, Option<Result<Plan, String>>)>;
 
+/// What an alert needs from the journal, per the index (see `index`).
+enum Need {
+    /// Nothing: answered already (unrouted, nothing to do, a duplicate of a known run, busy).
+    Answered(serde_json::Value),
+    /// Firing and last refused because this run collides: is it still so?
+    Blocker(String),
+    /// Resolved, with this run.
+    Run(String),
+    /// Resolved, no run known: the runs labelled with its fingerprint.
+    RunsOfAlert,
+    /// Firing without a run: the whole journal (the collision check reads it).
+    Listing,
+}
+
 /// One result per alert, in order. Planning is pure and comes first: a
 /// firing alert whose plan fails (target gone, trigger incomplete) starts
-/// nothing whatever the journal says, so the journal is read once per
-/// notification, and only when an alert in it is resolved or plans.
+/// nothing whatever the journal says. The journal is listed (once per
+/// notification) only when an alert in it may start a run, or before the
+/// index is primed; see `index` for what each other alert reads.
 async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, crate::journal::JournalError> {
     let snapshot = intake.hub.snapshot();
     let intents: Vec<Intent> = alerts
@@ -197,39 +218,143 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
             Some((route, plan))
         })
         .collect();
+    let mut needs: Vec<Need> = {
+        let index = intake.index.lock().expect("alert index lock");
+        alerts.iter().zip(&intents).map(|(alert, intent)| need_of(&index, alert, intent)).collect()
+    };
+    recheck_blockers(intake, alerts, &intents, &mut needs).await?;
+    let primed = intake.index.lock().expect("alert index lock").primed();
+    let needs_listing = needs.iter().any(|n| matches!(n, Need::Listing) || (!primed && matches!(n, Need::RunsOfAlert)));
     // Lookup and create under one lock: the copies of a notification an HA
     // pair sends at the same moment must not both find no run and both create one.
-    let known: Vec<Option<String>> = {
-        let known = intake.known.lock().expect("known alerts lock");
-        alerts
-            .iter()
-            .zip(&intents)
-            .map(|(alert, intent)| intent.as_ref().filter(|(_, plan)| matches!(plan, Some(Ok(_)))).and_then(|_| known.get(&alert_key(alert)).cloned()))
-            .collect()
-    };
-    let needs_journal = intents.iter().zip(&known).any(|(intent, known)| known.is_none() && intent.as_ref().is_some_and(|(_, plan)| !matches!(plan, Some(Err(_)))));
-    let (_guard, mut runs) = if needs_journal {
+    let (_guard, mut runs) = if needs_listing {
         let guard = intake.journal_lock.lock().await;
         let runs = intake.journal.list().await?;
-        remember(intake, &runs);
-        (Some(guard), runs)
+        intake.counters.journal_lists.fetch_add(1, Ordering::Relaxed);
+        intake.index.lock().expect("alert index lock").remember_listing(&runs);
+        (Some(guard), Some(runs))
     } else {
-        (None, vec![])
+        (None, None)
+    };
+    // Resolved alerts without a known run create nothing: their own runs are all they need, in one read.
+    let mut runs_of_alerts = match runs {
+        Some(_) => None,
+        None => runs_of_alerts(intake, alerts, &needs).await?,
     };
     let mut results = Vec::with_capacity(alerts.len());
-    for ((alert, intent), known) in alerts.iter().zip(intents).zip(known) {
-        let alertname = alert.labels.get("alertname").map_or("", String::as_str);
-        let result = match intent {
-            None => json!({"alertname": alertname, "result": "unrouted"}),
-            Some(_) if known.is_some() => json!({"alertname": alertname, "result": "duplicate", "run": known}),
-            // The target is gone or the trigger incomplete: state wins over the alert.
-            Some((_, Some(Err(reason)))) => json!({"alertname": alertname, "result": "nothing to do", "reason": reason}),
-            Some((route, plan)) => handle(intake, alert, route, plan.and_then(Result::ok), &mut runs).await?,
+    for ((alert, intent), need) in alerts.iter().zip(intents).zip(needs) {
+        let result = match (need, intent) {
+            (Need::Answered(result), _) => result,
+            (_, None) => unreachable!("an unrouted alert is answered"),
+            (need, Some((route, plan))) => {
+                let plan = plan.and_then(Result::ok);
+                match (runs.as_mut(), need, runs_of_alerts.as_mut()) {
+                    (Some(runs), _, _) => handle(intake, alert, route, plan, runs).await?,
+                    (None, Need::Run(id), _) => resolve_run(intake, alert, route, &id).await?,
+                    (None, Need::RunsOfAlert, Some(found)) => handle(intake, alert, route, None, found).await?,
+                    (None, _, _) => unreachable!("a firing alert without a run makes the notification list the journal"),
+                }
+            }
         };
+        learn(intake, alert, &result);
         decided(intake, alert, &result);
         results.push(result);
     }
     Ok(results)
+}
+
+/// The runs of the resolved alerts without a known run (`Need::RunsOfAlert`), if there are any.
+async fn runs_of_alerts(intake: &Intake, alerts: &[Alert], needs: &[Need]) -> Result<Option<Vec<RunRecord>>, crate::journal::JournalError> {
+    let mut fingerprints: Vec<&str> = alerts.iter().zip(needs).filter(|(_, need)| matches!(need, Need::RunsOfAlert)).map(|(alert, _)| alert.fingerprint.as_str()).collect();
+    if fingerprints.is_empty() {
+        return Ok(None);
+    }
+    fingerprints.sort_unstable();
+    fingerprints.dedup();
+    let found = intake.journal.list_for_alerts(&fingerprints).await?;
+    intake.counters.journal_alert_lists.fetch_add(1, Ordering::Relaxed);
+    intake.index.lock().expect("alert index lock").remember(&found);
+    Ok(Some(found))
+}
+
+fn need_of(index: &AlertIndex, alert: &Alert, intent: &Intent) -> Need {
+    let alertname = alert.labels.get("alertname").map_or("", String::as_str);
+    let key = alert_key(alert);
+    match intent {
+        None => Need::Answered(json!({"alertname": alertname, "result": "unrouted"})),
+        // The target is gone or the trigger incomplete: state wins over the alert.
+        Some((_, Some(Err(reason)))) => Need::Answered(json!({"alertname": alertname, "result": "nothing to do", "reason": reason})),
+        Some((_, None)) => index.run_of(&key).map_or(Need::RunsOfAlert, |id| Need::Run(id.clone())),
+        Some((_, Some(Ok(_)))) => match (index.run_of(&key), index.blocker_of(&key)) {
+            (Some(id), _) => Need::Answered(json!({"alertname": alertname, "result": "duplicate", "run": id})),
+            (None, Some(blocker)) => Need::Blocker(blocker.clone()),
+            (None, None) => Need::Listing,
+        },
+    }
+}
+
+/// A firing alert last refused because an active run collided with its
+/// plan is refused again after one `get` of that run, while the run is
+/// unfinished and collides with the current plan (a refusal creates
+/// nothing); otherwise it lists the journal like a new alert.
+async fn recheck_blockers(intake: &Intake, alerts: &[Alert], intents: &[Intent<'_>], needs: &mut [Need]) -> Result<(), crate::journal::JournalError> {
+    let mut blockers: HashMap<String, Option<RunRecord>> = HashMap::new();
+    for ((alert, intent), need) in alerts.iter().zip(intents).zip(needs.iter_mut()) {
+        let (Need::Blocker(id), Some((route, Some(Ok(plan))))) = (&*need, intent) else { continue };
+        let id = id.clone();
+        if !blockers.contains_key(&id) {
+            let run = intake.journal.get(&id).await?;
+            intake.counters.journal_gets.fetch_add(1, Ordering::Relaxed);
+            blockers.insert(id.clone(), run);
+        }
+        *need = match blockers[&id].as_ref().filter(|run| run.collides_with(plan)) {
+            Some(run) => Need::Answered(json!({"alertname": route.alertname, "result": "target busy", "run": run.id})),
+            None => {
+                intake.index.lock().expect("alert index lock").forget_blocked(&alert_key(alert));
+                Need::Listing
+            }
+        };
+    }
+    Ok(())
+}
+
+/// A resolved alert whose run is known: cleared through that run alone (a
+/// `get`, and a status write when it still awaits approval uncleared).
+async fn resolve_run(intake: &Intake, alert: &Alert, route: &Route, id: &str) -> Result<serde_json::Value, crate::journal::JournalError> {
+    let alertname = route.alertname.as_str();
+    intake.counters.journal_gets.fetch_add(1, Ordering::Relaxed);
+    match intake.journal.update_status_with(id, cleared_status).await {
+        Ok(run) if run.status.phase == Phase::AwaitingApproval => Ok(json!({"alertname": alertname, "result": "resolved", "run": run.id})),
+        Ok(_) => Ok(json!({"alertname": alertname, "result": "resolved"})),
+        // Deleted by hand: as if it never was.
+        Err(crate::journal::JournalError::NotFound { .. }) => {
+            intake.index.lock().expect("alert index lock").forget_run(&alert_key(alert));
+            Ok(json!({"alertname": alertname, "result": "resolved"}))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The status of a run still awaiting approval, marked "condition cleared"
+/// (None: it is not awaiting approval, or is marked already).
+fn cleared_status(current: &RunRecord) -> Option<crate::journal::RunStatus> {
+    let cleared = current.status.message.as_deref().is_some_and(|m| m.starts_with(CLEARED));
+    (current.status.phase == Phase::AwaitingApproval && !cleared).then(|| {
+        let mut status = current.status.clone();
+        status.message = Some(format!("{CLEARED} at {}: approve anyway?", Utc::now().to_rfc3339()));
+        status
+    })
+}
+
+/// Keeps the index current with what became of an alert.
+fn learn(intake: &Intake, alert: &Alert, result: &serde_json::Value) {
+    let Some(run) = result["run"].as_str() else { return };
+    let mut index = intake.index.lock().expect("alert index lock");
+    match result["result"].as_str() {
+        Some("run" | "duplicate") => index.remember_run(alert_key(alert), run.into()),
+        Some("target busy") => index.remember_blocked(alert_key(alert), run.into()),
+        _ => {}
+    }
 }
 
 /// Logs and counts what became of one alert (its `result` as answered).
@@ -266,15 +391,6 @@ fn alert_key(alert: &Alert) -> (String, DateTime<Utc>) {
     (alert.fingerprint.clone(), alert.starts_at)
 }
 
-fn remember(intake: &Intake, runs: &[RunRecord]) {
-    let mut known = intake.known.lock().expect("known alerts lock");
-    for run in runs {
-        if let Some(a) = &run.spec.trigger.alert {
-            known.entry((a.fingerprint.clone(), a.starts_at)).or_insert_with(|| run.id.clone());
-        }
-    }
-}
-
 /// The playbook trigger from the alert's labels, per the route's params.
 fn trigger_of(route: &Route, alert: &Alert) -> RunTrigger {
     let label = |field: &str| route.params.get(field).and_then(|l| alert.labels.get(l)).cloned();
@@ -298,18 +414,8 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         let Some(index) = existing.filter(|&i| runs[i].status.phase == Phase::AwaitingApproval) else {
             return Ok(json!({"alertname": alertname, "result": "resolved"}));
         };
-        let cleared = |status: &crate::journal::RunStatus| status.message.as_deref().is_some_and(|m| m.starts_with(CLEARED));
-        if !cleared(&runs[index].status) {
-            runs[index] = intake
-                .journal
-                .update_status_with(&runs[index].id, |current| {
-                    (current.status.phase == Phase::AwaitingApproval && !cleared(&current.status)).then(|| {
-                        let mut status = current.status.clone();
-                        status.message = Some(format!("{CLEARED} at {}: approve anyway?", Utc::now().to_rfc3339()));
-                        status
-                    })
-                })
-                .await?;
+        if cleared_status(&runs[index]).is_some() {
+            runs[index] = intake.journal.update_status_with(&runs[index].id, cleared_status).await?;
         }
         return Ok(json!({"alertname": alertname, "result": "resolved", "run": runs[index].id}));
     }
@@ -323,7 +429,6 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
     match crate::remediator::record(&intake.journal, config, &plan, active, trigger, "alertmanager").await {
         Ok(run) => {
             let result = json!({"alertname": alertname, "result": "run", "run": run.id, "phase": run.status.phase});
-            remember(intake, std::slice::from_ref(&run));
             runs.insert(0, run);
             Ok(result)
         }
@@ -331,6 +436,8 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         // created the alert's run first: its deterministic name is taken.
         Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
             intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            // This replica's notifier may lead: it posts the run now rather than at its next poll.
+            crate::journal::announce_run_created();
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
         Err(crate::remediator::RemediationError::Journal(e)) => Err(e),

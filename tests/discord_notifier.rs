@@ -464,3 +464,20 @@ async fn a_huge_plan_still_fits_discords_limits() {
     assert!(m.text().contains(&format!("lifeboat runs show {}", run.id)), "the cut says where the rest is");
     assert_eq!(m.button_labels().len(), 3);
 }
+
+#[tokio::test]
+async fn a_run_created_in_this_process_is_posted_without_waiting_for_the_next_poll() {
+    let fake = FakeDiscord::start(50, Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::file(dir.path()));
+    let mut notifier = Notifier::new(journal.clone(), bot(&fake), Dur::hours(1), Dur::secs(15));
+    // No poll comes during the test: only the wake-up on a new run can post the second one.
+    notifier.poll_interval = Duration::from_secs(3600);
+    let task = tokio::spawn(notifier.run_forever());
+    let first = journal.create(&RunRecord::new(&example_plan(), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    fake.wait_until("the first run's message", |m| m.iter().any(|m| m.text().contains(&first.id))).await;
+    let plan = lifeboat::plan::Plan::new("stale-cleanup", "utils");
+    let second = journal.create(&RunRecord::new(&plan, RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    fake.wait_until("the second run's message", |m| m.iter().any(|m| m.text().contains(&second.id))).await;
+    task.abort();
+}

@@ -57,8 +57,12 @@ impl Notifier {
         RenderContext { transport: self.client.transport(), approval_ttl: self.approval_ttl, edit_interval: self.edit_interval, now: Utc::now() }
     }
 
+    /// Passes every `poll_interval`, and at once when this process creates a
+    /// run (the intake's approval message goes out without waiting for a
+    /// poll; runs other replicas create are seen at the next one).
     pub async fn run_forever(mut self) {
         let mut failures = 0u32;
+        let mut created = crate::journal::runs_created();
         loop {
             let leading = self.leader.as_ref().is_none_or(|l| *l.borrow());
             let wait = if !leading {
@@ -77,7 +81,11 @@ impl Notifier {
                     }
                 }
             };
-            tokio::time::sleep(wait).await;
+            // A failing Discord keeps its backoff: a new run is caught up with the rest.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = created.changed(), if failures == 0 => {}
+            }
         }
     }
 

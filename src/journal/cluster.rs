@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, Post
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, GROUP, KIND, PLURAL, VERSION};
+use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, ALERT_FINGERPRINT_LABEL, GROUP, KIND, PLURAL, VERSION};
 use crate::cluster::write::{patch_status_locked, WriteError, FIELD_MANAGER};
 
 /// Attempts of a status write that keeps conflicting (409) before giving up.
@@ -96,6 +96,9 @@ impl ClusterJournal {
         if is_label_value(&record.spec.playbook) {
             labels.insert("lifeboat.dev/playbook".into(), record.spec.playbook.clone());
         }
+        if let Some(alert) = record.spec.trigger.alert.as_ref().filter(|a| is_label_value(&a.fingerprint)) {
+            labels.insert(ALERT_FINGERPRINT_LABEL.into(), alert.fingerprint.clone());
+        }
         obj.metadata.labels = Some(labels);
         let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         let created = match api.create(&post, &obj).await {
@@ -136,7 +139,23 @@ impl ClusterJournal {
     }
 
     pub async fn list(&self) -> Result<Listing, JournalError> {
-        let list = match self.api().list(&ListParams::default()).await {
+        self.list_with(&ListParams::default()).await
+    }
+
+    /// The runs labelled with one of these alert fingerprints (every run
+    /// when one cannot be a label value: then no run carries it as a label).
+    pub async fn list_for_alerts(&self, fingerprints: &[&str]) -> Result<Listing, JournalError> {
+        if fingerprints.is_empty() {
+            return Ok(Listing::default());
+        }
+        if !fingerprints.iter().all(|f| !f.is_empty() && is_label_value(f)) {
+            return self.list().await;
+        }
+        self.list_with(&ListParams::default().labels(&format!("{ALERT_FINGERPRINT_LABEL} in ({})", fingerprints.join(",")))).await
+    }
+
+    async fn list_with(&self, params: &ListParams) -> Result<Listing, JournalError> {
+        let list = match self.api().list(params).await {
             Ok(list) => list,
             Err(e) => return Err(self.map_error("listing RemediationRuns".into(), e, None).await),
         };

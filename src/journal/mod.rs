@@ -42,6 +42,9 @@ pub const PLURAL: &str = "remediationruns";
 /// The CRD's name, and the file in this repository that installs it.
 pub const CRD_NAME: &str = "remediationruns.lifeboat.dev";
 pub const CRD_FILE: &str = "deploy/crds/remediationrun.yaml";
+/// The label naming the Alertmanager fingerprint of the alert that started
+/// a run (when it is a valid label value), for [`Journal::list_for_alerts`].
+pub const ALERT_FINGERPRINT_LABEL: &str = "lifeboat.dev/alert-fingerprint";
 
 /// How a run is allowed to proceed (`observe`, `approve`, `auto`): the
 /// configuration's mode, recorded in the spec.
@@ -525,10 +528,14 @@ impl Journal {
     /// Stores a new record; fails with [`JournalError::AlreadyExists`] when its
     /// id is taken. Returns the record as stored.
     pub async fn create(&self, record: &RunRecord) -> Result<RunRecord, JournalError> {
-        match self {
+        let created = match self {
             Journal::Cluster(j) => j.create(record).await,
             Journal::File(j) => j.create(record),
+        };
+        if created.is_ok() {
+            announce_run_created();
         }
+        created
     }
 
     /// The record with this id, or None.
@@ -549,6 +556,22 @@ impl Journal {
         let listing = self.list_all().await?;
         report_undecodable(&self.location(), &listing.undecodable);
         Ok(listing.records)
+    }
+
+    /// The runs started by alerts with these Alertmanager fingerprints,
+    /// newest first: in the cluster only the objects labelled with one of
+    /// them (runs created before the label existed are not among them), else
+    /// every record that names one. Undecodable records are logged, not
+    /// counted (the count is the full listing's).
+    pub async fn list_for_alerts(&self, fingerprints: &[&str]) -> Result<Vec<RunRecord>, JournalError> {
+        let listing = match self {
+            Journal::Cluster(j) => j.list_for_alerts(fingerprints).await?,
+            Journal::File(j) => j.list()?,
+        };
+        for error in &listing.undecodable {
+            tracing::warn!(%error, "skipping an undecodable RemediationRun; every other run goes on");
+        }
+        Ok(listing.records.into_iter().filter(|r| r.spec.trigger.alert.as_ref().is_some_and(|a| fingerprints.contains(&a.fingerprint.as_str()))).collect())
     }
 
     /// The readable records (newest first) and the errors of those that are not.
@@ -605,6 +628,21 @@ fn name_prefix(playbook: &str) -> String {
 pub struct Listing {
     pub records: Vec<RunRecord>,
     pub undecodable: Vec<JournalError>,
+}
+
+/// Counts the runs this process created (or found just created by another
+/// replica): the Discord notifier wakes on it to post a new run at once
+/// rather than at its next poll. One per process, like the journal it serves.
+static RUNS_CREATED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> = std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// Changes whenever this process creates a run or learns of a new one.
+pub fn runs_created() -> tokio::sync::watch::Receiver<u64> {
+    RUNS_CREATED.subscribe()
+}
+
+/// A run was just created, here or (a 409 on an alert's run) by another replica.
+pub fn announce_run_created() {
+    RUNS_CREATED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Undecodable records at the last listing of each journal location, for

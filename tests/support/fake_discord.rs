@@ -70,6 +70,8 @@ pub struct Message {
     pub reply_to: Option<String>,
     /// Every body that edited it (PATCH or an interaction answer), in order.
     pub edits: Vec<Value>,
+    /// When the request that created it arrived (for latency benches).
+    pub posted_at: Instant,
 }
 
 impl Message {
@@ -590,6 +592,7 @@ fn create(s: &mut Fake, body: Value, via: &str) -> Result<Value, Box<Response>> 
         components: body.get("components").cloned().unwrap_or(json!([])),
         reply_to: body["message_reference"]["message_id"].as_str().map(String::from),
         edits: vec![],
+        posted_at: Instant::now(),
     });
     Ok(json!({"id": id, "channel_id": CHANNEL_ID, "content": body["content"], "embeds": body.get("embeds").cloned().unwrap_or(json!([]))}))
 }
