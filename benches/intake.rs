@@ -48,9 +48,9 @@ use lifeboat::config::{Config, Dur};
 use lifeboat::discord::client::DiscordClient;
 use lifeboat::discord::notifier::Notifier;
 use lifeboat::journal::Journal;
-use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 use lifeboat::snapshot::{Hub, Snapshot};
 use serde_json::{json, Map, Value};
+use support::fake_discord::{FakeDiscord, BOT_TOKEN, CHANNEL_ID};
 
 const TOKEN: &str = "bench-alertmanager-webhook-token";
 
@@ -448,7 +448,12 @@ fn main() {
         load(&c.runs_created),
         runs.len()
     );
-    println!("journal reads: {} full listings, {} listings of given alerts' runs, {} reads of one run", load(&c.journal_lists), load(&c.journal_alert_lists), load(&c.journal_gets));
+    println!(
+        "journal reads: {} full listings, {} listings of given alerts' runs, {} reads of one run",
+        load(&c.journal_lists),
+        load(&c.journal_alert_lists),
+        load(&c.journal_gets)
+    );
     println!(
         "latency:    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (per request)",
         percentile(&latencies, 0.5),

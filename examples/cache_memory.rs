@@ -86,14 +86,7 @@ fn row<K: LeanObject>(label: &str, n: usize, make: impl Fn(usize) -> Value, wire
         wire
     });
     let after = per_object(n, &make, |v| K::from_wire(serde_json::from_value(v).expect("decodes")));
-    println!(
-        "| {label} | {:.0} B ({} inline) | {:.0} B ({} inline) | {:.0}% |",
-        before,
-        size_of::<K::Wire>(),
-        after,
-        size_of::<K>(),
-        100.0 * (1.0 - after / before)
-    );
+    println!("| {label} | {:.0} B ({} inline) | {:.0} B ({} inline) | {:.0}% |", before, size_of::<K::Wire>(), after, size_of::<K>(), 100.0 * (1.0 - after / before));
 }
 
 fn ns(i: usize) -> String {
@@ -106,8 +99,10 @@ fn realistic_pod(i: usize) -> Value {
     let app = format!("app-{}", i % 500);
     let rs = format!("{app}-7d9f8c6b5");
     let since = "2026-11-01T00:00:00Z";
-    let conditions: Vec<Value> =
-        ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"].iter().map(|t| json!({"type": t, "status": "True", "lastTransitionTime": since})).collect();
+    let conditions: Vec<Value> = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": since}))
+        .collect();
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -139,7 +134,12 @@ fn main() {
     println!("| object | with ObjectMeta (stripped) | with Meta | saved |");
     println!("|---|---|---|---|");
     // The shapes of benches/scale.rs (tests/support/fixtures.rs).
-    row::<Pod>("Pod (scale bench fixture)", n, |i| fixtures::pod(&ns(i), &format!("pod-{i}"), &format!("node-{:04}", i % 1000), &[&format!("data-{i}")], json!({"app": format!("app-{}", i % 500)}), None), |w| &mut w.metadata);
+    row::<Pod>(
+        "Pod (scale bench fixture)",
+        n,
+        |i| fixtures::pod(&ns(i), &format!("pod-{i}"), &format!("node-{:04}", i % 1000), &[&format!("data-{i}")], json!({"app": format!("app-{}", i % 500)}), None),
+        |w| &mut w.metadata,
+    );
     row::<Pod>("Pod (Deployment, Running, 5 conditions)", n, realistic_pod, |w| &mut w.metadata);
     row::<Node>("Node (fixture)", n, |i| fixtures::node(&format!("node-{i:04}"), "True", since), |w| &mut w.metadata);
     row::<PersistentVolume>(

@@ -27,9 +27,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::journal::{AlertRef, Journal, Phase, RunRecord, RunTrigger};
-use index::AlertIndex;
 use crate::plan::Plan;
 use crate::snapshot::Hub;
+use index::AlertIndex;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 

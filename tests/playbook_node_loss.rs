@@ -174,9 +174,8 @@ fn databases_before(p: &Plan, key: &str) -> BTreeSet<&'static str> {
 fn an_app_waits_for_the_databases_its_pods_name_and_only_those() {
     let (mut state, _) = dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).expect("example loads");
     let name_hosts = |state: &mut lifeboat::cluster::ClusterState, ns: &str, deployment: &str, hosts: &[&str]| {
-        let of_it: Vec<usize> = (0..state.pods.len())
-            .filter(|&i| state.workload_of(&state.pods[i]).is_some_and(|w| w.namespace == ns && w.kind == "Deployment" && w.name == deployment))
-            .collect();
+        let of_it: Vec<usize> =
+            (0..state.pods.len()).filter(|&i| state.workload_of(&state.pods[i]).is_some_and(|w| w.namespace == ns && w.kind == "Deployment" && w.name == deployment)).collect();
         assert!(!of_it.is_empty(), "no pod of {ns}/{deployment}");
         for i in of_it {
             std::sync::Arc::make_mut(&mut state.pods[i]).spec.containers[0].env.hosts.extend(hosts.iter().map(|h| h.to_string()));

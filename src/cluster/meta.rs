@@ -17,12 +17,7 @@ use super::intern::{intern, Atom};
 use super::marks;
 
 /// Annotations some reader looks at; every other one is dropped from the cache.
-pub const KEPT_ANNOTATIONS: &[&str] = &[
-    marks::KEPT_SUSPENDED_ANNOTATION,
-    marks::CONFIRMED_GONE_ANNOTATION,
-    marks::CNPG_FENCED_INSTANCES_ANNOTATION,
-    marks::SSA_KEY,
-];
+pub const KEPT_ANNOTATIONS: &[&str] = &[marks::KEPT_SUSPENDED_ANNOTATION, marks::CONFIRMED_GONE_ANNOTATION, marks::CNPG_FENCED_INSTANCES_ANNOTATION, marks::SSA_KEY];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ObjectMeta", into = "ObjectMeta")]
@@ -141,7 +136,13 @@ impl From<Meta> for ObjectMeta {
             owner_references: meta.owner_references.map(|owners| {
                 owners
                     .iter()
-                    .map(|o| OwnerReference { api_version: o.api_version.to_string(), kind: o.kind.to_string(), name: o.name.to_string(), controller: o.controller, ..Default::default() })
+                    .map(|o| OwnerReference {
+                        api_version: o.api_version.to_string(),
+                        kind: o.kind.to_string(),
+                        name: o.name.to_string(),
+                        controller: o.controller,
+                        ..Default::default()
+                    })
                     .collect()
             }),
             creation_timestamp: meta.creation_timestamp,

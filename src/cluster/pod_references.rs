@@ -109,10 +109,8 @@ pub fn host_in(name: &str, value: &str) -> Option<String> {
         return None;
     };
     let host = candidate.split(':').next()?.trim_end_matches('.').to_ascii_lowercase();
-    let dns_like = !host.is_empty()
-        && host.len() <= 253
-        && host.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let dns_like =
+        !host.is_empty() && host.len() <= 253 && host.starts_with(|c: char| c.is_ascii_alphanumeric()) && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     dns_like.then_some(host)
 }
 

@@ -429,11 +429,7 @@ mod tests {
             vec![
                 PhaseParts { name: "preflight", title: "P".into(), parts: vec![part("p", vec![wait("confirm", &[])])] },
                 PhaseParts { name: "databases", title: "D".into(), parts: vec![part("a", vec![wait("a1", &[]), wait("a2", &["a1"])]), part("b", vec![wait("b1", &[])])] },
-                PhaseParts {
-                    name: "apps",
-                    title: "A".into(),
-                    parts: vec![x(), part("y", vec![wait("restore", &[])]), part("z", vec![wait("restore", &[])])],
-                },
+                PhaseParts { name: "apps", title: "A".into(), parts: vec![x(), part("y", vec![wait("restore", &[])]), part("z", vec![wait("restore", &[])])] },
                 PhaseParts { name: "watch", title: "W".into(), parts: vec![part("w", vec![wait("ready", &[])])] },
                 PhaseParts { name: "cleanup", title: "C".into(), parts: vec![part("c", vec![wait("gc", &[])])] },
             ]

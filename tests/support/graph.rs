@@ -53,12 +53,8 @@ pub fn assert_report_followed_needs(plan: &Plan, report: &RunReport) {
 /// seconds, with the chain's step ids. Only steps that started and finished
 /// count; the wall time of an ideal scheduler with unlimited concurrency.
 pub fn critical_path(run: &RunRecord) -> (f64, Vec<String>) {
-    let duration: BTreeMap<&str, f64> = run
-        .status
-        .steps
-        .iter()
-        .filter_map(|s| Some((s.id.as_str(), (s.finished_at? - s.started_at?).num_milliseconds() as f64 / 1000.0)))
-        .collect();
+    let duration: BTreeMap<&str, f64> =
+        run.status.steps.iter().filter_map(|s| Some((s.id.as_str(), (s.finished_at? - s.started_at?).num_milliseconds() as f64 / 1000.0))).collect();
     // The plan's steps come in an order where every need is listed first (Plan::validate).
     let mut longest: BTreeMap<&str, (f64, Option<&str>)> = BTreeMap::new();
     for step in &run.spec.plan.steps {

@@ -132,10 +132,9 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         .filter_map(|(part, s)| match &s.action {
             Action::Scale { object, replicas } if *replicas > 0 => Some((object.clone(), part.key.clone())),
             // kaniop scales its StatefulSet `<kanidm>-<group>` from the group.
-            Action::SetKanidmReplicas { kanidm, group, replicas } if *replicas > 0 => Some((
-                ObjectRef::namespaced("apps/v1", "StatefulSet", kanidm.namespace.as_deref().unwrap_or_default(), &format!("{}-{group}", kanidm.name)),
-                part.key.clone(),
-            )),
+            Action::SetKanidmReplicas { kanidm, group, replicas } if *replicas > 0 => {
+                Some((ObjectRef::namespaced("apps/v1", "StatefulSet", kanidm.namespace.as_deref().unwrap_or_default(), &format!("{}-{group}", kanidm.name)), part.key.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -173,11 +172,8 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
     // first; Flux is suspended before any app is touched; Kanidm's reset waits
     // for every app; cleanup waits for everything. Apps skip the databases
     // they do not use, the watches everything but what they watch for.
-    let dependencies = Dependencies {
-        independent_of: BTreeMap::from([("apps", vec!["databases"]), ("watch", vec!["databases", "apps", "oidc"])]),
-        after_everything: vec!["cleanup"],
-        part_needs,
-    };
+    let dependencies =
+        Dependencies { independent_of: BTreeMap::from([("apps", vec!["databases"]), ("watch", vec!["databases", "apps", "oidc"])]), after_everything: vec!["cleanup"], part_needs };
     Ok(compose_with(PLAYBOOK, target, findings_text, phases, options.approval == crate::config::ApprovalScope::PerPhase, &dependencies))
 }
 

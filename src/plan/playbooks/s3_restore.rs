@@ -392,8 +392,13 @@ pub fn hold_flux(flux: &ObjectRef, after: &str, preconditions: Vec<Precondition>
 pub fn kaniop_owner(state: &ClusterState, ns: &str, sts: &str) -> Option<(String, String)> {
     let set = state.stateful_sets.iter().find(|s| namespace(&s.metadata) == ns && name(&s.metadata) == sts)?;
     let owner = set.metadata.owner_references.as_ref()?.iter().find(|o| o.kind == "Kanidm" && o.api_version.starts_with("kaniop.rs/"))?;
-    let group =
-        set.metadata.labels.as_ref().and_then(|l| l.get("kanidm.kaniop.rs/replica-group")).map(String::from).or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
+    let group = set
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kanidm.kaniop.rs/replica-group"))
+        .map(String::from)
+        .or_else(|| sts.strip_prefix(&format!("{}-", owner.name)).map(String::from))?;
     Some((owner.name.to_string(), group))
 }
 
