@@ -435,7 +435,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         // Another replica got the same notification (Alertmanager HA) and
         // created the alert's run first: its deterministic name is taken.
         Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
-            intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            // Counted as a duplicate by `decided`, like every other answer.
             // This replica's notifier may lead: it posts the run now rather than at its next poll.
             crate::journal::announce_run_created();
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))

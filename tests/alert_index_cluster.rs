@@ -143,6 +143,10 @@ async fn two_replicas_receiving_the_same_alert_at_once_record_one_run() {
     results.sort();
     assert_eq!(results, ["duplicate", "run"], "{from_a} {from_b}");
     assert_eq!(from_a["run"], from_b["run"]);
+    // Whether the loser saw the run in its listing or got a 409 creating it, it counts one duplicate.
+    let counted = |r: &Replica| (r.counters.runs_created.load(Ordering::Relaxed), r.counters.duplicates.load(Ordering::Relaxed));
+    let (ca, cb) = (counted(&a), counted(&b));
+    assert_eq!((ca.0 + cb.0, ca.1 + cb.1), (1, 1), "runs created and duplicates counted by the two replicas");
     // Both now know the run: repeats read nothing, on either replica.
     let reads = (a.reads(), b.reads());
     assert_eq!(a.deliver(&postgres).await["result"], "duplicate");
