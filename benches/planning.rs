@@ -135,7 +135,7 @@ fn main() {
     let trigger = Trigger { node: Some(LOST_NODE.into()), ..Trigger::default() };
     let mut inspections = vec![];
     let mut plans = vec![];
-    let mut steps = 0;
+    let (mut steps, mut edges) = (0, 0);
     for _ in 0..args.rounds {
         let started = Instant::now();
         let findings = inspect::inspect(&state, &config, &probe);
@@ -144,8 +144,9 @@ fn main() {
         let planned = plan("node-loss", &state, &findings, &trigger).expect("node-loss plans");
         plans.push(started.elapsed());
         steps = planned.steps.len();
+        edges = planned.steps.iter().map(|s| s.needs.len()).sum::<usize>();
     }
-    println!("plan: node-loss for {LOST_NODE}, {steps} steps");
+    println!("plan: node-loss for {LOST_NODE}, {steps} steps, {edges} `needs` edges");
     println!("inspect: {}", summary(inspections));
     println!("plan:    {}", summary(plans));
 }

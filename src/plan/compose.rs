@@ -267,9 +267,11 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Steps no other step of the same group depends on.
+/// Steps no other step of the same group depends on. One pass over the needs:
+/// a node-loss plan for hundreds of claims has thousands of steps.
 fn leaves(steps: &[Step]) -> Vec<String> {
-    steps.iter().filter(|s| !steps.iter().any(|o| o.needs.contains(&s.id))).map(|s| s.id.clone()).collect()
+    let needed: HashSet<&str> = steps.iter().flat_map(|s| s.needs.iter().map(String::as_str)).collect();
+    steps.iter().filter(|s| !needed.contains(s.id.as_str())).map(|s| s.id.clone()).collect()
 }
 
 /// `Kustomization media/immich` → `kustomization-media-immich`.
