@@ -86,17 +86,7 @@ async fn play_jobs(client: Client, ns: String, node: String, behaviour: Behaviou
             )
             .await;
             let now = rfc3339(Utc::now());
-            let terminated = json!({"exitCode": if ok {0} else {1}, "reason": if ok {"Completed"} else {"Error"}, "message": output, "startedAt": now, "finishedAt": now});
-            set_status(
-                &client,
-                "v1",
-                "Pod",
-                Some(&ns),
-                &pod_name,
-                json!({"phase": if ok {"Succeeded"} else {"Failed"},
-                "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": terminated}}]}),
-            )
-            .await;
+            set_status(&client, "v1", "Pod", Some(&ns), &pod_name, support::players::terminated_status(&container, ok, &output)).await;
             let (criteria, end) = if ok { ("SuccessCriteriaMet", "Complete") } else { ("FailureTarget", "Failed") };
             let cond = |t: &str| json!({"type": t, "status": "True", "reason": if ok {"CompletionsReached"} else {"BackoffLimitExceeded"}, "message": "", "lastProbeTime": now, "lastTransitionTime": now});
             let mut status = json!({"startTime": now, "conditions": [cond(criteria), cond(end)], "ready": 0, "terminating": 0,

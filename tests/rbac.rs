@@ -215,16 +215,7 @@ async fn play(client: Client, ns: String, node: String) {
             )
             .await;
             let now = rfc3339(Utc::now());
-            set_status(
-                &client,
-                "v1",
-                "Pod",
-                Some(&ns),
-                &pod_name,
-                json!({"phase": "Succeeded", "containerStatuses": [{"name": container, "ready": false, "restartCount": 0,
-                "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": output, "startedAt": now, "finishedAt": now}}}]}),
-            )
-            .await;
+            set_status(&client, "v1", "Pod", Some(&ns), &pod_name, support::players::terminated_status(container.as_str().unwrap_or_default(), true, output)).await;
             set_status(&client, "batch/v1", "Job", Some(&ns), &name, support::players::job_complete_status(&now)).await;
         }
         for backup in backups.list(&ListParams::default()).await.unwrap().items {

@@ -112,6 +112,16 @@ pub fn job_complete_status(now: &str) -> Value {
            "uncountedTerminatedPods": {}, "conditions": [cond("SuccessCriteriaMet"), cond("Complete")]})
 }
 
+/// What a kubelet reports for a pod whose one container ran to its end:
+/// Succeeded with exit code 0, Failed otherwise; `output` is the termination
+/// message (the Job players' stand-in for the container's log).
+pub fn terminated_status(container: &str, succeeded: bool, output: &str) -> Value {
+    let now = rfc3339(Utc::now());
+    let (phase, exit_code, reason) = if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
+    let terminated = json!({"exitCode": exit_code, "reason": reason, "message": output, "startedAt": now, "finishedAt": now});
+    json!({"phase": phase, "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": terminated}}]})
+}
+
 /// What a kubelet reports for a running, Ready pod.
 pub fn running_status(pod: &Value) -> Value {
     let now = rfc3339(Utc::now());
