@@ -148,7 +148,7 @@ pub fn triage(state: &ClusterState, findings: &Findings, only_node: Option<&str>
 }
 
 fn classify(state: &ClusterState, findings: &Findings, ns: &str, pvc: &str, node: &str) -> AffectedWorkload {
-    let protection = findings.protection.iter().find(|p| p.namespace == ns && p.pvc == pvc);
+    let protection = findings.protection_of(ns, pvc);
     let source = protection.map_or(Source::None, |p| p.source);
     let fresh = protection.and_then(|p| p.fresh);
     let provider = protection.and_then(|p| p.provider.clone()).unwrap_or_default();

@@ -71,8 +71,11 @@ pub struct Sources<'a> {
     pub garage: &'a GarageFinding,
 }
 
+/// One entry per claim, sorted by namespace and claim name (see
+/// `Findings::protection_of`).
 pub fn inspect(ctx: &Context, sources: &Sources) -> Vec<PvcProtection> {
-    ctx.state
+    let mut protection: Vec<PvcProtection> = ctx
+        .state
         .persistent_volume_claims
         .iter()
         .map(|pvc| {
@@ -81,7 +84,9 @@ pub fn inspect(ctx: &Context, sources: &Sources) -> Vec<PvcProtection> {
             let (source, provider, fresh) = protection_of(ctx, sources, ns, pvc_name, label(&pvc.metadata, "cnpg.io/cluster"));
             PvcProtection { namespace: ns.to_string(), pvc: pvc_name.to_string(), pinned_node: ctx.pvc_node(ns, pvc_name).map(str::to_string), source, provider, fresh }
         })
-        .collect()
+        .collect();
+    protection.sort_by(|a, b| (&a.namespace, &a.pvc).cmp(&(&b.namespace, &b.pvc)));
+    protection
 }
 
 fn protection_of(ctx: &Context, sources: &Sources, ns: &str, pvc: &str, cnpg_cluster: Option<&str>) -> (Source, Option<String>, Option<bool>) {

@@ -75,6 +75,7 @@ pub struct Findings {
     pub garage: garage::GarageFinding,
     pub flux: Vec<flux::FluxFinding>,
     pub backup_cronjobs: Vec<cronjobs::CronJobFinding>,
+    /// Sorted by namespace and claim: look one up with `protection_of`.
     pub protection: Vec<coverage::PvcProtection>,
     pub config_problems: Vec<ConfigProblem>,
     /// The configuration these findings were made with; playbooks read
@@ -86,6 +87,13 @@ pub struct Findings {
 impl Findings {
     pub fn lost_nodes(&self) -> impl Iterator<Item = &nodes::NodeFinding> {
         self.nodes.iter().filter(|n| n.lost)
+    }
+
+    /// How claim `namespace/pvc` is protected (a binary search: planning
+    /// asks this for every claim of a lost node).
+    pub fn protection_of(&self, namespace: &str, pvc: &str) -> Option<&coverage::PvcProtection> {
+        let index = self.protection.binary_search_by(|p| (p.namespace.as_str(), p.pvc.as_str()).cmp(&(namespace, pvc))).ok()?;
+        Some(&self.protection[index])
     }
 }
 

@@ -61,7 +61,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
         }
         let for_pvc =
             |playbook: &'static str, pvc: &String| (w.category, playbook, Trigger { namespace: Some(w.namespace.clone()), name: Some(pvc.clone()), node: Some(node.into()) });
-        let provider = || w.pvcs.iter().find_map(|pvc| findings.protection.iter().find(|p| p.namespace == w.namespace && &p.pvc == pvc).and_then(|p| p.provider.clone()));
+        let provider = || w.pvcs.iter().find_map(|pvc| findings.protection_of(&w.namespace, pvc).and_then(|p| p.provider.clone()));
         match w.category {
             Category::Garage => triggers.push((w.category, "garage-meta-restore", Trigger { node: Some(node.into()), ..Trigger::default() })),
             Category::CnpgInstance | Category::MariadbInstance => {
@@ -73,7 +73,7 @@ pub fn node_loss(state: &ClusterState, findings: &Findings, node: &str, options:
             Category::VolsyncApp => {
                 // volsync-restore deletes the mover caches of the app PVC it restores;
                 // a cache alone (its app PVC elsewhere) is planned for on its own.
-                let is_cache = |pvc: &String| findings.protection.iter().any(|p| p.namespace == w.namespace && &p.pvc == pvc && p.source == Source::Scratch);
+                let is_cache = |pvc: &String| findings.protection_of(&w.namespace, pvc).is_some_and(|p| p.source == Source::Scratch);
                 let apps: Vec<&String> = w.pvcs.iter().filter(|p| !is_cache(p)).collect();
                 let pvcs = if apps.is_empty() { w.pvcs.iter().collect() } else { apps };
                 for (_, playbook, trigger) in pvcs.into_iter().map(|p| for_pvc("volsync-restore", p)) {

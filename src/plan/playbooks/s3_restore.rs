@@ -34,7 +34,7 @@ pub fn affected(state: &ClusterState, findings: &Findings) -> Vec<Trigger> {
         .lost_volumes
         .iter()
         .filter_map(|v| Some((v.claim_namespace.clone()?, v.claim_name.clone()?, v.node.clone())))
-        .filter(|(ns, pvc, _)| findings.protection.iter().any(|p| &p.namespace == ns && &p.pvc == pvc && p.source == Source::BackupCronJob))
+        .filter(|(ns, pvc, _)| findings.protection_of(ns, pvc).is_some_and(|p| p.source == Source::BackupCronJob))
         .map(|(ns, pvc, node)| Trigger { namespace: Some(ns), name: Some(pvc), node: Some(node) })
         .collect()
 }
@@ -158,7 +158,7 @@ pub fn restore(state: &ClusterState, findings: &Findings, ns: &str, target: &str
     };
     let node = lost.node.clone();
     plan.findings.push(format!("{pvc_ref} is pinned to lost node {node}"));
-    let protection = findings.protection.iter().find(|p| p.namespace == ns && p.pvc == pvc_name);
+    let protection = findings.protection_of(ns, &pvc_name);
     let Some(cronjob_name) = protection.filter(|p| p.source == Source::BackupCronJob).and_then(|p| p.provider.clone()) else {
         let source = protection.map_or("nothing", |p| p.source.as_str());
         plan.findings.push(format!("{pvc_ref} is protected by {source}, not by an app backup CronJob: this playbook does not apply; nothing will be deleted"));
