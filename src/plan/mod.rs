@@ -105,6 +105,10 @@ pub enum Action {
     /// Garage's `garage repair -a --yes tables` through the admin API
     /// (`POST /v2/LaunchRepairOperation?node=*`), token from `token_file`.
     RepairGarageTables { admin_url: String, token_file: Option<String> },
+    /// Does nothing: the steps of a phase that would each wait for the same
+    /// several steps before it wait for this one instead (see
+    /// `compose`), so a plan's `needs` grow with its steps, not their square.
+    PhaseStart { phase: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -234,7 +238,7 @@ impl Step {
             Action::PromoteCnpg { cluster, .. } | Action::SetCnpgPluginParameter { cluster, .. } => vec![cluster],
             Action::ForceDeletePod { pod } | Action::RestartPod { pod } | Action::RecreatePod { pod, .. } => vec![pod],
             Action::DeletePvc { pvc, .. } => vec![pvc],
-            Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } => vec![],
+            Action::TaintNode { .. } | Action::VerifyGarage { .. } | Action::ApprovalGate { .. } | Action::PhaseStart { .. } => vec![],
             Action::RunJob { job, .. } => vec![job],
             Action::RolloutRestart { object } => vec![object],
             Action::SetKanidmReplicas { kanidm, .. } => vec![kanidm],
@@ -327,6 +331,7 @@ impl Step {
                 "curl -fsS -X POST -H \"Authorization: Bearer $GARAGE_ADMIN_TOKEN\" -d '{{\"repairType\":\"tables\"}}' {}  # = garage repair -a --yes tables",
                 q(&format!("{}/v2/LaunchRepairOperation?node=*", admin_url.trim_end_matches('/')))
             ),
+            Action::PhaseStart { phase } => format!("# phase {} starts: every step it waits for is done", shell::comment(phase)),
             Action::VerifyGarage { admin_url, min_buckets, .. } => {
                 let url = admin_url.trim_end_matches('/');
                 format!(
