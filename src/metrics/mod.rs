@@ -1,5 +1,6 @@
-//! Encodes the current snapshot as OpenMetrics at scrape time. A scrape never
-//! calls the Kubernetes API: it reads the findings already computed.
+//! Encodes the current snapshot as OpenMetrics: its findings once per
+//! snapshot, the process's own families at each scrape. A scrape never calls
+//! the Kubernetes API: it reads the findings already computed.
 
 pub mod catalog;
 
