@@ -7,7 +7,7 @@
 //! then leave free memory scattered over several arenas, between the cached
 //! objects, which the process keeps resident. One arena, and handing free
 //! pages back after each snapshot rebuild, keeps RSS near the live heap
-//! (measured in BENCHMARKS.md, "Compact watch cache"). Other C libraries:
+//! (measured in BENCHMARKS.md, "Where the rest of the memory went"). Other C libraries:
 //! nothing to do.
 
 /// Arenas when `MALLOC_ARENA_MAX` is not set. The runtime has a handful of
