@@ -2,14 +2,17 @@ use std::process::ExitCode;
 
 use lifeboat::cli::{init_logging, parse_args, run, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = parse_args();
-    if !matches!(cli.command, Command::Serve { .. }) {
-        restore_default_sigpipe();
-    }
-    init_logging();
-    run(cli).await
+fn main() -> ExitCode {
+    lifeboat::runtime::malloc::limit_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the async runtime");
+    runtime.block_on(async {
+        let cli = parse_args();
+        if !matches!(cli.command, Command::Serve { .. }) {
+            restore_default_sigpipe();
+        }
+        init_logging();
+        run(cli).await
+    })
 }
 
 /// A command whose reader goes away (`lifeboat metrics | head -1`) ends

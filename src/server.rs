@@ -70,11 +70,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
 }
 
 async fn metrics(State(hub): State<Arc<Hub>>, request: HeaderMap) -> Response {
-    match crate::metrics::render(&hub) {
-        Ok(body) if accepts_gzip(&request) => {
-            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CONTENT_ENCODING, "gzip"), (header::VARY, "accept-encoding")], gzip(body.as_bytes())).into_response()
+    match crate::metrics::render_parts(&hub) {
+        Ok(body) if accepts_gzip(&request) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CONTENT_ENCODING, "gzip"), (header::VARY, "accept-encoding")], gzip(&body)).into_response(),
+        Ok(crate::metrics::Exposition { live, findings }) => {
+            // The findings part is shared with the snapshot: sent as it is, not copied.
+            let parts = futures::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(live)), Ok(findings)]);
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::VARY, "accept-encoding")], Body::from_stream(parts)).into_response()
         }
-        Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::VARY, "accept-encoding")], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response()
@@ -95,10 +97,12 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 
 /// A fast level: the exposition is repetitive, so even level 1 shrinks it
 /// about fifteenfold, and the scrape stays cheap.
-fn gzip(body: &[u8]) -> Vec<u8> {
+fn gzip(body: &crate::metrics::Exposition) -> Vec<u8> {
     use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
-    encoder.write_all(body).expect("writing to a Vec cannot fail");
+    let size = body.live.len() + body.findings.len();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(size / 8), flate2::Compression::fast());
+    encoder.write_all(body.live.as_bytes()).expect("writing to a Vec cannot fail");
+    encoder.write_all(&body.findings).expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 

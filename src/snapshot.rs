@@ -4,8 +4,10 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 
 use crate::cluster::watch::LiveCache;
 use crate::cluster::ClusterState;
@@ -19,13 +21,16 @@ pub struct Snapshot {
     pub findings: Findings,
     pub built_at: Instant,
     pub build_duration: Duration,
+    /// This snapshot's findings as OpenMetrics families, encoded once
+    /// (`metrics::findings_exposition`).
+    pub findings_exposition: OnceLock<Result<Bytes, std::fmt::Error>>,
 }
 
 impl Snapshot {
     pub fn build(state: ClusterState, config: &Config, probe: &GarageProbe) -> Self {
         let started = Instant::now();
         let findings = inspect::inspect(&state, config, probe);
-        Snapshot { state: Arc::new(state), findings, built_at: started, build_duration: started.elapsed() }
+        Snapshot { state: Arc::new(state), findings, built_at: started, build_duration: started.elapsed(), findings_exposition: OnceLock::new() }
     }
 }
 
@@ -91,7 +96,13 @@ impl Hub {
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
-        *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
+        self.publish_shared(Arc::new(snapshot));
+    }
+
+    pub fn publish_shared(&self, snapshot: Arc<Snapshot>) {
+        let previous = std::mem::replace(&mut *self.current.write().expect("snapshot lock poisoned"), snapshot);
+        // Freed after the lock is released: scrapes don't wait for it.
+        drop(previous);
     }
 
     /// Ready once the served snapshot holds every installed kind's first list.
@@ -121,8 +132,21 @@ impl Hub {
                 seen_generation = generation;
                 let started = Instant::now();
                 let probe = self.garage_probe.read().expect("probe lock poisoned").clone();
-                let state = live.snapshot();
-                self.publish(Snapshot::build(state, &self.config, &probe));
+                // Off the async workers: a rebuild takes tens of milliseconds
+                // at 40k objects, which a scrape on the same worker would wait for.
+                let (hub, live) = (self.clone(), live.clone());
+                let rebuilt = tokio::task::spawn_blocking(move || {
+                    let snapshot = Arc::new(Snapshot::build(live.snapshot(), &hub.config, &probe));
+                    // Encoded here, so no scrape waits for it.
+                    let _ = crate::metrics::findings_exposition(&snapshot);
+                    hub.publish_shared(snapshot);
+                    // The previous snapshot is gone unless a scrape still holds it.
+                    crate::runtime::malloc::release_free_memory();
+                })
+                .await;
+                if let Err(error) = rebuilt {
+                    tracing::error!(%error, "snapshot rebuild failed; serving the previous one");
+                }
                 last = Some((started, started.elapsed()));
             }
             tokio::time::sleep(pacing.poll).await;
@@ -135,7 +159,7 @@ impl Hub {
         let probe = self.garage_probe.read().expect("probe lock poisoned").clone();
         let started = Instant::now();
         let findings = inspect::inspect(&current.state, &self.config, &probe);
-        self.publish(Snapshot { state: current.state.clone(), findings, built_at: started, build_duration: started.elapsed() });
+        self.publish(Snapshot { state: current.state.clone(), findings, built_at: started, build_duration: started.elapsed(), findings_exposition: OnceLock::new() });
     }
 }
 

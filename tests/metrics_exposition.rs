@@ -171,6 +171,26 @@ fn state_of_nothing() -> lifeboat::cluster::ClusterState {
     state("2026-11-25T12:00:00Z", vec![])
 }
 
+/// The findings families are encoded once per snapshot: scrapes of one
+/// snapshot share that encoding, and the first scrape after a new snapshot
+/// is published shows the new findings, not the previous snapshot's.
+#[test]
+fn scrapes_share_a_snapshots_encoding_until_the_next_snapshot() {
+    let config = Config::default();
+    let quiet = Snapshot::build(state_of_nothing(), &config, &GarageProbe::default());
+    let hub = Arc::new(Hub::new(config.clone(), quiet, None));
+    let first = lifeboat::metrics::render_parts(&hub).unwrap();
+    let second = lifeboat::metrics::render_parts(&hub).unwrap();
+    assert_eq!(first.findings.as_ptr(), second.findings.as_ptr(), "one encoding for both scrapes");
+    let before = parse(&lifeboat::metrics::render(&hub).unwrap());
+    assert_eq!(value(&before, "lifeboat_node_lost", &[("node", "node-01")]), None);
+
+    hub.publish(Snapshot::build(state("2026-11-25T12:00:00Z", incident()), &config, &GarageProbe::default()));
+    let after = parse(&lifeboat::metrics::render(&hub).unwrap());
+    assert_eq!(value(&after, "lifeboat_node_lost", &[("node", "node-01"), ("reason", "not_ready")]), Some(1.0));
+    assert_eq!(value(&after, "lifeboat_objects", &[("kind", "core.Node")]), Some(2.0));
+}
+
 /// Over HTTP, /metrics is gzip-compressed when the scraper asks for it (as
 /// Prometheus does) and plain otherwise; both carry the same exposition.
 #[tokio::test]

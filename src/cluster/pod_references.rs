@@ -56,6 +56,8 @@ pub mod env {
                 push_new(&mut refs.secrets, secret.name);
             }
         }
+        refs.hosts.shrink_to_fit();
+        refs.secrets.shrink_to_fit();
         Ok(refs)
     }
 
@@ -76,6 +78,7 @@ pub mod env_from {
         for name in sources.into_iter().filter_map(|s| s.secret_ref).map(|s| s.name).filter(|n| !n.is_empty()) {
             push_new(&mut out, name);
         }
+        out.shrink_to_fit();
         Ok(out)
     }
 

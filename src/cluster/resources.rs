@@ -35,6 +35,16 @@ pub struct Condition {
     pub last_transition_time: Option<Time>,
 }
 
+/// A list decoded to exactly its length. serde_json gives no length for a
+/// JSON array, so a decoded `Vec` grows by doubling and keeps up to 4× the
+/// room it needs (one container or volume in room for four); the cache holds
+/// these lists for every object, so the slack was a third of its heap.
+pub fn exact_vec<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    let mut list = Vec::<T>::deserialize(d)?;
+    list.shrink_to_fit();
+    Ok(list)
+}
+
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
@@ -149,7 +159,7 @@ pub struct Node<M = Meta> {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub taints: Vec<Taint>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -162,7 +172,7 @@ pub struct Taint {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
 }
 lean_kind!(Node { spec, status }, "", "v1", "Node", "nodes", namespaced = false, optional = false);
@@ -202,22 +212,22 @@ pub struct VolumeNodeAffinity {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub node_selector_terms: Vec<NodeSelectorTerm>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub match_expressions: Vec<NodeSelectorRequirement>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub match_fields: Vec<NodeSelectorRequirement>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct NodeSelectorRequirement {
     pub key: String,
     pub operator: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub values: Vec<String>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -243,7 +253,7 @@ pub struct PvcSpec {
     pub volume_name: Option<String>,
     #[serde(default)]
     pub storage_class_name: Option<Atom>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub access_modes: Vec<Atom>,
     #[serde(default)]
     pub resources: PvcResources,
@@ -269,11 +279,11 @@ pub struct Pod<M = Meta> {
 pub struct PodSpec {
     #[serde(default)]
     pub node_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub volumes: Vec<PodVolume>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub containers: Vec<NamedContainer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub init_containers: Vec<NamedContainer>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -311,11 +321,11 @@ pub struct NamedContainer {
 pub struct PodStatus {
     #[serde(default)]
     pub phase: Option<Atom>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub container_statuses: Vec<ContainerStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub init_container_statuses: Vec<ContainerStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
 }
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -432,7 +442,7 @@ pub struct Job<M = Meta> {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub start_time: Option<Time>,
@@ -457,7 +467,7 @@ pub struct CnpgCluster<M = Meta> {
 pub struct CnpgClusterSpec {
     #[serde(default)]
     pub instances: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub plugins: Vec<CnpgPlugin>,
     #[serde(default)]
     pub backup: Option<CnpgBackupSpec>,
@@ -522,15 +532,15 @@ pub struct CnpgClusterStatus {
     pub instances: Option<i32>,
     #[serde(default)]
     pub ready_instances: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub instance_names: Vec<String>,
-    #[serde(default, rename = "danglingPVC")]
+    #[serde(default, rename = "danglingPVC", deserialize_with = "exact_vec")]
     pub dangling_pvc: Vec<String>,
-    #[serde(default, rename = "healthyPVC")]
+    #[serde(default, rename = "healthyPVC", deserialize_with = "exact_vec")]
     pub healthy_pvc: Vec<String>,
     #[serde(default, rename = "timelineID")]
     pub timeline_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub first_recoverability_point: Option<Time>,
@@ -663,7 +673,7 @@ pub struct VolsyncStatus {
     pub last_manual_sync: Option<String>,
     #[serde(default)]
     pub latest_mover_status: Option<MoverStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
 }
 
@@ -732,7 +742,7 @@ pub struct KopiaDestination {
     pub capacity: Option<String>,
     #[serde(default)]
     pub storage_class_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub access_modes: Vec<String>,
     #[serde(default)]
     pub restore_as_of: Option<String>,
@@ -818,7 +828,7 @@ pub struct GaleraRecovery {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MariaDbStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub current_primary: Option<String>,
@@ -885,7 +895,7 @@ pub struct FluxSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FluxStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub last_handled_reconcile_at: Option<String>,
@@ -893,3 +903,46 @@ pub struct FluxStatus {
 
 flux_kind!(Kustomization, "kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
 flux_kind!(HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the watcher does: decode the JSON text of a list page's item.
+    fn decode<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn lists_decoded_from_json_text_hold_no_room_beyond_their_items() {
+        let pod: Pod<ObjectMeta> = decode(
+            r#"{"metadata": {"name": "p", "namespace": "n"},
+                "spec": {"nodeName": "n1", "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
+                         "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": "s"}}],
+                                         "env": [{"name": "DB_HOST", "value": "pg-rw"}, {"name": "P", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k"}}}]}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
+                           "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0}]}}"#,
+        );
+        let pod = Pod::from_wire(pod);
+        assert_eq!((pod.spec.volumes.len(), pod.spec.volumes.capacity()), (1, 1));
+        assert_eq!((pod.spec.containers.len(), pod.spec.containers.capacity()), (1, 1));
+        let container = &pod.spec.containers[0];
+        assert_eq!((container.env_from_secrets.len(), container.env_from_secrets.capacity()), (1, 1));
+        assert_eq!((container.env.hosts.len(), container.env.hosts.capacity()), (1, 1));
+        assert_eq!((container.env.secrets.len(), container.env.secrets.capacity()), (1, 1));
+        assert_eq!((pod.status.conditions.len(), pod.status.conditions.capacity()), (2, 2));
+        assert_eq!((pod.status.container_statuses.len(), pod.status.container_statuses.capacity()), (1, 1));
+
+        let pv: PersistentVolume<ObjectMeta> = decode(
+            r#"{"metadata": {"name": "pv"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}}}}"#,
+        );
+        let terms = &pv.spec.node_affinity.as_ref().unwrap().required.as_ref().unwrap().node_selector_terms;
+        assert_eq!((terms.len(), terms.capacity()), (1, 1));
+        assert_eq!((terms[0].match_expressions.len(), terms[0].match_expressions.capacity()), (1, 1));
+        assert_eq!((terms[0].match_expressions[0].values.len(), terms[0].match_expressions[0].values.capacity()), (1, 1));
+
+        let pvc: PersistentVolumeClaim<ObjectMeta> = decode(r#"{"metadata": {"name": "c", "namespace": "n"}, "spec": {"accessModes": ["ReadWriteOnce"]}}"#);
+        assert_eq!((pvc.spec.access_modes.len(), pvc.spec.access_modes.capacity()), (1, 1));
+    }
+}

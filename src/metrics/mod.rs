@@ -1,5 +1,6 @@
-//! Encodes the current snapshot as OpenMetrics at scrape time. A scrape never
-//! calls the Kubernetes API: it reads the findings already computed.
+//! Encodes the current snapshot as OpenMetrics: its findings once per
+//! snapshot, the process's own families at each scrape. A scrape never calls
+//! the Kubernetes API: it reads the findings already computed.
 
 pub mod catalog;
 
@@ -9,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -20,25 +22,65 @@ use crate::inspect::cronjobs::CronJobFinding;
 use crate::inspect::flux::FluxFinding;
 use crate::inspect::nodes::Availability;
 use crate::inspect::volsync::VolsyncFinding;
-use crate::snapshot::Hub;
+use crate::snapshot::{Hub, Snapshot};
 use catalog::*;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The families a scrape encodes afresh: the process's own counters and
+/// the watches' health, which move between two snapshots.
 #[derive(Debug)]
-struct Collector {
+struct Live {
     hub: Arc<Hub>,
+    snap: Arc<Snapshot>,
+}
+
+/// The families made from one snapshot's findings, encoded once per
+/// snapshot ([`findings_exposition`]): nearly all of a large cluster's body.
+#[derive(Debug)]
+struct FindingsFamilies {
+    snap: Arc<Snapshot>,
+}
+
+/// A scrape's body in two parts: the live families, then the served
+/// snapshot's findings families, which end the exposition (`# EOF`).
+pub struct Exposition {
+    pub live: String,
+    pub findings: Bytes,
 }
 
 /// Encodes every lifeboat metric; records how long it took for the next scrape.
-pub fn render(hub: &Arc<Hub>) -> Result<String, fmt::Error> {
+pub fn render_parts(hub: &Arc<Hub>) -> Result<Exposition, fmt::Error> {
     let started = Instant::now();
+    let snap = hub.snapshot();
+    let findings = findings_exposition(&snap)?;
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Collector { hub: hub.clone() }));
-    let mut out = String::with_capacity(64 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    registry.register_collector(Box::new(Live { hub: hub.clone(), snap }));
+    let mut live = String::with_capacity(16 * 1024);
+    text::encode_registry(&mut live, &registry)?;
     hub.last_scrape_nanos.store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    Ok(out)
+    Ok(Exposition { live, findings })
+}
+
+/// The whole exposition as one string.
+pub fn render(hub: &Arc<Hub>) -> Result<String, fmt::Error> {
+    let Exposition { mut live, findings } = render_parts(hub)?;
+    live.push_str(std::str::from_utf8(&findings).expect("encoded from a String"));
+    Ok(live)
+}
+
+/// The findings families of `snap`, encoded on first use and kept with it,
+/// so scrapes between two rebuilds share one encoding.
+pub fn findings_exposition(snap: &Arc<Snapshot>) -> Result<Bytes, fmt::Error> {
+    let encoded = snap.findings_exposition.get_or_init(|| {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(FindingsFamilies { snap: snap.clone() }));
+        let mut out = String::with_capacity(64 * 1024);
+        text::encode_registry(&mut out, &registry)?;
+        text::encode_eof(&mut out)?;
+        Ok(Bytes::from(out))
+    });
+    encoded.clone()
 }
 
 /// Label values (in catalog order) and the value. Values borrow from the
@@ -104,11 +146,10 @@ fn cid(c: &CronJobFinding) -> Vec<Cow<'_, str>> {
     vec![s(&c.namespace), s(&c.cronjob)]
 }
 
-impl prometheus_client::collector::Collector for Collector {
+impl prometheus_client::collector::Collector for Live {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let hub = &self.hub;
-        let snap = hub.snapshot();
-        let f = &snap.findings;
+        let snap = &self.snap;
 
         family(&mut enc, &BUILD_INFO, vec![(vec![s(env!("CARGO_PKG_VERSION"))], 1.0)])?;
         if let Some(live) = &hub.live {
@@ -124,6 +165,45 @@ impl prometheus_client::collector::Collector for Collector {
         family(&mut enc, &SNAPSHOT_AGE, vec![(vec![], snap.built_at.elapsed().as_secs_f64())])?;
         family(&mut enc, &SNAPSHOT_BUILD, vec![(vec![], snap.build_duration.as_secs_f64())])?;
         family(&mut enc, &SCRAPE_DURATION, vec![(vec![], hub.last_scrape_nanos.load(Ordering::Relaxed) as f64 / 1e9)])?;
+        let intake = hub.self_metrics.get::<crate::alerts::IntakeCounters>().unwrap_or_default();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        family(&mut enc, &ALERTMANAGER_REQUESTS, vec![(vec![s("accepted")], load(&intake.accepted)), (vec![s("rejected")], load(&intake.rejected))])?;
+        family(
+            &mut enc,
+            &ALERTMANAGER_ALERTS,
+            vec![
+                (vec![s("run")], load(&intake.runs_created)),
+                (vec![s("duplicate")], load(&intake.duplicates)),
+                (vec![s("unrouted")], load(&intake.unrouted)),
+                (vec![s("nothing_to_do")], load(&intake.nothing_to_do)),
+                (vec![s("resolved")], load(&intake.resolved)),
+                (vec![s("cleared")], load(&intake.cleared)),
+            ],
+        )?;
+        family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
+        if let Some(stats) = hub.self_metrics.get::<crate::remediator::stats::RemediationStats>() {
+            family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
+            family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
+            let pairs = |m: &std::collections::BTreeMap<(String, String), usize>| -> Vec<Sample<'static>> {
+                m.iter().map(|((a, b), n)| (vec![owned(a.clone()), owned(b.clone())], *n as f64)).collect()
+            };
+            family(&mut enc, &REMEDIATION_RUNS, pairs(&stats.runs))?;
+            family(&mut enc, &REMEDIATION_STEPS, pairs(&stats.steps))?;
+            family(&mut enc, &REMEDIATION_TIME_IN_PHASE, stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect())?;
+            family(&mut enc, &REMEDIATION_ACTIVE_STEPS, pairs(&stats.active_steps))?;
+            family(&mut enc, &REMEDIATION_APPROVAL_WAIT, stats.approval_wait.iter().map(|(p, secs)| (vec![owned(p.clone())], *secs)).collect())?;
+            family(&mut enc, &REMEDIATION_APPROVAL_WINDOW, vec![(vec![], hub.config.remediation.approval_ttl.0.as_secs_f64())])?;
+            family(&mut enc, &REMEDIATION_LAST_FINISHED, stats.last_finished.iter().map(|((a, b), t)| (vec![owned(a.clone()), owned(b.clone())], ts(*t))).collect())?;
+            family(&mut enc, &REMEDIATION_KILL_SWITCH, vec![(vec![], flag(stats.kill_switch))])?;
+        }
+        Ok(())
+    }
+}
+
+impl prometheus_client::collector::Collector for FindingsFamilies {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let f = &self.snap.findings;
+        let config = &f.config;
 
         // Nodes and pinned volumes.
         let reason = |a: &Availability| match a {
@@ -227,12 +307,12 @@ impl prometheus_client::collector::Collector for Collector {
 
         // Garage.
         let g = &f.garage;
-        family(&mut enc, &GARAGE_PODS, vec![(vec![s(&hub.config.garage.namespace)], g.pods.len() as f64)])?;
+        family(&mut enc, &GARAGE_PODS, vec![(vec![s(&config.garage.namespace)], g.pods.len() as f64)])?;
         family(&mut enc, &GARAGE_SIDECAR_PRESENT, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), flag(p.sidecar_present))).collect())?;
         family(&mut enc, &GARAGE_SIDECAR_RUNNING, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), flag(p.sidecar_running))).collect())?;
         family(&mut enc, &GARAGE_SIDECAR_RESTARTS, g.pods.iter().map(|p| (id(&p.namespace, &p.pod), p.sidecar_restarts as f64)).collect())?;
         family(&mut enc, &GARAGE_SNAPSHOT, g.newest_snapshot.map(|t| (vec![], ts(t))).into_iter().collect())?;
-        if hub.config.garage.backup_dir.is_some() {
+        if config.garage.backup_dir.is_some() {
             let ok = g.snapshot_error.is_none() && g.newest_snapshot.is_some();
             family(&mut enc, &GARAGE_SNAPSHOT_PROBE_OK, vec![(vec![], flag(ok))])?;
         }
@@ -267,37 +347,6 @@ impl prometheus_client::collector::Collector for Collector {
             &PVC_UNPROTECTED,
             f.protection.iter().filter(|p| p.unprotected()).map(|p| (vec![s(&p.namespace), s(&p.pvc), s(p.pinned_node.as_deref().unwrap_or(""))], 1.0)).collect(),
         )?;
-        let intake = hub.self_metrics.get::<crate::alerts::IntakeCounters>().unwrap_or_default();
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-        family(&mut enc, &ALERTMANAGER_REQUESTS, vec![(vec![s("accepted")], load(&intake.accepted)), (vec![s("rejected")], load(&intake.rejected))])?;
-        family(
-            &mut enc,
-            &ALERTMANAGER_ALERTS,
-            vec![
-                (vec![s("run")], load(&intake.runs_created)),
-                (vec![s("duplicate")], load(&intake.duplicates)),
-                (vec![s("unrouted")], load(&intake.unrouted)),
-                (vec![s("nothing_to_do")], load(&intake.nothing_to_do)),
-                (vec![s("resolved")], load(&intake.resolved)),
-                (vec![s("cleared")], load(&intake.cleared)),
-            ],
-        )?;
-        family(&mut enc, &JOURNAL_UNDECODABLE, vec![(vec![], crate::journal::undecodable_runs() as f64)])?;
-        if let Some(stats) = hub.self_metrics.get::<crate::remediator::stats::RemediationStats>() {
-            family(&mut enc, &REMEDIATION_LEADER, vec![(vec![], flag(stats.leader))])?;
-            family(&mut enc, &REMEDIATION_ACTIVE, vec![(vec![], stats.active as f64)])?;
-            let pairs = |m: &std::collections::BTreeMap<(String, String), usize>| -> Vec<Sample<'static>> {
-                m.iter().map(|((a, b), n)| (vec![owned(a.clone()), owned(b.clone())], *n as f64)).collect()
-            };
-            family(&mut enc, &REMEDIATION_RUNS, pairs(&stats.runs))?;
-            family(&mut enc, &REMEDIATION_STEPS, pairs(&stats.steps))?;
-            family(&mut enc, &REMEDIATION_TIME_IN_PHASE, stats.time_in_phase.iter().map(|((a, b), secs)| (vec![owned(a.clone()), owned(b.clone())], *secs)).collect())?;
-            family(&mut enc, &REMEDIATION_ACTIVE_STEPS, pairs(&stats.active_steps))?;
-            family(&mut enc, &REMEDIATION_APPROVAL_WAIT, stats.approval_wait.iter().map(|(p, secs)| (vec![owned(p.clone())], *secs)).collect())?;
-            family(&mut enc, &REMEDIATION_APPROVAL_WINDOW, vec![(vec![], hub.config.remediation.approval_ttl.0.as_secs_f64())])?;
-            family(&mut enc, &REMEDIATION_LAST_FINISHED, stats.last_finished.iter().map(|((a, b), t)| (vec![owned(a.clone()), owned(b.clone())], ts(*t))).collect())?;
-            family(&mut enc, &REMEDIATION_KILL_SWITCH, vec![(vec![], flag(stats.kill_switch))])?;
-        }
         family(&mut enc, &REMEDIATION_FLUX_KEPT_SUSPENDED, f.flux.iter().filter(|x| x.kept_suspended.is_some()).map(|x| (fid(x), 1.0)).collect())?;
         family(&mut enc, &CONFIG_PROBLEM, f.config_problems.iter().map(|c| (vec![s(&c.kind), s(&c.namespace), s(&c.name), s(&c.problem)], 1.0)).collect())?;
         Ok(())

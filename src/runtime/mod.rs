@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod hub;
+pub mod malloc;
 pub mod shutdown;
 
 use std::net::SocketAddr;
