@@ -71,7 +71,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 async fn metrics(State(hub): State<Arc<Hub>>, request: HeaderMap) -> Response {
     match crate::metrics::render_parts(&hub) {
-        Ok(body) if accepts_gzip(&request) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CONTENT_ENCODING, "gzip"), (header::VARY, "accept-encoding")], gzip(&body)).into_response(),
+        Ok(body) if accepts_gzip(&request) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CONTENT_ENCODING, "gzip"), (header::VARY, "accept-encoding")], gzip(&body)).into_response()
+        }
         Ok(crate::metrics::Exposition { live, findings }) => {
             // The findings part is shared with the snapshot: sent as it is, not copied.
             let parts = futures::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(live)), Ok(findings)]);
