@@ -437,7 +437,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
             // Counted as a duplicate by `decided`, like every other answer.
             // This replica's notifier may lead: it posts the run now rather than at its next poll.
-            crate::journal::announce_run_created();
+            crate::journal::announce_run_created(&id);
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
         Err(crate::remediator::RemediationError::Journal(e)) => Err(e),

@@ -532,8 +532,8 @@ impl Journal {
             Journal::Cluster(j) => j.create(record).await,
             Journal::File(j) => j.create(record),
         };
-        if created.is_ok() {
-            announce_run_created();
+        if let Ok(run) = &created {
+            announce_run_created(&run.id);
         }
         created
     }
@@ -630,19 +630,22 @@ pub struct Listing {
     pub undecodable: Vec<JournalError>,
 }
 
-/// Counts the runs this process created (or found just created by another
-/// replica): the Discord notifier wakes on it to post a new run at once
-/// rather than at its next poll. One per process, like the journal it serves.
-static RUNS_CREATED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> = std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+/// The names of the runs this process created (or found just created by
+/// another replica): the Discord notifier reads each by name and posts it at
+/// once rather than at its next poll. One per process, like the journal it
+/// serves; a receiver that falls behind by more than the buffer is told it
+/// lagged (and lists the journal instead).
+static RUNS_CREATED: std::sync::LazyLock<tokio::sync::broadcast::Sender<String>> = std::sync::LazyLock::new(|| tokio::sync::broadcast::channel(1024).0);
 
-/// Changes whenever this process creates a run or learns of a new one.
-pub fn runs_created() -> tokio::sync::watch::Receiver<u64> {
+/// The name of every run this process creates or learns of from now on.
+pub fn runs_created() -> tokio::sync::broadcast::Receiver<String> {
     RUNS_CREATED.subscribe()
 }
 
-/// A run was just created, here or (a 409 on an alert's run) by another replica.
-pub fn announce_run_created() {
-    RUNS_CREATED.send_modify(|n| *n = n.wrapping_add(1));
+/// The run `id` was just created, here or (a 409 on an alert's run) by another replica.
+pub fn announce_run_created(id: &str) {
+    // No receiver (no notifier in this process) is not an error.
+    let _ = RUNS_CREATED.send(id.to_string());
 }
 
 /// Undecodable records at the last listing of each journal location, for
