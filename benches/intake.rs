@@ -449,7 +449,7 @@ fn main() {
         runs.len()
     );
     println!(
-        "journal reads: {} full listings, {} listings of given alerts' runs, {} reads of one run",
+        "journal reads: {} listings of the unfinished runs, {} listings of given alerts' runs, {} reads of one run",
         load(&c.journal_lists),
         load(&c.journal_alert_lists),
         load(&c.journal_gets)
