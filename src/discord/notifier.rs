@@ -68,7 +68,7 @@ impl Notifier {
             // The pass reads every run created so far: their names are spent.
             while created.try_recv().is_ok() {}
             let wait = if self.leading() {
-                let result = self.reconcile_once().await;
+                let result = self.pass(Some(&mut created)).await;
                 self.next_wait(result, &mut failures)
             } else {
                 self.poll_interval
@@ -119,11 +119,26 @@ impl Notifier {
 
     /// One pass over the journal. Stops at the first error.
     pub async fn reconcile_once(&mut self) -> Result<(), NotifyError> {
+        self.pass(None).await
+    }
+
+    /// A pass that, between two runs, first posts the runs `created` names
+    /// meanwhile: a new run's approval message does not wait while the pass
+    /// catches up with every other run. A run posted so is skipped when the
+    /// listing reaches it (its listed copy predates the post).
+    async fn pass(&mut self, mut created: Option<&mut tokio::sync::broadcast::Receiver<String>>) -> Result<(), NotifyError> {
         let mut runs = self.journal.list().await?;
         runs.reverse();
         let now = Utc::now();
+        let mut posted_by_name = std::collections::HashSet::new();
         for run in runs {
-            self.reconcile_if_due(&run, now).await?;
+            while let Some(Ok(id)) = created.as_deref_mut().map(|c| c.try_recv()) {
+                self.reconcile_named(&id).await?;
+                posted_by_name.insert(id);
+            }
+            if !posted_by_name.contains(&run.id) {
+                self.reconcile_if_due(&run, now).await?;
+            }
         }
         Ok(())
     }
