@@ -71,7 +71,7 @@ pub struct IntakeCounters {
     pub resolved: AtomicU64,
     /// Resolved alerts whose run awaiting approval is marked "condition cleared".
     pub cleared: AtomicU64,
-    /// Journal reads: full listings, listings of the runs of given alerts, reads of one run.
+    /// Journal reads: listings of the unfinished runs, listings of the runs of given alerts, reads of one run.
     pub journal_lists: AtomicU64,
     pub journal_alert_lists: AtomicU64,
     pub journal_gets: AtomicU64,
@@ -229,7 +229,7 @@ async fn handle_all(intake: &Intake, alerts: &[Alert]) -> Result<Vec<serde_json:
     // pair sends at the same moment must not both find no run and both create one.
     let (_guard, mut runs) = if needs_listing {
         let guard = intake.journal_lock.lock().await;
-        let runs = intake.journal.list().await?;
+        let runs = intake.journal.list_unfinished().await?;
         intake.counters.journal_lists.fetch_add(1, Ordering::Relaxed);
         intake.index.lock().expect("alert index lock").remember_listing(&runs);
         (Some(guard), Some(runs))
@@ -437,7 +437,7 @@ async fn handle(intake: &Intake, alert: &Alert, route: &Route, plan: Option<Plan
         Err(crate::remediator::RemediationError::Journal(crate::journal::JournalError::AlreadyExists { id, .. })) => {
             // Counted as a duplicate by `decided`, like every other answer.
             // This replica's notifier may lead: it posts the run now rather than at its next poll.
-            crate::journal::announce_run_created();
+            crate::journal::announce_run_created(&id);
             Ok(json!({"alertname": alertname, "result": "duplicate", "run": id}))
         }
         Err(crate::remediator::RemediationError::Journal(e)) => Err(e),

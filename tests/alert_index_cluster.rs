@@ -195,7 +195,7 @@ async fn before_its_first_listing_a_replica_does_not_trust_the_fingerprint_label
     let unlabel = json!({"metadata": {"labels": {ALERT_FINGERPRINT_LABEL: null}}});
     raw.patch(id, &PatchParams::default(), &Patch::Merge(&unlabel)).await.unwrap();
 
-    // A restarted replica (empty index) gets the resolution: it lists the whole journal.
+    // A restarted replica (empty index) gets the resolution: it lists the unfinished runs.
     let restarted = Replica::start(&ns).await;
     let gone = restarted.deliver(&resolved(&postgres)).await;
     assert_eq!(gone["result"], "resolved", "{gone}");
@@ -247,4 +247,100 @@ async fn the_resolved_alerts_of_one_notification_are_looked_up_in_one_read() {
         assert!(cleared(&journal.get(by_b["run"].as_str().unwrap()).await.unwrap().unwrap()));
     }
     assert_eq!(a.reads(), (before.0, before.1 + 1, before.2), "one listing for both alerts' runs");
+}
+
+/// The `lifeboat.dev/finished` label of a run, as stored.
+async fn finished_label(ns: &str, id: &str) -> Option<String> {
+    let raw: Api<DynamicObject> = Api::namespaced_with(control_plane().admin_client(), ns, &api_resource());
+    raw.get(id).await.unwrap().metadata.labels.unwrap_or_default().get("lifeboat.dev/finished").cloned()
+}
+
+/// A run as a lifeboat from before the finished label wrote it: no labels at all.
+async fn create_unlabelled(ns: &str, record: &RunRecord) {
+    let raw: Api<DynamicObject> = Api::namespaced_with(control_plane().admin_client(), ns, &api_resource());
+    let object = DynamicObject::new(&record.id, &api_resource()).within(ns).data(json!({ "spec": record.spec }));
+    raw.create(&Default::default(), &object).await.unwrap();
+    raw.patch_status(&record.id, &PatchParams::default(), &Patch::Merge(&json!({ "status": record.status }))).await.unwrap();
+}
+
+/// The intake lists only the runs labelled unfinished (or not labelled),
+/// so the label must follow every status write: set when a run ends (or is
+/// recorded finished), removed before a finished run becomes unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_labelled_finished_when_it_ends_and_unlabelled_before_it_is_reopened() {
+    let (ns, journal) = namespace("index-finished").await;
+    let replica = Replica::start(&ns).await;
+    let created = replica.deliver(&postgres_alert()).await;
+    assert_eq!(created["result"], "run", "{created}");
+    let id = created["run"].as_str().unwrap();
+    assert_eq!(finished_label(&ns, id).await, None, "awaiting approval");
+    lifeboat::remediator::abort(&journal, id, "someone").await.unwrap();
+    assert_eq!(finished_label(&ns, id).await.as_deref(), Some("true"), "aborted");
+
+    // A plan without steps is recorded NothingToDo: finished from its creation.
+    let empty = RunRecord::new(&lifeboat::plan::Plan::new("stale-cleanup", "utils/x"), RunTrigger::default(), Mode::Approve, "test", chrono::Utc::now());
+    assert_eq!(empty.status.phase, Phase::NothingToDo);
+    let empty = journal.create(&empty).await.unwrap();
+    assert_eq!(finished_label(&ns, &empty.id).await.as_deref(), Some("true"), "recorded finished");
+
+    // Back to awaiting approval (by hand, say): never hidden from the collision check.
+    let mut reopened = empty.status.clone();
+    reopened.phase = Phase::AwaitingApproval;
+    reopened.finished_at = None;
+    journal.update_status(&empty.id, &reopened).await.unwrap();
+    assert_eq!(finished_label(&ns, &empty.id).await, None, "reopened");
+    assert_eq!(journal.get(&empty.id).await.unwrap().unwrap().status.phase, Phase::AwaitingApproval);
+}
+
+/// A finished run is not among the runs the collision check lists, yet a
+/// repeat of its alert on a replica that never saw it creates nothing: the
+/// run's name comes from the alert, and the apiserver refuses it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_an_alert_whose_run_finished_is_a_duplicate_on_a_fresh_replica() {
+    let (ns, journal) = namespace("index-finished-repeat").await;
+    let first = Replica::start(&ns).await;
+    let postgres = postgres_alert();
+    let created = first.deliver(&postgres).await;
+    let id = created["run"].as_str().unwrap();
+    lifeboat::remediator::abort(&journal, id, "someone").await.unwrap();
+
+    let fresh = Replica::start(&ns).await;
+    let again = fresh.deliver(&postgres).await;
+    assert_eq!(again["result"], "duplicate", "{again}");
+    assert_eq!(again["run"], id);
+    assert_eq!(runs_of(&journal, "a1b2c3d4e5f60718").await.len(), 1);
+    assert_eq!(fresh.deliver(&postgres).await["result"], "duplicate", "and from the index after");
+}
+
+/// Runs written before the finished label carry no label: `!=true` still
+/// selects them, finished or not, so an old unfinished run still blocks its
+/// target and an old finished run of an alert (named before names came from
+/// the alert) still answers its repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_written_before_the_finished_label_are_still_found() {
+    let (ns, journal) = namespace("index-legacy").await;
+    let (state, _) = lifeboat::cluster::dump::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-loss")).unwrap();
+    let snapshot = Snapshot::build(state, &Config::default(), &Default::default());
+    let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("utils".into()), name: None, node: None };
+    let plan = lifeboat::plan::playbooks::plan("stale-cleanup", &snapshot.state, &snapshot.findings, &trigger).unwrap();
+    let old_unfinished = RunRecord::new(&plan, RunTrigger::from(&trigger), Mode::Approve, "cli:someone", chrono::Utc::now());
+    create_unlabelled(&ns, &old_unfinished).await;
+
+    let postgres = postgres_alert();
+    let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
+    let plan = lifeboat::plan::playbooks::plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).unwrap();
+    let alert = lifeboat::journal::AlertRef { fingerprint: "a1b2c3d4e5f60718".into(), starts_at: "2026-11-25T11:30:00Z".parse().unwrap(), alertname: "LifeboatCnpgPrimaryOnLostNode".into() };
+    let mut old_finished = RunRecord::new(&plan, RunTrigger { alert: Some(alert), ..RunTrigger::from(&trigger) }, Mode::Approve, "alertmanager", chrono::Utc::now());
+    old_finished.status.phase = Phase::Aborted;
+    create_unlabelled(&ns, &old_finished).await;
+    assert_ne!(old_finished.id, RunRecord::id_for_alert(&plan, old_finished.spec.trigger.alert.as_ref().unwrap()), "named by time, not by the alert");
+
+    let replica = Replica::start(&ns).await;
+    let busy = replica.deliver(&orphan_alert()).await;
+    assert_eq!(busy["result"], "target busy", "{busy}");
+    assert_eq!(busy["run"], old_unfinished.id.as_str());
+    let repeat = replica.deliver(&postgres).await;
+    assert_eq!(repeat["result"], "duplicate", "{repeat}");
+    assert_eq!(repeat["run"], old_finished.id.as_str());
+    assert_eq!(runs_of(&journal, "a1b2c3d4e5f60718").await.len(), 1);
 }

@@ -481,3 +481,34 @@ async fn a_run_created_in_this_process_is_posted_without_waiting_for_the_next_po
     fake.wait_until("the second run's message", |m| m.iter().any(|m| m.text().contains(&second.id))).await;
     task.abort();
 }
+
+/// In a cluster, a run created in this process is read by name: the
+/// wake-up posts that run alone, without listing the journal. A run another
+/// replica created (in the journal, never announced here) is left to the
+/// next poll, which lists every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_notifier_reads_the_new_run_by_name_and_leaves_the_rest_to_the_poll() {
+    let plane = support::controlplane::control_plane();
+    let client = plane.admin_client();
+    let ns = plane.namespace(&client, "notify-by-name").await;
+    let journal = Arc::new(Journal::cluster(client.clone(), ns.clone()));
+    let fake = FakeDiscord::start(50, Duration::from_secs(1)).await;
+    let first = journal.create(&RunRecord::new(&Plan::new("stale-cleanup", "utils/first"), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    let mut notifier = Notifier::new(journal.clone(), bot(&fake), Dur::hours(1), Dur::secs(15));
+    notifier.poll_interval = Duration::from_secs(3600);
+    let task = tokio::spawn(notifier.run_forever());
+    fake.wait_until("the first pass's message", |m| m.iter().any(|m| m.text().contains(&first.id))).await;
+
+    // Created by "another replica": straight into the journal, announced to no one here.
+    let elsewhere = RunRecord::new(&Plan::new("stale-cleanup", "utils/elsewhere"), RunTrigger::default(), Mode::Approve, "replica-b", Utc::now());
+    lifeboat::journal::ClusterJournal::new(client, ns).create(&elsewhere).await.unwrap();
+    let here = journal.create(&RunRecord::new(&Plan::new("stale-cleanup", "utils/here"), RunTrigger::default(), Mode::Approve, "test", Utc::now())).await.unwrap();
+    fake.wait_until("the new run's message", |m| m.iter().any(|m| m.text().contains(&here.id))).await;
+    let messages = fake.messages();
+    assert!(
+        !messages.iter().any(|m| m.text().contains(&elsewhere.id)),
+        "the wake-up read only the run it named; a listing would have posted the other replica's run too: {messages:#?}"
+    );
+    assert_eq!(journal.get(&elsewhere.id).await.unwrap().unwrap().status.notification, None, "left for the next poll");
+    task.abort();
+}

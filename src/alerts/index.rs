@@ -15,12 +15,18 @@
 //!   `get` and, the first time, a status write);
 //! * a resolved instance without a known run asks the journal only for the
 //!   runs labelled with its fingerprint (`Journal::list_for_alerts`, one read
-//!   for all such alerts of a notification), once a
-//!   full listing has been read since start (`primed`): runs that existed
-//!   then are in the index, runs created since (by any replica of this
+//!   for all such alerts of a notification), once a listing of the
+//!   unfinished runs has been read since start (`primed`): every run that
+//!   could still await approval then is in the index (a finished run never
+//!   awaits approval again), runs created since (by any replica of this
 //!   version) carry the label;
-//! * everything else (a firing instance without a run) lists the journal,
-//!   which is what the collision check needs anyway.
+//! * everything else (a firing instance without a run) lists the runs not
+//!   labelled finished (`Journal::list_unfinished`), which is what the
+//!   collision check needs. A finished run of the same instance is not among
+//!   them, but its name is derived from the instance
+//!   (`RunRecord::id_for_alert`): creating it again is refused (409) and
+//!   answered "duplicate" like before. Runs written before the label
+//!   existed are selected whatever their phase.
 //!
 //! The index is per process and starts empty: after a restart the first
 //! notification that needs the journal lists it and fills the index again.
@@ -40,7 +46,7 @@ pub struct AlertIndex {
     runs: HashMap<AlertKey, String>,
     /// Instance without a run → the active run that collided with its plan.
     blocked: HashMap<AlertKey, String>,
-    /// A full listing has been read since this process started.
+    /// A listing of the unfinished runs has been read since this process started.
     primed: bool,
 }
 
@@ -57,7 +63,8 @@ impl AlertIndex {
         self.primed
     }
 
-    /// Learns every alert run of a full listing, and that the index now holds every run that existed.
+    /// Learns every alert run of a listing of the unfinished runs, and that
+    /// the index now holds every run that could still await approval.
     pub fn remember_listing(&mut self, runs: &[RunRecord]) {
         self.remember(runs);
         self.primed = true;

@@ -57,56 +57,112 @@ impl Notifier {
         RenderContext { transport: self.client.transport(), approval_ttl: self.approval_ttl, edit_interval: self.edit_interval, now: Utc::now() }
     }
 
-    /// Passes every `poll_interval`, and at once when this process creates a
-    /// run (the intake's approval message goes out without waiting for a
-    /// poll; runs other replicas create are seen at the next one).
+    /// Passes over the whole journal every `poll_interval` (the safety net:
+    /// restarts, runs other replicas create, missed wake-ups); in between, a
+    /// run this process creates is read by name and posted at once, so the
+    /// intake's approval message does not wait for a poll nor a listing.
     pub async fn run_forever(mut self) {
         let mut failures = 0u32;
         let mut created = crate::journal::runs_created();
         loop {
-            let leading = self.leader.as_ref().is_none_or(|l| *l.borrow());
-            let wait = if !leading {
-                self.poll_interval
+            // The pass reads every run created so far: their names are spent.
+            while created.try_recv().is_ok() {}
+            let wait = if self.leading() {
+                let result = self.pass(Some(&mut created)).await;
+                self.next_wait(result, &mut failures)
             } else {
-                match self.reconcile_once().await {
-                    Ok(()) => {
-                        failures = 0;
-                        self.poll_interval
-                    }
-                    Err(error) => {
-                        failures = failures.saturating_add(1);
-                        let backoff = self.poll_interval.saturating_mul(2u32.saturating_pow(failures.min(16))).min(self.max_backoff);
-                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Discord notification pass failed; will catch up");
-                        backoff
-                    }
-                }
+                self.poll_interval
             };
+            let mut until = tokio::time::Instant::now() + wait;
             // A failing Discord keeps its backoff: a new run is caught up with the rest.
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = created.changed(), if failures == 0 => {}
+            while failures == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    name = created.recv() => match name {
+                        Ok(id) if self.leading() => {
+                            let result = self.reconcile_named(&id).await;
+                            let wait = self.next_wait(result, &mut failures);
+                            if failures > 0 {
+                                until = tokio::time::Instant::now() + wait;
+                            }
+                        }
+                        Ok(_) => {}
+                        // Names were missed: list the journal now.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => until = tokio::time::Instant::now(),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    fn leading(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| *l.borrow())
+    }
+
+    /// How long to wait after a pass: the poll interval, or a growing backoff while Discord fails.
+    fn next_wait(&self, result: Result<(), NotifyError>, failures: &mut u32) -> Duration {
+        match result {
+            Ok(()) => {
+                *failures = 0;
+                self.poll_interval
+            }
+            Err(error) => {
+                *failures = failures.saturating_add(1);
+                let backoff = self.poll_interval.saturating_mul(2u32.saturating_pow((*failures).min(16))).min(self.max_backoff);
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Discord notification pass failed; will catch up");
+                backoff
             }
         }
     }
 
     /// One pass over the journal. Stops at the first error.
     pub async fn reconcile_once(&mut self) -> Result<(), NotifyError> {
+        self.pass(None).await
+    }
+
+    /// A pass that, between two runs, first posts the runs `created` names
+    /// meanwhile: a new run's approval message does not wait while the pass
+    /// catches up with every other run. A run posted so is skipped when the
+    /// listing reaches it (its listed copy predates the post).
+    async fn pass(&mut self, mut created: Option<&mut tokio::sync::broadcast::Receiver<String>>) -> Result<(), NotifyError> {
         let mut runs = self.journal.list().await?;
         runs.reverse();
         let now = Utc::now();
+        let mut posted_by_name = std::collections::HashSet::new();
         for run in runs {
-            let state = run.status.notification.clone().unwrap_or_default();
-            if state.complete {
-                self.sent.remove(&run.id);
-                continue;
+            while let Some(Ok(id)) = created.as_deref_mut().map(|c| c.try_recv()) {
+                self.reconcile_named(&id).await?;
+                posted_by_name.insert(id);
             }
-            let ended = run.status.finished_at.unwrap_or(run.spec.requested_at);
-            if state.message_id.is_none() && run.is_terminal() && now - ended > ANNOUNCE_HORIZON {
-                continue;
+            if !posted_by_name.contains(&run.id) {
+                self.reconcile_if_due(&run, now).await?;
             }
-            self.reconcile_run(&run, state).await?;
         }
         Ok(())
+    }
+
+    /// The run `id` alone, read by name (gone: nothing to say).
+    pub async fn reconcile_named(&mut self, id: &str) -> Result<(), NotifyError> {
+        match self.journal.get(id).await? {
+            Some(run) => self.reconcile_if_due(&run, Utc::now()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Says what is left to say about `run`, unless all is said or it ended unannounced long ago.
+    async fn reconcile_if_due(&mut self, run: &RunRecord, now: chrono::DateTime<Utc>) -> Result<(), NotifyError> {
+        let state = run.status.notification.clone().unwrap_or_default();
+        if state.complete {
+            self.sent.remove(&run.id);
+            return Ok(());
+        }
+        let ended = run.status.finished_at.unwrap_or(run.spec.requested_at);
+        if state.message_id.is_none() && run.is_terminal() && now - ended > ANNOUNCE_HORIZON {
+            return Ok(());
+        }
+        self.reconcile_run(run, state).await
     }
 
     async fn reconcile_run(&mut self, run: &RunRecord, mut state: NotificationState) -> Result<(), NotifyError> {

@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, Post
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, ALERT_FINGERPRINT_LABEL, GROUP, KIND, PLURAL, VERSION};
+use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, ALERT_FINGERPRINT_LABEL, GROUP, KIND, PLURAL, RUN_FINISHED_LABEL, VERSION};
 use crate::cluster::write::{patch_status_locked, WriteError, FIELD_MANAGER};
 
 /// Attempts of a status write that keeps conflicting (409) before giving up.
@@ -99,6 +99,9 @@ impl ClusterJournal {
         if let Some(alert) = record.spec.trigger.alert.as_ref().filter(|a| is_label_value(&a.fingerprint)) {
             labels.insert(ALERT_FINGERPRINT_LABEL.into(), alert.fingerprint.clone());
         }
+        if record.is_terminal() {
+            labels.insert(RUN_FINISHED_LABEL.into(), "true".into());
+        }
         obj.metadata.labels = Some(labels);
         let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         let created = match api.create(&post, &obj).await {
@@ -142,6 +145,13 @@ impl ClusterJournal {
         self.list_with(&ListParams::default()).await
     }
 
+    /// The runs not labelled finished: the unfinished ones, and every run
+    /// written before the label existed, whatever its phase (`!=` selects
+    /// the objects without the label too).
+    pub async fn list_unfinished(&self) -> Result<Listing, JournalError> {
+        self.list_with(&ListParams::default().labels(&format!("{RUN_FINISHED_LABEL}!=true"))).await
+    }
+
     /// The runs labelled with one of these alert fingerprints (every run
     /// when one cannot be a label value: then no run carries it as a label).
     pub async fn list_for_alerts(&self, fingerprints: &[&str]) -> Result<Listing, JournalError> {
@@ -170,48 +180,102 @@ impl ClusterJournal {
         Ok(listing)
     }
 
+    /// The status write keeps the finished label true to the phase: a run
+    /// that ends is labelled after its status is written, a run labelled
+    /// finished that becomes unfinished again loses the label before. So
+    /// between the two writes the label never hides an unfinished run from
+    /// [`Self::list_unfinished`] (a finished run not yet labelled is only
+    /// read once more).
     pub async fn update_status_with<F>(&self, id: &str, mut change: F) -> Result<RunRecord, JournalError>
     where
         F: FnMut(&RunRecord) -> Option<RunStatus>,
     {
         super::check_id(id)?;
         let api = self.api();
-        let mut unchanged: Option<RunRecord> = None;
-        let mut decode_error: Option<JournalError> = None;
-        let result = patch_status_locked(&api, id, STATUS_ATTEMPTS, |current| {
-            let record = match self.decode(current.clone()) {
-                Ok(r) => r,
-                Err(e) => {
-                    decode_error = Some(e);
+        for _ in 0..STATUS_ATTEMPTS {
+            let mut unchanged: Option<RunRecord> = None;
+            let mut decode_error: Option<JournalError> = None;
+            let mut reopening = false;
+            let result = patch_status_locked(&api, id, STATUS_ATTEMPTS, |current| {
+                reopening = false;
+                let record = match self.decode(current.clone()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        decode_error = Some(e);
+                        return None;
+                    }
+                };
+                let Some(mut status) = change(&record) else {
+                    unchanged = Some(record);
+                    return None;
+                };
+                if !status.phase.is_terminal() && labelled_finished(current) {
+                    reopening = true;
                     return None;
                 }
-            };
-            let Some(mut status) = change(&record) else {
-                unchanged = Some(record);
-                return None;
-            };
-            if status.observed_generation.is_none() {
-                status.observed_generation = current.metadata.generation;
+                if status.observed_generation.is_none() {
+                    status.observed_generation = current.metadata.generation;
+                }
+                Some(json!({ "status": status_merge_patch(current.data.get("status"), &status) }))
+            })
+            .await;
+            match result {
+                Ok(Some(stored)) => {
+                    let (finished, version) = (labelled_finished(&stored), stored.metadata.resource_version.clone());
+                    let record = self.decode(stored)?;
+                    if record.is_terminal() && !finished {
+                        self.label_finished(&record.id, version).await;
+                    }
+                    return Ok(record);
+                }
+                Ok(None) if reopening => self.unlabel_finished(id).await?,
+                Ok(None) => {
+                    return match (decode_error, unchanged) {
+                        (Some(e), _) => Err(e),
+                        (None, Some(record)) => Ok(record),
+                        (None, None) => unreachable!("patch_status_locked returns None only when the closure did"),
+                    }
+                }
+                Err(WriteError::Conflict { attempts, .. }) => {
+                    return Err(JournalError::Conflict { action: "updating the status of".into(), id: id.into(), location: self.location(), attempts })
+                }
+                Err(WriteError::Api { what, source }) => {
+                    let not_found = JournalError::NotFound { id: id.into(), location: self.location() };
+                    return Err(self.map_error(format!("{what} (RemediationRun)"), source, Some(not_found)).await);
+                }
             }
-            Some(json!({ "status": status_merge_patch(current.data.get("status"), &status) }))
-        })
-        .await;
-        match result {
-            Ok(Some(stored)) => self.decode(stored),
-            Ok(None) => match (decode_error, unchanged) {
-                (Some(e), _) => Err(e),
-                (None, Some(record)) => Ok(record),
-                (None, None) => unreachable!("patch_status_locked returns None only when the closure did"),
-            },
-            Err(WriteError::Conflict { attempts, .. }) => {
-                Err(JournalError::Conflict { action: "updating the status of".into(), id: id.into(), location: self.location(), attempts })
-            }
-            Err(WriteError::Api { what, source }) => {
+        }
+        Err(JournalError::Conflict { action: "reopening".into(), id: id.into(), location: self.location(), attempts: STATUS_ATTEMPTS })
+    }
+
+    /// Labels a run finished, only as of `version` (the write that made it
+    /// terminal): if anything wrote it since, it may have been reopened, and
+    /// the label stays off. Best effort: an unlabelled finished run is only
+    /// read more often than needed.
+    async fn label_finished(&self, id: &str, version: Option<String>) {
+        let patch = json!({ "metadata": { "resourceVersion": version, "labels": { RUN_FINISHED_LABEL: "true" } } });
+        match self.api().patch(id, &Self::params(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => tracing::debug!(run = id, "RemediationRun changed before it was labelled finished; left unlabelled"),
+            Err(error) => tracing::warn!(run = id, %error, "could not label a finished RemediationRun; it stays among the unfinished ones read"),
+        }
+    }
+
+    /// Removes the finished label before a run becomes unfinished again.
+    async fn unlabel_finished(&self, id: &str) -> Result<(), JournalError> {
+        let patch = json!({ "metadata": { "labels": { RUN_FINISHED_LABEL: null } } });
+        match self.api().patch(id, &Self::params(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
                 let not_found = JournalError::NotFound { id: id.into(), location: self.location() };
-                Err(self.map_error(format!("{what} (RemediationRun)"), source, Some(not_found)).await)
+                Err(self.map_error(format!("removing the finished label of RemediationRun {id}"), e, Some(not_found)).await)
             }
         }
     }
+}
+
+fn labelled_finished(object: &DynamicObject) -> bool {
+    object.metadata.labels.as_ref().and_then(|l| l.get(RUN_FINISHED_LABEL)).is_some_and(|v| v == "true")
 }
 
 fn is_label_value(s: &str) -> bool {

@@ -46,6 +46,13 @@ pub const CRD_FILE: &str = "deploy/crds/remediationrun.yaml";
 /// a run (when it is a valid label value), for [`Journal::list_for_alerts`].
 pub const ALERT_FINGERPRINT_LABEL: &str = "lifeboat.dev/alert-fingerprint";
 
+/// `"true"` on a run whose phase is terminal, so the readers that need only
+/// unfinished runs (the intake's collision check, the runner) select
+/// `lifeboat.dev/finished!=true` instead of reading every plan ever run.
+/// Kept current by every status write ([`Journal::update_status_with`]);
+/// runs written before it existed carry no label and are selected too.
+pub const RUN_FINISHED_LABEL: &str = "lifeboat.dev/finished";
+
 /// How a run is allowed to proceed (`observe`, `approve`, `auto`): the
 /// configuration's mode, recorded in the spec.
 pub use crate::config::Mode;
@@ -532,8 +539,8 @@ impl Journal {
             Journal::Cluster(j) => j.create(record).await,
             Journal::File(j) => j.create(record),
         };
-        if created.is_ok() {
-            announce_run_created();
+        if let Ok(run) = &created {
+            announce_run_created(&run.id);
         }
         created
     }
@@ -558,6 +565,20 @@ impl Journal {
         Ok(listing.records)
     }
 
+    /// Every run that may be unfinished, newest first: in the cluster the
+    /// runs not labelled [`RUN_FINISHED_LABEL`] (so also those written
+    /// before the label, finished or not), else every record. Callers still
+    /// look at the phase. Undecodable records are logged, not counted (the
+    /// count is the full listing's).
+    pub async fn list_unfinished(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let listing = match self {
+            Journal::Cluster(j) => j.list_unfinished().await?,
+            Journal::File(j) => j.list()?,
+        };
+        warn_undecodable(&listing.undecodable);
+        Ok(listing.records)
+    }
+
     /// The runs started by alerts with these Alertmanager fingerprints,
     /// newest first: in the cluster only the objects labelled with one of
     /// them (runs created before the label existed are not among them), else
@@ -568,9 +589,7 @@ impl Journal {
             Journal::Cluster(j) => j.list_for_alerts(fingerprints).await?,
             Journal::File(j) => j.list()?,
         };
-        for error in &listing.undecodable {
-            tracing::warn!(%error, "skipping an undecodable RemediationRun; every other run goes on");
-        }
+        warn_undecodable(&listing.undecodable);
         Ok(listing.records.into_iter().filter(|r| r.spec.trigger.alert.as_ref().is_some_and(|a| fingerprints.contains(&a.fingerprint.as_str()))).collect())
     }
 
@@ -607,7 +626,7 @@ impl Journal {
     /// target, or one that changes an object `plan` changes (a node-loss run
     /// and a per-workload run of the same incident).
     pub async fn find_active(&self, plan: &crate::plan::Plan) -> Result<Option<RunRecord>, JournalError> {
-        Ok(self.list().await?.into_iter().find(|r| r.collides_with(plan)))
+        Ok(self.list_unfinished().await?.into_iter().find(|r| r.collides_with(plan)))
     }
 }
 
@@ -630,19 +649,22 @@ pub struct Listing {
     pub undecodable: Vec<JournalError>,
 }
 
-/// Counts the runs this process created (or found just created by another
-/// replica): the Discord notifier wakes on it to post a new run at once
-/// rather than at its next poll. One per process, like the journal it serves.
-static RUNS_CREATED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> = std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+/// The names of the runs this process created (or found just created by
+/// another replica): the Discord notifier reads each by name and posts it at
+/// once rather than at its next poll. One per process, like the journal it
+/// serves; a receiver that falls behind by more than the buffer is told it
+/// lagged (and lists the journal instead).
+static RUNS_CREATED: std::sync::LazyLock<tokio::sync::broadcast::Sender<String>> = std::sync::LazyLock::new(|| tokio::sync::broadcast::channel(1024).0);
 
-/// Changes whenever this process creates a run or learns of a new one.
-pub fn runs_created() -> tokio::sync::watch::Receiver<u64> {
+/// The name of every run this process creates or learns of from now on.
+pub fn runs_created() -> tokio::sync::broadcast::Receiver<String> {
     RUNS_CREATED.subscribe()
 }
 
-/// A run was just created, here or (a 409 on an alert's run) by another replica.
-pub fn announce_run_created() {
-    RUNS_CREATED.send_modify(|n| *n = n.wrapping_add(1));
+/// The run `id` was just created, here or (a 409 on an alert's run) by another replica.
+pub fn announce_run_created(id: &str) {
+    // No receiver (no notifier in this process) is not an error.
+    let _ = RUNS_CREATED.send(id.to_string());
 }
 
 /// Undecodable records at the last listing of each journal location, for
@@ -656,6 +678,10 @@ pub fn undecodable_runs() -> usize {
 
 fn report_undecodable(location: &str, errors: &[JournalError]) {
     UNDECODABLE_RUNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(location.to_string(), errors.len());
+    warn_undecodable(errors);
+}
+
+fn warn_undecodable(errors: &[JournalError]) {
     for error in errors {
         tracing::warn!(%error, "skipping an undecodable RemediationRun; every other run goes on");
     }

@@ -144,7 +144,7 @@ pub struct Remediator {
 impl Remediator {
     /// Executes every approved or interrupted run, oldest first. Returns the ids handled.
     pub async fn run_pending(&self, leader: Option<&LeaderHandle>) -> Result<Vec<String>, JournalError> {
-        let mut runs = self.journal.list().await?;
+        let mut runs = self.journal.list_unfinished().await?;
         runs.reverse();
         let mut handled = vec![];
         for record in runs.into_iter().filter(|r| matches!(r.status.phase, Phase::Approved | Phase::Running)) {
