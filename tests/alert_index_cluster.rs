@@ -329,7 +329,11 @@ async fn runs_written_before_the_finished_label_are_still_found() {
     let postgres = postgres_alert();
     let trigger = lifeboat::plan::playbooks::Trigger { namespace: Some("database".into()), name: Some("postgres".into()), node: None };
     let plan = lifeboat::plan::playbooks::plan("cnpg-instance-lost", &snapshot.state, &snapshot.findings, &trigger).unwrap();
-    let alert = lifeboat::journal::AlertRef { fingerprint: "a1b2c3d4e5f60718".into(), starts_at: "2026-11-25T11:30:00Z".parse().unwrap(), alertname: "LifeboatCnpgPrimaryOnLostNode".into() };
+    let alert = lifeboat::journal::AlertRef {
+        fingerprint: "a1b2c3d4e5f60718".into(),
+        starts_at: "2026-11-25T11:30:00Z".parse().unwrap(),
+        alertname: "LifeboatCnpgPrimaryOnLostNode".into(),
+    };
     let mut old_finished = RunRecord::new(&plan, RunTrigger { alert: Some(alert), ..RunTrigger::from(&trigger) }, Mode::Approve, "alertmanager", chrono::Utc::now());
     old_finished.status.phase = Phase::Aborted;
     create_unlabelled(&ns, &old_finished).await;

@@ -9,7 +9,9 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, Post
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use super::{sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, ALERT_FINGERPRINT_LABEL, GROUP, KIND, PLURAL, RUN_FINISHED_LABEL, VERSION};
+use super::{
+    sort_newest_first, status_merge_patch, JournalError, Listing, RunRecord, RunSpec, RunStatus, ALERT_FINGERPRINT_LABEL, GROUP, KIND, PLURAL, RUN_FINISHED_LABEL, VERSION,
+};
 use crate::cluster::write::{patch_status_locked, WriteError, FIELD_MANAGER};
 
 /// Attempts of a status write that keeps conflicting (409) before giving up.
