@@ -79,6 +79,21 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+pub type SnapshotHook = dyn Fn(&Arc<Snapshot>) + Send + Sync;
+
+/// What `Hub::run_rebuilds` does around each rebuilt snapshot, on the
+/// rebuild's thread (off the async workers). The wiring layer supplies it:
+/// the work belongs to layers above the hub (the metrics encoding, the
+/// process's allocator).
+pub struct RebuildHooks {
+    /// On the new snapshot before it is served (e.g. encoding what scrapes
+    /// send, so no scrape waits for it).
+    pub prepare: Box<SnapshotHook>,
+    /// Once it is served and the previous one released (e.g. handing freed
+    /// memory back).
+    pub published: Box<dyn Fn() + Send + Sync>,
+}
+
 impl Hub {
     pub fn new(config: Config, first: Snapshot, live: Option<Arc<LiveCache>>) -> Self {
         Hub {
@@ -120,11 +135,12 @@ impl Hub {
     /// Under churn a change-driven rebuild waits for [`RebuildPacing`], so a
     /// busy cluster costs a bounded share of a core instead of one full
     /// rebuild per poll.
-    pub async fn run_rebuilds(self: Arc<Self>) {
+    pub async fn run_rebuilds(self: Arc<Self>, hooks: RebuildHooks) {
         let Some(live) = self.live.clone() else { return };
         let pacing = RebuildPacing { poll: Duration::from_millis(250), interval: self.config.snapshot_interval.0 };
         let mut seen_generation = u64::MAX;
         let mut last: Option<(Instant, Duration)> = None;
+        let hooks = Arc::new(hooks);
         loop {
             let generation = live.generation.load(Ordering::Relaxed);
             let since = last.map(|(started, took)| (started.elapsed(), took));
@@ -134,14 +150,13 @@ impl Hub {
                 let probe = self.garage_probe.read().expect("probe lock poisoned").clone();
                 // Off the async workers: a rebuild takes tens of milliseconds
                 // at 40k objects, which a scrape on the same worker would wait for.
-                let (hub, live) = (self.clone(), live.clone());
+                let (hub, live, hooks) = (self.clone(), live.clone(), hooks.clone());
                 let rebuilt = tokio::task::spawn_blocking(move || {
                     let snapshot = Arc::new(Snapshot::build(live.snapshot(), &hub.config, &probe));
-                    // Encoded here, so no scrape waits for it.
-                    let _ = crate::metrics::findings_exposition(&snapshot);
+                    (hooks.prepare)(&snapshot);
                     hub.publish_shared(snapshot);
                     // The previous snapshot is gone unless a scrape still holds it.
-                    crate::runtime::malloc::release_free_memory();
+                    (hooks.published)();
                 })
                 .await;
                 if let Err(error) = rebuilt {

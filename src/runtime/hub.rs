@@ -12,7 +12,7 @@ use crate::cluster::watch::LiveCache;
 use crate::cluster::{dump, ClusterState};
 use crate::config::Config;
 use crate::inspect::garage::GarageProbe;
-use crate::snapshot::{Hub, Snapshot};
+use crate::snapshot::{Hub, RebuildHooks, Snapshot};
 
 /// Where the cluster's objects come from.
 #[derive(Clone, Debug, Default)]
@@ -58,7 +58,14 @@ pub fn start_live_hub(config: Config, client: kube::Client) -> Arc<Hub> {
     live.spawn_watches(client, config.discovery_interval.0);
     let first = Snapshot::build(live.snapshot(), &config, &GarageProbe::default());
     let hub = Arc::new(Hub::new(config, first, Some(live)));
-    tokio::spawn(hub.clone().run_rebuilds());
+    let hooks = RebuildHooks {
+        prepare: Box::new(|snapshot| {
+            // An error is kept with the snapshot and answered by the scrape.
+            let _ = crate::metrics::findings_exposition(snapshot);
+        }),
+        published: Box::new(crate::runtime::malloc::release_free_memory),
+    };
+    tokio::spawn(hub.clone().run_rebuilds(hooks));
     tokio::spawn(crate::probes::run_garage_probe(hub.clone(), false));
     hub
 }
