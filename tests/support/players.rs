@@ -115,6 +115,10 @@ pub fn job_complete_status(now: &str) -> Value {
 /// What a kubelet reports for a pod whose one container ran to its end:
 /// Succeeded with exit code 0, Failed otherwise; `output` is the termination
 /// message (the Job players' stand-in for the container's log).
+/// Upstream: the phase as Kubernetes v1.35 `pkg/kubelet/kubelet_pods.go`
+/// `getPhase` sets it for a `restartPolicy: Never` pod whose containers all
+/// terminated; the reasons as containerd v2 `internal/cri/server/helpers.go`
+/// names them (`completeExitReason` "Completed", `errorExitReason` "Error").
 pub fn terminated_status(container: &str, succeeded: bool, output: &str) -> Value {
     let now = rfc3339(Utc::now());
     let (phase, exit_code, reason) = if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
